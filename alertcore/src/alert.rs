@@ -1,0 +1,310 @@
+//! The data model: timestamps, severities, failure records and event kinds.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A point in time as integer Unix milliseconds, the unit the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The timestamp `ms` milliseconds after the Unix epoch.
+    pub const fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// Converts a [`SystemTime`], saturating at the ends of the `i64` range.
+    pub fn from_system_time(t: SystemTime) -> Self {
+        let ms = match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
+        };
+        Self(ms)
+    }
+
+    /// The same instant as a [`SystemTime`].
+    pub fn to_system_time(self) -> SystemTime {
+        let magnitude = Duration::from_millis(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            UNIX_EPOCH + magnitude
+        } else {
+            UNIX_EPOCH - magnitude
+        }
+    }
+
+    /// `self + d`, saturating.
+    pub fn saturating_add(self, d: Duration) -> Self {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(ms))
+    }
+
+    /// How long after `earlier` this is; zero if it is not later.
+    pub fn saturating_duration_since(self, earlier: Self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC, to the second.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 0 {
+            return write!(f, "@{}ms", self.0);
+        }
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_seconds(self.to_system_time())
+        )
+    }
+}
+
+/// How bad a failure is. Ordered: `Warning < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing, not yet urgent.
+    Warning,
+    /// Needs attention now. The default for a failed unit.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name used in config, CLI and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "warning" => Ok(Self::Warning),
+            "critical" => Ok(Self::Critical),
+            other => Err(format!(
+                "unknown severity {other:?}, expected \"warning\" or \"critical\""
+            )),
+        }
+    }
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// The first alert of a failure streak for this notifier.
+    Failure,
+    /// A repeated alert while the service is still failing (`repeat`).
+    Reminder,
+    /// The first warning → critical change of a streak; overrides `repeat`.
+    Escalation,
+    /// The service succeeded after an alert was delivered.
+    Recovery,
+}
+
+impl EventKind {
+    /// The lowercase name used in the store, JSON and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failure => "failure",
+            Self::Reminder => "reminder",
+            Self::Escalation => "escalation",
+            Self::Recovery => "recovery",
+        }
+    }
+
+    /// `true` for the kinds that report a failure (everything but recovery).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Self::Recovery)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "failure" => Ok(Self::Failure),
+            "reminder" => Ok(Self::Reminder),
+            "escalation" => Ok(Self::Escalation),
+            "recovery" => Ok(Self::Recovery),
+            other => Err(format!("unknown event kind {other:?}")),
+        }
+    }
+}
+
+/// What the caller knows about one failed run, as reported to the engine.
+///
+/// The engine adds the host and the timestamp and stores it as a [`Failure`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FailureReport {
+    /// systemd's `Result=` of the run (`exit-code`, `signal`, `timeout`, ...).
+    pub service_result: String,
+    /// `exited`, `killed` or `dumped`.
+    pub exit_code: Option<String>,
+    /// The exit status number, or a signal name such as `TERM`.
+    pub exit_status: Option<String>,
+    /// systemd's invocation id of the failed run.
+    pub invocation_id: Option<String>,
+    /// `None` means [`Severity::Critical`].
+    pub severity: Option<Severity>,
+    /// Free text from the reporter.
+    pub message: Option<String>,
+}
+
+impl FailureReport {
+    /// A report with the given service result and nothing else.
+    pub fn new(service_result: impl Into<String>) -> Self {
+        Self {
+            service_result: service_result.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the exit code (`exited`, `killed`, `dumped`).
+    pub fn exit_code(mut self, v: impl Into<String>) -> Self {
+        self.exit_code = Some(v.into());
+        self
+    }
+
+    /// Sets the exit status.
+    pub fn exit_status(mut self, v: impl Into<String>) -> Self {
+        self.exit_status = Some(v.into());
+        self
+    }
+
+    /// Sets the invocation id.
+    pub fn invocation_id(mut self, v: impl Into<String>) -> Self {
+        self.invocation_id = Some(v.into());
+        self
+    }
+
+    /// Sets the severity.
+    pub fn severity(mut self, v: Severity) -> Self {
+        self.severity = Some(v);
+        self
+    }
+
+    /// Sets the message.
+    pub fn message(mut self, v: impl Into<String>) -> Self {
+        self.message = Some(v.into());
+        self
+    }
+}
+
+/// One recorded failure of a service: an entry of its failure history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Failure {
+    /// systemd's `Result=` of the run.
+    pub service_result: String,
+    /// `exited`, `killed` or `dumped`.
+    pub exit_code: Option<String>,
+    /// The exit status number or signal name.
+    pub exit_status: Option<String>,
+    /// The invocation id of the failed run.
+    pub invocation_id: Option<String>,
+    /// When the failure was recorded.
+    pub timestamp: Timestamp,
+    /// How bad it was.
+    pub severity: Severity,
+    /// The host it happened on.
+    pub host: String,
+    /// Free text from the reporter.
+    pub message: Option<String>,
+    /// The notifiers an alert about this failure was sent to (empty when suppressed).
+    #[serde(default)]
+    pub notifiers: Vec<String>,
+}
+
+impl Failure {
+    /// Builds the record for `report`, seen on `host` at `timestamp`.
+    pub fn from_report(report: &FailureReport, host: &str, timestamp: Timestamp) -> Self {
+        Self {
+            service_result: report.service_result.clone(),
+            exit_code: report.exit_code.clone(),
+            exit_status: report.exit_status.clone(),
+            invocation_id: report.invocation_id.clone(),
+            timestamp,
+            severity: report.severity.unwrap_or(Severity::Critical),
+            host: host.to_owned(),
+            message: report.message.clone(),
+            notifiers: Vec::new(),
+        }
+    }
+
+    /// `exit-code, status=1` style summary used in subjects and console lines.
+    pub fn summary(&self) -> String {
+        let mut s = if self.service_result.is_empty() {
+            "failed".to_owned()
+        } else {
+            self.service_result.clone()
+        };
+        if let Some(status) = &self.exit_status {
+            s.push_str(", status=");
+            s.push_str(status);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_round_trips_and_formats() {
+        let t = Timestamp::from_millis(1_763_700_000_000);
+        assert_eq!(Timestamp::from_system_time(t.to_system_time()), t);
+        assert_eq!(t.to_string(), "2025-11-21T04:40:00Z");
+        assert_eq!(
+            t.saturating_add(Duration::from_secs(1)).as_millis(),
+            1_763_700_001_000
+        );
+        assert_eq!(
+            t.saturating_duration_since(t.saturating_add(Duration::from_secs(5))),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn severity_orders_and_parses() {
+        assert!(Severity::Warning < Severity::Critical);
+        assert_eq!("warning".parse::<Severity>(), Ok(Severity::Warning));
+        assert!("red".parse::<Severity>().is_err());
+    }
+
+    #[test]
+    fn summary_names_result_and_status() {
+        let r = FailureReport::new("exit-code")
+            .exit_code("exited")
+            .exit_status("1");
+        let f = Failure::from_report(&r, "h", Timestamp::from_millis(0));
+        assert_eq!(f.summary(), "exit-code, status=1");
+        assert_eq!(f.severity, Severity::Critical);
+    }
+}

@@ -1,0 +1,467 @@
+//! The TOML configuration: parsing with `file:line:col` errors, and building notifiers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::notifier::Notifier;
+use crate::policy::Policy;
+use crate::registry::Registry;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The host name put in alerts; default: the system's host name.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `[state]`.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// `[policy]`: defaults for every service.
+    #[serde(default)]
+    pub policy: Policy,
+    /// `[notifiers.NAME]`: each a table whose `type` picks the implementation.
+    #[serde(default)]
+    pub notifiers: BTreeMap<String, toml::Spanned<toml::Table>>,
+    #[serde(skip)]
+    source: Option<Source>,
+}
+
+#[derive(Debug, Clone)]
+struct Source {
+    origin: String,
+    text: String,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StateConfig {
+    /// The SQLite state file.
+    pub path: Option<PathBuf>,
+}
+
+/// A configuration error, displayed as `file:line:col: message`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read config file", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is malformed or names something unknown.
+    #[error("{origin}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file name (or `<string>`).
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The error a notifier factory returns for a bad notifier table.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildError {
+    message: String,
+    key: Option<String>,
+}
+
+impl BuildError {
+    /// An error about the notifier's table as a whole.
+    pub fn new(message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            key: None,
+        }
+    }
+
+    /// An error about one key of the notifier's table, so it can be pointed at.
+    pub fn key(key: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            key: Some(key.into()),
+        }
+    }
+
+    /// Wraps a `toml` deserialisation error of the table (unknown field, wrong type).
+    pub fn from_toml(e: toml::de::Error) -> Self {
+        let message = e.message().trim_end().to_owned();
+        // serde names the offending field in backticks: "unknown field `tto`, ..."
+        let key = message.split('`').nth(1).map(str::to_owned);
+        Self { message, key }
+    }
+}
+
+/// A notifier built from the configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConfiguredNotifier {
+    /// Its name (`[notifiers.NAME]`).
+    pub name: String,
+    /// The implementation.
+    pub notifier: Arc<dyn Notifier>,
+    /// Its table from the config file, passed to it in every [`Context`](crate::Context).
+    pub config: Arc<toml::Table>,
+}
+
+impl Config {
+    /// Parses `text`; errors name `origin` (usually the file path).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for malformed TOML, unknown keys and bad values.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            ConfigError::Invalid {
+                origin: origin.to_owned(),
+                line,
+                column,
+                message: e.message().trim_end().to_owned(),
+            }
+        })?;
+        config.source = Some(Source {
+            origin: origin.to_owned(),
+            text: text.to_owned(),
+        });
+        for (name, table) in &config.notifiers {
+            if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(
+                    config.error_at(table.span().start, format!("bad notifier name {name:?}"))
+                );
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads and parses a file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] if it cannot be read, else as [`Config::parse`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Builds every configured notifier with `registry`; with none configured, the
+    /// built-in `console` notifier, so everything works with no config at all.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] pointing at the notifier (or its bad key) when its `type`
+    /// is missing or unknown, or its factory rejects the table.
+    pub fn build_notifiers(
+        &self,
+        registry: &Registry,
+    ) -> Result<Vec<ConfiguredNotifier>, ConfigError> {
+        if self.notifiers.is_empty() {
+            let config = Arc::new(toml::Table::new());
+            let notifier = registry
+                .build("console", &config)
+                .map_err(|e| self.error_at(0, e.to_string()))?;
+            return Ok(vec![ConfiguredNotifier {
+                name: "console".to_owned(),
+                notifier,
+                config,
+            }]);
+        }
+        self.notifiers
+            .iter()
+            .map(|(name, table)| {
+                let at = table.span().start;
+                let kind = match table.get_ref().get("type") {
+                    Some(toml::Value::String(k)) => k.as_str(),
+                    Some(_) => {
+                        return Err(self.error_at(
+                            self.key_offset(at, "type").unwrap_or(at),
+                            format!("notifier {name:?}: `type` must be a string"),
+                        ));
+                    }
+                    None => {
+                        return Err(self.error_at(
+                            at,
+                            format!(
+                                "notifier {name:?}: missing `type` (one of: {})",
+                                registry.kinds().join(", ")
+                            ),
+                        ));
+                    }
+                };
+                if registry.get(kind).is_none() {
+                    return Err(self.error_at(
+                        self.key_offset(at, "type").unwrap_or(at),
+                        format!(
+                            "notifier {name:?}: unknown type {kind:?} (this build knows: {})",
+                            registry.kinds().join(", ")
+                        ),
+                    ));
+                }
+                let config = Arc::new(table.get_ref().clone());
+                let notifier = registry.build(kind, &config).map_err(|e| {
+                    let pos = e
+                        .key
+                        .as_deref()
+                        .and_then(|k| self.key_offset(at, k))
+                        .unwrap_or(at);
+                    self.error_at(pos, format!("notifier {name:?}: {}", e.message))
+                })?;
+                Ok(ConfiguredNotifier {
+                    name: name.clone(),
+                    notifier,
+                    config,
+                })
+            })
+            .collect()
+    }
+
+    fn error_at(&self, offset: usize, message: String) -> ConfigError {
+        let (origin, line, column) = match &self.source {
+            Some(s) => {
+                let (l, c) = line_col(&s.text, offset);
+                (s.origin.clone(), l, c)
+            }
+            None => ("<config>".to_owned(), 1, 1),
+        };
+        ConfigError::Invalid {
+            origin,
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// Where `key = ...` is written inside the table that starts at `table_start`.
+    fn key_offset(&self, table_start: usize, key: &str) -> Option<usize> {
+        let text = &self.source.as_ref()?.text;
+        let mut offset = table_start;
+        for (i, line) in text.get(table_start..)?.split_inclusive('\n').enumerate() {
+            let trimmed = line.trim_start();
+            if i > 0 && trimmed.starts_with('[') {
+                return None;
+            }
+            if let Some(rest) = trimmed.strip_prefix(key)
+                && rest.trim_start().starts_with('=')
+            {
+                return Some(offset + (line.len() - trimmed.len()));
+            }
+            offset += line.len();
+        }
+        None
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Deserialises a notifier's table (minus its `type` key) into its config struct.
+///
+/// # Errors
+/// A [`BuildError`] naming the offending key for unknown fields and wrong types.
+pub fn from_table<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Result<T, BuildError> {
+    let mut t = table.clone();
+    t.remove("type");
+    T::deserialize(toml::Value::Table(t)).map_err(BuildError::from_toml)
+}
+
+/// Keys whose values are secrets and never shown by [`redact`].
+const SECRET_WORDS: [&str; 4] = ["password", "secret", "token", "passphrase"];
+
+/// A copy of a notifier table fit for display: secret-looking keys (other than the
+/// `*_env` / `*_file` pointers) are replaced, and passwords in URLs are masked.
+pub fn redact(table: &toml::Table) -> toml::Table {
+    table
+        .iter()
+        .map(|(k, v)| {
+            let pointer = k.ends_with("_env") || k.ends_with("_file");
+            let secret = !pointer && SECRET_WORDS.iter().any(|w| k.contains(w));
+            let v = match v {
+                _ if secret => toml::Value::String("<redacted>".to_owned()),
+                toml::Value::String(s) => toml::Value::String(redact_url(s)),
+                toml::Value::Table(t) => toml::Value::Table(redact(t)),
+                other => other.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// Masks the password of a `scheme://user:password@host` URL.
+pub fn redact_url(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return s.to_owned();
+    };
+    let Some((user, _)) = userinfo.split_once(':') else {
+        return s.to_owned();
+    };
+    format!(
+        "{scheme}://{user}:<redacted>@{host}{}",
+        &rest[authority_end..]
+    )
+}
+
+/// Serde support for durations written as `"30s"`, `"5m"`, `"4h"`, `"1h 30m"`.
+pub mod duration_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses a duration string.
+    ///
+    /// # Errors
+    /// A message naming the bad string and the accepted forms.
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let t = s.trim();
+        if t == "0" {
+            return Ok(Duration::ZERO);
+        }
+        humantime::parse_duration(t).map_err(|e| {
+            format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"5m\", \"4h\", \"1h 30m\"")
+        })
+    }
+
+    /// Formats like `4h 30m`; zero as `0s`.
+    pub fn format(d: Duration) -> String {
+        if d.is_zero() {
+            "0s".to_owned()
+        } else {
+            humantime::format_duration(d).to_string()
+        }
+    }
+
+    /// `#[serde(with)]` serializer.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
+    /// `#[serde(with)]` deserializer.
+    ///
+    /// # Errors
+    /// A custom error for strings that are not durations.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "alertcore.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        assert_eq!(
+            err("[policy]\nthreshold = 2\nrepaet = \"4h\"\n"),
+            "alertcore.toml:3:1: unknown field `repaet`, expected one of `threshold`, `min_duration`, `repeat`, `recovery`"
+        );
+    }
+
+    #[test]
+    fn bad_duration_is_located() {
+        let e = err("[policy]\nrepeat = \"4 hours please\"\n");
+        assert!(
+            e.starts_with("alertcore.toml:2:10: invalid duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn malformed_toml_is_located() {
+        let e = err("[policy\n");
+        assert!(e.starts_with("alertcore.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_notifier_type_is_located() {
+        let c = Config::parse("[notifiers.ops]\n  type = \"pagr\"\n", "a.toml").unwrap();
+        let e = c.build_notifiers(&Registry::new()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("a.toml:2:3: notifier \"ops\": unknown type \"pagr\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_type_is_located() {
+        let c = Config::parse("[policy]\n\n[notifiers.ops]\nto = 1\n", "a.toml").unwrap();
+        let e = c.build_notifiers(&Registry::new()).unwrap_err().to_string();
+        assert!(e.starts_with("a.toml:3:"), "{e}");
+        assert!(e.contains("missing `type`"), "{e}");
+    }
+
+    #[test]
+    fn bad_notifier_key_is_located() {
+        let text = "[notifiers.screen]\ntype = \"console\"\ncolour = true\n";
+        let c = Config::parse(text, "a.toml").unwrap();
+        let e = c.build_notifiers(&Registry::new()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("a.toml:3:1: notifier \"screen\": unknown field `colour`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn no_notifiers_means_console() {
+        let c = Config::parse("", "a.toml").unwrap();
+        let n = c.build_notifiers(&Registry::new()).unwrap();
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].name, "console");
+    }
+
+    #[test]
+    fn redaction_masks_secrets_but_not_pointers() {
+        let t: toml::Table = toml::from_str(
+            "url = \"smtp://bob:hunter2@mail.example:587?tls=starttls\"\npassword_env = \"PW\"\ntoken = \"abc\"\n",
+        )
+        .unwrap();
+        let r = toml::to_string(&redact(&t)).unwrap();
+        assert!(!r.contains("hunter2") && !r.contains("abc"), "{r}");
+        assert!(
+            r.contains("smtp://bob:<redacted>@mail.example:587?tls=starttls"),
+            "{r}"
+        );
+        assert!(r.contains("password_env = \"PW\""), "{r}");
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé", 6), (2, 3));
+        assert_eq!(line_col("", 10), (1, 1));
+    }
+}

@@ -1,0 +1,348 @@
+//! The engine: the only part that does I/O. Loads state, runs the policy, saves (with
+//! the notifications logged as pending), then dispatches to notifiers concurrently and
+//! records each outcome.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
+use crate::config::ConfiguredNotifier;
+use crate::error::{EngineError, StoreError, chain};
+use crate::notifier::{Context, Notifier};
+use crate::policy::{self, Decision, Event, Outcome, Policy, Target};
+use crate::store::{Applied, Change, NewNotification, NotificationId, Store};
+
+/// Where "now" comes from. Injected so tests control time.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_system_time(std::time::SystemTime::now())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    name: String,
+    notifier: Arc<dyn Notifier>,
+    config: Arc<toml::Table>,
+}
+
+/// Processes failure and success events for services.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    notifiers: Arc<[Entry]>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    host: String,
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug)]
+pub struct EngineBuilder {
+    store: Arc<dyn Store>,
+    notifiers: Vec<Entry>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    host: Option<String>,
+}
+
+impl EngineBuilder {
+    /// Adds a notifier under `name`, with an empty config table.
+    pub fn notifier(self, name: impl Into<String>, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier_with_config(name, notifier, toml::Table::new())
+    }
+
+    /// Adds a notifier under `name` with its config table (passed in every [`Context`]).
+    pub fn notifier_with_config(
+        mut self,
+        name: impl Into<String>,
+        notifier: Arc<dyn Notifier>,
+        config: toml::Table,
+    ) -> Self {
+        self.notifiers.push(Entry {
+            name: name.into(),
+            notifier,
+            config: Arc::new(config),
+        });
+        self
+    }
+
+    /// Adds notifiers built from a config file.
+    pub fn configured(mut self, list: impl IntoIterator<Item = ConfiguredNotifier>) -> Self {
+        self.notifiers.extend(list.into_iter().map(|c| Entry {
+            name: c.name,
+            notifier: c.notifier,
+            config: c.config,
+        }));
+        self
+    }
+
+    /// Sets the policy (default: [`Policy::default`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the host name put in alerts (default: the system's host name).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// Builds the engine.
+    pub fn build(self) -> Engine {
+        Engine {
+            store: self.store,
+            notifiers: self.notifiers.into(),
+            policy: self.policy,
+            clock: self.clock,
+            host: self
+                .host
+                .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
+        }
+    }
+}
+
+/// What the engine did with one event.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Report {
+    /// The service.
+    pub service: String,
+    /// When the event was processed.
+    pub at: Timestamp,
+    /// Consecutive failures in the streak (for a success: of the streak that ended).
+    pub failures: usize,
+    /// One decision per notifier, with the reason when suppressed.
+    pub decisions: Vec<Decision>,
+    /// One entry per notification actually attempted.
+    pub deliveries: Vec<Delivery>,
+    /// The per-host sequence number (0 when nothing was sent).
+    pub sequence: u64,
+}
+
+/// The outcome of one notification.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// The notifier's name.
+    pub notifier: String,
+    /// What was sent.
+    pub kind: EventKind,
+    /// The notification log row.
+    pub id: NotificationId,
+    /// The error with its causes, when delivery failed.
+    pub error: Option<String>,
+    /// Whether trying again can help (only meaningful with an error).
+    pub retryable: bool,
+}
+
+impl Report {
+    /// `true` when every attempted delivery succeeded.
+    pub fn all_delivered(&self) -> bool {
+        self.deliveries.iter().all(|d| d.error.is_none())
+    }
+}
+
+impl Engine {
+    /// Starts building an engine over `store`.
+    pub fn builder(store: Arc<dyn Store>) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            notifiers: Vec::new(),
+            policy: Policy::default(),
+            clock: Arc::new(SystemClock),
+            host: None,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The host name put in alerts.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The names of the notifiers, in order.
+    pub fn notifier_names(&self) -> impl Iterator<Item = &str> {
+        self.notifiers.iter().map(|e| e.name.as_str())
+    }
+
+    /// Records a failed run of `service` and alerts as the policy says.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`] if the event could not be recorded (then nothing was
+    /// sent). A failed delivery is not an error: see [`Report::deliveries`].
+    pub async fn failure(
+        &self,
+        service: &str,
+        report: FailureReport,
+    ) -> Result<Report, EngineError> {
+        let severity = report.severity.unwrap_or(crate::alert::Severity::Critical);
+        self.process(service, Event::Failure(severity), Some(report))
+            .await
+    }
+
+    /// Records a successful run of `service`; sends recoveries as the policy says.
+    ///
+    /// # Errors
+    /// As for [`Engine::failure`].
+    pub async fn success(&self, service: &str) -> Result<Report, EngineError> {
+        self.process(service, Event::Success, None).await
+    }
+
+    async fn process(
+        &self,
+        service: &str,
+        event: Event,
+        report: Option<FailureReport>,
+    ) -> Result<Report, EngineError> {
+        let now = self.clock.now();
+        let store = Arc::clone(&self.store);
+        let notifiers = Arc::clone(&self.notifiers);
+        let policy = self.policy.clone();
+        let host = self.host.clone();
+        let owned_service = service.to_owned();
+        let (applied, decisions, streak) = blocking(move || {
+            let mut decisions = Vec::new();
+            let mut streak = (0, now);
+            let applied = store.apply(&owned_service, now, &mut |state| {
+                let targets: Vec<Target<'_>> = notifiers
+                    .iter()
+                    .map(|e| Target {
+                        name: &e.name,
+                        policy: &policy,
+                    })
+                    .collect();
+                let step = policy::step(state, event, now, &targets);
+                // a success reports on the streak it ends
+                let s = match event {
+                    Event::Failure(_) => step.next.streak.as_ref(),
+                    Event::Success => state.streak.as_ref(),
+                };
+                streak = s.map_or((0, now), |s| (s.id, s.started));
+                let notifications: Vec<NewNotification> = step
+                    .decisions
+                    .iter()
+                    .filter_map(|d| {
+                        d.send_kind()
+                            .map(|k| NewNotification::new(d.notifier.clone(), k, streak.0))
+                    })
+                    .collect();
+                let failure = report.as_ref().map(|r| {
+                    let mut f = Failure::from_report(r, &host, now);
+                    f.notifiers = notifications.iter().map(|n| n.notifier.clone()).collect();
+                    f
+                });
+                decisions.clone_from(&step.decisions);
+                Change {
+                    end_streak: event == Event::Success && state.streak.is_some(),
+                    next: step.next,
+                    failure,
+                    notifications,
+                }
+            })?;
+            Ok((applied, decisions, streak))
+        })
+        .await?;
+
+        let deliveries = self
+            .dispatch(service, &decisions, &applied, streak, now)
+            .await;
+        Ok(Report {
+            service: service.to_owned(),
+            at: now,
+            failures: applied.history.len(),
+            decisions,
+            deliveries,
+            sequence: applied.sequence,
+        })
+    }
+
+    async fn dispatch(
+        &self,
+        service: &str,
+        decisions: &[Decision],
+        applied: &Applied,
+        (streak_id, streak_start): (u64, Timestamp),
+        now: Timestamp,
+    ) -> Vec<Delivery> {
+        let sends = decisions
+            .iter()
+            .filter_map(|d| d.send_kind().map(|k| (d, k)))
+            .zip(&applied.notifications);
+        let futures = sends.map(|((d, kind), &id)| async move {
+            let entry = self.notifiers.iter().find(|e| e.name == d.notifier)?;
+            let ctx = Context::new(kind, &self.host)
+                .notifier(&entry.name)
+                .config(&entry.config)
+                .sequence(applied.sequence)
+                .streak(streak_id, streak_start)
+                .now(now);
+            let history = &applied.history;
+            let result = if kind == EventKind::Recovery {
+                entry.notifier.success(service, history, &ctx).await
+            } else {
+                entry.notifier.failure(service, history, &ctx).await
+            };
+            let (outcome, error, retryable) = match &result {
+                Ok(()) => (Outcome::Delivered, None, false),
+                Err(e) => {
+                    tracing::warn!(notifier = %entry.name, service, error = %chain(e), "delivery failed");
+                    (Outcome::Failed, Some(chain(e)), e.is_retryable())
+                }
+            };
+            let store = Arc::clone(&self.store);
+            let err = error.clone();
+            let at = self.clock.now();
+            let recorded =
+                blocking(move || store.record_outcome(id, outcome, err.as_deref(), at)).await;
+            if let Err(e) = recorded {
+                tracing::warn!(notifier = %entry.name, service, error = %chain(&e), "cannot record delivery outcome");
+            }
+            Some(Delivery {
+                notifier: entry.name.clone(),
+                kind,
+                id,
+                error,
+                retryable,
+            })
+        });
+        join_all(futures).await.into_iter().flatten().collect()
+    }
+}
+
+/// Runs store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}

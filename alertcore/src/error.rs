@@ -1,0 +1,121 @@
+//! Error types, one per concern.
+
+use std::error::Error as StdError;
+
+/// A delivery failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// The transport failed; `retryable` says whether trying again can help
+    /// (timeouts, refused connections, SMTP 4xx, HTTP 429/5xx) or not (bad address,
+    /// SMTP 5xx, HTTP 4xx).
+    #[error("{kind} delivery failed")]
+    Transport {
+        /// The transport name, e.g. `"email"`.
+        kind: &'static str,
+        /// Whether a later attempt may succeed.
+        retryable: bool,
+        /// The transport's own error.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// The notifier's configuration cannot work (missing secret, bad address).
+    #[error("{kind} notifier misconfigured: {message}")]
+    Config {
+        /// The transport name.
+        kind: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl NotifyError {
+    /// A transport error.
+    pub fn transport(
+        kind: &'static str,
+        retryable: bool,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self::Transport {
+            kind,
+            retryable,
+            source: source.into(),
+        }
+    }
+
+    /// A configuration error.
+    pub fn config(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::Config {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether trying again later can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport { retryable, .. } => *retryable,
+            Self::Config { .. } => false,
+        }
+    }
+}
+
+/// The state store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("state database error")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The state file or its directory could not be prepared.
+    #[error("cannot prepare state file {path}")]
+    Io {
+        /// The path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was written by a newer alertcore; we refuse to touch it.
+    #[error(
+        "state file {path} has schema version {found}, newer than this alertcore supports ({supported}); upgrade alertcore (the file was left untouched)"
+    )]
+    SchemaTooNew {
+        /// The path.
+        path: String,
+        /// Its `user_version`.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// A stored row could not be decoded.
+    #[error("corrupt state record: {0}")]
+    Corrupt(String),
+    /// A blocking task failed (panicked or was cancelled).
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// The engine could not process an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Loading or saving state failed; nothing was sent.
+    #[error("cannot record the event")]
+    Store(#[from] StoreError),
+}
+
+/// Renders an error with its chain of causes: `a: b: c`.
+pub fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+
+mod alert;
+pub mod config;
+mod console;
+mod engine;
+mod error;
+pub mod journal;
+pub mod message;
+mod notifier;
+pub mod policy;
+mod registry;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
+pub use config::{BuildError, Config, ConfigError, ConfiguredNotifier};
+pub use console::{ConsoleNotifier, FACTORY as CONSOLE_FACTORY};
+pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock};
+pub use error::{EngineError, NotifyError, StoreError, chain};
+pub use notifier::{Context, Notifier};
+pub use policy::{Policy, ServiceState};
+pub use registry::{NotifierFactory, Registry};
+pub use store::{MemoryStore, SqliteStore, Store};
+
+/// Re-exports for macros; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}

@@ -1,0 +1,187 @@
+//! The `Notifier` trait every transport implements, and the context it receives.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::alert::{EventKind, Failure, Timestamp};
+use crate::error::NotifyError;
+
+/// Delivers alerts about one service.
+///
+/// `failure()` gets every failure-kind event (first alert, reminder, escalation: see
+/// [`Context::event`]); `success()` gets recoveries. Both receive the service name, its
+/// failure history in this streak (oldest first, the current failure last) and a
+/// [`Context`] carrying the notifier's own config table.
+///
+/// We use `#[async_trait]` rather than `async fn` in the trait: the registry needs
+/// `Arc<dyn Notifier>`, and on Rust 1.95 a trait with `async fn` is not dyn-compatible.
+/// The cost is one boxed future per notification, next to a network round trip.
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync + fmt::Debug {
+    /// Short transport name used in logs and errors, e.g. `"email"`.
+    fn kind(&self) -> &'static str;
+
+    /// Alerts that `service` is failing.
+    ///
+    /// # Errors
+    /// A [`NotifyError`] if delivery failed; [`NotifyError::is_retryable`] says whether
+    /// trying again can help.
+    async fn failure(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError>;
+
+    /// Announces that `service` recovered; `failures` is the streak that ended.
+    ///
+    /// # Errors
+    /// As for [`Notifier::failure`].
+    async fn success(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError>;
+}
+
+macro_rules! forward_notifier {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl<N: Notifier + ?Sized> Notifier for $ty {
+            fn kind(&self) -> &'static str {
+                (**self).kind()
+            }
+            async fn failure(
+                &self,
+                service: &str,
+                failures: &[Failure],
+                ctx: &Context<'_>,
+            ) -> Result<(), NotifyError> {
+                (**self).failure(service, failures, ctx).await
+            }
+            async fn success(
+                &self,
+                service: &str,
+                failures: &[Failure],
+                ctx: &Context<'_>,
+            ) -> Result<(), NotifyError> {
+                (**self).success(service, failures, ctx).await
+            }
+        }
+    };
+}
+forward_notifier!(Arc<N>);
+forward_notifier!(Box<N>);
+
+/// Everything about a notification beyond the service and its history.
+///
+/// `#[non_exhaustive]`: fields get added over time without breaking implementors. Build
+/// one outside this crate (in a notifier's tests) with [`Context::new`] and the setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Context<'a> {
+    /// The notifier's configured name (`[notifiers.NAME]`).
+    pub notifier: &'a str,
+    /// The notifier's own config table (including `type`).
+    pub config: &'a toml::Table,
+    /// What this notification is about.
+    pub event: EventKind,
+    /// The host the service runs on.
+    pub host: &'a str,
+    /// Per-host sequence number of this alert event (shared by all its notifiers).
+    pub sequence: u64,
+    /// The per-service streak number: with `streak_start` it names the incident.
+    pub streak_id: u64,
+    /// When the streak's first failure was recorded.
+    pub streak_start: Timestamp,
+    /// When the event was processed.
+    pub now: Timestamp,
+}
+
+static EMPTY_TABLE: std::sync::LazyLock<toml::Table> = std::sync::LazyLock::new(toml::Table::new);
+
+impl<'a> Context<'a> {
+    /// A context for `event` on `host`, with an empty config and zero counters.
+    pub fn new(event: EventKind, host: &'a str) -> Self {
+        Self {
+            notifier: "",
+            config: &EMPTY_TABLE,
+            event,
+            host,
+            sequence: 0,
+            streak_id: 0,
+            streak_start: Timestamp::from_millis(0),
+            now: Timestamp::from_millis(0),
+        }
+    }
+
+    /// Sets the notifier name.
+    pub fn notifier(mut self, name: &'a str) -> Self {
+        self.notifier = name;
+        self
+    }
+
+    /// Sets the config table.
+    pub fn config(mut self, config: &'a toml::Table) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the sequence number.
+    pub fn sequence(mut self, n: u64) -> Self {
+        self.sequence = n;
+        self
+    }
+
+    /// Sets the streak id and start.
+    pub fn streak(mut self, id: u64, start: Timestamp) -> Self {
+        self.streak_id = id;
+        self.streak_start = start;
+        self
+    }
+
+    /// Sets the processing time.
+    pub fn now(mut self, now: Timestamp) -> Self {
+        self.now = now;
+        self
+    }
+
+    /// A stable id for the incident (service, host, streak): the same for the first
+    /// alert, every reminder and the recovery, so transports can thread them.
+    /// Only `[A-Za-z0-9.-]` characters, so it fits a Message-ID or a URL.
+    pub fn incident_id(&self, service: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            self.streak_start.as_millis(),
+            self.streak_id,
+            sanitize_id(service)
+        )
+    }
+}
+
+/// Keeps `[A-Za-z0-9.-]`, writes everything else as `_xx` hex bytes.
+fn sanitize_id(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incident_id_is_safe_and_stable() {
+        let ctx = Context::new(EventKind::Failure, "h").streak(3, Timestamp::from_millis(5));
+        assert_eq!(ctx.incident_id("a b@c.service"), "5.3.a_20b_40c.service");
+        let again = Context::new(EventKind::Recovery, "h").streak(3, Timestamp::from_millis(5));
+        assert_eq!(again.incident_id("x"), ctx.incident_id("x"));
+    }
+}

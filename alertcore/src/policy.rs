@@ -1,0 +1,288 @@
+//! The alert policy: a pure function from (state, event, now, settings) to
+//! (new state, decisions). No clock, no store, no I/O: the [`Engine`](crate::Engine)
+//! does those around it, which is what makes the rules below testable as properties.
+//!
+//! Per notifier, on a failure:
+//! 1. fewer than `threshold` consecutive failures → suppressed (below threshold);
+//! 2. the streak is younger than `min_duration` → suppressed;
+//! 3. nothing delivered yet in this streak → [`EventKind::Failure`];
+//! 4. the first warning → critical change of the streak → [`EventKind::Escalation`],
+//!    even inside the repeat interval (xymon's yellow → red rule);
+//! 5. `repeat` elapsed since the last alert → [`EventKind::Reminder`];
+//! 6. otherwise suppressed (already alerted / inside repeat interval).
+//!
+//! Escalation overrides only `repeat`: `threshold` and `min_duration` still gate it.
+//! An alert whose outcome is still unknown counts as sent for [`IN_FLIGHT_LEASE`], so
+//! twenty handler processes for one restart loop send one mail; an alert that failed
+//! (or whose sender died) is sent again on the next event.
+//!
+//! On a success, a [`EventKind::Recovery`] goes to exactly the notifiers that had a
+//! failure alert delivered in this streak (unless `recovery = false`), and the streak ends.
+
+mod decision;
+mod state;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use decision::{Action, Decision, Reason};
+pub use state::{Outcome, RecipientState, ServiceState, Streak};
+
+use crate::alert::{EventKind, Severity, Timestamp};
+use crate::config::duration_serde;
+
+/// How long an alert whose outcome was never recorded blocks a resend.
+pub const IN_FLIGHT_LEASE: Duration = Duration::from_secs(300);
+
+/// The policy settings (`[policy]` in the config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Policy {
+    /// Alert on the Nth consecutive failure (at least 1).
+    #[serde(deserialize_with = "deserialize_threshold")]
+    pub threshold: u32,
+    /// Alert only once the streak has lasted this long.
+    #[serde(with = "duration_serde")]
+    pub min_duration: Duration,
+    /// Re-send a reminder this often while still failing; zero never does.
+    #[serde(with = "duration_serde")]
+    pub repeat: Duration,
+    /// Send a recovery notification after an alert.
+    pub recovery: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            threshold: 1,
+            min_duration: Duration::ZERO,
+            repeat: Duration::ZERO,
+            recovery: true,
+        }
+    }
+}
+
+impl Policy {
+    /// Sets `threshold` (values below 1 mean 1).
+    pub fn threshold(mut self, n: u32) -> Self {
+        self.threshold = n.max(1);
+        self
+    }
+    /// Sets `min_duration`.
+    pub fn min_duration(mut self, d: Duration) -> Self {
+        self.min_duration = d;
+        self
+    }
+    /// Sets `repeat`.
+    pub fn repeat(mut self, d: Duration) -> Self {
+        self.repeat = d;
+        self
+    }
+    /// Sets `recovery`.
+    pub fn recovery(mut self, on: bool) -> Self {
+        self.recovery = on;
+        self
+    }
+}
+
+fn deserialize_threshold<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom(
+            "threshold must be at least 1 (1 alerts on the first failure)",
+        ));
+    }
+    Ok(n)
+}
+
+/// One notifier the policy decides for, with its settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The notifier's configured name.
+    pub name: &'a str,
+    /// Its policy settings.
+    pub policy: &'a Policy,
+}
+
+/// What happened to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A failed run of this severity.
+    Failure(Severity),
+    /// A successful run.
+    Success,
+}
+
+/// The result of [`step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Step {
+    /// The state to store.
+    pub next: ServiceState,
+    /// One decision per target, in target order.
+    pub decisions: Vec<Decision>,
+}
+
+/// Applies `event`, seen at `now`, to `state` for every target.
+pub fn step(state: &ServiceState, event: Event, now: Timestamp, targets: &[Target<'_>]) -> Step {
+    match event {
+        Event::Failure(severity) => on_failure(state, severity, now, targets),
+        Event::Success => on_success(state, now, targets),
+    }
+}
+
+fn on_failure(
+    state: &ServiceState,
+    severity: Severity,
+    now: Timestamp,
+    targets: &[Target<'_>],
+) -> Step {
+    let mut next = state.clone();
+    let streak = match next.streak.as_mut() {
+        Some(s) => s,
+        None => {
+            next.streaks += 1;
+            next.streak.insert(Streak {
+                id: next.streaks,
+                started: now,
+                last_failure: now,
+                failures: 0,
+                max_severity: severity,
+                escalated: false,
+                recipients: Default::default(),
+            })
+        }
+    };
+    streak.failures = streak.failures.saturating_add(1);
+    streak.last_failure = now;
+    let escalation = severity > streak.max_severity && !streak.escalated;
+    if escalation {
+        streak.escalated = true;
+    }
+    streak.max_severity = streak.max_severity.max(severity);
+
+    let lasted = now.saturating_duration_since(streak.started);
+    let mut decisions = Vec::with_capacity(targets.len());
+    for t in targets {
+        let p = t.policy;
+        let threshold = p.threshold.max(1);
+        let action = if streak.failures < threshold {
+            suppress(Reason::BelowThreshold {
+                failures: streak.failures,
+                threshold,
+            })
+        } else if lasted < p.min_duration {
+            suppress(Reason::BelowMinDuration {
+                lasted_s: lasted.as_secs(),
+                min_duration_s: p.min_duration.as_secs(),
+            })
+        } else {
+            failure_action(streak.recipients.get(t.name), escalation, now, p)
+        };
+        if let Action::Send { kind } = action {
+            let r = streak
+                .recipients
+                .entry(t.name.to_owned())
+                .or_insert(RecipientState {
+                    first_alert: now,
+                    last_alert: now,
+                    last_kind: kind,
+                    alerts: 0,
+                    delivered: false,
+                    outcome: Outcome::Pending,
+                });
+            r.last_alert = now;
+            r.last_kind = kind;
+            r.alerts = r.alerts.saturating_add(1);
+            r.outcome = Outcome::Pending;
+        }
+        decisions.push(Decision {
+            notifier: t.name.to_owned(),
+            action,
+        });
+    }
+    Step { next, decisions }
+}
+
+fn failure_action(
+    r: Option<&RecipientState>,
+    escalation: bool,
+    now: Timestamp,
+    p: &Policy,
+) -> Action {
+    let Some(r) = r else {
+        return send(EventKind::Failure);
+    };
+    let in_flight = r.outcome == Outcome::Pending
+        && now < r.last_alert.saturating_add(IN_FLIGHT_LEASE)
+        && now >= r.last_alert;
+    if in_flight {
+        return suppress(Reason::InFlight {
+            since: r.last_alert,
+        });
+    }
+    if !r.delivered {
+        // Every alert so far failed (or its sender died): this is still the first one.
+        return send(EventKind::Failure);
+    }
+    if escalation {
+        return send(EventKind::Escalation);
+    }
+    if r.outcome == Outcome::Failed || r.outcome == Outcome::Pending {
+        // The latest reminder or escalation was lost: send it again.
+        return send(r.last_kind);
+    }
+    if p.repeat.is_zero() {
+        return suppress(Reason::AlreadyAlerted {
+            since: r.first_alert,
+        });
+    }
+    let due = r.last_alert.saturating_add(p.repeat);
+    if now >= due {
+        send(EventKind::Reminder)
+    } else {
+        suppress(Reason::InsideRepeatInterval { until: due })
+    }
+}
+
+fn on_success(state: &ServiceState, now: Timestamp, targets: &[Target<'_>]) -> Step {
+    let mut next = state.clone();
+    next.last_success = Some(now);
+    let streak = next.streak.take();
+    let decisions = targets
+        .iter()
+        .map(|t| {
+            let action = match &streak {
+                None => suppress(Reason::NotFailing),
+                Some(s) => match s.recipients.get(t.name) {
+                    Some(r) if r.delivered => {
+                        if t.policy.recovery {
+                            send(EventKind::Recovery)
+                        } else {
+                            suppress(Reason::RecoveryDisabled)
+                        }
+                    }
+                    _ => suppress(Reason::NotAlerted),
+                },
+            };
+            Decision {
+                notifier: t.name.to_owned(),
+                action,
+            }
+        })
+        .collect();
+    Step { next, decisions }
+}
+
+fn send(kind: EventKind) -> Action {
+    Action::Send { kind }
+}
+
+fn suppress(reason: Reason) -> Action {
+    Action::Suppress { reason }
+}
+
+#[cfg(test)]
+mod tests;

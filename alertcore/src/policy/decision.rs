@@ -1,0 +1,129 @@
+//! What the policy decided for each notifier, and why.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::alert::{EventKind, Timestamp};
+
+/// The decision for one notifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Decision {
+    /// The notifier's configured name.
+    pub notifier: String,
+    /// Send or hold back.
+    pub action: Action,
+}
+
+/// Send something, or hold back and say why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum Action {
+    /// Send a notification of this kind.
+    Send {
+        /// What the notification is about.
+        kind: EventKind,
+    },
+    /// Send nothing.
+    Suppress {
+        /// Why not.
+        reason: Reason,
+    },
+}
+
+/// Why a notification was held back. Shown in logs, `alertctl` output and JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Fewer consecutive failures than `threshold`.
+    BelowThreshold {
+        /// Consecutive failures so far.
+        failures: u32,
+        /// The configured threshold.
+        threshold: u32,
+    },
+    /// The streak has not lasted `min_duration` yet.
+    BelowMinDuration {
+        /// How long the streak has lasted, in seconds.
+        lasted_s: u64,
+        /// The configured minimum, in seconds.
+        min_duration_s: u64,
+    },
+    /// Already alerted in this streak and `repeat` is off.
+    AlreadyAlerted {
+        /// When the alert was sent.
+        since: Timestamp,
+    },
+    /// Already alerted; the next reminder is due at `until`.
+    InsideRepeatInterval {
+        /// When the next reminder is due.
+        until: Timestamp,
+    },
+    /// An alert was sent moments ago and its outcome is not known yet.
+    InFlight {
+        /// When it was sent.
+        since: Timestamp,
+    },
+    /// Recovery: this notifier never received a failure alert in this streak.
+    NotAlerted,
+    /// Recovery: `recovery = false`.
+    RecoveryDisabled,
+    /// Success while no failure streak was in progress.
+    NotFailing,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BelowThreshold {
+                failures,
+                threshold,
+            } => write!(f, "below threshold ({failures} of {threshold} failures)"),
+            Self::BelowMinDuration {
+                lasted_s,
+                min_duration_s,
+            } => write!(
+                f,
+                "streak shorter than min_duration ({} of {})",
+                fmt_secs(*lasted_s),
+                fmt_secs(*min_duration_s)
+            ),
+            Self::AlreadyAlerted { since } => {
+                write!(f, "already alerted at {since} and repeat is off")
+            }
+            Self::InsideRepeatInterval { until } => {
+                write!(f, "inside repeat interval until {until}")
+            }
+            Self::InFlight { since } => write!(f, "an alert sent at {since} is still in flight"),
+            Self::NotAlerted => f.write_str("no failure alert was delivered in this streak"),
+            Self::RecoveryDisabled => f.write_str("recovery notifications are off"),
+            Self::NotFailing => f.write_str("service was not failing"),
+        }
+    }
+}
+
+fn fmt_secs(s: u64) -> String {
+    humantime::format_duration(Duration::from_secs(s)).to_string()
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Send { kind } => write!(f, "send {kind}"),
+            Self::Suppress { reason } => write!(f, "suppressed: {reason}"),
+        }
+    }
+}
+
+impl Decision {
+    /// The kind to send, if this decision sends anything.
+    pub fn send_kind(&self) -> Option<EventKind> {
+        match self.action {
+            Action::Send { kind } => Some(kind),
+            Action::Suppress { .. } => None,
+        }
+    }
+}

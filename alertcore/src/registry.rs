@@ -1,0 +1,106 @@
+//! Finding notifier implementations by their `type` name.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::BuildError;
+use crate::notifier::Notifier;
+
+/// Builds a notifier from its config table. Each transport crate exports one as a `const`.
+#[derive(Clone, Copy)]
+pub struct NotifierFactory {
+    /// The `type` name it is selected by.
+    pub kind: &'static str,
+    /// Builds the notifier from its `[notifiers.NAME]` table (which includes `type`).
+    pub build: fn(&toml::Table) -> Result<Arc<dyn Notifier>, BuildError>,
+}
+
+impl fmt::Debug for NotifierFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifierFactory")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+inventory::collect!(NotifierFactory);
+
+/// Registers a [`NotifierFactory`] at build time: a crate that is linked into the
+/// program makes its type available to [`Registry::with_linked`].
+///
+/// ```ignore
+/// alertcore::submit_notifier!(my_pager::FACTORY);
+/// ```
+///
+/// A crate nothing references may not be linked at all: applications add
+/// `use my_notifier as _;`.
+#[macro_export]
+macro_rules! submit_notifier {
+    ($factory:expr) => {
+        $crate::__private::inventory::submit! { $factory }
+    };
+}
+
+/// The notifier types a program knows, by `type` name.
+///
+/// An ordinary value, never global state: each test builds its own.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    factories: BTreeMap<&'static str, NotifierFactory>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry with the core's built-in types (`console`).
+    pub fn new() -> Self {
+        Self::empty().with(crate::console::FACTORY)
+    }
+
+    /// A registry with no types at all.
+    pub fn empty() -> Self {
+        Self {
+            factories: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) a type.
+    pub fn with(mut self, factory: NotifierFactory) -> Self {
+        self.factories.insert(factory.kind, factory);
+        self
+    }
+
+    /// Adds every type registered with [`submit_notifier!`] by a linked crate.
+    pub fn with_linked(mut self) -> Self {
+        for f in inventory::iter::<NotifierFactory> {
+            self.factories.insert(f.kind, *f);
+        }
+        self
+    }
+
+    /// The factory for `kind`.
+    pub fn get(&self, kind: &str) -> Option<&NotifierFactory> {
+        self.factories.get(kind)
+    }
+
+    /// The known type names, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.factories.keys().copied().collect()
+    }
+
+    /// Builds a notifier of type `kind` from `table`.
+    ///
+    /// # Errors
+    /// A [`BuildError`] if the type is unknown or the factory rejects the table.
+    pub fn build(&self, kind: &str, table: &toml::Table) -> Result<Arc<dyn Notifier>, BuildError> {
+        let f = self
+            .get(kind)
+            .ok_or_else(|| BuildError::key("type", format!("unknown notifier type {kind:?}")))?;
+        (f.build)(table)
+    }
+}

@@ -1,0 +1,389 @@
+//! `SqliteStore`: rusqlite with bundled SQLite, WAL, `busy_timeout`, numbered migrations.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{Applied, Change, NotificationId, NotificationRecord, Store};
+use crate::alert::{EventKind, Failure, Timestamp};
+use crate::error::StoreError;
+use crate::policy::{Outcome, ServiceState};
+
+/// The schema migrations, in order; migration `i` brings `user_version` to `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+
+/// How long a writer waits for another process's transaction before failing.
+///
+/// A boot where hundreds of units fail at once queues hundreds of short transactions;
+/// waiting is right, failing (and losing the event) is not.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A [`Store`] in an SQLite file, safe for many processes at once.
+///
+/// WAL mode lets readers run beside the writer; every read-modify-write runs in a
+/// `BEGIN IMMEDIATE` transaction (taking the write lock up front, so a concurrent
+/// writer waits in `busy_timeout` instead of failing with `SQLITE_BUSY` on upgrade).
+/// `synchronous = FULL`: a recorded event survives a power cut.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: Option<PathBuf>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if needed) and migrates the state file.
+    ///
+    /// # Errors
+    /// [`StoreError::SchemaTooNew`] if a newer alertcore wrote it; I/O and SQLite errors.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        let store = Self {
+            conn: Mutex::new(conn),
+            path: Some(path.to_owned()),
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// An in-memory database (for tests and examples).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let store = Self {
+            conn: Mutex::new(Connection::open_in_memory()?),
+            path: None,
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// The newest schema version this build knows.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+    fn init(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // journal_mode is persistent in the file: only the first opener pays for the switch.
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") && self.path.is_some() {
+            let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL")?;
+        self.migrate(&mut conn)
+    }
+
+    fn migrate(&self, conn: &mut Connection) -> Result<(), StoreError> {
+        let version = user_version(conn)?;
+        if version == Self::SCHEMA_VERSION {
+            return Ok(());
+        }
+        if version > Self::SCHEMA_VERSION {
+            return Err(self.too_new(version));
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // another process may have migrated while we waited for the lock
+        let version = user_version(&tx)?;
+        if version > Self::SCHEMA_VERSION {
+            return Err(self.too_new(version));
+        }
+        let start = usize::try_from(version).unwrap_or(0);
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+            tx.execute_batch(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn too_new(&self, found: i64) -> StoreError {
+        StoreError::SchemaTooNew {
+            path: self.display_path(),
+            found,
+            supported: Self::SCHEMA_VERSION,
+        }
+    }
+
+    fn display_path(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock left at most an open transaction, which was
+        // rolled back when it was dropped: the connection is still good.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn user_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+fn load_state(conn: &Connection, service: &str) -> Result<Option<ServiceState>, StoreError> {
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT state FROM services WHERE name = ?1",
+            [service],
+            |r| r.get(0),
+        )
+        .optional()?;
+    json.map(|j| decode_state(service, &j)).transpose()
+}
+
+fn decode_state(service: &str, json: &str) -> Result<ServiceState, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("state of {service:?}: {e}")))
+}
+
+fn save_state(
+    conn: &Connection,
+    service: &str,
+    state: &ServiceState,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(state)
+        .map_err(|e| StoreError::Corrupt(format!("state of {service:?}: {e}")))?;
+    conn.execute(
+        "INSERT INTO services (name, state, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+        params![service, json, now.as_millis()],
+    )?;
+    Ok(())
+}
+
+fn load_history(conn: &Connection, service: &str) -> Result<Vec<Failure>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts_ms, service_result, exit_code, exit_status, invocation_id, severity, host,
+                message, notifiers
+         FROM failures WHERE service = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([service], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, String>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (ts, result, code, status, inv, severity, host, message, notifiers) = row?;
+        out.push(Failure {
+            service_result: result,
+            exit_code: code,
+            exit_status: status,
+            invocation_id: inv,
+            timestamp: Timestamp::from_millis(ts),
+            severity: severity.parse().map_err(StoreError::Corrupt)?,
+            host,
+            message,
+            notifiers: serde_json::from_str(&notifiers)
+                .map_err(|e| StoreError::Corrupt(format!("notifiers of a failure: {e}")))?,
+        });
+    }
+    Ok(out)
+}
+
+fn insert_failure(conn: &Connection, service: &str, f: &Failure) -> Result<(), StoreError> {
+    let notifiers =
+        serde_json::to_string(&f.notifiers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO failures (service, ts_ms, service_result, exit_code, exit_status,
+                               invocation_id, severity, host, message, notifiers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        service,
+        f.timestamp.as_millis(),
+        f.service_result,
+        f.exit_code,
+        f.exit_status,
+        f.invocation_id,
+        f.severity.as_str(),
+        f.host,
+        f.message,
+        notifiers
+    ])?;
+    Ok(())
+}
+
+fn next_sequence(conn: &Connection) -> Result<u64, StoreError> {
+    let v: i64 = conn.query_row(
+        "INSERT INTO meta (key, value) VALUES ('sequence', 1)
+         ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<NotificationRecord> {
+    let kind: String = r.get(3)?;
+    let status: String = r.get(7)?;
+    let bad = |i: usize, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    Ok(NotificationRecord {
+        id: NotificationId(r.get(0)?),
+        service: r.get(1)?,
+        notifier: r.get(2)?,
+        kind: kind.parse::<EventKind>().map_err(|e| bad(3, e))?,
+        streak: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+        sequence: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+        created: Timestamp::from_millis(r.get(6)?),
+        status: status.parse::<Outcome>().map_err(|e| bad(7, e))?,
+        error: r.get(8)?,
+        finished: r.get::<_, Option<i64>>(9)?.map(Timestamp::from_millis),
+    })
+}
+
+const NOTIFICATION_COLUMNS: &str =
+    "id, service, notifier, kind, streak, sequence, created_ms, status, error, finished_ms";
+
+impl Store for SqliteStore {
+    fn apply(
+        &self,
+        service: &str,
+        now: Timestamp,
+        f: &mut dyn FnMut(&ServiceState) -> Change,
+    ) -> Result<Applied, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let state = load_state(&tx, service)?.unwrap_or_default();
+        let change = f(&state);
+        save_state(&tx, service, &change.next, now)?;
+        if let Some(failure) = &change.failure {
+            insert_failure(&tx, service, failure)?;
+        }
+        let history = load_history(&tx, service)?;
+        if change.end_streak {
+            tx.execute("DELETE FROM failures WHERE service = ?1", [service])?;
+        }
+        let mut applied = Applied {
+            history,
+            ..Applied::default()
+        };
+        if !change.notifications.is_empty() {
+            applied.sequence = next_sequence(&tx)?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+            )?;
+            for n in &change.notifications {
+                insert.execute(params![
+                    service,
+                    n.notifier,
+                    n.kind.as_str(),
+                    to_i64(n.streak),
+                    to_i64(applied.sequence),
+                    now.as_millis()
+                ])?;
+                applied
+                    .notifications
+                    .push(NotificationId(tx.last_insert_rowid()));
+            }
+        }
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    fn record_outcome(
+        &self,
+        id: NotificationId,
+        outcome: Outcome,
+        error: Option<&str>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .query_row(
+                &format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?1"),
+                [id.0],
+                notification_from_row,
+            )
+            .optional()?;
+        let Some(row) = row else {
+            return Err(StoreError::Corrupt(format!("no notification with id {id}")));
+        };
+        tx.execute(
+            "UPDATE notifications SET status = ?2, error = ?3, finished_ms = ?4 WHERE id = ?1",
+            params![id.0, outcome.as_str(), error, at.as_millis()],
+        )?;
+        if row.kind.is_failure()
+            && let Some(mut state) = load_state(&tx, &row.service)?
+        {
+            state.record_outcome(row.streak, &row.notifier, row.created, outcome);
+            save_state(&tx, &row.service, &state, at)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn state(&self, service: &str) -> Result<Option<ServiceState>, StoreError> {
+        load_state(&self.lock(), service)
+    }
+
+    fn states(&self) -> Result<Vec<(String, ServiceState)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT name, state FROM services ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, json) = row?;
+            let state = decode_state(&name, &json)?;
+            out.push((name, state));
+        }
+        Ok(out)
+    }
+
+    fn history(&self, service: &str) -> Result<Vec<Failure>, StoreError> {
+        load_history(&self.lock(), service)
+    }
+
+    fn notifications(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        let conn = self.lock();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+             WHERE ?1 IS NULL OR service = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![service, limit], notification_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn clear(&self, service: &str) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM services WHERE name = ?1", [service])?;
+        let m = tx.execute("DELETE FROM failures WHERE service = ?1", [service])?;
+        tx.commit()?;
+        Ok(n + m > 0)
+    }
+}
