@@ -1,0 +1,6 @@
+//! Cross-crate integration tests, against real local servers (one test binary).
+
+mod cli;
+mod email;
+mod peers;
+mod systemd;
