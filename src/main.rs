@@ -1,1 +1,270 @@
-fn main() {}
+//! `alertctl`: the command-line front end of alertcore.
+
+mod cli;
+mod status;
+mod systemd;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use alertcore::{
+    Clock, Config, ConfigError, Engine, FailureReport, MemoryStore, Registry, Report, Severity,
+    SqliteStore, Store, Timestamp, chain,
+};
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+
+const DEFAULT_CONFIG: &str = "/etc/alertcore/alertcore.toml";
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+struct Fail {
+    code: u8,
+    message: String,
+}
+
+impl Fail {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    fn other(e: &(dyn std::error::Error + 'static)) -> Self {
+        Self {
+            code: 1,
+            message: chain(e),
+        }
+    }
+}
+
+impl From<ConfigError> for Fail {
+    fn from(e: ConfigError) -> Self {
+        Self::usage(chain(&e))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("alertctl: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("alertctl: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// The notifier types this build knows: the core's, the enabled transports', and any
+/// linked crate's `submit_notifier!`.
+fn registry() -> Registry {
+    let registry = Registry::new();
+    #[cfg(feature = "email")]
+    let registry = registry.with(alertcore_email::FACTORY);
+    registry.with_linked()
+}
+
+fn load_config(cli: &Cli) -> Result<(Config, Option<PathBuf>), Fail> {
+    match &cli.config {
+        Some(path) => Ok((Config::load(path)?, Some(path.clone()))),
+        None if Path::new(DEFAULT_CONFIG).exists() => {
+            let path = PathBuf::from(DEFAULT_CONFIG);
+            Ok((Config::load(&path)?, Some(path)))
+        }
+        None => Ok((Config::default(), None)),
+    }
+}
+
+/// `--state` / `ALERTCORE_STATE`, then `[state] path`, then the systemd, root and user defaults.
+fn state_path(cli: &Cli, config: &Config) -> Result<PathBuf, Fail> {
+    if let Some(p) = cli.state.clone().or_else(|| config.state.path.clone()) {
+        return Ok(p);
+    }
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
+        // systemd passes one path per StateDirectory= entry, separated by ':'
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if !first.is_empty() {
+            return Ok(Path::new(&first).join("state.db"));
+        }
+    }
+    if is_root() {
+        return Ok(PathBuf::from("/var/lib/alertcore/state.db"));
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .ok_or_else(|| Fail::usage("no state file: set --state, ALERTCORE_STATE or HOME"))?;
+    Ok(base.join("alertcore/state.db"))
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn open_store(cli: &Cli, config: &Config) -> Result<Arc<dyn Store>, Fail> {
+    let path = state_path(cli, config)?;
+    let store = SqliteStore::open(&path).map_err(|e| Fail::other(&e))?;
+    Ok(Arc::new(store))
+}
+
+fn build_engine(cli: &Cli, config: &Config) -> Result<Engine, Fail> {
+    let notifiers = config.build_notifiers(&registry())?;
+    let store = open_store(cli, config)?;
+    let mut builder = Engine::builder(store)
+        .policy(config.policy.clone())
+        .configured(notifiers);
+    if let Some(host) = &config.host {
+        builder = builder.host(host.clone());
+    }
+    if let Some(now) = cli.now {
+        builder = builder.clock(Arc::new(FixedClock(now)));
+    }
+    Ok(builder.build())
+}
+
+/// The clock behind `--now`.
+#[derive(Debug)]
+struct FixedClock(Timestamp);
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        self.0
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Fail> {
+    let (config, config_path) = load_config(&cli)?;
+    match &cli.command {
+        Command::Failure(args) => {
+            let engine = build_engine(&cli, &config)?;
+            let env = |k: &str| std::env::var(k).ok();
+            let report = systemd::failure_report(args, &env);
+            let r = engine
+                .failure(&args.unit, report)
+                .await
+                .map_err(|e| Fail::other(&e))?;
+            Ok(print_report("failure", &r))
+        }
+        Command::Success { unit } => {
+            let engine = build_engine(&cli, &config)?;
+            let r = engine.success(unit).await.map_err(|e| Fail::other(&e))?;
+            Ok(print_report("success", &r))
+        }
+        Command::Status { unit, json } => {
+            let engine = build_engine(&cli, &config)?;
+            status::status(&engine, unit.as_deref(), *json).map_err(|e| Fail::other(&e))?;
+            Ok(0)
+        }
+        Command::History { unit, json } => {
+            let store = open_store(&cli, &config)?;
+            status::history(store.as_ref(), unit, *json).map_err(|e| Fail::other(&e))?;
+            Ok(0)
+        }
+        Command::Clear { units, all } => {
+            let store = open_store(&cli, &config)?;
+            let units = if *all {
+                let states = store.states().map_err(|e| Fail::other(&e))?;
+                states.into_iter().map(|(name, _)| name).collect()
+            } else {
+                units.clone()
+            };
+            for unit in &units {
+                let had = store.clear(unit).map_err(|e| Fail::other(&e))?;
+                println!("{unit}: {}", if had { "cleared" } else { "no state" });
+            }
+            Ok(0)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let notifiers = config.build_notifiers(&registry())?;
+            let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
+            let origin = config_path.map_or_else(
+                || "built-in defaults".to_owned(),
+                |p| p.display().to_string(),
+            );
+            println!(
+                "{origin}: ok ({} notifiers: {})",
+                names.len(),
+                names.join(", ")
+            );
+            Ok(0)
+        }
+        Command::Config(ConfigCommand::Dump) => {
+            let notifiers = config.build_notifiers(&registry())?;
+            let state = state_path(&cli, &config)?;
+            print!("{}", status::dump(&config, &notifiers, &state));
+            Ok(0)
+        }
+        Command::NotifyTest { notifier } => notify_test(&config, notifier).await,
+    }
+}
+
+/// Prints one line per decision and delivery; the exit code says whether all went out.
+fn print_report(what: &str, r: &Report) -> u8 {
+    println!(
+        "{}: {what} recorded ({} in streak)",
+        r.service,
+        alertcore::message::plural(r.failures, "failure")
+    );
+    for d in &r.decisions {
+        println!("  {}: {}", d.notifier, d.action);
+    }
+    let mut code = 0;
+    for d in &r.deliveries {
+        if let Some(e) = &d.error {
+            code = 3;
+            let hint = if d.retryable { " (retryable)" } else { "" };
+            eprintln!(
+                "alertctl: {}: {} not delivered{hint}: {e}",
+                d.notifier, d.kind
+            );
+        }
+    }
+    code
+}
+
+/// Sends a made-up warning through one notifier, with a fresh in-memory state and the
+/// default policy, so neither the state file nor the configured threshold gets in the way.
+async fn notify_test(config: &Config, name: &str) -> Result<u8, Fail> {
+    let notifiers = config.build_notifiers(&registry())?;
+    let names: Vec<String> = notifiers.iter().map(|n| n.name.clone()).collect();
+    let Some(n) = notifiers.into_iter().find(|n| n.name == name) else {
+        return Err(Fail::usage(format!(
+            "no notifier named {name:?} (configured: {})",
+            names.join(", ")
+        )));
+    };
+    let mut builder = Engine::builder(Arc::new(MemoryStore::new())).configured([n]);
+    if let Some(host) = &config.host {
+        builder = builder.host(host.clone());
+    }
+    let report = FailureReport::new("exit-code")
+        .exit_code("exited")
+        .exit_status("1")
+        .severity(Severity::Warning)
+        .message("test alert from `alertctl notify-test`; no action needed");
+    let r = builder
+        .build()
+        .failure("alertctl-notify-test.service", report)
+        .await
+        .map_err(|e| Fail::other(&e))?;
+    Ok(print_report("test failure", &r))
+}

@@ -31,6 +31,11 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system's host name, as alerts show it by default.
+pub fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     name: String,
@@ -114,9 +119,7 @@ impl EngineBuilder {
             notifiers: self.notifiers.into(),
             policy: self.policy,
             clock: self.clock,
-            host: self
-                .host
-                .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
+            host: self.host.unwrap_or_else(host_name),
         }
     }
 }

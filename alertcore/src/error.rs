@@ -67,6 +67,15 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("state database error")]
     Sqlite(#[from] rusqlite::Error),
+    /// The state file could not be opened.
+    #[error("cannot open state file {path}")]
+    Open {
+        /// The path.
+        path: String,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// The state file or its directory could not be prepared.
     #[error("cannot prepare state file {path}")]
     Io {

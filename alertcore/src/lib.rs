@@ -17,7 +17,7 @@ pub mod testkit;
 pub use alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
 pub use config::{BuildError, Config, ConfigError, ConfiguredNotifier};
 pub use console::{ConsoleNotifier, FACTORY as CONSOLE_FACTORY};
-pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock};
+pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock, host_name};
 pub use error::{EngineError, NotifyError, StoreError, chain};
 pub use notifier::{Context, Notifier};
 pub use policy::{Policy, ServiceState};

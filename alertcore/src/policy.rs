@@ -215,9 +215,10 @@ fn failure_action(
     let Some(r) = r else {
         return send(EventKind::Failure);
     };
-    let in_flight = r.outcome == Outcome::Pending
-        && now < r.last_alert.saturating_add(IN_FLIGHT_LEASE)
-        && now >= r.last_alert;
+    // `now` may be earlier than `last_alert`: concurrent handlers read their clocks
+    // before queueing for the store's lock.
+    let in_flight =
+        r.outcome == Outcome::Pending && now < r.last_alert.saturating_add(IN_FLIGHT_LEASE);
     if in_flight {
         return suppress(Reason::InFlight {
             since: r.last_alert,

@@ -1,1 +1,426 @@
-//! (filled by its owner)
+//! `alertctl` end to end: real processes on a real state file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// Runs the built `alertctl` with its own state file and (optional) config.
+pub(crate) struct Ctl {
+    pub(crate) dir: tempfile::TempDir,
+    config: Option<PathBuf>,
+}
+
+impl Ctl {
+    pub(crate) fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            config: None,
+        }
+    }
+
+    pub(crate) fn with_config(text: &str) -> Self {
+        let mut c = Self::new();
+        let path = c.dir.path().join("alertcore.toml");
+        std::fs::write(&path, text).expect("write config");
+        c.config = Some(path);
+        c
+    }
+
+    pub(crate) fn state(&self) -> PathBuf {
+        self.dir.path().join("state.db")
+    }
+
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alertctl"));
+        for var in [
+            "ALERTCORE_CONFIG",
+            "ALERTCORE_STATE",
+            "ALERTCORE_NOW",
+            "STATE_DIRECTORY",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MONITOR_") {
+                cmd.env_remove(k);
+            }
+        }
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.arg("--state").arg(self.state());
+        cmd.args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run alertctl")
+    }
+
+    /// Runs at a given time (`--now`).
+    pub(crate) fn run_at(&self, now: &str, args: &[&str]) -> Output {
+        let mut all = vec!["--now", now];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+}
+
+pub(crate) fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The console lines (alerts) a run printed.
+fn alerts(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter(|l| l.starts_with("alertcore: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn fail(ctl: &Ctl, now: &str, unit: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "failure",
+        unit,
+        "--result",
+        "exit-code",
+        "--exit-code",
+        "exited",
+        "--exit-status",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let out = ctl.run_at(now, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out
+}
+
+#[test]
+fn defaults_alert_once_per_streak_then_recover() {
+    let ctl = Ctl::new();
+    let out = fail(&ctl, "2026-11-21T10:00:00Z", "backup.service", &[]);
+    assert_eq!(
+        alerts(&out),
+        ["alertcore: [".to_owned()
+            + &alertcore::host_name()
+            + "] FAILED: backup.service (exit-code, status=1), 1 failure since 2026-11-21T10:00:00Z"]
+    );
+    // a restart loop: systemd >= 254 fires OnFailure= on every auto-restart
+    for minute in 1..6 {
+        let out = fail(
+            &ctl,
+            &format!("2026-11-21T10:0{minute}:00Z"),
+            "backup.service",
+            &[],
+        );
+        assert!(alerts(&out).is_empty(), "deduplicated: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("already alerted"),
+            "{}",
+            text(&out)
+        );
+    }
+    let out = ctl.run_at("2026-11-21T11:00:00Z", &["success", "backup.service"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(alerts(&out).len(), 1);
+    assert!(
+        alerts(&out)[0].contains("RECOVERED: backup.service (after 6 failures)"),
+        "{}",
+        text(&out)
+    );
+    // the streak is gone: a second success sends nothing
+    let out = ctl.run_at("2026-11-21T11:01:00Z", &["success", "backup.service"]);
+    assert!(alerts(&out).is_empty(), "{}", text(&out));
+}
+
+#[test]
+fn threshold_repeat_and_escalation() {
+    let ctl = Ctl::with_config(
+        "[policy]\nthreshold = 3\nrepeat = \"4h\"\n\n[notifiers.screen]\ntype = \"console\"\n",
+    );
+    let warn = ["--severity", "warning"];
+    assert!(alerts(&fail(&ctl, "2026-11-21T10:00:00Z", "db.service", &warn)).is_empty());
+    assert!(alerts(&fail(&ctl, "2026-11-21T10:01:00Z", "db.service", &warn)).is_empty());
+    let third = fail(&ctl, "2026-11-21T10:02:00Z", "db.service", &warn);
+    assert_eq!(
+        alerts(&third).len(),
+        1,
+        "alert on the 3rd failure: {}",
+        text(&third)
+    );
+    assert!(alerts(&third)[0].contains("FAILED: db.service"));
+    // inside the repeat interval
+    let out = fail(&ctl, "2026-11-21T11:00:00Z", "db.service", &warn);
+    assert!(alerts(&out).is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("inside repeat interval until 2026-11-21T14:02:00Z"),
+        "{}",
+        text(&out)
+    );
+    // warning -> critical escalates at once, once
+    let out = fail(
+        &ctl,
+        "2026-11-21T11:05:00Z",
+        "db.service",
+        &["--severity", "critical"],
+    );
+    assert_eq!(alerts(&out).len(), 1, "{}", text(&out));
+    assert!(alerts(&out)[0].contains("ESCALATED: db.service"));
+    assert!(alerts(&fail(&ctl, "2026-11-21T11:06:00Z", "db.service", &warn)).is_empty());
+    assert!(alerts(&fail(&ctl, "2026-11-21T11:07:00Z", "db.service", &[])).is_empty());
+    // 4h after the escalation: a reminder
+    let out = fail(&ctl, "2026-11-21T15:05:00Z", "db.service", &[]);
+    assert_eq!(alerts(&out).len(), 1, "{}", text(&out));
+    assert!(alerts(&out)[0].contains("REMINDER: db.service"));
+
+    let status = ctl.json(&["status", "db.service", "--json"]);
+    let s = &status["services"][0];
+    assert_eq!(s["failing"], true);
+    assert_eq!(s["consecutive_failures"], 8);
+    assert_eq!(s["severity"], "critical");
+    assert_eq!(s["notifiers"][0]["notifier"], "screen");
+    assert_eq!(s["notifiers"][0]["last_kind"], "reminder");
+    assert_eq!(s["notifiers"][0]["alerts"], 3);
+    assert!(s["notifiers"][0]["next_reminder"].is_number());
+    let history = ctl.json(&["history", "db.service", "--json"]);
+    assert_eq!(history["failures"].as_array().map(Vec::len), Some(8));
+    assert_eq!(history["failures"][2]["notifiers"][0], "screen");
+    assert_eq!(
+        history["failures"][0]["notifiers"].as_array().map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(history["notifications"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn no_recovery_below_threshold_and_recovery_can_be_off() {
+    let ctl = Ctl::with_config("[policy]\nthreshold = 2\n");
+    fail(&ctl, "2026-11-21T10:00:00Z", "a.service", &[]);
+    let out = ctl.run_at("2026-11-21T10:01:00Z", &["success", "a.service"]);
+    assert!(alerts(&out).is_empty(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no failure alert was delivered"));
+
+    let ctl = Ctl::with_config("[policy]\nrecovery = false\n");
+    assert_eq!(
+        alerts(&fail(&ctl, "2026-11-21T10:00:00Z", "a.service", &[])).len(),
+        1
+    );
+    let out = ctl.run_at("2026-11-21T10:01:00Z", &["success", "a.service"]);
+    assert!(alerts(&out).is_empty(), "{}", text(&out));
+}
+
+#[test]
+fn clear_forgets_a_streak() {
+    let ctl = Ctl::new();
+    fail(&ctl, "2026-11-21T10:00:00Z", "a.service", &[]);
+    fail(&ctl, "2026-11-21T10:00:00Z", "b.service", &[]);
+    let out = ctl.run(&["clear", "a.service"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a.service: cleared\n");
+    // a new failure is a new streak, alerted again
+    assert_eq!(
+        alerts(&fail(&ctl, "2026-11-21T10:01:00Z", "a.service", &[])).len(),
+        1
+    );
+    assert!(alerts(&fail(&ctl, "2026-11-21T10:01:00Z", "b.service", &[])).is_empty());
+    let out = ctl.run(&["clear", "--all"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("b.service: cleared"),
+        "{}",
+        text(&out)
+    );
+    let status = ctl.json(&["status", "--json"]);
+    assert_eq!(status["services"].as_array().map(Vec::len), Some(0));
+    // usage error
+    assert_eq!(ctl.run(&["clear"]).status.code(), Some(2));
+}
+
+#[test]
+fn monitor_variables_describe_the_run() {
+    let ctl = Ctl::new();
+    let out = ctl
+        .command(&["failure", "demo.service"])
+        .env("MONITOR_SERVICE_RESULT", "signal")
+        .env("MONITOR_EXIT_CODE", "killed")
+        .env("MONITOR_EXIT_STATUS", "TERM")
+        .env("MONITOR_INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+        .env("MONITOR_UNIT", "demo.service")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        alerts(&out)[0].contains("FAILED: demo.service (signal, status=TERM)"),
+        "{}",
+        text(&out)
+    );
+    let h = ctl.json(&["history", "demo.service", "--json"]);
+    let f = &h["failures"][0];
+    assert_eq!(f["exit_code"], "killed");
+    assert_eq!(f["invocation_id"], "0123456789abcdef0123456789abcdef");
+    assert_eq!(f["severity"], "critical");
+}
+
+#[test]
+fn bad_config_is_exit_2_with_location() {
+    let ctl = Ctl::with_config("[policy]\nthreshold = 2\nrepaet = \"4h\"\n");
+    for args in [&["config", "check"][..], &["failure", "x.service"][..]] {
+        let out = ctl.run(args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let want = format!(
+            "alertctl: {}:3:1: unknown field `repaet`",
+            ctl.dir.path().join("alertcore.toml").display()
+        );
+        assert!(stderr(&out).starts_with(&want), "{}", text(&out));
+    }
+    assert!(!ctl.state().exists(), "nothing recorded with a bad config");
+
+    let ctl = Ctl::with_config("[notifiers.ops]\ntype = \"pagr\"\n");
+    let out = ctl.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("alertcore.toml:2:1: notifier \"ops\": unknown type \"pagr\""),
+        "{}",
+        text(&out)
+    );
+
+    let ctl = Ctl::new();
+    let out = ctl.run(&["--config", "/nonexistent/alertcore.toml", "config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/alertcore.toml: cannot read config file"),
+        "{}",
+        text(&out)
+    );
+
+    let out = ctl.run(&["failure", "x.service", "--severity", "red"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn unwritable_state_is_exit_1_with_a_clear_message() {
+    let ctl = Ctl::new();
+    let blocker = ctl.dir.path().join("file");
+    std::fs::write(&blocker, "").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_alertctl"))
+        .args(["--state"])
+        .arg(blocker.join("state.db"))
+        .args(["failure", "x.service"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("cannot open state file"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn config_dump_fills_defaults_and_redacts() {
+    let ctl = Ctl::with_config("host = \"web1\"\n[notifiers.screen]\ntype = \"console\"\n");
+    let out = ctl.run(&["config", "dump"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dump: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).expect("toml");
+    assert_eq!(dump["host"].as_str(), Some("web1"));
+    assert_eq!(dump["policy"]["threshold"].as_integer(), Some(1));
+    assert_eq!(dump["policy"]["repeat"].as_str(), Some("0s"));
+    assert_eq!(
+        dump["notifiers"]["screen"]["type"].as_str(),
+        Some("console")
+    );
+    assert_eq!(
+        dump["state"]["path"].as_str().map(Path::new),
+        Some(ctl.state().as_path())
+    );
+}
+
+#[test]
+fn notify_test_uses_the_named_notifier_and_no_state() {
+    let ctl = Ctl::with_config("[notifiers.screen]\ntype = \"console\"\n");
+    let out = ctl.run(&["notify-test", "screen"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        alerts(&out)[0].contains("FAILED: alertctl-notify-test.service"),
+        "{}",
+        text(&out)
+    );
+    assert!(!ctl.state().exists());
+    let out = ctl.run(&["notify-test", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr(&out).contains("no notifier named \"nope\" (configured: screen)"));
+}
+
+#[test]
+fn concurrent_handlers_lose_nothing() {
+    // a boot where many units fail together, some of them in restart loops
+    const PROCS: usize = 60;
+    const UNITS: usize = 6;
+    let ctl = Ctl::new();
+    // create the file first from one process, as the first failure of a boot would
+    fail(&ctl, "2026-11-21T10:00:00Z", "warmup.service", &[]);
+    let children: Vec<_> = (0..PROCS)
+        .map(|i| {
+            ctl.command(&[
+                "failure",
+                &format!("unit{}.service", i % UNITS),
+                "--result",
+                "exit-code",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+        })
+        .collect();
+    let mut alerts_sent = 0;
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(!stderr(&out).contains("locked"), "{}", text(&out));
+        alerts_sent += alerts(&out).len();
+    }
+    assert_eq!(alerts_sent, UNITS, "one alert per unit's streak");
+    let status = ctl.json(&["status", "--json"]);
+    for i in 0..UNITS {
+        let unit = format!("unit{i}.service");
+        let s = status["services"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["service"] == unit.as_str()))
+            .expect("unit in status");
+        assert_eq!(s["consecutive_failures"], PROCS / UNITS, "{unit}");
+        let h = ctl.json(&["history", &unit, "--json"]);
+        assert_eq!(
+            h["failures"].as_array().map(Vec::len),
+            Some(PROCS / UNITS),
+            "{unit}"
+        );
+        assert_eq!(
+            h["notifications"].as_array().map(Vec::len),
+            Some(1),
+            "{unit}"
+        );
+    }
+    // and the database is sound
+    let conn = rusqlite::Connection::open(ctl.state()).expect("open");
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("check");
+    assert_eq!(ok, "ok");
+}

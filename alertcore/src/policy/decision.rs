@@ -112,6 +112,9 @@ fn fmt_secs(s: u64) -> String {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Send {
+                kind: EventKind::Failure,
+            } => f.write_str("send failure alert"),
             Self::Send { kind } => write!(f, "send {kind}"),
             Self::Suppress { reason } => write!(f, "suppressed: {reason}"),
         }

@@ -406,3 +406,21 @@ proptest! {
         prop_assert_eq!(&again.decisions[0].action, action);
     }
 }
+
+#[test]
+fn a_handler_whose_clock_read_came_first_still_sees_the_alert_in_flight() {
+    let p = Policy::default();
+    let t = [Target {
+        name: "ops",
+        policy: &p,
+    }];
+    let s1 = step(&ServiceState::default(), FAIL, at(1), &t).next;
+    // read its clock at minute 0, got the store's lock after the alert at minute 1
+    let st = step(&s1, FAIL, at(0), &t);
+    assert!(matches!(
+        st.decisions[0].action,
+        Action::Suppress {
+            reason: Reason::InFlight { .. }
+        }
+    ));
+}

@@ -47,13 +47,19 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let conn = Connection::open(path)?;
+        let open_error = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_error)?;
         let store = Self {
             conn: Mutex::new(conn),
             path: Some(path.to_owned()),
         };
-        store.init()?;
-        Ok(store)
+        match store.init() {
+            Err(StoreError::Sqlite(e)) => Err(open_error(e)),
+            other => other.map(|()| store),
+        }
     }
 
     /// An in-memory database (for tests and examples).

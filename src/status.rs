@@ -1,0 +1,309 @@
+//! `alertctl status`, `history` and `config dump` output.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use alertcore::policy::Outcome;
+use alertcore::store::NotificationRecord;
+use alertcore::{
+    Config, ConfiguredNotifier, Engine, EventKind, Failure, ServiceState, Severity, Store,
+    StoreError, Timestamp,
+};
+use serde::Serialize;
+
+/// How many log rows `status` looks at for delivery errors.
+const LOG_WINDOW: usize = 500;
+
+#[derive(Debug, Serialize)]
+struct StatusOut {
+    services: Vec<ServiceStatus>,
+    notifiers: Vec<NotifierStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceStatus {
+    service: String,
+    failing: bool,
+    failing_since: Option<Timestamp>,
+    consecutive_failures: u32,
+    severity: Option<Severity>,
+    last_failure: Option<Timestamp>,
+    last_success: Option<Timestamp>,
+    notifiers: Vec<RecipientStatus>,
+    pending_deliveries: usize,
+    last_delivery_error: Option<ErrorStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct RecipientStatus {
+    notifier: String,
+    last_alert: Timestamp,
+    last_kind: EventKind,
+    alerts: u32,
+    delivered: bool,
+    outcome: Outcome,
+    next_reminder: Option<Timestamp>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorStatus {
+    notifier: String,
+    kind: EventKind,
+    at: Timestamp,
+    error: String,
+}
+
+#[derive(Debug, Serialize)]
+struct NotifierStatus {
+    name: String,
+    last_outcome: Option<Outcome>,
+    last_at: Option<Timestamp>,
+    last_error: Option<String>,
+}
+
+fn service_status(
+    engine: &Engine,
+    name: String,
+    state: &ServiceState,
+    log: &[NotificationRecord],
+) -> ServiceStatus {
+    let repeat = engine.policy().repeat;
+    let mine: Vec<&NotificationRecord> = log.iter().filter(|r| r.service == name).collect();
+    let streak = state.streak.as_ref();
+    ServiceStatus {
+        failing: streak.is_some(),
+        failing_since: streak.map(|s| s.started),
+        consecutive_failures: streak.map_or(0, |s| s.failures),
+        severity: streak.map(|s| s.max_severity),
+        last_failure: streak.map(|s| s.last_failure),
+        last_success: state.last_success,
+        notifiers: streak
+            .map(|s| {
+                s.recipients
+                    .iter()
+                    .map(|(n, r)| RecipientStatus {
+                        notifier: n.clone(),
+                        last_alert: r.last_alert,
+                        last_kind: r.last_kind,
+                        alerts: r.alerts,
+                        delivered: r.delivered,
+                        outcome: r.outcome,
+                        next_reminder: (!repeat.is_zero())
+                            .then(|| r.last_alert.saturating_add(repeat)),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        pending_deliveries: mine.iter().filter(|r| r.status == Outcome::Pending).count(),
+        last_delivery_error: mine.iter().find(|r| r.status == Outcome::Failed).map(|r| {
+            ErrorStatus {
+                notifier: r.notifier.clone(),
+                kind: r.kind,
+                at: r.finished.unwrap_or(r.created),
+                error: r.error.clone().unwrap_or_default(),
+            }
+        }),
+        service: name,
+    }
+}
+
+/// `alertctl status [UNIT] [--json]`.
+pub(crate) fn status(engine: &Engine, unit: Option<&str>, json: bool) -> Result<(), StoreError> {
+    let store = engine.store();
+    let log = store.notifications(unit, LOG_WINDOW)?;
+    let states = match unit {
+        Some(u) => store
+            .state(u)?
+            .map(|s| (u.to_owned(), s))
+            .into_iter()
+            .collect(),
+        None => store.states()?,
+    };
+    let mut services: Vec<ServiceStatus> = states
+        .iter()
+        .map(|(n, s)| service_status(engine, n.clone(), s, &log))
+        .collect();
+    services.sort_by_key(|s| !s.failing);
+    let mut latest: BTreeMap<&str, &NotificationRecord> = BTreeMap::new();
+    for r in &log {
+        latest.entry(r.notifier.as_str()).or_insert(r);
+    }
+    let notifiers = engine
+        .notifier_names()
+        .map(|n| {
+            let last = latest.get(n);
+            NotifierStatus {
+                name: n.to_owned(),
+                last_outcome: last.map(|r| r.status),
+                last_at: last.map(|r| r.finished.unwrap_or(r.created)),
+                last_error: last.and_then(|r| r.error.clone()),
+            }
+        })
+        .collect();
+    let out = StatusOut {
+        services,
+        notifiers,
+    };
+    if json {
+        println!("{}", to_json(&out));
+        return Ok(());
+    }
+    if out.services.is_empty() {
+        println!(
+            "{}",
+            unit.map_or_else(
+                || "no services recorded".to_owned(),
+                |u| format!("{u}: no state")
+            )
+        );
+    }
+    for s in &out.services {
+        print_service(s);
+    }
+    println!("notifiers:");
+    for n in &out.notifiers {
+        match (n.last_outcome, n.last_at) {
+            (Some(o), Some(at)) => {
+                let err = n
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                println!("  {}: last delivery {} at {at}{err}", n.name, o.as_str());
+            }
+            _ => println!("  {}: nothing sent yet", n.name),
+        }
+    }
+    Ok(())
+}
+
+fn print_service(s: &ServiceStatus) {
+    match s.failing_since {
+        Some(since) => println!(
+            "{}: FAILING since {since} ({}, {})",
+            s.service,
+            alertcore::message::plural(
+                usize::try_from(s.consecutive_failures).unwrap_or(0),
+                "consecutive failure"
+            ),
+            s.severity.map_or("?", Severity::as_str)
+        ),
+        None => println!(
+            "{}: ok{}",
+            s.service,
+            s.last_success
+                .map(|t| format!(" (last success {t})"))
+                .unwrap_or_default()
+        ),
+    }
+    for r in &s.notifiers {
+        let next = r
+            .next_reminder
+            .map(|t| format!("; next reminder due {t}"))
+            .unwrap_or_default();
+        println!(
+            "  {}: {} sent {} ({}){next}",
+            r.notifier,
+            r.last_kind,
+            r.last_alert,
+            r.outcome.as_str()
+        );
+    }
+    if s.pending_deliveries > 0 {
+        println!("  pending deliveries: {}", s.pending_deliveries);
+    }
+    if let Some(e) = &s.last_delivery_error {
+        println!(
+            "  last delivery error: {} ({}) at {}: {}",
+            e.notifier, e.kind, e.at, e.error
+        );
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct HistoryOut {
+    service: String,
+    failures: Vec<Failure>,
+    notifications: Vec<NotificationRecord>,
+}
+
+/// `alertctl history UNIT [--json]`.
+pub(crate) fn history(store: &dyn Store, unit: &str, json: bool) -> Result<(), StoreError> {
+    let out = HistoryOut {
+        service: unit.to_owned(),
+        failures: store.history(unit)?,
+        notifications: store.notifications(Some(unit), 20)?,
+    };
+    if json {
+        println!("{}", to_json(&out));
+        return Ok(());
+    }
+    println!(
+        "{unit}: {} in the current streak",
+        alertcore::message::plural(out.failures.len(), "failure")
+    );
+    for (i, f) in out.failures.iter().enumerate() {
+        println!(
+            "  {:>3}  {}  {:<8}  {}{}",
+            i + 1,
+            f.timestamp,
+            f.severity,
+            alertcore::message::one_line(&f.summary()),
+            if f.notifiers.is_empty() {
+                String::new()
+            } else {
+                format!("  -> {}", f.notifiers.join(", "))
+            }
+        );
+    }
+    println!("recent notifications:");
+    for n in &out.notifications {
+        let err = n
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        println!(
+            "  #{} {} {} to {} ({}){err}",
+            n.id,
+            n.created,
+            n.kind,
+            n.notifier,
+            n.status.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// `alertctl config dump`: the resolved config as TOML, secrets redacted.
+pub(crate) fn dump(config: &Config, notifiers: &[ConfiguredNotifier], state: &Path) -> String {
+    let mut doc = toml::Table::new();
+    doc.insert(
+        "host".to_owned(),
+        toml::Value::String(config.host.clone().unwrap_or_else(alertcore::host_name)),
+    );
+    let mut st = toml::Table::new();
+    st.insert(
+        "path".to_owned(),
+        toml::Value::String(state.display().to_string()),
+    );
+    doc.insert("state".to_owned(), toml::Value::Table(st));
+    if let Ok(toml::Value::Table(p)) = toml::Value::try_from(&config.policy) {
+        doc.insert("policy".to_owned(), toml::Value::Table(p));
+    }
+    let ns: toml::Table = notifiers
+        .iter()
+        .map(|n| {
+            let mut t = alertcore::config::redact(&n.config);
+            t.entry("type")
+                .or_insert_with(|| toml::Value::String(n.notifier.kind().to_owned()));
+            (n.name.clone(), toml::Value::Table(t))
+        })
+        .collect();
+    doc.insert("notifiers".to_owned(), toml::Value::Table(ns));
+    toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
