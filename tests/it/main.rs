@@ -2,5 +2,6 @@
 
 mod cli;
 mod email;
+mod engine;
 mod peers;
 mod systemd;

@@ -1,0 +1,132 @@
+//! A complete custom notifier: a `jsonl` type that appends one JSON document per alert
+//! to a file, registered at build time and selected from a config file by its type name.
+//!
+//! ```sh
+//! cargo run --example custom_notifier            # uses examples/custom_notifier.toml
+//! cargo run --example custom_notifier -- my.toml
+//! ```
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use alertcore::config::from_table;
+use alertcore::{
+    BuildError, Config, Context, Engine, Failure, FailureReport, MemoryStore, Notifier,
+    NotifierFactory, NotifyError, Registry,
+};
+use serde::Deserialize;
+
+/// `[notifiers.NAME] type = "jsonl"`: its own config keys, typos rejected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonlConfig {
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+struct JsonlNotifier {
+    path: PathBuf,
+}
+
+/// The descriptor a notifier crate exports.
+const FACTORY: NotifierFactory = NotifierFactory {
+    kind: "jsonl",
+    build: |table| {
+        let config: JsonlConfig = from_table(table)?;
+        if config.path.as_os_str().is_empty() {
+            return Err(BuildError::key("path", "`path` must not be empty"));
+        }
+        Ok(Arc::new(JsonlNotifier { path: config.path }) as Arc<dyn Notifier>)
+    },
+};
+
+// Linking this crate is enough: `Registry::with_linked()` finds it.
+alertcore::submit_notifier!(FACTORY);
+
+impl JsonlNotifier {
+    fn append(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        let doc = serde_json::json!({
+            "event": ctx.event,
+            "service": service,
+            "host": ctx.host,
+            "sequence": ctx.sequence,
+            "incident": ctx.incident_id(service),
+            "failures": failures,
+        });
+        let mut line = doc.to_string();
+        line.push('\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| NotifyError::transport("jsonl", true, e))?;
+        // one write per line: concurrent writers never interleave within a line
+        file.write_all(line.as_bytes())
+            .map_err(|e| NotifyError::transport("jsonl", true, e))
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for JsonlNotifier {
+    fn kind(&self) -> &'static str {
+        "jsonl"
+    }
+
+    async fn failure(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        self.append(service, failures, ctx)
+    }
+
+    async fn success(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        self.append(service, failures, ctx)
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args().nth(1).unwrap_or_else(|| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/custom_notifier.toml").to_owned()
+    });
+    let config = Config::load(path.as_ref())?;
+    let registry = Registry::new().with_linked();
+    let notifiers = config.build_notifiers(&registry)?;
+    let engine = Engine::builder(Arc::new(MemoryStore::new()))
+        .policy(config.policy.clone())
+        .host(config.host.clone().unwrap_or_else(alertcore::host_name))
+        .configured(notifiers)
+        .build();
+
+    for _ in 0..3 {
+        let r = engine
+            .failure(
+                "backup.service",
+                FailureReport::new("exit-code")
+                    .exit_code("exited")
+                    .exit_status("1"),
+            )
+            .await?;
+        for d in &r.decisions {
+            println!("failure #{}: {}: {}", r.failures, d.notifier, d.action);
+        }
+    }
+    let r = engine.success("backup.service").await?;
+    for d in &r.decisions {
+        println!("success: {}: {}", d.notifier, d.action);
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The engine through the public API: interactions (mockall), failure isolation and
+//! build-time registration.
+
+use std::sync::Arc;
+
+use alertcore::testkit::{ManualClock, RecordingNotifier};
+use alertcore::{
+    Config, Context, Engine, EventKind, Failure, FailureReport, MemoryStore, Notifier,
+    NotifierFactory, NotifyError, Policy, Registry, SqliteStore, Store, Timestamp,
+};
+use mockall::predicate::{eq, function};
+
+/// What the engine tells a notifier, as owned data so mockall can match on it
+/// (`Context<'a>` borrows, which mockall's predicates cannot express).
+#[mockall::automock]
+trait Probe: Send + Sync {
+    fn failure(&self, service: String, failures: Vec<Failure>, event: EventKind, notifier: String);
+    fn success(&self, service: String, failures: Vec<Failure>, event: EventKind, notifier: String);
+}
+
+#[derive(Debug)]
+struct Probed<P>(P);
+
+#[async_trait::async_trait]
+impl<P: Probe + std::fmt::Debug> Notifier for Probed<P> {
+    fn kind(&self) -> &'static str {
+        "probe"
+    }
+    async fn failure(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        self.0.failure(
+            service.to_owned(),
+            failures.to_vec(),
+            ctx.event,
+            ctx.notifier.to_owned(),
+        );
+        Ok(())
+    }
+    async fn success(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        self.0.success(
+            service.to_owned(),
+            failures.to_vec(),
+            ctx.event,
+            ctx.notifier.to_owned(),
+        );
+        Ok(())
+    }
+}
+
+fn report(status: &str) -> FailureReport {
+    FailureReport::new("exit-code")
+        .exit_code("exited")
+        .exit_status(status)
+}
+
+#[tokio::test]
+async fn failure_is_called_once_with_the_history_then_success_once() {
+    let mut pager = MockProbe::new();
+    pager
+        .expect_failure()
+        .with(
+            eq("backup.service".to_owned()),
+            function(|f: &Vec<Failure>| {
+                f.len() == 2
+                    && f[0].exit_status.as_deref() == Some("1")
+                    && f[1].exit_status.as_deref() == Some("2")
+            }),
+            eq(EventKind::Failure),
+            eq("pager".to_owned()),
+        )
+        .times(1)
+        .return_const(());
+    pager
+        .expect_success()
+        .with(
+            eq("backup.service".to_owned()),
+            function(|f: &Vec<Failure>| f.len() == 3),
+            eq(EventKind::Recovery),
+            eq("pager".to_owned()),
+        )
+        .times(1)
+        .return_const(());
+    let engine = Engine::builder(Arc::new(MemoryStore::new()))
+        .policy(Policy::default().threshold(2))
+        .notifier("pager", Arc::new(Probed(pager)))
+        .build();
+    engine.failure("backup.service", report("1")).await.unwrap();
+    engine.failure("backup.service", report("2")).await.unwrap();
+    engine.failure("backup.service", report("3")).await.unwrap();
+    engine.success("backup.service").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_notifier_does_not_block_the_others_and_is_recorded() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let broken = RecordingNotifier::failing(1);
+    let ok = RecordingNotifier::new();
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let engine = Engine::builder(Arc::clone(&store))
+        .notifier("broken", broken.clone())
+        .notifier("ok", ok.clone())
+        .clock(clock.clone())
+        .build();
+
+    let r = engine.failure("db.service", report("1")).await.unwrap();
+    assert!(!r.all_delivered());
+    let failed: Vec<_> = r.deliveries.iter().filter(|d| d.error.is_some()).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].notifier, "broken");
+    assert!(failed[0].retryable);
+    assert!(
+        failed[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("simulated failure")
+    );
+    assert_eq!(ok.events(), [EventKind::Failure]);
+    // the log keeps the error
+    let log = store.notifications(Some("db.service"), 10).unwrap();
+    let row = log.iter().find(|r| r.notifier == "broken").unwrap();
+    assert_eq!(
+        row.error.as_deref(),
+        Some("recording delivery failed: simulated failure")
+    );
+
+    // the lost alert is sent again on the next event; the delivered one is not
+    clock.advance(std::time::Duration::from_secs(60));
+    let r = engine.failure("db.service", report("1")).await.unwrap();
+    assert!(r.all_delivered());
+    assert_eq!(broken.events(), [EventKind::Failure, EventKind::Failure]);
+    assert_eq!(ok.events(), [EventKind::Failure]);
+
+    // both got the alert, so both get the recovery, in the same incident
+    engine.success("db.service").await.unwrap();
+    assert_eq!(broken.events().last(), Some(&EventKind::Recovery));
+    assert_eq!(ok.events().last(), Some(&EventKind::Recovery));
+    let calls = ok.calls();
+    assert_eq!(calls[0].incident, calls[1].incident);
+    assert!(calls[1].sequence > calls[0].sequence);
+}
+
+#[derive(Debug)]
+struct Linked;
+
+#[async_trait::async_trait]
+impl Notifier for Linked {
+    fn kind(&self) -> &'static str {
+        "linked-test"
+    }
+    async fn failure(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
+        Ok(())
+    }
+    async fn success(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
+        Ok(())
+    }
+}
+
+alertcore::submit_notifier!(NotifierFactory {
+    kind: "linked-test",
+    build: |_| Ok(Arc::new(Linked) as Arc<dyn Notifier>),
+});
+
+#[test]
+fn linked_types_are_found_by_name_from_a_config() {
+    let config = Config::parse("[notifiers.x]\ntype = \"linked-test\"\n", "t.toml").unwrap();
+    assert!(
+        config.build_notifiers(&Registry::new()).is_err(),
+        "not without with_linked()"
+    );
+    let built = config
+        .build_notifiers(&Registry::new().with_linked())
+        .unwrap();
+    assert_eq!(built[0].notifier.kind(), "linked-test");
+}
