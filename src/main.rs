@@ -18,6 +18,10 @@ use crate::cli::{Cli, Command, ConfigCommand};
 
 const DEFAULT_CONFIG: &str = "/etc/alertcore/alertcore.toml";
 
+/// A handler that hangs holds its systemd job, and systemd merges the next failure of
+/// the same unit into it; give up on a silent transport well before that matters.
+const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// An error with the exit code it maps to.
 #[derive(Debug)]
 struct Fail {
@@ -131,6 +135,7 @@ fn build_engine(cli: &Cli, config: &Config) -> Result<Engine, Fail> {
     let store = open_store(cli, config)?;
     let mut builder = Engine::builder(store)
         .policy(config.policy.clone())
+        .delivery_timeout(DELIVERY_TIMEOUT)
         .configured(notifiers);
     if let Some(host) = &config.host {
         builder = builder.host(host.clone());

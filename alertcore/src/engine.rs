@@ -4,13 +4,14 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 use crate::config::ConfiguredNotifier;
-use crate::error::{EngineError, StoreError, chain};
+use crate::error::{EngineError, NotifyError, StoreError, chain};
 use crate::notifier::{Context, Notifier};
 use crate::policy::{self, Decision, Event, Outcome, Policy, Target};
 use crate::store::{Applied, Change, NewNotification, NotificationId, Store};
@@ -51,6 +52,7 @@ pub struct Engine {
     policy: Policy,
     clock: Arc<dyn Clock>,
     host: String,
+    delivery_timeout: Option<Duration>,
 }
 
 /// Builds an [`Engine`].
@@ -61,6 +63,7 @@ pub struct EngineBuilder {
     policy: Policy,
     clock: Arc<dyn Clock>,
     host: Option<String>,
+    delivery_timeout: Option<Duration>,
 }
 
 impl EngineBuilder {
@@ -112,6 +115,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Gives up on a delivery (as a retryable failure) after `d`, whatever the notifier
+    /// does, so one hung transport cannot hold a handler forever. Off by default; needs
+    /// a Tokio runtime with the time driver enabled.
+    pub fn delivery_timeout(mut self, d: Duration) -> Self {
+        self.delivery_timeout = Some(d);
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         Engine {
@@ -120,6 +131,7 @@ impl EngineBuilder {
             policy: self.policy,
             clock: self.clock,
             host: self.host.unwrap_or_else(host_name),
+            delivery_timeout: self.delivery_timeout,
         }
     }
 }
@@ -174,6 +186,7 @@ impl Engine {
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
             host: None,
+            delivery_timeout: None,
         }
     }
 
@@ -309,10 +322,18 @@ impl Engine {
                 .streak(streak_id, streak_start)
                 .now(now);
             let history = &applied.history;
-            let result = if kind == EventKind::Recovery {
-                entry.notifier.success(service, history, &ctx).await
-            } else {
-                entry.notifier.failure(service, history, &ctx).await
+            let call = async {
+                if kind == EventKind::Recovery {
+                    entry.notifier.success(service, history, &ctx).await
+                } else {
+                    entry.notifier.failure(service, history, &ctx).await
+                }
+            };
+            let result = match self.delivery_timeout {
+                Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                    Err(NotifyError::transport(entry.notifier.kind(), true, TimedOut(limit)))
+                }),
+                None => call.await,
             };
             let (outcome, error, retryable) = match &result {
                 Ok(()) => (Outcome::Delivered, None, false),
@@ -340,6 +361,11 @@ impl Engine {
         join_all(futures).await.into_iter().flatten().collect()
     }
 }
+
+/// A delivery took longer than the engine's `delivery_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {}", humantime::format_duration(*.0))]
+struct TimedOut(Duration);
 
 /// Runs store work off the async threads.
 async fn blocking<T: Send + 'static>(

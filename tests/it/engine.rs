@@ -182,3 +182,37 @@ fn linked_types_are_found_by_name_from_a_config() {
         .unwrap();
     assert_eq!(built[0].notifier.kind(), "linked-test");
 }
+
+#[derive(Debug)]
+struct Hangs;
+
+#[async_trait::async_trait]
+impl Notifier for Hangs {
+    fn kind(&self) -> &'static str {
+        "hangs"
+    }
+    async fn failure(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
+        std::future::pending().await
+    }
+    async fn success(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_notifier_times_out_without_holding_up_the_others() {
+    let ok = RecordingNotifier::new();
+    let engine = Engine::builder(Arc::new(MemoryStore::new()))
+        .notifier("hangs", Arc::new(Hangs))
+        .notifier("ok", ok.clone())
+        .delivery_timeout(std::time::Duration::from_secs(30))
+        .build();
+    let r = engine.failure("x.service", report("1")).await.unwrap();
+    assert_eq!(ok.events(), [EventKind::Failure]);
+    let hung = r.deliveries.iter().find(|d| d.notifier == "hangs").unwrap();
+    assert_eq!(
+        hung.error.as_deref(),
+        Some("hangs delivery failed: no answer within 30s")
+    );
+    assert!(hung.retryable);
+}

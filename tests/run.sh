@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, after installing the real peers they talk to.
+#   tests/run.sh            # from a plain clone, as root on a fresh machine
+#   tests/run.sh email      # extra args go to `cargo test` (here: a name filter)
+# Tests start their own servers on 127.0.0.1 (SMTP sink, a systemd sandbox); this script
+# only makes sure the programs they need are installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
+command -v systemd-run >/dev/null || need+=(systemd)
+command -v journalctl >/dev/null || need+=(systemd)
+command -v unshare >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "tests/run.sh: missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2
+  fi
+fi
+
+cargo test --workspace --all-targets "$@"
+cargo test --workspace --doc
