@@ -149,8 +149,9 @@ check() {  # the design's preconditions; prints the first one missing
   [ "$(id -u)" = 0 ] || { echo "needs root (namespaces, cgroups, mounts)"; return 1; }
   [ -x /lib/systemd/systemd ] || { echo "no /lib/systemd/systemd (apt-get install systemd)"; return 1; }
   local c; for c in unshare nsenter setsid pgrep systemctl journalctl md5sum; do
-    command -v "$c" >/dev/null || { echo "no $c on PATH"; return 1; }
+    command -v "$c" >/dev/null || { echo "no $c on PATH (packages: util-linux procps systemd)"; return 1; }
   done
+  [ -f /lib/systemd/system/dbus.service ] || { echo "no dbus.service (apt-get install dbus)"; return 1; }
   [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ] \
     || { echo "PID 1 is systemd: this sandbox is for machines whose init is not systemd"; return 1; }
   # the design needs a controller-less cgroup2 tree next to the v1 controllers (hybrid
