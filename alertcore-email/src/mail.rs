@@ -1,0 +1,250 @@
+//! Putting an alert into a message: subject, body, threading headers.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alertcore::message::{subject, summary};
+use alertcore::{Context, EventKind, Failure};
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, SinglePart};
+
+use crate::error::EmailError;
+
+/// A journal excerpt: the invocation it belongs to, and its lines.
+#[derive(Debug, Clone)]
+pub(crate) struct Excerpt {
+    pub(crate) invocation_id: String,
+    pub(crate) lines: usize,
+    pub(crate) text: String,
+}
+
+/// Builds the message for one notification.
+///
+/// The first alert of a streak carries the incident's root Message-ID; reminders,
+/// escalations and the recovery get their own and point at the root with
+/// `In-Reply-To` and `References`, so a mail client shows one thread per incident.
+pub(crate) fn compose(
+    from: &Mailbox,
+    to: &[Mailbox],
+    service: &str,
+    failures: &[Failure],
+    ctx: &Context<'_>,
+    excerpt: Option<&Excerpt>,
+) -> Result<Message, EmailError> {
+    let root = root_message_id(service, ctx);
+    let mut builder = Message::builder()
+        .from(from.clone())
+        // `subject()` replaces control characters, and lettre RFC 2047-encodes any
+        // non-ASCII: a service name can neither end the header nor start a new one.
+        .subject(subject(service, failures, ctx))
+        .date_now()
+        .user_agent(concat!("alertcore-email/", env!("CARGO_PKG_VERSION")).to_owned())
+        // RFC 3834: an automatic message; vacation responders should stay quiet.
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".to_owned(),
+        ));
+    for rcpt in to {
+        builder = builder.to(rcpt.clone());
+    }
+    builder = if ctx.event == EventKind::Failure {
+        builder.message_id(Some(root))
+    } else {
+        builder
+            .message_id(Some(unique_message_id(service, ctx)))
+            .in_reply_to(root.clone())
+            .references(root)
+    };
+    builder
+        .singlepart(SinglePart::plain(body(service, failures, ctx, excerpt)))
+        .map_err(EmailError::Message)
+}
+
+/// The summary, then the journal excerpt of the failed run if there is one.
+pub(crate) fn body(
+    service: &str,
+    failures: &[Failure],
+    ctx: &Context<'_>,
+    excerpt: Option<&Excerpt>,
+) -> String {
+    let mut s = summary(service, failures, ctx);
+    if let Some(x) = excerpt {
+        let _ = writeln!(
+            s,
+            "\nJournal of invocation {} (last {} lines):\n{}",
+            x.invocation_id, x.lines, x.text
+        );
+    }
+    s
+}
+
+/// `<incident.host@alertcore>`: the same for every mail about one incident.
+pub(crate) fn root_message_id(service: &str, ctx: &Context<'_>) -> String {
+    // `incident_id` names service and streak but not the host; two hosts reporting
+    // the same service must not share a thread.
+    format!(
+        "<{}.{}@alertcore>",
+        ctx.incident_id(service),
+        sanitize(ctx.host)
+    )
+}
+
+/// A Message-ID no other mail has: the root's parts plus the event, the time and a
+/// per-process counter.
+fn unique_message_id(service: &str, ctx: &Context<'_>) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "<{}.{}.{}.{}.{nanos}.{}.{n}@alertcore>",
+        ctx.incident_id(service),
+        sanitize(ctx.host),
+        ctx.event,
+        ctx.sequence,
+        std::process::id(),
+    )
+}
+
+/// Keeps `[A-Za-z0-9-]`, writes everything else as `_xx` hex bytes (as
+/// `Context::incident_id` does), so the result is a valid, unambiguous id part.
+fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "_{b:02x}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alertcore::{FailureReport, Timestamp};
+
+    fn failure() -> Failure {
+        Failure::from_report(
+            &FailureReport::new("exit-code")
+                .exit_code("exited")
+                .exit_status("1"),
+            "web1",
+            Timestamp::from_millis(1_000),
+        )
+    }
+
+    fn mailbox(s: &str) -> Mailbox {
+        s.parse().unwrap()
+    }
+
+    fn render(service: &str, event: EventKind) -> String {
+        let ctx = Context::new(event, "web1").streak(2, Timestamp::from_millis(1_000));
+        let m = compose(
+            &mailbox("alertcore@example.org"),
+            &[mailbox("ops@example.org")],
+            service,
+            &[failure()],
+            &ctx,
+            None,
+        )
+        .unwrap();
+        String::from_utf8(m.formatted()).unwrap()
+    }
+
+    fn header<'a>(raw: &'a str, name: &str) -> Vec<&'a str> {
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        head.split("\r\n")
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            .collect()
+    }
+
+    #[test]
+    fn first_alert_is_the_thread_root() {
+        let raw = render("backup.service", EventKind::Failure);
+        assert_eq!(
+            header(&raw, "Subject"),
+            ["[web1] FAILED: backup.service (exit-code, status=1)"]
+        );
+        assert_eq!(
+            header(&raw, "Message-ID"),
+            ["<1000.2.backup.service.web1@alertcore>"]
+        );
+        assert!(header(&raw, "In-Reply-To").is_empty(), "{raw}");
+        assert_eq!(header(&raw, "Auto-Submitted"), ["auto-generated"]);
+        assert_eq!(header(&raw, "Date").len(), 1);
+    }
+
+    #[test]
+    fn follow_ups_point_at_the_root() {
+        for event in [
+            EventKind::Reminder,
+            EventKind::Escalation,
+            EventKind::Recovery,
+        ] {
+            let raw = render("backup.service", event);
+            let root = "<1000.2.backup.service.web1@alertcore>";
+            assert_eq!(header(&raw, "In-Reply-To"), [root], "{raw}");
+            assert_eq!(header(&raw, "References"), [root], "{raw}");
+            let id = header(&raw, "Message-ID");
+            assert_eq!(id.len(), 1);
+            assert_ne!(id[0], root);
+        }
+        assert_ne!(
+            header(&render("a", EventKind::Reminder), "Message-ID"),
+            header(&render("a", EventKind::Reminder), "Message-ID")
+        );
+    }
+
+    #[test]
+    fn control_characters_cannot_add_headers() {
+        let raw = render("x\r\nBcc: evil@example.org\r\n\r\nbody", EventKind::Failure);
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        assert!(
+            !head
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc")),
+            "{head}"
+        );
+        assert!(head.is_ascii());
+    }
+
+    #[test]
+    fn non_ascii_subject_is_encoded() {
+        let raw = render("sauvegarde-été.service", EventKind::Failure);
+        let subject = header(&raw, "Subject").join(" ");
+        assert!(subject.contains("=?utf-8?"), "{subject}");
+        assert!(raw.split("\r\n\r\n").next().unwrap().is_ascii());
+    }
+
+    #[test]
+    fn body_ends_with_the_excerpt() {
+        let ctx = Context::new(EventKind::Failure, "web1");
+        let x = Excerpt {
+            invocation_id: "ab".repeat(16),
+            lines: 2,
+            text: "line one\nline two".to_owned(),
+        };
+        let b = body("backup.service", &[failure()], &ctx, Some(&x));
+        assert!(b.starts_with("Service:   backup.service\n"), "{b}");
+        assert!(b.contains("Failure history (oldest first):"), "{b}");
+        assert!(
+            b.ends_with(&format!(
+                "Journal of invocation {} (last 2 lines):\nline one\nline two\n",
+                "ab".repeat(16)
+            )),
+            "{b}"
+        );
+    }
+
+    #[test]
+    fn ids_are_sanitized() {
+        assert_eq!(sanitize("web-1.example"), "web-1_2eexample");
+        let ctx = Context::new(EventKind::Failure, "h st").streak(1, Timestamp::from_millis(5));
+        assert_eq!(root_message_id("a@b", &ctx), "<5.1.a_40b.h_20st@alertcore>");
+    }
+}
