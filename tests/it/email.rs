@@ -1,1 +1,635 @@
-//! (filled by its owner)
+//! The email notifier against a real SMTP server on 127.0.0.1 (`peers::SmtpSink`):
+//! plain text, STARTTLS + AUTH with a private CA, implicit TLS, threading, header
+//! injection, encoding, error classes, connection reuse, and sendmail mode.
+
+#![cfg(feature = "email")]
+
+use std::error::Error as _;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alertcore::{
+    Config, Context, EventKind, Failure, FailureReport, Notifier, NotifyError, Registry, Timestamp,
+    chain,
+};
+use alertcore_email::{EmailConfig, EmailError, EmailNotifier};
+use serde_json::Value;
+
+use crate::peers::{SinkOptions, SmtpSink, free_port, header};
+
+const WAIT: Duration = Duration::from_secs(5);
+const START: Timestamp = Timestamp::from_millis(1_763_700_000_000);
+
+fn notifier(toml_text: &str) -> EmailNotifier {
+    let table: toml::Table = toml::from_str(toml_text).expect("valid TOML");
+    EmailConfig::from_table(&table)
+        .and_then(EmailConfig::build)
+        .unwrap_or_else(|e| panic!("build: {e}\n{toml_text}"))
+}
+
+/// A notifier for `url`, from alertcore@example.org to ops@example.org, plus `extra` keys.
+fn mailer(url: &str, extra: &str) -> EmailNotifier {
+    notifier(&format!(
+        "type = \"email\"\nurl = \"{url}\"\nfrom = \"alertcore <alertcore@example.org>\"\n\
+         to = [\"ops@example.org\"]\ntimeout = \"5s\"\n{extra}"
+    ))
+}
+
+fn plain_url(sink: &SmtpSink) -> String {
+    format!("smtp://127.0.0.1:{}", sink.port())
+}
+
+/// `n` failures of a run that exited with status 1, a minute apart.
+fn history(n: usize) -> Vec<Failure> {
+    (0..n)
+        .map(|i| {
+            let at = START.saturating_add(Duration::from_secs(60 * i as u64));
+            Failure::from_report(
+                &FailureReport::new("exit-code")
+                    .exit_code("exited")
+                    .exit_status("1")
+                    .invocation_id(format!("{i:032x}")),
+                "web1",
+                at,
+            )
+        })
+        .collect()
+}
+
+fn ctx(event: EventKind) -> Context<'static> {
+    Context::new(event, "web1")
+        .notifier("ops-mail")
+        .streak(7, START)
+        .now(START.saturating_add(Duration::from_secs(180)))
+        .sequence(3)
+}
+
+fn str_of(mail: &Value, key: &str) -> String {
+    mail[key].as_str().unwrap_or_default().to_owned()
+}
+
+/// The header section of the raw message, one entry per (unfolded) header line.
+fn raw_headers(mail: &Value) -> Vec<String> {
+    let raw = str_of(mail, "raw").replace("\r\n", "\n");
+    let head = raw.split("\n\n").next().unwrap_or_default().to_owned();
+    let mut out: Vec<String> = Vec::new();
+    for line in head.lines() {
+        match out.last_mut() {
+            Some(last) if line.starts_with([' ', '\t']) => last.push_str(line),
+            _ => out.push(line.to_owned()),
+        }
+    }
+    out
+}
+
+fn transport_source(e: &NotifyError) -> &EmailError {
+    e.source()
+        .and_then(|s| s.downcast_ref::<EmailError>())
+        .unwrap_or_else(|| panic!("not an email transport error: {e:?}"))
+}
+
+#[tokio::test]
+async fn plain_mail_arrives_with_subject_addresses_and_history() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    // Through the configuration and the registry, as alertctl builds it.
+    let config = Config::parse(
+        &format!(
+            "[notifiers.ops-mail]\ntype = \"email\"\nurl = \"{}\"\n\
+             from = \"alertcore <alertcore@example.org>\"\n\
+             to = [\"ops@example.org\", \"Oncall <oncall@example.org>\"]\n",
+            plain_url(&sink)
+        ),
+        "alertcore.toml",
+    )
+    .unwrap();
+    let built = config
+        .build_notifiers(&Registry::new().with(alertcore_email::FACTORY))
+        .unwrap();
+    let n = &built[0].notifier;
+    assert_eq!(n.kind(), "email");
+
+    n.failure("backup.service", &history(3), &ctx(EventKind::Failure))
+        .await
+        .unwrap();
+
+    let mails = sink.wait_for(1, WAIT);
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    assert_eq!(
+        str_of(m, "subject"),
+        "[web1] FAILED: backup.service (exit-code, status=1)"
+    );
+    assert_eq!(str_of(m, "mail_from"), "alertcore@example.org");
+    assert_eq!(
+        m["rcpt_tos"],
+        serde_json::json!(["ops@example.org", "oncall@example.org"])
+    );
+    assert_eq!(
+        header(m, "From").as_deref(),
+        Some("alertcore <alertcore@example.org>")
+    );
+    assert_eq!(
+        header(m, "To").as_deref(),
+        Some("ops@example.org, Oncall <oncall@example.org>")
+    );
+    assert!(header(m, "Date").is_some(), "{m:#}");
+    assert_eq!(
+        header(m, "Message-ID"),
+        Some(format!(
+            "<{}.web1@alertcore>",
+            ctx(EventKind::Failure).incident_id("backup.service")
+        ))
+    );
+    assert_eq!(m["tls"], false);
+    let body = str_of(m, "body");
+    for want in [
+        "Service:   backup.service",
+        "Host:      web1",
+        "Result:    exit-code",
+        "Status:    1",
+        "Streak:    3 consecutive failures since 2025-11-21T04:40:00Z",
+        "Failure history (oldest first):",
+        "  1   2025-11-21T04:40:00Z critical exit-code        exited   1       00000000000000000000000000000000",
+        "  3   2025-11-21T04:42:00Z critical exit-code        exited   1       00000000000000000000000000000002",
+    ] {
+        assert!(body.contains(want), "body lacks {want:?}:\n{body}");
+    }
+}
+
+#[tokio::test]
+async fn starttls_with_auth_private_ca_and_password_from_env() {
+    // Setting a variable for this process needs `unsafe` (edition 2024), which the
+    // workspace forbids; PATH is set in every test process, so it serves as the secret.
+    let password = std::env::var("PATH").expect("PATH is set");
+    let Some(sink) = SmtpSink::try_start(SinkOptions::starttls().auth("alice", &password)) else {
+        return;
+    };
+    let ca = sink.ca_file().unwrap();
+    let n = mailer(
+        &format!("smtp://alice@127.0.0.1:{}?tls=starttls", sink.port()),
+        &format!("password_env = \"PATH\"\nca_file = \"{}\"", ca.display()),
+    );
+    n.failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap();
+    let m = &sink.wait_for(1, WAIT)[0];
+    assert_eq!(m["tls"], true, "{m:#}");
+    assert_eq!(m["auth_user"], "alice", "{m:#}");
+    assert_eq!(
+        str_of(m, "subject"),
+        "[web1] FAILED: db.service (exit-code, status=1)"
+    );
+}
+
+#[tokio::test]
+async fn starttls_without_the_ca_is_refused_for_good() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::starttls()) else {
+        return;
+    };
+    let n = mailer(
+        &format!("smtp://127.0.0.1:{}?tls=starttls", sink.port()),
+        "",
+    );
+    let e = n
+        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{}", chain(&e));
+    assert!(chain(&e).contains("STARTTLS failed"), "{}", chain(&e));
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn required_starttls_never_falls_back_to_plain_text() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let n = mailer(
+        &format!("smtp://127.0.0.1:{}?tls=starttls", sink.port()),
+        "",
+    );
+    let e = n
+        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(transport_source(&e), EmailError::NoStartTls { .. }),
+        "{e:?}"
+    );
+    assert!(!e.is_retryable());
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn implicit_tls() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::implicit_tls().auth("bob", "pw-implicit"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw-implicit\n").unwrap();
+    let n = mailer(
+        &format!("smtps://localhost:{}", sink.port()),
+        &format!(
+            "username = \"bob\"\npassword_file = \"{}\"\nca_file = \"{}\"",
+            pw.display(),
+            sink.ca_file().unwrap().display()
+        ),
+    );
+    n.failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap();
+    let m = &sink.wait_for(1, WAIT)[0];
+    assert_eq!(m["tls"], true);
+    assert_eq!(m["auth_user"], "bob");
+}
+
+#[tokio::test]
+async fn follow_ups_thread_to_the_first_alert() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let n = mailer(&plain_url(&sink), "");
+    n.failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap();
+    n.failure("backup.service", &history(2), &ctx(EventKind::Reminder))
+        .await
+        .unwrap();
+    n.success("backup.service", &history(2), &ctx(EventKind::Recovery))
+        .await
+        .unwrap();
+    let mails = sink.wait_for(3, WAIT);
+    assert_eq!(mails.len(), 3);
+    let root = header(&mails[0], "Message-ID").unwrap();
+    assert!(header(&mails[0], "In-Reply-To").is_none());
+    for m in &mails[1..] {
+        assert_eq!(header(m, "In-Reply-To").as_ref(), Some(&root), "{m:#}");
+        assert_eq!(header(m, "References").as_ref(), Some(&root), "{m:#}");
+    }
+    let ids: Vec<_> = mails.iter().map(|m| header(m, "Message-ID")).collect();
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+    assert_eq!(
+        str_of(&mails[1], "subject"),
+        "[web1] REMINDER: backup.service (exit-code, status=1)"
+    );
+    assert_eq!(
+        str_of(&mails[2], "subject"),
+        "[web1] RECOVERED: backup.service (after 2 failures)"
+    );
+    // Another host's incident with the same service and streak is another thread.
+    let other = Context::new(EventKind::Failure, "web2").streak(7, START);
+    n.failure("backup.service", &history(1), &other)
+        .await
+        .unwrap();
+    let mails = sink.wait_for(4, WAIT);
+    assert_ne!(header(&mails[3], "Message-ID").as_ref(), Some(&root));
+}
+
+#[tokio::test]
+async fn control_characters_cannot_inject_headers_or_recipients() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let n = mailer(&plain_url(&sink), "");
+    let evil = "backup\r\nBcc: evil@example.org\r\nX-Evil: 1";
+    let mut failures = history(1);
+    failures[0].message =
+        Some("disk full\r\nBcc: evil@example.org\r\n\r\n.\r\nMAIL FROM:<x@y>".to_owned());
+    failures[0].service_result = "exit-code\r\nCc: evil@example.org".to_owned();
+    n.failure(evil, &failures, &ctx(EventKind::Failure))
+        .await
+        .unwrap();
+    let mails = sink.wait_for(1, WAIT);
+    assert_eq!(mails.len(), 1, "exactly one message: {mails:#?}");
+    let m = &mails[0];
+    assert_eq!(m["rcpt_tos"], serde_json::json!(["ops@example.org"]));
+    for line in raw_headers(m) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        assert!(
+            !matches!(name.as_str(), "bcc" | "cc" | "x-evil"),
+            "injected header {line:?}"
+        );
+    }
+    let subject = str_of(m, "subject");
+    assert!(!subject.contains(['\r', '\n']), "{subject:?}");
+    assert!(
+        subject.contains("backup  Bcc: evil@example.org  X-Evil: 1"),
+        "{subject:?}"
+    );
+    // The dot-line in the message is stuffed, not the end of DATA.
+    assert!(str_of(m, "body").contains("disk full"), "{m:#}");
+}
+
+#[tokio::test]
+async fn non_ascii_service_name_is_encoded_and_decodes_back() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let n = mailer(&plain_url(&sink), "");
+    let service = "sauvegarde-été-日本.service";
+    n.failure(service, &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap();
+    let m = &sink.wait_for(1, WAIT)[0];
+    assert_eq!(
+        str_of(m, "subject"),
+        format!("[web1] FAILED: {service} (exit-code, status=1)")
+    );
+    let raw_subject = raw_headers(m)
+        .into_iter()
+        .find(|l| l.starts_with("Subject:"))
+        .unwrap();
+    assert!(raw_subject.is_ascii(), "{raw_subject}");
+    assert!(raw_subject.contains("=?utf-8?"), "{raw_subject}");
+    assert!(str_of(m, "body").contains(service), "{m:#}");
+}
+
+#[tokio::test]
+async fn rejected_recipient_is_permanent_and_deferred_is_retryable() {
+    let Some(sink) = SmtpSink::try_start(
+        SinkOptions::plain()
+            .fail("gone@example.org", 550)
+            .fail("busy@example.org", 451),
+    ) else {
+        return;
+    };
+    let url = plain_url(&sink);
+    let send = |to: &'static str| {
+        let n = notifier(&format!(
+            "url = \"{url}\"\nfrom = \"alertcore@example.org\"\nto = [\"ops@example.org\", \"{to}\"]"
+        ));
+        async move {
+            n.failure("db.service", &history(1), &ctx(EventKind::Failure))
+                .await
+                .unwrap_err()
+        }
+    };
+    let gone = send("gone@example.org").await;
+    assert!(!gone.is_retryable(), "{}", chain(&gone));
+    assert!(chain(&gone).contains("550"), "{}", chain(&gone));
+    assert!(
+        chain(&gone).starts_with("email delivery failed: sending the mail failed on 127.0.0.1:"),
+        "{}",
+        chain(&gone)
+    );
+    let busy = send("busy@example.org").await;
+    assert!(busy.is_retryable(), "{}", chain(&busy));
+    assert!(chain(&busy).contains("451"), "{}", chain(&busy));
+    assert!(
+        sink.messages().is_empty(),
+        "nothing is delivered when a recipient fails"
+    );
+}
+
+#[tokio::test]
+async fn refused_connection_is_retryable() {
+    let port = free_port(); // nothing listens there any more
+    let n = mailer(&format!("smtp://127.0.0.1:{port}"), "");
+    let e = n
+        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{}", chain(&e));
+    assert!(
+        chain(&e).contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{}",
+        chain(&e)
+    );
+}
+
+#[tokio::test]
+async fn silent_server_times_out_retryably() {
+    // Accepts the connection but never greets.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let n = notifier(&format!(
+        "url = \"smtp://127.0.0.1:{port}\"\nfrom = \"a@example.org\"\nto = [\"b@example.org\"]\ntimeout = \"200ms\""
+    ));
+    let e = n
+        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{}", chain(&e));
+    assert!(
+        chain(&e).contains("no answer from 127.0.0.1"),
+        "{}",
+        chain(&e)
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+async fn wrong_password_fails_clearly_without_showing_it() {
+    let secret = "hunter2-correct-horse";
+    let Some(sink) = SmtpSink::try_start(SinkOptions::starttls().auth("alice", "the-real-one"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, secret).unwrap();
+    let n = mailer(
+        &format!("smtp://127.0.0.1:{}?tls=starttls", sink.port()),
+        &format!(
+            "username = \"alice\"\npassword_file = \"{}\"\nca_file = \"{}\"",
+            pw.display(),
+            sink.ca_file().unwrap().display()
+        ),
+    );
+    let e = n
+        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap_err();
+    let text = chain(&e);
+    assert!(!e.is_retryable(), "{text}");
+    assert!(
+        text.contains("smtp authentication failed on 127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("535"), "{text}");
+    for shown in [text, format!("{e:?}"), format!("{n:?}")] {
+        assert!(!shown.contains(secret), "the password leaked: {shown}");
+    }
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn missing_password_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for source in [
+        "password_env = \"ALERTCORE_IT_SURELY_UNSET_PASSWORD\"".to_owned(),
+        format!("password_file = \"{}\"", dir.path().join("nope").display()),
+    ] {
+        // Nothing listens: a config error must come before any connection attempt.
+        let n = mailer(
+            &format!("smtp://127.0.0.1:{}", free_port()),
+            &format!("username = \"alice\"\n{source}"),
+        );
+        let e = n
+            .failure("db.service", &history(1), &ctx(EventKind::Failure))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, NotifyError::Config { .. }), "{source}: {e:?}");
+        assert!(!e.is_retryable());
+    }
+}
+
+#[tokio::test]
+async fn several_mails_share_one_connection_and_it_recovers_after_errors() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain().fail("gone@example.org", 550)) else {
+        return;
+    };
+    let url = plain_url(&sink);
+    let n = Arc::new(mailer(&url, ""));
+    for service in ["a.service", "b.service", "c.service"] {
+        n.failure(service, &history(1), &ctx(EventKind::Failure))
+            .await
+            .unwrap();
+    }
+    let mails = sink.wait_for(3, WAIT);
+    assert_eq!(mails.len(), 3);
+    let peers: Vec<&Value> = mails.iter().map(|m| &m["peer"]).collect();
+    assert!(
+        peers.iter().all(|p| *p == peers[0]),
+        "one connection (same client port) for all mails: {peers:?}"
+    );
+
+    // A rejected mail breaks the session (lettre aborts it); the next mail reconnects.
+    let bad = notifier(&format!(
+        "url = \"{url}\"\nfrom = \"alertcore@example.org\"\nto = [\"gone@example.org\"]"
+    ));
+    bad.failure("d.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap_err();
+    n.close().await;
+    n.failure("e.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap();
+    let mails = sink.wait_for(4, WAIT);
+    assert_eq!(mails.len(), 4);
+    assert_ne!(
+        mails[3]["peer"], mails[0]["peer"],
+        "a new connection after close()"
+    );
+}
+
+/// Regression guard for the Nagle stall: lettre writes the message and the final "."
+/// separately; without TCP_NODELAY each mail waits for a delayed ACK (~40 ms on Linux).
+#[tokio::test]
+async fn a_mail_on_a_kept_connection_takes_no_delayed_ack() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let n = mailer(&plain_url(&sink), "journal_lines = 0");
+    let mut times = Vec::new();
+    for i in 0..9 {
+        let start = Instant::now();
+        n.failure(
+            &format!("s{i}.service"),
+            &history(2),
+            &ctx(EventKind::Failure),
+        )
+        .await
+        .unwrap();
+        times.push(start.elapsed());
+    }
+    // The stall adds ~40 ms to every mail; load only ever adds time. So the fastest
+    // mail on the kept connection (the first one connects) says whether it is there.
+    let fastest = times[1..].iter().min().copied().unwrap_or_default();
+    assert!(
+        fastest < Duration::from_millis(30),
+        "the fastest mail took {fastest:?} (all: {times:?}): is TCP_NODELAY set?"
+    );
+}
+
+fn sendmail_script(dir: &Path, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = dir.join("fake-sendmail");
+    std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).expect("write the script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script.display().to_string()
+}
+
+#[tokio::test]
+async fn sendmail_mode_pipes_the_message_to_the_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let script = sendmail_script(
+        dir.path(),
+        &format!("printf '%s\\n' \"$@\" > {d}/args\ncat > {d}/message"),
+    );
+    let n = notifier(&format!(
+        "mode = \"sendmail\"\nsendmail_command = [\"{script}\", \"-oem\"]\n\
+         from = \"alertcore <alertcore@example.org>\"\nto = [\"ops@example.org\", \"b@example.org\"]"
+    ));
+    n.failure("backup.service", &history(2), &ctx(EventKind::Failure))
+        .await
+        .unwrap();
+    let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "-oem",
+            "-i",
+            "-f",
+            "alertcore@example.org",
+            "--",
+            "ops@example.org",
+            "b@example.org"
+        ]
+    );
+    let message = std::fs::read_to_string(dir.path().join("message")).unwrap();
+    assert!(!message.contains('\r'), "local line endings");
+    assert!(
+        message.contains("\nSubject: [web1] FAILED: backup.service (exit-code, status=1)\n")
+            || message.starts_with("Subject: [web1] FAILED"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Failure history (oldest first):"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn sendmail_failures_keep_stderr_and_tempfail_is_retryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |body: &str| {
+        let script = sendmail_script(dir.path(), body);
+        notifier(&format!(
+            "mode = \"sendmail\"\nsendmail_command = \"{script}\"\n\
+             from = \"a@example.org\"\nto = [\"b@example.org\"]"
+        ))
+    };
+    let n = build("cat >/dev/null; echo 'queue directory missing' >&2; exit 1");
+    let e = n
+        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{}", chain(&e));
+    assert!(
+        chain(&e).contains("queue directory missing"),
+        "{}",
+        chain(&e)
+    );
+
+    let n = build("cat >/dev/null; exit 75");
+    let e = n
+        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{}", chain(&e));
+}
