@@ -80,15 +80,9 @@ pub(crate) fn body(
     s
 }
 
-/// `<incident.host@alertcore>`: the same for every mail about one incident.
+/// `<incident@alertcore>`: the same for every mail about one incident.
 pub(crate) fn root_message_id(service: &str, ctx: &Context<'_>) -> String {
-    // `incident_id` names service and streak but not the host; two hosts reporting
-    // the same service must not share a thread.
-    format!(
-        "<{}.{}@alertcore>",
-        ctx.incident_id(service),
-        sanitize(ctx.host)
-    )
+    format!("<{}@alertcore>", ctx.incident_id(service))
 }
 
 /// A Message-ID no other mail has: the root's parts plus the event, the time and a
@@ -100,27 +94,12 @@ fn unique_message_id(service: &str, ctx: &Context<'_>) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!(
-        "<{}.{}.{}.{}.{nanos}.{}.{n}@alertcore>",
+        "<{}.{}.{}.{nanos}.{}.{n}@alertcore>",
         ctx.incident_id(service),
-        sanitize(ctx.host),
         ctx.event,
         ctx.sequence,
         std::process::id(),
     )
-}
-
-/// Keeps `[A-Za-z0-9-]`, writes everything else as `_xx` hex bytes (as
-/// `Context::incident_id` does), so the result is a valid, unambiguous id part.
-fn sanitize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "_{b:02x}");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -172,7 +151,7 @@ mod tests {
         );
         assert_eq!(
             header(&raw, "Message-ID"),
-            ["<1000.2.backup.service.web1@alertcore>"]
+            ["<1000.2.backup_2eservice.web1@alertcore>"]
         );
         assert!(header(&raw, "In-Reply-To").is_empty(), "{raw}");
         assert_eq!(header(&raw, "Auto-Submitted"), ["auto-generated"]);
@@ -187,7 +166,7 @@ mod tests {
             EventKind::Recovery,
         ] {
             let raw = render("backup.service", event);
-            let root = "<1000.2.backup.service.web1@alertcore>";
+            let root = "<1000.2.backup_2eservice.web1@alertcore>";
             assert_eq!(header(&raw, "In-Reply-To"), [root], "{raw}");
             assert_eq!(header(&raw, "References"), [root], "{raw}");
             let id = header(&raw, "Message-ID");
@@ -243,7 +222,6 @@ mod tests {
 
     #[test]
     fn ids_are_sanitized() {
-        assert_eq!(sanitize("web-1.example"), "web-1_2eexample");
         let ctx = Context::new(EventKind::Failure, "h st").streak(1, Timestamp::from_millis(5));
         assert_eq!(root_message_id("a@b", &ctx), "<5.1.a_40b.h_20st@alertcore>");
     }

@@ -102,9 +102,27 @@ impl BuildError {
     /// Wraps a `toml` deserialisation error of the table (unknown field, wrong type).
     pub fn from_toml(e: toml::de::Error) -> Self {
         let message = e.message().trim_end().to_owned();
-        // serde names the offending field in backticks: "unknown field `tto`, ..."
-        let key = message.split('`').nth(1).map(str::to_owned);
+        // serde names the offending field in backticks: "unknown field `tto`, ...";
+        // custom errors of ours start with it: "`sendmail_command` must ..."; other
+        // messages quote values, not keys.
+        let key = [
+            "unknown field `",
+            "missing field `",
+            "duplicate field `",
+            "`",
+        ]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned);
         Self { message, key }
+    }
+}
+
+impl BuildError {
+    /// The key the error is about, when it is about one.
+    pub fn offending_key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 }
 

@@ -19,7 +19,7 @@ pub use config::{BuildError, Config, ConfigError, ConfiguredNotifier};
 pub use console::{ConsoleNotifier, FACTORY as CONSOLE_FACTORY};
 pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock, host_name};
 pub use error::{EngineError, NotifyError, StoreError, chain};
-pub use notifier::{Context, Notifier};
+pub use notifier::{Context, Notifier, sanitize_id};
 pub use policy::{Policy, ServiceState};
 pub use registry::{NotifierFactory, Registry};
 pub use store::{MemoryStore, SqliteStore, Store};

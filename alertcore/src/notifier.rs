@@ -147,24 +147,27 @@ impl<'a> Context<'a> {
         self
     }
 
-    /// A stable id for the incident (service, host, streak): the same for the first
-    /// alert, every reminder and the recovery, so transports can thread them.
-    /// Only `[A-Za-z0-9.-]` characters, so it fits a Message-ID or a URL.
+    /// A stable id for the incident (streak start and number, service, host): the same
+    /// for the first alert, every reminder and the recovery, so transports can thread
+    /// them. Parts are joined by `.` and each is [`sanitize_id`]-ed, so the result fits a
+    /// Message-ID or a URL and two incidents never share an id.
     pub fn incident_id(&self, service: &str) -> String {
         format!(
-            "{}.{}.{}",
+            "{}.{}.{}.{}",
             self.streak_start.as_millis(),
             self.streak_id,
-            sanitize_id(service)
+            sanitize_id(service),
+            sanitize_id(self.host)
         )
     }
 }
 
-/// Keeps `[A-Za-z0-9.-]`, writes everything else as `_xx` hex bytes.
-fn sanitize_id(s: &str) -> String {
+/// Keeps `[A-Za-z0-9-]` and writes every other byte as `_xx` hex, so the result is a
+/// safe, unambiguous part of an id (it never contains `.`, `@`, `<` or `>`).
+pub fn sanitize_id(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' {
+        if b.is_ascii_alphanumeric() || b == b'-' {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("_{b:02x}"));
@@ -180,7 +183,10 @@ mod tests {
     #[test]
     fn incident_id_is_safe_and_stable() {
         let ctx = Context::new(EventKind::Failure, "h").streak(3, Timestamp::from_millis(5));
-        assert_eq!(ctx.incident_id("a b@c.service"), "5.3.a_20b_40c.service");
+        assert_eq!(
+            ctx.incident_id("a b@c.service"),
+            "5.3.a_20b_40c_2eservice.h"
+        );
         let again = Context::new(EventKind::Recovery, "h").streak(3, Timestamp::from_millis(5));
         assert_eq!(again.incident_id("x"), ctx.incident_id("x"));
     }

@@ -140,7 +140,7 @@ async fn plain_mail_arrives_with_subject_addresses_and_history() {
     assert_eq!(
         header(m, "Message-ID"),
         Some(format!(
-            "<{}.web1@alertcore>",
+            "<{}@alertcore>",
             ctx(EventKind::Failure).incident_id("backup.service")
         ))
     );
