@@ -156,24 +156,66 @@ impl Clock for FixedClock {
     }
 }
 
-async fn run(cli: Cli) -> Result<u8, Fail> {
-    let (config, config_path) = load_config(&cli)?;
-    match &cli.command {
-        Command::Failure(args) => {
-            let engine = build_engine(&cli, &config)?;
+/// A failure or success to record.
+enum Event<'a> {
+    Failure(&'a cli::FailureArgs),
+    Success(&'a str),
+}
+
+async fn record(engine: &Engine, event: &Event<'_>) -> Result<u8, Fail> {
+    let r = match event {
+        Event::Failure(args) => {
             let env = |k: &str| std::env::var(k).ok();
             let report = systemd::failure_report(args, &env);
-            let r = engine
-                .failure(&args.unit, report)
-                .await
-                .map_err(|e| Fail::other(&e))?;
-            Ok(print_report("failure", &r))
+            engine.failure(&args.unit, report).await
         }
-        Command::Success { unit } => {
-            let engine = build_engine(&cli, &config)?;
-            let r = engine.success(unit).await.map_err(|e| Fail::other(&e))?;
-            Ok(print_report("success", &r))
+        Event::Success(unit) => engine.success(unit).await,
+    }
+    .map_err(|e| Fail::other(&e))?;
+    let what = match event {
+        Event::Failure(_) => "failure",
+        Event::Success(_) => "success",
+    };
+    Ok(print_report(what, &r))
+}
+
+/// Records the event although the config is broken, so it is not lost: with the
+/// built-in defaults (console notifier, default state path) and the config error as the
+/// result, exit code 2. The next event, with the config mended, alerts as configured.
+async fn record_despite(cli: &Cli, event: &Event<'_>, error: Fail) -> Fail {
+    eprintln!("alertctl: {}", error.message);
+    let fallback = Config::default();
+    match build_engine(cli, &fallback) {
+        Ok(engine) => {
+            if let Err(f) = record(&engine, event).await {
+                eprintln!("alertctl: {}", f.message);
+            }
         }
+        Err(f) => eprintln!("alertctl: {}", f.message),
+    }
+    Fail::usage(
+        "the event was recorded with the built-in defaults because of the config error above",
+    )
+}
+
+async fn run(cli: Cli) -> Result<u8, Fail> {
+    let event = match &cli.command {
+        Command::Failure(args) => Some(Event::Failure(args)),
+        Command::Success { unit } => Some(Event::Success(unit)),
+        _ => None,
+    };
+    if let Some(event) = event {
+        let engine = load_config(&cli).and_then(|(config, _)| build_engine(&cli, &config));
+        return match engine {
+            Ok(engine) => record(&engine, &event).await,
+            Err(f) if f.code == 2 => Err(record_despite(&cli, &event, f).await),
+            Err(f) => Err(f),
+        };
+    }
+    let (config, config_path) = load_config(&cli)?;
+    match &cli.command {
+        // handled above
+        Command::Failure(_) | Command::Success { .. } => Ok(0),
         Command::Status { unit, json } => {
             let engine = build_engine(&cli, &config)?;
             status::status(&engine, unit.as_deref(), *json).map_err(|e| Fail::other(&e))?;

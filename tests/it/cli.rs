@@ -289,7 +289,25 @@ fn bad_config_is_exit_2_with_location() {
         );
         assert!(stderr(&out).starts_with(&want), "{}", text(&out));
     }
-    assert!(!ctl.state().exists(), "nothing recorded with a bad config");
+    // the failure was recorded all the same, and shown on the console, so it is not lost
+    let out = ctl.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = ctl.run(&["failure", "y.service", "--result", "exit-code"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        alerts(&out)[0].contains("FAILED: y.service (exit-code)"),
+        "{}",
+        text(&out)
+    );
+    let conn = rusqlite::Connection::open(ctl.state()).expect("state");
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM failures WHERE service = 'y.service'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(n, 1);
 
     let ctl = Ctl::with_config("[notifiers.ops]\ntype = \"pagr\"\n");
     let out = ctl.run(&["config", "check"]);
