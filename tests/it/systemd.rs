@@ -1,1 +1,419 @@
-//! (filled by its owner)
+//! End to end with a real systemd: the shipped handler units, wired into a failing unit,
+//! send one mail per failure streak (with the failed run's journal lines) and a recovery
+//! threaded to it, and never trigger handlers for themselves.
+//!
+//! systemd runs as PID 1 of its own namespaces (`tests/peers/systemd-sandbox.sh`), which
+//! needs root and a machine whose init is not systemd. Where it cannot run the test says
+//! why and passes, except under `CI=true`, where that is a failure.
+//!
+//! Unlike the other tests this one waits in real time (polling with deadlines): the
+//! clock it would have to pause is PID 1's.
+
+// The handlers deliver by mail.
+#![cfg(feature = "email")]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::peers::{SinkOptions, SmtpSink, header};
+
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/peers/systemd-sandbox.sh"
+);
+const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
+/// How long one step may take; it takes well under a second when things work.
+const DEADLINE: Duration = Duration::from_secs(20);
+/// Failing runs of the restart loop (each one restarted by systemd), before the last.
+const LOOP_RUNS: u32 = 5;
+
+#[test]
+fn handlers_alert_once_per_streak_with_journal_excerpt_and_threaded_recovery() {
+    if let Err(why) = Sandbox::check() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the systemd end-to-end test cannot run under CI: {why}"
+        );
+        eprintln!("skipping the systemd end-to-end test: {why}");
+        return;
+    }
+    // Under /tmp, not the target dir: a checkout under /home would be hidden from the
+    // handlers by ProtectHome=. The handlers see it through BindPaths= (PrivateTmp=).
+    let work = tempfile::Builder::new()
+        .prefix("alertcore-systemd-")
+        .tempdir()
+        .expect("temp dir");
+    let w = work.path();
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    // Distinct per run (the temp dir's random suffix), so it cannot come from elsewhere.
+    let token = w
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let line = format!("demo <{token}>: cannot open /srv/demo/spool: Disk quota exceeded");
+    setup_work_dir(w, sink.port(), &line);
+
+    let sb = Sandbox::start(w.join("sandbox"));
+    install_units(&sb, w);
+    sb.systemctl(&["daemon-reload"]);
+    // The recursion guard: the handlers get no handlers of their own, although the
+    // top-level service.d/ drop-in gives one to every service.
+    for unit in [
+        "alertcore-failure@demo.service.service",
+        "alertcore-success@demo.service.service",
+    ] {
+        assert_eq!(sb.prop(unit, "OnFailure"), "", "{unit}");
+        assert_eq!(sb.prop(unit, "OnSuccess"), "", "{unit}");
+    }
+
+    // 1. One failed run: one mail, with the run's status and its output line.
+    sb.systemctl(&["start", "demo.service"]);
+    sb.settle("demo.service", "failed", || true);
+    let mails = sink.wait_for(1, DEADLINE);
+    assert_eq!(mails.len(), 1, "one failure, one mail: {mails:#?}");
+    let failed = &mails[0];
+    let subject = str_of(failed, "subject");
+    assert!(
+        subject.contains("FAILED: demo.service"),
+        "subject: {subject}"
+    );
+    assert!(subject.contains("status=3"), "subject: {subject}");
+    let body = str_of(failed, "body");
+    assert!(
+        body.contains(&line),
+        "the body should quote the failed run's output line {line:?} from the journal;\n\
+         body:\n{body}\njournal of demo.service:\n{}",
+        sb.journal(&["-u", "demo.service", "-o", "verbose"])
+    );
+    let failure_id = header(failed, "Message-ID").expect("failure mail has a Message-ID");
+
+    // 2. A restart loop in the same streak: LOOP_RUNS failures that systemd restarts, then
+    // one (status 4) it does not. Up to systemd 253, OnFailure= fires only at the end and
+    // OnSuccess= fires on each auto-restart, carrying MONITOR_SERVICE_RESULT=exit-code;
+    // from 254 OnFailure= fires on each. Either way: no second failure mail, no recovery.
+    let runs = || -> u32 { read(&w.join("runs")).trim().parse().unwrap_or(0) };
+    let last_run = runs() + LOOP_RUNS + 1;
+    write(&w.join("last-run"), &last_run.to_string());
+    let handler_runs = |kind: &str| {
+        let unit = format!("alertcore-{kind}@demo.service.service");
+        let log = sb.journal(&["-u", &unit, "-o", "cat"]);
+        log.lines().filter(|l| l.starts_with("Starting ")).count()
+    };
+    let before = (handler_runs("failure"), handler_runs("success"));
+    let dropin = sb.units().join("demo.service.d");
+    std::fs::create_dir_all(&dropin).expect("mkdir");
+    write(
+        &dropin.join("20-restart.conf"),
+        "[Service]\nRestart=on-failure\nRestartSec=100ms\nRestartPreventExitStatus=4\n",
+    );
+    sb.systemctl(&["daemon-reload"]);
+    sb.systemctl(&["start", "demo.service"]);
+    // From 254 the unit passes through "failed" on each restart: wait for the last run.
+    sb.settle("demo.service", "failed", || runs() == last_run);
+    assert_eq!(sb.prop("demo.service", "ExecMainStatus"), "4");
+    assert_eq!(sb.prop("demo.service", "NRestarts"), LOOP_RUNS.to_string());
+    eprintln!(
+        "restart loop of {} failed runs: {} failure and {} success handler runs",
+        LOOP_RUNS + 1,
+        handler_runs("failure") - before.0,
+        handler_runs("success") - before.1,
+    );
+    // A handler run for a failed run that records it as a success ends the streak: a
+    // recovery, then a second failure mail follow.
+    let broken_streak = "on systemd < 254, OnSuccess= fires on each auto-restart with \
+                         MONITOR_SERVICE_RESULT=exit-code: `alertctl success` must record \
+                         such a run as a failure";
+    let mails = sink.messages();
+    assert_eq!(
+        subjects(&mails),
+        vec![subject.clone()],
+        "a restart loop inside one failure streak sends no further mail ({broken_streak})"
+    );
+    let status = sb.alertctl_status(w);
+    let demo = status["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["service"] == "demo.service"))
+        .unwrap_or_else(|| panic!("demo.service in `alertctl status`: {status:#}"));
+    assert_eq!(demo["failing"], true, "still failing: {demo:#}");
+    // Not exactly 2 + LOOP_RUNS: an event that arrives while the handler job for the
+    // previous one is still queued merges into it.
+    let streak = demo["consecutive_failures"].as_u64().unwrap_or(0);
+    assert!(
+        streak > 2,
+        "the loop's failures belong to the first failure's streak ({broken_streak}): {demo:#}"
+    );
+
+    // 3. The same unit succeeds: a recovery, threaded to the failure mail.
+    write(&w.join("succeed"), "");
+    sb.systemctl(&["start", "demo.service"]);
+    sb.settle("demo.service", "inactive", || true);
+    let mails = sink.wait_for(2, DEADLINE);
+    assert_eq!(mails.len(), 2, "one recovery mail: {:#?}", subjects(&mails));
+    let recovered = &mails[1];
+    let subject = str_of(recovered, "subject");
+    assert!(
+        subject.contains("RECOVERED: demo.service"),
+        "subject: {subject}"
+    );
+    assert_eq!(header(recovered, "In-Reply-To"), Some(failure_id.clone()));
+    assert_eq!(header(recovered, "References"), Some(failure_id));
+
+    // Every handler run succeeded (none was refused by a start limit, none failed to
+    // deliver), nothing ran a handler for a handler, and nothing else alerted.
+    let failed = sb.systemctl(&["list-units", "--failed", "--no-legend", "--plain"]);
+    assert!(failed.trim().is_empty(), "failed units:\n{failed}");
+    let handlers_of_handlers = sb.journal(&["-o", "cat", "-u", "alertcore-*@alertcore-*"]);
+    assert!(
+        handlers_of_handlers.trim().is_empty(),
+        "a handler triggered a handler:\n{handlers_of_handlers}"
+    );
+    let status = sb.alertctl_status(w);
+    let services: Vec<&str> = status["services"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["service"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        services.iter().all(|s| !s.starts_with("alertcore-")),
+        "alertcore recorded events of its own handlers: {services:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200)); // a late extra mail would land by now
+    assert_eq!(
+        sink.messages().len(),
+        2,
+        "{:#?}",
+        subjects(&sink.messages())
+    );
+}
+
+/// The config, the binary, and the demo unit's script in the work dir.
+fn setup_work_dir(w: &Path, smtp_port: u16, line: &str) {
+    // A copy, so the handlers can run it whatever the target dir's path.
+    std::fs::copy(env!("CARGO_BIN_EXE_alertctl"), w.join("alertctl")).expect("copy alertctl");
+    write(
+        &w.join("alertcore.toml"),
+        &format!(
+            "host = \"e2e\"\n\
+             [notifiers.ops]\n\
+             type = \"email\"\n\
+             url = \"smtp://127.0.0.1:{smtp_port}\"\n\
+             from = \"alertcore@example.org\"\n\
+             to = [\"ops@example.org\"]\n"
+        ),
+    );
+    // Each run prints the line and counts itself; it fails with status 3 until the
+    // `succeed` file exists, or with status 4 on run number `last-run`.
+    let script = w.join("demo.sh");
+    let w = w.display();
+    write(
+        &script,
+        &format!(
+            "#!/bin/sh\n\
+             n=$(( $(cat {w}/runs 2>/dev/null || echo 0) + 1 ))\n\
+             echo $n > {w}/runs\n\
+             echo '{line}'\n\
+             [ -e {w}/succeed ] && exit 0\n\
+             [ \"$n\" = \"$(cat {w}/last-run 2>/dev/null)\" ] && exit 4\n\
+             exit 3\n"
+        ),
+    );
+}
+
+/// The shipped units and drop-ins, as an administrator installs them, plus a test
+/// drop-in per handler (binary, config and state in the work dir) and the demo unit.
+fn install_units(sb: &Sandbox, w: &Path) {
+    let units = sb.units();
+    let shipped = Path::new(UNITS);
+    for f in ["alertcore-failure@.service", "alertcore-success@.service"] {
+        std::fs::copy(shipped.join(f), units.join(f)).expect("copy unit");
+    }
+    for (from, to) in [
+        (
+            "alertcore-.service.d/10-alertcore.conf",
+            "alertcore-.service.d/10-alertcore.conf",
+        ),
+        (
+            "service.d/10-alertcore.conf.example",
+            "service.d/10-alertcore.conf",
+        ),
+    ] {
+        let to = units.join(to);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(shipped.join(from), to).expect("copy drop-in");
+    }
+    let wd = w.display();
+    for kind in ["failure", "success"] {
+        let dir = units.join(format!("alertcore-{kind}@.service.d"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        // StateDirectory= is reset so the test does not create /var/lib/alertcore on the
+        // host (the sandbox shares its file system); the hardening stays as shipped.
+        write(
+            &dir.join("50-test.conf"),
+            &format!(
+                "[Service]\n\
+                 ExecStart=\n\
+                 ExecStart={wd}/alertctl {kind} %i\n\
+                 Environment=ALERTCORE_CONFIG={wd}/alertcore.toml ALERTCORE_STATE={wd}/state.db\n\
+                 StateDirectory=\n\
+                 BindPaths={wd}\n"
+            ),
+        );
+    }
+    // Wired explicitly, as the README shows; the service.d/ drop-in adds the same.
+    write(
+        &units.join("demo.service"),
+        &format!(
+            "[Unit]\n\
+             Description=alertcore end-to-end demo\n\
+             OnFailure=alertcore-failure@%n.service\n\
+             OnSuccess=alertcore-success@%n.service\n\
+             StartLimitIntervalSec=0\n\
+             [Service]\n\
+             ExecStart=/bin/sh {wd}/demo.sh\n"
+        ),
+    );
+}
+
+/// A running sandbox; stopped on drop, also when the test panics.
+struct Sandbox {
+    dir: PathBuf,
+}
+
+impl Sandbox {
+    /// Why the sandbox cannot run here, if it cannot.
+    fn check() -> Result<(), String> {
+        let out = Command::new("bash")
+            .args([SCRIPT, "check"])
+            .output()
+            .map_err(|e| format!("cannot run bash: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        }
+    }
+
+    fn start(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).expect("mkdir sandbox");
+        // Constructed first: a start that fails half-way still gets stopped.
+        let sb = Self { dir };
+        let out = sb.script(&["start"]);
+        assert!(out.status.success(), "sandbox start: {}", text(&out));
+        std::fs::create_dir_all(sb.units()).expect("units dir");
+        sb
+    }
+
+    fn units(&self) -> PathBuf {
+        self.dir.join("units")
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(SCRIPT)
+            .args(args)
+            .env("SANDBOX", &self.dir)
+            .output()
+            .expect("run the sandbox script")
+    }
+
+    fn systemctl(&self, args: &[&str]) -> String {
+        let out = self.script(&[&["run", "systemctl", "--no-pager"], args].concat());
+        assert!(out.status.success(), "systemctl {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn prop(&self, unit: &str, name: &str) -> String {
+        self.systemctl(&["show", "--value", "-p", name, unit])
+            .trim()
+            .to_owned()
+    }
+
+    /// Waits until `unit` is in `state`, `also` holds and no job is queued: the handler
+    /// job is queued as the unit changes state, so then it has run.
+    fn settle(&self, unit: &str, state: &str, also: impl Fn() -> bool) {
+        let start = Instant::now();
+        loop {
+            let jobs = self.systemctl(&["list-jobs", "--no-legend"]);
+            if self.prop(unit, "ActiveState") == state && also() && jobs.trim().is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{unit} did not settle in state {state}; jobs:\n{jobs}\n{}",
+                self.systemctl(&["status", unit]),
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The sandbox's journal, read from outside it.
+    fn journal(&self, args: &[&str]) -> String {
+        let out = Command::new("journalctl")
+            .args(["--no-pager", "-q", "-D"])
+            .arg(self.dir.join("journal"))
+            .args(args)
+            .output()
+            .expect("run journalctl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `alertctl status --json` over the handlers' state file.
+    fn alertctl_status(&self, w: &Path) -> Value {
+        let out = Command::new(w.join("alertctl"))
+            .args(["status", "--json"])
+            .env("ALERTCORE_CONFIG", w.join("alertcore.toml"))
+            .env("ALERTCORE_STATE", w.join("state.db"))
+            .output()
+            .expect("run alertctl status");
+        assert!(out.status.success(), "alertctl status: {}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- sandbox journal (last 80 lines) ---\n{}",
+                self.journal(&["-n", "80", "-o", "short-precise"])
+            );
+        }
+        let out = self.script(&["stop"]);
+        if !out.status.success() {
+            eprintln!("sandbox stop: {}", text(&out));
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "{}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn str_of(mail: &Value, key: &str) -> String {
+    mail[key].as_str().unwrap_or_default().to_owned()
+}
+
+fn subjects(mails: &[Value]) -> Vec<String> {
+    mails.iter().map(|m| str_of(m, "subject")).collect()
+}
