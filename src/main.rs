@@ -163,19 +163,21 @@ enum Event<'a> {
 }
 
 async fn record(engine: &Engine, event: &Event<'_>) -> Result<u8, Fail> {
-    let r = match event {
+    let env = |k: &str| std::env::var(k).ok();
+    let (what, r) = match event {
         Event::Failure(args) => {
-            let env = |k: &str| std::env::var(k).ok();
             let report = systemd::failure_report(args, &env);
-            engine.failure(&args.unit, report).await
+            ("failure", engine.failure(&args.unit, report).await)
         }
-        Event::Success(unit) => engine.success(unit).await,
-    }
-    .map_err(|e| Fail::other(&e))?;
-    let what = match event {
-        Event::Failure(_) => "failure",
-        Event::Success(_) => "success",
+        Event::Success(unit) => match systemd::failure_in_success(unit, &env) {
+            Some(report) => (
+                "failure (the success handler was started for a failed run)",
+                engine.failure(unit, report).await,
+            ),
+            None => ("success", engine.success(unit).await),
+        },
     };
+    let r = r.map_err(|e| Fail::other(&e))?;
     Ok(print_report(what, &r))
 }
 

@@ -30,13 +30,24 @@ pub(crate) fn failure_report(
         // Only when systemd told us nothing: it costs a process.
         info.fill(&from_systemctl(&args.unit));
     }
-    let mut report = FailureReport::new(info.result.unwrap_or_else(|| "unknown".to_owned()));
-    report.exit_code = info.exit_code;
-    report.exit_status = info.exit_status;
-    report.invocation_id = info.invocation_id;
+    let mut report = info.into_report();
     report.severity = args.severity;
     report.message = args.message.clone();
     report
+}
+
+/// The failure hidden in a success: systemd ≤ 253 starts the `OnSuccess=` handler on
+/// every automatic restart of a failing unit, passing the failed run's result
+/// (`MONITOR_SERVICE_RESULT=exit-code`). That run failed, and is recorded as such.
+pub(crate) fn failure_in_success(
+    unit: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<FailureReport> {
+    let info = from_monitor(unit, env);
+    match info.result.as_deref() {
+        Some(result) if result != "success" => Some(info.into_report()),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,6 +64,14 @@ impl RunInfo {
             && self.exit_code.is_some()
             && self.exit_status.is_some()
             && self.invocation_id.is_some()
+    }
+
+    fn into_report(self) -> FailureReport {
+        let mut report = FailureReport::new(self.result.unwrap_or_else(|| "unknown".to_owned()));
+        report.exit_code = self.exit_code;
+        report.exit_status = self.exit_status;
+        report.invocation_id = self.invocation_id;
+        report
     }
 
     fn fill(&mut self, other: &RunInfo) {
@@ -211,6 +230,22 @@ mod tests {
         let mut a = args("demo.service");
         a.result = Some("timeout".to_owned());
         assert_eq!(failure_report(&a, &env).service_result, "timeout");
+    }
+
+    #[test]
+    fn a_success_handler_told_of_a_failed_run_reports_a_failure() {
+        let restart = env_of(&[
+            ("MONITOR_SERVICE_RESULT", "exit-code"),
+            ("MONITOR_EXIT_CODE", "exited"),
+            ("MONITOR_EXIT_STATUS", "3"),
+            ("MONITOR_UNIT", "demo.service"),
+        ]);
+        let r = failure_in_success("demo.service", &restart).expect("a failure");
+        assert_eq!(r.exit_status.as_deref(), Some("3"));
+        assert!(failure_in_success("other.service", &restart).is_none());
+        let ok = env_of(&[("MONITOR_SERVICE_RESULT", "success")]);
+        assert!(failure_in_success("demo.service", &ok).is_none());
+        assert!(failure_in_success("demo.service", &env_of(&[])).is_none());
     }
 
     #[test]

@@ -12,6 +12,9 @@ need=()
 command -v systemd-run >/dev/null || need+=(systemd)
 command -v journalctl >/dev/null || need+=(systemd)
 command -v unshare >/dev/null || need+=(util-linux)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v pgrep >/dev/null || need+=(procps)
+[ -e /lib/systemd/system/dbus.service ] || need+=(dbus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

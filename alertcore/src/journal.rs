@@ -3,8 +3,10 @@
 //! Output of the unit's processes carries `_SYSTEMD_INVOCATION_ID`, the manager's own
 //! lines about the unit carry `INVOCATION_ID`. journald attaches the former only while
 //! the process is still alive, so a unit that prints and exits at once leaves lines
-//! without it; for those we fall back to the unit's own lines (`-u UNIT`) since the
-//! invocation's first manager line.
+//! without it (measured on systemd 252: 12 of 60 runs of `sh -c 'echo ..; exit 3'`);
+//! those still carry `_SYSTEMD_UNIT`, from the stdout stream PID 1 set up. So we add the
+//! unit's lines without an id from the invocation's first line on, and stop at the
+//! first line of another invocation.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -29,7 +31,8 @@ impl Default for Journal {
 
 struct Entry {
     realtime_us: u64,
-    own: bool,
+    /// `_SYSTEMD_INVOCATION_ID` (the unit's processes) or `INVOCATION_ID` (PID 1's lines).
+    invocation: Option<String>,
     line: String,
 }
 
@@ -46,23 +49,31 @@ impl Journal {
         if !is_id(invocation_id) {
             return None;
         }
-        let by_id = self.query(&[
+        let mut entries = self.query(&[
             format!("_SYSTEMD_INVOCATION_ID={invocation_id}"),
             "+".to_owned(),
             format!("INVOCATION_ID={invocation_id}"),
         ])?;
-        let mut entries: BTreeMap<String, Entry> = by_id;
-        let has_own = entries.values().any(|e| e.own);
-        if !has_own && let Some(start) = entries.values().map(|e| e.realtime_us).min() {
+        // The unit's lines since the invocation's first one, up to the first line of
+        // another invocation (the next run's "Starting", under Restart=): those without
+        // an invocation id are this run's, written by a process that had already exited.
+        if let Some(start) = entries.values().map(|e| e.realtime_us).min() {
             let since = format!("@{}", start / 1_000_000);
-            if let Some(more) = self.query(&[
+            let unit_args = [
                 "-u".to_owned(),
                 unit.to_owned(),
                 "--since".to_owned(),
                 since,
-            ]) {
-                for (cursor, e) in more {
-                    if e.realtime_us >= start {
+            ];
+            let mut more: Vec<(String, Entry)> = self
+                .query(&unit_args)
+                .map(|m| m.into_iter().collect())
+                .unwrap_or_default();
+            more.sort_by_key(|(_, e)| e.realtime_us);
+            for (cursor, e) in more.into_iter().filter(|(_, e)| e.realtime_us >= start) {
+                match e.invocation.as_deref() {
+                    Some(id) if id != invocation_id => break,
+                    _ => {
                         entries.entry(cursor).or_insert(e);
                     }
                 }
@@ -108,12 +119,12 @@ impl Journal {
             let time = humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_micros(realtime_us),
             );
-            let own = field("_PID").as_deref() != Some("1") && o.get("UNIT").is_none();
+            let invocation = field("_SYSTEMD_INVOCATION_ID").or_else(|| field("INVOCATION_ID"));
             map.insert(
                 cursor,
                 Entry {
                     realtime_us,
-                    own,
+                    invocation,
                     line: crate::message::one_line(&format!("{time} {ident}{pid}: {msg}")),
                 },
             );

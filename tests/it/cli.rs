@@ -442,3 +442,30 @@ fn concurrent_handlers_lose_nothing() {
         .expect("check");
     assert_eq!(ok, "ok");
 }
+
+#[test]
+fn success_handler_started_for_a_failed_restart_records_a_failure() {
+    // systemd <= 253 starts OnSuccess= on every automatic restart of a failing unit
+    let ctl = Ctl::new();
+    assert_eq!(
+        alerts(&fail(&ctl, "2026-11-21T10:00:00Z", "loop.service", &[])).len(),
+        1
+    );
+    let out = ctl
+        .command(&["--now", "2026-11-21T10:00:01Z", "success", "loop.service"])
+        .env("MONITOR_SERVICE_RESULT", "exit-code")
+        .env("MONITOR_EXIT_CODE", "exited")
+        .env("MONITOR_EXIT_STATUS", "3")
+        .env("MONITOR_UNIT", "loop.service")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        alerts(&out).is_empty(),
+        "no recovery, no second alert: {}",
+        text(&out)
+    );
+    let h = ctl.json(&["history", "loop.service", "--json"]);
+    assert_eq!(h["failures"].as_array().map(Vec::len), Some(2), "{h}");
+    assert_eq!(h["failures"][1]["exit_status"], "3");
+}
