@@ -3,5 +3,8 @@
 mod cli;
 mod email;
 mod engine;
+mod exec;
 mod peers;
+mod syslog;
 mod systemd;
+mod webhook;
