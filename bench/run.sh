@@ -21,8 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${BENCH_RUNS:-20}          # hyperfine runs per command
-WARMUP=${BENCH_WARMUP:-5}       # hyperfine warmup runs per command
-REPS=${BENCH_REPS:-3}           # repetitions of each comparison
+WARMUP=${BENCH_WARMUP:-3}       # hyperfine warmup runs per command
+REPS=${BENCH_REPS:-5}           # repetitions of each comparison
 PROCS=${BENCH_PROCS:-1000}      # concurrent processes in target 3
 UNITS=${BENCH_UNITS:-20}        # units they share
 SECONDS_PER_ROUND=${BENCH_SECONDS:-2}   # target 4: seconds per side per round
