@@ -19,6 +19,8 @@
 //!
 //! Prints `floor_events_per_s=N`, `events_per_s=N` and `ratio=R` (engine / floor) on
 //! stdout, one round per line on stderr. `--mode engine` or `--mode floor` runs one side.
+//! The engine calls its store inline, as `alertctl` configures it
+//! (`EngineBuilder::store_inline`); `--spawn-blocking` measures the default instead.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -85,6 +87,9 @@ struct Options {
     dir: PathBuf,
     /// Give up warming a side after this long.
     warmup_max: f64,
+    /// Call the store through `spawn_blocking` (the default for embedders) instead of
+    /// inline on the runtime thread (what `alertctl` does).
+    spawn_blocking: bool,
 }
 
 impl Options {
@@ -97,6 +102,7 @@ impl Options {
             mode: Mode::Both,
             dir: std::env::temp_dir(),
             warmup_max: 20.0,
+            spawn_blocking: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -108,6 +114,7 @@ impl Options {
                 "--success-every" => o.success_every = value()?.parse::<u64>()?.max(1),
                 "--dir" => o.dir = value()?.into(),
                 "--warmup-max" => o.warmup_max = value()?.parse()?,
+                "--spawn-blocking" => o.spawn_blocking = true,
                 "--mode" => {
                     o.mode = match value()?.as_str() {
                         "both" => Mode::Both,
@@ -120,7 +127,7 @@ impl Options {
                     println!(
                         "usage: engine_throughput [--seconds S] [--rounds N] [--services K] \
                          [--success-every N] [--mode both|engine|floor] [--dir DIR] \
-                         [--warmup-max S]"
+                         [--warmup-max S] [--spawn-blocking]"
                     );
                     std::process::exit(0);
                 }
@@ -313,8 +320,9 @@ fn main() -> Result<()> {
     let engine = Engine::builder(Arc::new(store))
         .notifier("counting", Arc::clone(&counting) as Arc<dyn Notifier>)
         .host("bench")
+        .store_inline(!o.spawn_blocking)
         .build();
-    // the runtime alertctl uses: current thread, store calls on the blocking pool
+    // the runtime alertctl uses: current thread (store calls inline unless --spawn-blocking)
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -53,6 +53,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     host: String,
     delivery_timeout: Option<Duration>,
+    store_inline: bool,
 }
 
 /// Builds an [`Engine`].
@@ -64,6 +65,7 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     host: Option<String>,
     delivery_timeout: Option<Duration>,
+    store_inline: bool,
 }
 
 impl EngineBuilder {
@@ -123,6 +125,17 @@ impl EngineBuilder {
         self
     }
 
+    /// Calls the store on the async thread instead of through `spawn_blocking`.
+    ///
+    /// A commit then blocks that thread (for a fsync, or up to the store's busy
+    /// timeout under contention), so this is only for programs that run nothing else on
+    /// the runtime, such as `alertctl`: it saves a thread hand-off per store call (and,
+    /// in a short-lived process, starting the blocking pool at all).
+    pub fn store_inline(mut self, inline: bool) -> Self {
+        self.store_inline = inline;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         Engine {
@@ -132,6 +145,7 @@ impl EngineBuilder {
             clock: self.clock,
             host: self.host.unwrap_or_else(host_name),
             delivery_timeout: self.delivery_timeout,
+            store_inline: self.store_inline,
         }
     }
 }
@@ -187,6 +201,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             host: None,
             delivery_timeout: None,
+            store_inline: false,
         }
     }
 
@@ -245,56 +260,64 @@ impl Engine {
         let policy = self.policy.clone();
         let host = self.host.clone();
         let owned_service = service.to_owned();
-        let (applied, decisions, streak) = blocking(move || {
-            let mut decisions = Vec::new();
-            let mut streak = (0, now);
-            let applied = store.apply(&owned_service, now, &mut |state| {
-                let targets: Vec<Target<'_>> = notifiers
-                    .iter()
-                    .map(|e| Target {
-                        name: &e.name,
-                        policy: &policy,
-                    })
-                    .collect();
-                let step = policy::step(state, event, now, &targets);
-                // a success reports on the streak it ends
-                let s = match event {
-                    Event::Failure(_) => step.next.streak.as_ref(),
-                    Event::Success => state.streak.as_ref(),
-                };
-                streak = s.map_or((0, now), |s| (s.id, s.started));
-                let notifications: Vec<NewNotification> = step
-                    .decisions
-                    .iter()
-                    .filter_map(|d| {
-                        d.send_kind()
-                            .map(|k| NewNotification::new(d.notifier.clone(), k, streak.0))
-                    })
-                    .collect();
-                let failure = report.as_ref().map(|r| {
-                    let mut f = Failure::from_report(r, &host, now);
-                    f.notifiers = notifications.iter().map(|n| n.notifier.clone()).collect();
-                    f
-                });
-                decisions.clone_from(&step.decisions);
-                Change {
-                    end_streak: event == Event::Success && state.streak.is_some(),
-                    next: step.next,
-                    failure,
-                    notifications,
-                }
-            })?;
-            Ok((applied, decisions, streak))
-        })
-        .await?;
+        let (applied, decisions, streak) = self
+            .blocking(move || {
+                let mut decisions = Vec::new();
+                let mut streak = (0, now, 0);
+                let applied = store.apply(&owned_service, now, &mut |state| {
+                    let targets: Vec<Target<'_>> = notifiers
+                        .iter()
+                        .map(|e| Target {
+                            name: &e.name,
+                            policy: &policy,
+                        })
+                        .collect();
+                    let step = policy::step(state, event, now, &targets);
+                    // a success reports on the streak it ends
+                    let s = match event {
+                        Event::Failure(_) => step.next.streak.as_ref(),
+                        Event::Success => state.streak.as_ref(),
+                    };
+                    streak = s.map_or((0, now, 0), |s| (s.id, s.started, s.failures));
+                    let notifications: Vec<NewNotification> = step
+                        .decisions
+                        .iter()
+                        .filter_map(|d| {
+                            d.send_kind()
+                                .map(|k| NewNotification::new(d.notifier.clone(), k, streak.0))
+                        })
+                        .collect();
+                    let failure = report.as_ref().map(|r| {
+                        let mut f = Failure::from_report(r, &host, now);
+                        f.notifiers = notifications.iter().map(|n| n.notifier.clone()).collect();
+                        f
+                    });
+                    decisions.clone_from(&step.decisions);
+                    Change {
+                        end_streak: event == Event::Success && state.streak.is_some(),
+                        next: step.next,
+                        failure,
+                        notifications,
+                    }
+                })?;
+                Ok((applied, decisions, streak))
+            })
+            .await?;
 
+        let (streak_id, streak_start, failures) = streak;
         let deliveries = self
-            .dispatch(service, &decisions, &applied, streak, now)
+            .dispatch(
+                service,
+                &decisions,
+                &applied,
+                (streak_id, streak_start),
+                now,
+            )
             .await;
         Ok(Report {
             service: service.to_owned(),
             at: now,
-            failures: applied.history.len(),
+            failures: usize::try_from(failures).unwrap_or(usize::MAX),
             decisions,
             deliveries,
             sequence: applied.sequence,
@@ -346,7 +369,7 @@ impl Engine {
             let err = error.clone();
             let at = self.clock.now();
             let recorded =
-                blocking(move || store.record_outcome(id, outcome, err.as_deref(), at)).await;
+                self.blocking(move || store.record_outcome(id, outcome, err.as_deref(), at)).await;
             if let Err(e) = recorded {
                 tracing::warn!(notifier = %entry.name, service, error = %chain(&e), "cannot record delivery outcome");
             }
@@ -367,11 +390,17 @@ impl Engine {
 #[error("no answer within {}", humantime::format_duration(*.0))]
 struct TimedOut(Duration);
 
-/// Runs store work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+impl Engine {
+    /// Runs store work off the async threads, or inline when so configured.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if self.store_inline {
+            return f();
+        }
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
 }

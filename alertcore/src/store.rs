@@ -81,7 +81,8 @@ impl NewNotification {
 #[non_exhaustive]
 pub struct Applied {
     /// The service's failure history as of this event (oldest first): including the
-    /// appended failure, and read before an ended streak was deleted.
+    /// appended failure, and read before an ended streak was deleted. Only read when
+    /// there are notifications to send (the notifiers are its readers); empty otherwise.
     pub history: Vec<Failure>,
     /// The ids of the logged notifications, in the order given.
     pub notifications: Vec<NotificationId>,

@@ -207,7 +207,14 @@ pub fn store_conformance(store: &dyn Store) {
             }
         })
         .expect("apply 1");
-    assert_eq!(applied.history, vec![failure(1, Severity::Warning)]);
+    assert!(
+        applied.history.is_empty(),
+        "history is read only for notifications"
+    );
+    assert_eq!(
+        store.history(svc).expect("history"),
+        vec![failure(1, Severity::Warning)]
+    );
     assert_eq!(applied.sequence, 0);
     assert!(applied.notifications.is_empty());
     assert_eq!(store.state(svc).expect("state").as_ref(), Some(&s1));

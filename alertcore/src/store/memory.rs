@@ -50,11 +50,16 @@ impl Store for MemoryStore {
         if let Some(failure) = change.failure {
             history.push(failure);
         }
+        let ended = if change.end_streak {
+            std::mem::take(history)
+        } else {
+            Vec::new()
+        };
         let mut applied = Applied {
-            history: if change.end_streak {
-                std::mem::take(history)
-            } else {
-                history.clone()
+            history: match (change.notifications.is_empty(), change.end_streak) {
+                (true, _) => Vec::new(),
+                (false, true) => ended,
+                (false, false) => history.clone(),
             },
             ..Applied::default()
         };

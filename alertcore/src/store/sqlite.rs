@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Applied, Change, NotificationId, NotificationRecord, Store};
@@ -81,6 +82,11 @@ impl SqliteStore {
     fn init(&self) -> Result<(), StoreError> {
         let mut conn = self.lock();
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // The bundled SQLite is built with SQLITE_ENABLE_STAT4, under which a statement
+        // whose plan may depend on a bound value (the history query: `= ?1 ORDER BY id`)
+        // is compiled again at every new binding, statement cache or not. Our plans never
+        // depend on the values: pin them.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         // journal_mode is persistent in the file: only the first opener pays for the switch.
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") && self.path.is_some() {
@@ -140,11 +146,8 @@ fn user_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
 
 fn load_state(conn: &Connection, service: &str) -> Result<Option<ServiceState>, StoreError> {
     let json: Option<String> = conn
-        .query_row(
-            "SELECT state FROM services WHERE name = ?1",
-            [service],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT state FROM services WHERE name = ?1")?
+        .query_row([service], |r| r.get(0))
         .optional()?;
     json.map(|j| decode_state(service, &j)).transpose()
 }
@@ -162,11 +165,11 @@ fn save_state(
 ) -> Result<(), StoreError> {
     let json = serde_json::to_string(state)
         .map_err(|e| StoreError::Corrupt(format!("state of {service:?}: {e}")))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO services (name, state, updated_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
-        params![service, json, now.as_millis()],
-    )?;
+    )?
+    .execute(params![service, json, now.as_millis()])?;
     Ok(())
 }
 
@@ -232,12 +235,12 @@ fn insert_failure(conn: &Connection, service: &str, f: &Failure) -> Result<(), S
 }
 
 fn next_sequence(conn: &Connection) -> Result<u64, StoreError> {
-    let v: i64 = conn.query_row(
-        "INSERT INTO meta (key, value) VALUES ('sequence', 1)
-         ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
-        [],
-        |r| r.get(0),
-    )?;
+    let v: i64 = conn
+        .prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('sequence', 1)
+             ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
+        )?
+        .query_row([], |r| r.get(0))?;
     Ok(u64::try_from(v).unwrap_or(0))
 }
 
@@ -283,9 +286,15 @@ impl Store for SqliteStore {
         if let Some(failure) = &change.failure {
             insert_failure(&tx, service, failure)?;
         }
-        let history = load_history(&tx, service)?;
+        // only the notifiers read the history: skip it for a suppressed event
+        let history = if change.notifications.is_empty() {
+            Vec::new()
+        } else {
+            load_history(&tx, service)?
+        };
         if change.end_streak {
-            tx.execute("DELETE FROM failures WHERE service = ?1", [service])?;
+            tx.prepare_cached("DELETE FROM failures WHERE service = ?1")?
+                .execute([service])?;
         }
         let mut applied = Applied {
             history,
@@ -323,29 +332,13 @@ impl Store for SqliteStore {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .query_row(
-                &format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?1"),
-                [id.0],
-                notification_from_row,
-            )
-            .optional()?;
-        let Some(row) = row else {
-            return Err(StoreError::Corrupt(format!("no notification with id {id}")));
-        };
-        tx.execute(
-            "UPDATE notifications SET status = ?2, error = ?3, finished_ms = ?4 WHERE id = ?1",
-            params![id.0, outcome.as_str(), error, at.as_millis()],
-        )?;
-        if row.kind.is_failure()
-            && let Some(mut state) = load_state(&tx, &row.service)?
-        {
-            state.record_outcome(row.streak, &row.notifier, row.created, outcome);
-            save_state(&tx, &row.service, &state, at)?;
-        }
-        tx.commit()?;
-        Ok(())
+        // The outcome need not survive a power cut on its own: the next event's commit
+        // (or the checkpoint when the last connection closes) syncs it, and a lost
+        // outcome only leaves the alert "in flight" until its lease ends.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = record_outcome(&mut conn, id, outcome, error, at);
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        result
     }
 
     fn state(&self, service: &str) -> Result<Option<ServiceState>, StoreError> {
@@ -392,4 +385,35 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(n + m > 0)
     }
+}
+
+fn record_outcome(
+    conn: &mut Connection,
+    id: NotificationId,
+    outcome: Outcome,
+    error: Option<&str>,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let row = tx
+        .prepare_cached(&format!(
+            "UPDATE notifications SET status = ?2, error = ?3, finished_ms = ?4 WHERE id = ?1
+             RETURNING {NOTIFICATION_COLUMNS}"
+        ))?
+        .query_row(
+            params![id.0, outcome.as_str(), error, at.as_millis()],
+            notification_from_row,
+        )
+        .optional()?;
+    let Some(row) = row else {
+        return Err(StoreError::Corrupt(format!("no notification with id {id}")));
+    };
+    if row.kind.is_failure()
+        && let Some(mut state) = load_state(&tx, &row.service)?
+    {
+        state.record_outcome(row.streak, &row.notifier, row.created, outcome);
+        save_state(&tx, &row.service, &state, at)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
