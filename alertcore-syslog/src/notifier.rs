@@ -1,0 +1,256 @@
+//! The `SyslogNotifier` itself: what an alert says in syslog terms.
+
+use std::fmt;
+use std::fmt::Write as _;
+
+use alertcore::message::{plural, subject};
+use alertcore::{Context, EventKind, Failure, Notifier, NotifyError, Severity};
+
+use crate::KIND;
+use crate::config::SyslogConfig;
+use crate::format::{Encoder, Record};
+use crate::transport::Transport;
+
+/// Sends alerts as syslog messages: RFC 5424 with structured data (or RFC 3164) over the
+/// local socket, UDP or TCP.
+///
+/// Build it with [`SyslogConfig::build`] (from a config table) or
+/// [`SyslogNotifier::builder`]. A notifier keeps its socket open between messages (a TCP
+/// or unix stream connection included) and opens a new one when the receiver closed it
+/// or a send fails.
+pub struct SyslogNotifier {
+    encoder: Encoder,
+    /// `hostname`; `None`: the host of each alert.
+    hostname: Option<String>,
+    transport: Transport,
+}
+
+impl fmt::Debug for SyslogNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyslogNotifier")
+            .field("address", &self.transport.address())
+            .field("format", &self.encoder.format)
+            .field("facility", &self.encoder.facility)
+            .field("app_name", &self.encoder.app_name)
+            .field("hostname", &self.hostname)
+            .field("sd_id", &self.encoder.sd_id)
+            .field("max_size", &self.encoder.max_size)
+            .field("timeout", &self.transport.timeout())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyslogNotifier {
+    /// The default configuration (`unix:///dev/log`, RFC 5424, facility `daemon`) to
+    /// change with its setters, then [`SyslogConfig::build`].
+    ///
+    /// ```
+    /// let notifier = alertcore_syslog::SyslogNotifier::builder()
+    ///     .address("udp://127.0.0.1:514")
+    ///     .facility("local3")
+    ///     .build()?;
+    /// # Ok::<(), alertcore::BuildError>(())
+    /// ```
+    pub fn builder() -> SyslogConfig {
+        SyslogConfig::default()
+    }
+
+    pub(crate) fn new(encoder: Encoder, hostname: Option<String>, transport: Transport) -> Self {
+        Self {
+            encoder,
+            hostname,
+            transport,
+        }
+    }
+
+    async fn deliver(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        let record = self.record(service, failures, ctx);
+        let line = self.encoder.encode(&record)?;
+        Ok(self.transport.send(line.as_bytes()).await?)
+    }
+
+    fn record(&self, service: &str, failures: &[Failure], ctx: &Context<'_>) -> Record {
+        let last = failures.last();
+        let mut params: Vec<(&'static str, String)> = Vec::with_capacity(10);
+        params.push(("service", service.to_owned()));
+        params.push(("event", ctx.event.as_str().to_owned()));
+        if let Some(f) = last {
+            params.push(("severity", f.severity.as_str().to_owned()));
+            if !f.service_result.is_empty() {
+                params.push(("result", f.service_result.clone()));
+            }
+            for (name, value) in [
+                ("exit_code", &f.exit_code),
+                ("exit_status", &f.exit_status),
+                ("invocation_id", &f.invocation_id),
+            ] {
+                if let Some(v) = value {
+                    params.push((name, v.clone()));
+                }
+            }
+        }
+        params.push(("streak", failures.len().to_string()));
+        params.push(("sequence", ctx.sequence.to_string()));
+        params.push(("incident", ctx.incident_id(service)));
+
+        let mut msg = subject(service, failures, ctx);
+        if ctx.event.is_failure() {
+            let _ = write!(
+                msg,
+                "; {} since {}",
+                plural(failures.len(), "consecutive failure"),
+                ctx.streak_start
+            );
+            if let Some(m) = last.and_then(|f| f.message.as_deref()) {
+                let _ = write!(msg, "; {m}");
+            }
+        } else {
+            let _ = write!(msg, "; failing since {}", ctx.streak_start);
+        }
+
+        Record {
+            severity: severity(ctx.event, last.map(|f| f.severity)),
+            hostname: self.hostname.as_deref().unwrap_or(ctx.host).to_owned(),
+            msgid: ctx.event.as_str(),
+            params,
+            msg,
+        }
+    }
+}
+
+/// critical → `crit`, warning → `warning`, a recovery → `notice`.
+fn severity(event: EventKind, last: Option<Severity>) -> fasyslog::Severity {
+    match (event, last) {
+        (EventKind::Recovery, _) => fasyslog::Severity::NOTICE,
+        (_, Some(Severity::Warning)) => fasyslog::Severity::WARNING,
+        (_, Some(Severity::Critical) | None) => fasyslog::Severity::CRITICAL,
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for SyslogNotifier {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn failure(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        self.deliver(service, failures, ctx).await
+    }
+
+    async fn success(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        self.deliver(service, failures, ctx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use alertcore::{FailureReport, Timestamp};
+
+    use super::*;
+
+    const START: Timestamp = Timestamp::from_millis(1_763_700_000_000);
+
+    fn history(severity: Severity) -> Vec<Failure> {
+        (0..3u64)
+            .map(|i| {
+                Failure::from_report(
+                    &FailureReport::new("exit-code")
+                        .exit_code("exited")
+                        .exit_status("1")
+                        .severity(severity)
+                        .invocation_id(format!("{i:032x}"))
+                        .message("disk full"),
+                    "web1",
+                    START.saturating_add(Duration::from_secs(60 * i)),
+                )
+            })
+            .collect()
+    }
+
+    fn ctx(event: EventKind) -> Context<'static> {
+        Context::new(event, "web1").streak(7, START).sequence(9)
+    }
+
+    #[test]
+    fn severity_mapping() {
+        use fasyslog::Severity as S;
+        assert_eq!(
+            severity(EventKind::Failure, Some(Severity::Critical)),
+            S::CRITICAL
+        );
+        assert_eq!(
+            severity(EventKind::Reminder, Some(Severity::Warning)),
+            S::WARNING
+        );
+        assert_eq!(severity(EventKind::Escalation, None), S::CRITICAL);
+        assert_eq!(
+            severity(EventKind::Recovery, Some(Severity::Critical)),
+            S::NOTICE
+        );
+    }
+
+    #[test]
+    fn record_carries_the_failure() {
+        let n = SyslogNotifier::builder().build().unwrap();
+        let r = n.record(
+            "backup.service",
+            &history(Severity::Warning),
+            &ctx(EventKind::Failure),
+        );
+        assert_eq!(r.hostname, "web1");
+        assert_eq!(r.msgid, "failure");
+        assert_eq!(
+            r.msg,
+            "[web1] FAILED: backup.service (exit-code, status=1); 3 consecutive failures \
+             since 2025-11-21T04:40:00Z; disk full"
+        );
+        let names: Vec<&str> = r.params.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            [
+                "service",
+                "event",
+                "severity",
+                "result",
+                "exit_code",
+                "exit_status",
+                "invocation_id",
+                "streak",
+                "sequence",
+                "incident"
+            ]
+        );
+        assert_eq!(r.params[7].1, "3");
+        assert_eq!(r.params[8].1, "9");
+        assert_eq!(r.params[6].1, format!("{:032x}", 2));
+
+        let n = SyslogNotifier::builder().hostname("relay").build().unwrap();
+        let r = n.record(
+            "backup.service",
+            &history(Severity::Critical),
+            &ctx(EventKind::Recovery),
+        );
+        assert_eq!(r.hostname, "relay");
+        assert_eq!(
+            r.msg,
+            "[web1] RECOVERED: backup.service (after 3 failures); failing since 2025-11-21T04:40:00Z"
+        );
+    }
+}
