@@ -57,9 +57,11 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// A registry with the core's built-in types (`console`).
+    /// A registry with the core's built-in types (`console`, `exec`).
     pub fn new() -> Self {
-        Self::empty().with(crate::console::FACTORY)
+        Self::empty()
+            .with(crate::console::FACTORY)
+            .with(crate::exec::FACTORY)
     }
 
     /// A registry with no types at all.
