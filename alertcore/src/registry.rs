@@ -57,11 +57,12 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// A registry with the core's built-in types (`console`, `exec`).
+    /// A registry with the core's built-in types (`console`, `exec`, `file`).
     pub fn new() -> Self {
         Self::empty()
             .with(crate::console::FACTORY)
             .with(crate::exec::FACTORY)
+            .with(crate::file::FACTORY)
     }
 
     /// A registry with no types at all.
