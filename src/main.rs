@@ -77,6 +77,8 @@ fn registry() -> Registry {
     let registry = Registry::new();
     #[cfg(feature = "email")]
     let registry = registry.with(alertcore_email::FACTORY);
+    #[cfg(feature = "webhook")]
+    let registry = registry.with(alertcore_webhook::FACTORY);
     #[cfg(feature = "syslog")]
     let registry = registry.with(alertcore_syslog::FACTORY);
     registry.with_linked()

@@ -1,0 +1,563 @@
+//! What is sent: the versioned JSON document, the presets and user templates.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertcore::message::{subject, summary};
+use alertcore::{Context, EventKind, Failure, Severity, Timestamp};
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::error::WebhookError;
+
+/// The version of the default JSON document. A change that could break a receiver
+/// (a field removed, renamed or retyped) bumps it; new fields do not.
+pub(crate) const DOCUMENT_VERSION: &str = "1";
+
+/// The name templates are registered under (it only shows in error messages).
+const TEMPLATE_NAME: &str = "body";
+
+/// A ready-made body for a common receiver, chosen with `preset = "..."`. Each is a
+/// template shipped with the crate ([`Preset::template`]); copy one into `template_file`
+/// to adapt it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Preset {
+    /// A Slack incoming webhook (`{"text": ...}`), also accepted by Mattermost.
+    Slack,
+    /// ntfy's JSON publishing (title, message, priority, tags); `url` is the topic URL.
+    Ntfy,
+    /// Prometheus Alertmanager's `/api/v2/alerts`; `url` is the Alertmanager's base URL.
+    Alertmanager,
+}
+
+impl Preset {
+    /// The preset's name, as written in `preset = "..."`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Slack => "slack",
+            Self::Ntfy => "ntfy",
+            Self::Alertmanager => "alertmanager",
+        }
+    }
+
+    /// The preset's template source (minijinja), rendered with the same variables as a
+    /// user `template`.
+    pub fn template(self) -> &'static str {
+        match self {
+            Self::Slack => include_str!("../templates/slack.json.j2"),
+            Self::Ntfy => include_str!("../templates/ntfy.json.j2"),
+            Self::Alertmanager => include_str!("../templates/alertmanager.json.j2"),
+        }
+    }
+}
+
+/// The default body: a versioned JSON document (see the crate documentation).
+#[derive(Debug, Serialize)]
+struct Document<'a> {
+    version: &'static str,
+    event: EventKind,
+    service: &'a str,
+    host: &'a str,
+    severity: Severity,
+    notifier: &'a str,
+    incident_id: String,
+    sequence: u64,
+    time: Timestamp,
+    streak_id: u64,
+    streak_start: Timestamp,
+    streak_length: usize,
+    title: String,
+    text: String,
+    failures: &'a [Failure],
+}
+
+impl<'a> Document<'a> {
+    fn new(service: &'a str, failures: &'a [Failure], ctx: &'a Context<'a>) -> Self {
+        Self {
+            version: DOCUMENT_VERSION,
+            event: ctx.event,
+            service,
+            host: ctx.host,
+            severity: failures.last().map_or(Severity::Critical, |f| f.severity),
+            notifier: ctx.notifier,
+            incident_id: ctx.incident_id(service),
+            sequence: ctx.sequence,
+            time: ctx.now,
+            streak_id: ctx.streak_id,
+            streak_start: ctx.streak_start,
+            streak_length: failures.len(),
+            title: subject(service, failures, ctx),
+            text: summary(service, failures, ctx),
+            failures,
+        }
+    }
+}
+
+/// What a template sees: the document's fields, plus a few that only templates need.
+#[derive(Debug, Serialize)]
+struct TemplateData<'a> {
+    #[serde(flatten)]
+    document: Document<'a>,
+    /// The distinct severities of the streak's failures, oldest first.
+    severities: Vec<Severity>,
+    /// `labels` from the config.
+    labels: &'a BTreeMap<String, String>,
+    /// `ends_after` from the config, in milliseconds (0: not set).
+    ends_after: u64,
+    /// The last path segment of the configured url (ntfy's topic).
+    topic: &'a str,
+}
+
+/// Template settings that are not part of an alert.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TemplateVars {
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) ends_after: Duration,
+    pub(crate) topic: String,
+}
+
+/// How bodies are made.
+#[derive(Clone)]
+pub(crate) enum Body {
+    /// The default JSON document.
+    Document,
+    /// A compiled template (a preset's or the user's).
+    Template {
+        env: Arc<Environment<'static>>,
+        vars: Arc<TemplateVars>,
+        /// Check that the result parses as JSON (the content type says it is JSON).
+        json: bool,
+        /// `preset = "..."` or `template` / `template_file`, for `Debug`.
+        origin: String,
+    },
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Document => f.write_str("Document(version 1)"),
+            Self::Template { origin, .. } => write!(f, "Template({origin})"),
+        }
+    }
+}
+
+impl Body {
+    /// Compiles `source`; errors are syntax errors, with line numbers.
+    pub(crate) fn template(
+        source: String,
+        origin: String,
+        vars: TemplateVars,
+        json: bool,
+    ) -> Result<Self, minijinja::Error> {
+        let mut env = Environment::new();
+        // A misspelt variable must fail loudly (when the template is tried at build
+        // time) rather than send an empty field. Every documented variable is always
+        // defined (`none` where a value is missing), so `{% if x %}` never needs one
+        // that is not.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Bodies are JSON or text, not HTML; JSON escaping is explicit, with `tojson`.
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.add_filter("tojson", strict_tojson);
+        env.add_filter("rfc3339", rfc3339_filter);
+        env.add_filter("slack_escape", slack_escape);
+        env.add_template_owned(TEMPLATE_NAME, source)?;
+        Ok(Self::Template {
+            env: Arc::new(env),
+            vars: Arc::new(vars),
+            json,
+            origin,
+        })
+    }
+
+    /// The body for one alert.
+    pub(crate) fn render(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+        content_type: &str,
+    ) -> Result<Vec<u8>, WebhookError> {
+        let document = Document::new(service, failures, ctx);
+        match self {
+            // A struct of strings, numbers and the core's own serialisable types
+            // cannot fail to serialise; an error would still not panic.
+            Self::Document => {
+                serde_json::to_vec(&document).map_err(|source| WebhookError::NotJson {
+                    content_type: content_type.to_owned(),
+                    source,
+                })
+            }
+            Self::Template {
+                env, vars, json, ..
+            } => {
+                let mut severities: Vec<Severity> = Vec::new();
+                for f in failures {
+                    if !severities.contains(&f.severity) {
+                        severities.push(f.severity);
+                    }
+                }
+                if severities.is_empty() {
+                    severities.push(document.severity);
+                }
+                let data = TemplateData {
+                    document,
+                    severities,
+                    labels: &vars.labels,
+                    ends_after: u64::try_from(vars.ends_after.as_millis()).unwrap_or(u64::MAX),
+                    topic: &vars.topic,
+                };
+                let text = env
+                    .get_template(TEMPLATE_NAME)
+                    .and_then(|t| t.render(minijinja::Value::from(Serde(&data))))
+                    .map_err(WebhookError::Render)?;
+                if *json {
+                    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|source| {
+                        WebhookError::NotJson {
+                            content_type: content_type.to_owned(),
+                            source,
+                        }
+                    })?;
+                }
+                Ok(text.into_bytes())
+            }
+        }
+    }
+}
+
+/// minijinja's `tojson`, except that an undefined value (a misspelt name) is an error
+/// rather than `null`: bodies are mostly `{{ x | tojson }}`, and a typo there must fail
+/// when the template is tried, not send nulls.
+fn strict_tojson(
+    value: &minijinja::Value,
+    indent: Option<minijinja::Value>,
+    args: minijinja::value::Kwargs,
+) -> Result<minijinja::Value, minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            ErrorKind::UndefinedError,
+            "tojson of an undefined value (a misspelt name?)",
+        ));
+    }
+    minijinja::filters::tojson(value, indent, args)
+}
+
+/// `{{ time|rfc3339 }}`: Unix milliseconds as `2025-11-21T04:40:00.000Z`.
+fn rfc3339_filter(ms: i64) -> Result<String, minijinja::Error> {
+    rfc3339(ms).ok_or_else(|| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("rfc3339: {ms} ms is outside the years 1970 to 9999"),
+        )
+    })
+}
+
+/// RFC 3339 in UTC with milliseconds, for times from 1970 to 9999.
+pub(crate) fn rfc3339(ms: i64) -> Option<String> {
+    // humantime panics before 1970 and fails after 9999; check first.
+    const MAX_MS: i64 = 253_402_300_799_999;
+    if !(0..=MAX_MS).contains(&ms) {
+        return None;
+    }
+    let t = Timestamp::from_millis(ms).to_system_time();
+    let mut s = String::new();
+    write!(s, "{}", humantime::format_rfc3339_millis(t)).ok()?;
+    Some(s)
+}
+
+/// `{{ text|slack_escape }}`: Slack's message format needs `&`, `<` and `>` escaped
+/// (everything else is literal, even inside code blocks).
+fn slack_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Sample alerts for checking a template when the notifier is built: a failure streak
+/// of a warning escalated to critical, and its recovery; `hostile` uses names full of
+/// characters that break JSON written without `tojson`.
+pub(crate) fn samples(hostile: bool) -> Vec<(String, Vec<Failure>, EventKind)> {
+    let (service, host) = if hostile {
+        ("we\"ird\\ <svc> & \n{x}.service", "h\"o\\st\t")
+    } else {
+        ("backup.service", "web1")
+    };
+    let start = Timestamp::from_millis(1_763_700_000_000);
+    let report = |severity| {
+        alertcore::FailureReport::new("exit-code")
+            .exit_code("exited")
+            .exit_status("1")
+            .invocation_id("0123456789abcdef0123456789abcdef")
+            .severity(severity)
+            .message(if hostile {
+                "a \"quoted\"\nmessage"
+            } else {
+                "disk full"
+            })
+    };
+    let failures = vec![
+        Failure::from_report(&report(Severity::Warning), host, start),
+        Failure::from_report(
+            &report(Severity::Critical),
+            host,
+            start.saturating_add(Duration::from_secs(60)),
+        ),
+    ];
+    [
+        EventKind::Failure,
+        EventKind::Escalation,
+        EventKind::Recovery,
+    ]
+    .into_iter()
+    .map(|kind| (service.to_owned(), failures.clone(), kind))
+    .collect()
+}
+
+/// The host name used with [`samples`].
+pub(crate) fn sample_host(hostile: bool) -> &'static str {
+    if hostile { "h\"o\\st\t" } else { "web1" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(kind: EventKind, host: &str) -> Context<'_> {
+        let start = Timestamp::from_millis(1_763_700_000_000);
+        Context::new(kind, host)
+            .notifier("hook")
+            .sequence(9)
+            .streak(4, start)
+            .now(start.saturating_add(Duration::from_secs(120)))
+    }
+
+    fn render(body: &Body, kind: EventKind, hostile: bool) -> serde_json::Value {
+        let (service, failures, _) = samples(hostile).remove(0);
+        let c = ctx(kind, sample_host(hostile));
+        let bytes = body
+            .render(&service, &failures, &c, "application/json")
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn preset(p: Preset, vars: TemplateVars) -> Body {
+        Body::template(p.template().to_owned(), p.name().to_owned(), vars, true).unwrap()
+    }
+
+    #[test]
+    fn document_has_every_documented_field() {
+        let v = render(&Body::Document, EventKind::Escalation, false);
+        assert_eq!(v["version"], "1");
+        assert_eq!(v["event"], "escalation");
+        assert_eq!(v["service"], "backup.service");
+        assert_eq!(v["host"], "web1");
+        assert_eq!(v["severity"], "critical");
+        assert_eq!(v["notifier"], "hook");
+        assert_eq!(v["incident_id"], "1763700000000.4.backup_2eservice.web1");
+        assert_eq!(v["sequence"], 9);
+        assert_eq!(v["time"], 1_763_700_120_000_i64);
+        assert_eq!(v["streak_id"], 4);
+        assert_eq!(v["streak_start"], 1_763_700_000_000_i64);
+        assert_eq!(v["streak_length"], 2);
+        assert_eq!(
+            v["title"],
+            "[web1] ESCALATED: backup.service (exit-code, status=1)"
+        );
+        assert!(v["text"].as_str().unwrap().contains("Failure history"));
+        let f = &v["failures"][0];
+        assert_eq!(f["service_result"], "exit-code");
+        assert_eq!(f["exit_code"], "exited");
+        assert_eq!(f["exit_status"], "1");
+        assert_eq!(f["invocation_id"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(f["timestamp"], 1_763_700_000_000_i64);
+        assert_eq!(f["severity"], "warning");
+        assert_eq!(f["host"], "web1");
+        assert_eq!(f["message"], "disk full");
+        assert_eq!(f["notifiers"], serde_json::json!([]));
+        // the README's field table lists exactly these
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 15, "{keys:?}");
+    }
+
+    #[test]
+    fn every_preset_renders_json_even_for_hostile_names() {
+        for p in [Preset::Slack, Preset::Ntfy, Preset::Alertmanager] {
+            let body = preset(
+                p,
+                TemplateVars {
+                    topic: "alerts".to_owned(),
+                    ..TemplateVars::default()
+                },
+            );
+            for hostile in [false, true] {
+                for kind in [EventKind::Failure, EventKind::Reminder, EventKind::Recovery] {
+                    render(&body, kind, hostile);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slack_preset() {
+        let v = render(
+            &preset(Preset::Slack, TemplateVars::default()),
+            EventKind::Failure,
+            true,
+        );
+        let text = v["text"].as_str().unwrap();
+        assert!(text.starts_with("*[h\"o\\st ] FAILED: "), "{text}");
+        assert!(text.contains("&lt;svc&gt; &amp; "), "{text}");
+        assert!(!text.contains('<'), "{text}");
+        assert!(text.contains("```\nService:"), "{text}");
+    }
+
+    #[test]
+    fn ntfy_preset() {
+        let body = preset(
+            Preset::Ntfy,
+            TemplateVars {
+                topic: "ops-alerts".to_owned(),
+                ..TemplateVars::default()
+            },
+        );
+        let v = render(&body, EventKind::Failure, false);
+        assert_eq!(v["topic"], "ops-alerts");
+        assert_eq!(
+            v["title"],
+            "[web1] FAILED: backup.service (exit-code, status=1)"
+        );
+        assert_eq!(v["priority"], 4);
+        assert_eq!(v["tags"], serde_json::json!(["rotating_light", "failure"]));
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("backup.service on web1: exit-code, status=1"),
+            "{message}"
+        );
+        let v = render(&body, EventKind::Escalation, false);
+        assert_eq!(v["priority"], 5);
+        let v = render(&body, EventKind::Recovery, false);
+        assert_eq!(v["priority"], 3);
+        assert_eq!(
+            v["tags"],
+            serde_json::json!(["white_check_mark", "recovery"])
+        );
+    }
+
+    #[test]
+    fn alertmanager_preset_fires_current_severity_and_resolves_the_rest() {
+        let labels = BTreeMap::from([
+            ("team".to_owned(), "ops".to_owned()),
+            ("alertname".to_owned(), "BackupFailed".to_owned()),
+        ]);
+        let body = preset(
+            Preset::Alertmanager,
+            TemplateVars {
+                labels,
+                ends_after: Duration::from_secs(3600),
+                topic: String::new(),
+            },
+        );
+        let v = render(&body, EventKind::Escalation, false);
+        let alerts = v.as_array().unwrap();
+        assert_eq!(alerts.len(), 2, "{v:#}");
+        // the warning alert of the same streak is resolved, the critical one fires
+        let warning = &alerts[0];
+        assert_eq!(warning["labels"]["severity"], "warning");
+        assert_eq!(warning["endsAt"], "2025-11-21T04:42:00.000Z");
+        let critical = &alerts[1];
+        assert_eq!(
+            critical["labels"],
+            serde_json::json!({
+                "alertname": "BackupFailed", "team": "ops", "service": "backup.service",
+                "host": "web1", "severity": "critical"
+            })
+        );
+        assert_eq!(critical["startsAt"], "2025-11-21T04:40:00.000Z");
+        assert_eq!(critical["endsAt"], "2025-11-21T05:42:00.000Z");
+        let a = &critical["annotations"];
+        assert_eq!(
+            a["summary"],
+            "[web1] ESCALATED: backup.service (exit-code, status=1)"
+        );
+        assert_eq!(a["incident_id"], "1763700000000.4.backup_2eservice.web1");
+        assert_eq!(a["event"], "escalation");
+        assert_eq!(a["failures"], "2");
+        assert!(a["description"].as_str().unwrap().contains("Service:"));
+        for (_, value) in a.as_object().unwrap() {
+            assert!(value.is_string(), "annotations must be strings: {a:#}");
+        }
+
+        let v = render(&body, EventKind::Recovery, false);
+        for alert in v.as_array().unwrap() {
+            assert_eq!(alert["endsAt"], "2025-11-21T04:42:00.000Z", "{v:#}");
+        }
+    }
+
+    #[test]
+    fn alertmanager_without_ends_after_leaves_firing_alerts_open() {
+        let body = preset(Preset::Alertmanager, TemplateVars::default());
+        let v = render(&body, EventKind::Failure, false);
+        let critical = &v[1];
+        assert_eq!(critical["labels"]["alertname"], "ServiceFailed");
+        assert!(critical.get("endsAt").is_none(), "{v:#}");
+    }
+
+    #[test]
+    fn template_errors() {
+        let e = Body::template(
+            "{{ service ".to_owned(),
+            "t".to_owned(),
+            TemplateVars::default(),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SyntaxError);
+        let body = Body::template(
+            "{{ servce }}".to_owned(),
+            "t".to_owned(),
+            TemplateVars::default(),
+            false,
+        )
+        .unwrap();
+        let (service, failures, kind) = samples(false).remove(0);
+        let e = body
+            .render(&service, &failures, &ctx(kind, "web1"), "text/plain")
+            .unwrap_err();
+        assert!(matches!(e, WebhookError::Render(_)), "{e:?}");
+        let body = Body::template(
+            "{\"service\": \"{{ service }}\"}".to_owned(),
+            "t".to_owned(),
+            TemplateVars::default(),
+            true,
+        )
+        .unwrap();
+        let (service, failures, kind) = samples(true).remove(0);
+        let e = body
+            .render(&service, &failures, &ctx(kind, "h"), "application/json")
+            .unwrap_err();
+        assert!(matches!(e, WebhookError::NotJson { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn rfc3339_range() {
+        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(
+            rfc3339(1_763_700_000_123).as_deref(),
+            Some("2025-11-21T04:40:00.123Z")
+        );
+        assert_eq!(rfc3339(-1), None);
+        assert_eq!(rfc3339(i64::MAX), None);
+        assert!(rfc3339(253_402_300_799_999).is_some());
+    }
+}

@@ -1,0 +1,1035 @@
+//! `[notifiers.NAME] type = "webhook"`: the keys and their validation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alertcore::config::duration_serde;
+use alertcore::{BuildError, Context, Timestamp};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use crate::body::{self, Body, Preset, TemplateVars};
+use crate::client::{ClientSettings, LazyClient, read_ca_file};
+use crate::error::WebhookError;
+use crate::notifier::WebhookNotifier;
+use crate::retry::Backoff;
+use crate::secret::Secret;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_RETRIES: u32 = 2;
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+const DEFAULT_ENDS_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// `X-Alertcore-Signature`, as header names are stored (lowercase).
+const DEFAULT_SIGNATURE_HEADER: &str = "x-alertcore-signature";
+const DEFAULT_CONTENT_TYPE: &str = "application/json";
+/// More attempts than this within one delivery only hold the caller up; a durable
+/// retry belongs to whoever records the failed delivery.
+const MAX_RETRIES: u32 = 10;
+/// Alertmanager's push API, relative to its base URL.
+const ALERTMANAGER_PATH: &str = "/api/v2/alerts";
+
+/// The configuration of a [`WebhookNotifier`]: the keys of a `type = "webhook"` table.
+///
+/// Read it from the table with [`WebhookConfig::from_table`], or start from
+/// [`WebhookNotifier::builder`] and set keys with the methods of the same names. Every
+/// key is documented, with examples, in the crate documentation.
+///
+/// Tokens and signing keys are never part of it: only where to read them (`token_env`,
+/// `token_file`, `hmac_secret_env`, `hmac_secret_file`); they are read at each delivery.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    url: Option<String>,
+    url_env: Option<String>,
+    url_file: Option<PathBuf>,
+    preset: Option<Preset>,
+    template: Option<String>,
+    template_file: Option<PathBuf>,
+    content_type: Option<String>,
+    headers: BTreeMap<String, String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    hmac_secret_env: Option<String>,
+    hmac_secret_file: Option<PathBuf>,
+    signature_header: Option<String>,
+    #[serde(deserialize_with = "duration_serde::deserialize")]
+    timeout: Duration,
+    #[serde(deserialize_with = "duration_serde::deserialize")]
+    connect_timeout: Duration,
+    retries: u32,
+    #[serde(deserialize_with = "duration_serde::deserialize")]
+    backoff: Duration,
+    #[serde(deserialize_with = "duration_serde::deserialize")]
+    max_backoff: Duration,
+    #[serde(deserialize_with = "duration_serde::deserialize")]
+    max_retry_after: Duration,
+    ca_file: Option<PathBuf>,
+    tls_insecure_skip_verify_dangerous: bool,
+    allow_plaintext_dangerous: bool,
+    labels: BTreeMap<String, String>,
+    #[serde(deserialize_with = "optional_duration")]
+    ends_after: Option<Duration>,
+}
+
+impl Default for WebhookConfig {
+    /// No URL yet; the JSON document; `timeout = "10s"`, `connect_timeout = "5s"`,
+    /// `retries = 2`, `backoff = "500ms"`, `max_backoff = "10s"`,
+    /// `max_retry_after = "60s"`.
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_env: None,
+            url_file: None,
+            preset: None,
+            template: None,
+            template_file: None,
+            content_type: None,
+            headers: BTreeMap::new(),
+            token_env: None,
+            token_file: None,
+            hmac_secret_env: None,
+            hmac_secret_file: None,
+            signature_header: None,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            backoff: DEFAULT_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            ca_file: None,
+            tls_insecure_skip_verify_dangerous: false,
+            allow_plaintext_dangerous: false,
+            labels: BTreeMap::new(),
+            ends_after: None,
+        }
+    }
+}
+
+impl fmt::Debug for WebhookConfig {
+    /// The url shows as scheme, host and port only (its path is often the secret), and
+    /// header values are left out (they may be API keys).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url.as_deref().map(endpoint_of_str))
+            .field("url_env", &self.url_env)
+            .field("url_file", &self.url_file)
+            .field("preset", &self.preset)
+            .field("template", &self.template.as_ref().map(|_| "..."))
+            .field("template_file", &self.template_file)
+            .field("content_type", &self.content_type)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("token_env", &self.token_env)
+            .field("token_file", &self.token_file)
+            .field("hmac_secret_env", &self.hmac_secret_env)
+            .field("hmac_secret_file", &self.hmac_secret_file)
+            .field("signature_header", &self.signature_header)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("ca_file", &self.ca_file)
+            .field(
+                "tls_insecure_skip_verify_dangerous",
+                &self.tls_insecure_skip_verify_dangerous,
+            )
+            .field("allow_plaintext_dangerous", &self.allow_plaintext_dangerous)
+            .field("labels", &self.labels)
+            .field("ends_after", &self.ends_after)
+            .finish_non_exhaustive()
+    }
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration_serde::deserialize(d).map(Some)
+}
+
+impl WebhookConfig {
+    /// Reads a `[notifiers.NAME]` table (its `type` key is ignored).
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the key for unknown keys and values of the wrong type.
+    pub fn from_table(table: &toml::Table) -> Result<Self, BuildError> {
+        alertcore::config::from_table(table)
+    }
+
+    /// `url`: where to send, `http://` or `https://`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// `url_env`: the environment variable holding the URL, for URLs that are
+    /// themselves the secret (a Slack incoming webhook). Read when the notifier is built.
+    pub fn url_env(mut self, var: impl Into<String>) -> Self {
+        self.url_env = Some(var.into());
+        self
+    }
+
+    /// `url_file`: the file holding the URL (one trailing newline is ignored). Read when
+    /// the notifier is built.
+    pub fn url_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.url_file = Some(path.into());
+        self
+    }
+
+    /// `preset`: a ready-made body for Slack, ntfy or Alertmanager.
+    pub fn preset(mut self, preset: Preset) -> Self {
+        self.preset = Some(preset);
+        self
+    }
+
+    /// `template`: a minijinja template for the body.
+    pub fn template(mut self, source: impl Into<String>) -> Self {
+        self.template = Some(source.into());
+        self
+    }
+
+    /// `template_file`: a file holding the body template. Read when the notifier is built.
+    pub fn template_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.template_file = Some(path.into());
+        self
+    }
+
+    /// `content_type`: the `Content-Type` header (default `application/json`). When it
+    /// names JSON, a rendered template must parse as JSON.
+    pub fn content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// `headers`: adds a header sent with every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// `token_env`: the environment variable holding a bearer token
+    /// (`Authorization: Bearer ...`).
+    pub fn token_env(mut self, var: impl Into<String>) -> Self {
+        self.token_env = Some(var.into());
+        self
+    }
+
+    /// `token_file`: the file holding a bearer token.
+    pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_file = Some(path.into());
+        self
+    }
+
+    /// `hmac_secret_env`: the environment variable holding the key that signs bodies.
+    pub fn hmac_secret_env(mut self, var: impl Into<String>) -> Self {
+        self.hmac_secret_env = Some(var.into());
+        self
+    }
+
+    /// `hmac_secret_file`: the file holding the key that signs bodies.
+    pub fn hmac_secret_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hmac_secret_file = Some(path.into());
+        self
+    }
+
+    /// `signature_header`: the header carrying `sha256=<hex>` (default
+    /// `X-Alertcore-Signature`).
+    pub fn signature_header(mut self, name: impl Into<String>) -> Self {
+        self.signature_header = Some(name.into());
+        self
+    }
+
+    /// `timeout`: the limit for one request, connecting included (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `connect_timeout`: the limit for opening the connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// `retries`: further attempts after a retryable failure (default 2, at most 10).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// `backoff`: the wait before the first retry, doubled for each next one (default
+    /// 500 ms), jittered.
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// `max_backoff`: the cap on the doubled wait (default 10 s).
+    pub fn max_backoff(mut self, max: Duration) -> Self {
+        self.max_backoff = max;
+        self
+    }
+
+    /// `max_retry_after`: the longest `Retry-After` honoured (default 60 s); a server
+    /// asking for more fails the delivery as retryable.
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
+    /// `ca_file`: a PEM file of CA certificates to trust besides the system's.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// `tls_insecure_skip_verify_dangerous`: accept any server certificate, so anyone
+    /// on the path can read and change the alerts (and tokens). For tests only.
+    pub fn tls_insecure_skip_verify_dangerous(mut self, skip: bool) -> Self {
+        self.tls_insecure_skip_verify_dangerous = skip;
+        self
+    }
+
+    /// `allow_plaintext_dangerous`: allow a bearer token over `http://` to a host that
+    /// is not loopback, readable by anyone on the path.
+    pub fn allow_plaintext_dangerous(mut self, allow: bool) -> Self {
+        self.allow_plaintext_dangerous = allow;
+        self
+    }
+
+    /// `labels`: adds an Alertmanager label (preset `alertmanager`, or templates).
+    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(name.into(), value.into());
+        self
+    }
+
+    /// `ends_after`: how long Alertmanager keeps a firing alert without news from us
+    /// (default 24 h; zero leaves `endsAt` out, so Alertmanager's `resolve_timeout`
+    /// applies).
+    pub fn ends_after(mut self, d: Duration) -> Self {
+        self.ends_after = Some(d);
+        self
+    }
+
+    /// Validates the configuration, compiles and tries the template, and builds the
+    /// notifier. Nothing is sent and no HTTP client is made yet.
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the key at fault: a missing or malformed URL, a template
+    /// that does not compile or fails on a sample alert, conflicting keys, a bad header,
+    /// an unreadable `ca_file` or `template_file`.
+    pub fn build(self) -> Result<WebhookNotifier, BuildError> {
+        let (url_key, raw_url) = self.raw_url()?;
+        let mut url = parse_url(&raw_url).map_err(|e| BuildError::key(url_key, e))?;
+        let mut vars = TemplateVars {
+            labels: self.labels.clone(),
+            ends_after: self.ends_after.unwrap_or(DEFAULT_ENDS_AFTER),
+            topic: String::new(),
+        };
+        match self.preset {
+            Some(Preset::Alertmanager) => alertmanager_url(&mut url),
+            Some(Preset::Ntfy) => {
+                vars.topic = ntfy_topic(&mut url).map_err(|e| BuildError::key(url_key, e))?;
+            }
+            Some(Preset::Slack) | None => {}
+        }
+        let https = url.scheme() == "https";
+        let token = Secret::from_keys(
+            "token_env",
+            self.token_env.as_ref(),
+            "token_file",
+            self.token_file.as_ref(),
+        )?;
+        let hmac_secret = Secret::from_keys(
+            "hmac_secret_env",
+            self.hmac_secret_env.as_ref(),
+            "hmac_secret_file",
+            self.hmac_secret_file.as_ref(),
+        )?;
+        if let Some(secret) = &token
+            && !https
+            && !is_loopback(&url)
+            && !self.allow_plaintext_dangerous
+        {
+            let key = match secret {
+                Secret::Env { key, .. } | Secret::File { key, .. } => *key,
+            };
+            return Err(BuildError::key(
+                key,
+                format!(
+                    "refusing to send a bearer token over plain http:// to {}, which is not \
+                     a loopback address: use https://, or set allow_plaintext_dangerous = true",
+                    url.host_str().unwrap_or_default()
+                ),
+            ));
+        }
+        let signature_header = match &self.signature_header {
+            Some(name) if hmac_secret.is_none() => {
+                return Err(BuildError::key(
+                    "signature_header",
+                    format!(
+                        "`signature_header` = {name:?} needs `hmac_secret_env` or `hmac_secret_file`"
+                    ),
+                ));
+            }
+            Some(name) => HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                BuildError::key(
+                    "signature_header",
+                    format!("{name:?} is not a valid header name"),
+                )
+            })?,
+            None => HeaderName::from_static(DEFAULT_SIGNATURE_HEADER),
+        };
+        let content_type_str = self
+            .content_type
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
+        let content_type = HeaderValue::from_str(&content_type_str).map_err(|_| {
+            BuildError::key(
+                "content_type",
+                format!("{content_type_str:?} is not a valid header value"),
+            )
+        })?;
+        let headers = self.headers(token.is_some(), hmac_secret.is_some(), &signature_header)?;
+        self.check_numbers()?;
+        let extra_roots = self.tls(https)?;
+        let body = self.body(vars, &content_type_str)?;
+        let client = LazyClient::new(ClientSettings {
+            https,
+            extra_roots,
+            insecure: self.tls_insecure_skip_verify_dangerous,
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+        });
+        Ok(WebhookNotifier {
+            endpoint: endpoint_of(&url),
+            url,
+            preset: self.preset,
+            body,
+            content_type,
+            content_type_str,
+            headers,
+            token,
+            hmac_secret,
+            signature_header,
+            timeout: self.timeout,
+            retries: self.retries,
+            backoff: Backoff {
+                initial: self.backoff,
+                max: self.max_backoff,
+            },
+            max_retry_after: self.max_retry_after,
+            client,
+        })
+    }
+
+    /// The URL and the key it came from.
+    fn raw_url(&self) -> Result<(&'static str, String), BuildError> {
+        let given: Vec<&'static str> = [
+            ("url", self.url.is_some()),
+            ("url_env", self.url_env.is_some()),
+            ("url_file", self.url_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        match given.as_slice() {
+            [] => Err(BuildError::key(
+                "url",
+                "missing `url` (e.g. \"https://hooks.example.org/alertcore\"), or `url_env` / `url_file`",
+            )),
+            [_, second, ..] => Err(BuildError::key(
+                *second,
+                "set one of `url`, `url_env` and `url_file`",
+            )),
+            ["url_env"] => {
+                let var = self.url_env.as_deref().unwrap_or_default();
+                let value = std::env::var(var).map_err(|_| {
+                    BuildError::key(
+                        "url_env",
+                        format!("environment variable {var} is not set (or not UTF-8)"),
+                    )
+                })?;
+                Ok(("url_env", value.trim().to_owned()))
+            }
+            ["url_file"] => {
+                let path = self.url_file.as_deref().unwrap_or(std::path::Path::new(""));
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    BuildError::key("url_file", format!("cannot read {}: {e}", path.display()))
+                })?;
+                Ok(("url_file", text.trim().to_owned()))
+            }
+            _ => Ok(("url", self.url.clone().unwrap_or_default())),
+        }
+    }
+
+    fn headers(
+        &self,
+        has_token: bool,
+        has_hmac: bool,
+        signature_header: &HeaderName,
+    ) -> Result<HeaderMap, BuildError> {
+        let mut map = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let bad = |why: &str| BuildError::key("headers", format!("header {name:?}: {why}"));
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad("not a valid header name"))?;
+            match header.as_str() {
+                "content-type" => return Err(bad("set it with `content_type`")),
+                "content-length" | "host" | "transfer-encoding" | "connection" => {
+                    return Err(bad("set by the HTTP client, not configurable"));
+                }
+                "authorization" if has_token => {
+                    return Err(bad("conflicts with `token_env` / `token_file`"));
+                }
+                _ if has_hmac && header == signature_header => {
+                    return Err(bad("is the signature header"));
+                }
+                _ => {}
+            }
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| bad("the value has characters a header cannot carry"))?;
+            // Keeps it out of reqwest's and hyper's debug output.
+            value.set_sensitive(true);
+            map.insert(header, value);
+        }
+        Ok(map)
+    }
+
+    fn check_numbers(&self) -> Result<(), BuildError> {
+        for (key, d) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(BuildError::key(
+                    key,
+                    format!("`{key}` must be more than 0s"),
+                ));
+            }
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(BuildError::key(
+                "retries",
+                format!(
+                    "`retries` = {} is more than {MAX_RETRIES}; a delivery should not hold \
+                     the alert for long",
+                    self.retries
+                ),
+            ));
+        }
+        if self.max_backoff < self.backoff {
+            return Err(BuildError::key(
+                "max_backoff",
+                "`max_backoff` must not be less than `backoff`",
+            ));
+        }
+        Ok(())
+    }
+
+    fn tls(
+        &self,
+        https: bool,
+    ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, BuildError> {
+        if !https {
+            for (key, set) in [
+                ("ca_file", self.ca_file.is_some()),
+                (
+                    "tls_insecure_skip_verify_dangerous",
+                    self.tls_insecure_skip_verify_dangerous,
+                ),
+            ] {
+                if set {
+                    return Err(BuildError::key(
+                        key,
+                        format!("`{key}` has no effect on an http:// URL"),
+                    ));
+                }
+            }
+            return Ok(Vec::new());
+        }
+        match &self.ca_file {
+            Some(_) if self.tls_insecure_skip_verify_dangerous => Err(BuildError::key(
+                "ca_file",
+                "`ca_file` has no effect with tls_insecure_skip_verify_dangerous = true",
+            )),
+            Some(path) => read_ca_file(path).map_err(|e| BuildError::key("ca_file", e)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The body: the JSON document, or a compiled and tried template.
+    fn body(&self, vars: TemplateVars, content_type: &str) -> Result<Body, BuildError> {
+        let templated =
+            self.preset.is_some() || self.template.is_some() || self.template_file.is_some();
+        if !templated {
+            for (key, set) in [
+                ("labels", !self.labels.is_empty()),
+                ("ends_after", self.ends_after.is_some()),
+            ] {
+                if set {
+                    return Err(BuildError::key(
+                        key,
+                        format!("`{key}` only applies to preset = \"alertmanager\" or a template"),
+                    ));
+                }
+            }
+            return Ok(Body::Document);
+        }
+        let (key, origin, source) = match (self.preset, &self.template, &self.template_file) {
+            (Some(p), None, None) => {
+                if p != Preset::Alertmanager {
+                    for (key, set) in [
+                        ("labels", !self.labels.is_empty()),
+                        ("ends_after", self.ends_after.is_some()),
+                    ] {
+                        if set {
+                            return Err(BuildError::key(
+                                key,
+                                format!("`{key}` does not apply to preset = \"{}\"", p.name()),
+                            ));
+                        }
+                    }
+                }
+                (
+                    "preset",
+                    format!("preset {}", p.name()),
+                    p.template().to_owned(),
+                )
+            }
+            (None, Some(t), None) => ("template", "template".to_owned(), t.clone()),
+            (None, None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    BuildError::key(
+                        "template_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                ("template_file", path.display().to_string(), text)
+            }
+            (Some(_), _, _) => {
+                let key = if self.template.is_some() {
+                    "template"
+                } else {
+                    "template_file"
+                };
+                return Err(BuildError::key(
+                    key,
+                    format!(
+                        "set `preset` or `{key}`, not both (a preset is a template: copy it \
+                         from the documentation to change it)"
+                    ),
+                ));
+            }
+            (None, Some(_), Some(_)) => {
+                return Err(BuildError::key(
+                    "template_file",
+                    "set one of `template` and `template_file`, not both",
+                ));
+            }
+            (None, None, None) => return Ok(Body::Document),
+        };
+        if self.preset == Some(Preset::Alertmanager) || key != "preset" {
+            check_labels(&self.labels, self.preset == Some(Preset::Alertmanager))?;
+        }
+        let json = content_type.to_ascii_lowercase().contains("json");
+        let body = Body::template(source, origin, vars, json)
+            .map_err(|e| BuildError::key(key, format!("template error: {e}")))?;
+        try_template(&body, key, content_type)?;
+        Ok(body)
+    }
+}
+
+/// Renders the template for sample alerts, so that a template that cannot work fails
+/// when the configuration is loaded, not when the first alert is due.
+fn try_template(body: &Body, key: &str, content_type: &str) -> Result<(), BuildError> {
+    for hostile in [false, true] {
+        let host = body::sample_host(hostile);
+        for (service, failures, kind) in body::samples(hostile) {
+            let start = Timestamp::from_millis(1_763_700_000_000);
+            let ctx = Context::new(kind, host)
+                .notifier("sample")
+                .sequence(1)
+                .streak(1, start)
+                .now(start.saturating_add(Duration::from_secs(120)));
+            match body.render(&service, &failures, &ctx, content_type) {
+                Ok(_) => {}
+                Err(WebhookError::Render(e)) => {
+                    return Err(BuildError::key(
+                        key,
+                        format!("template fails on a sample {kind} alert: {e}"),
+                    ));
+                }
+                Err(WebhookError::NotJson { source, .. }) if hostile => {
+                    return Err(BuildError::key(
+                        key,
+                        format!(
+                            "template renders invalid JSON when a name contains quotes or \
+                             backslashes ({source}): write {{{{ service | tojson }}}}, not \
+                             \"{{{{ service }}}}\", or set content_type if the body is not JSON"
+                        ),
+                    ));
+                }
+                Err(WebhookError::NotJson { source, .. }) => {
+                    return Err(BuildError::key(
+                        key,
+                        format!(
+                            "template does not render valid JSON for a sample {kind} alert \
+                             ({source}); set content_type if the body is not JSON"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(BuildError::key(key, alertcore::chain(&e)));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_labels(labels: &BTreeMap<String, String>, alertmanager: bool) -> Result<(), BuildError> {
+    for name in labels.keys() {
+        let mut chars = name.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(BuildError::key(
+                "labels",
+                format!("label name {name:?} must match [a-zA-Z_][a-zA-Z0-9_]*"),
+            ));
+        }
+        if alertmanager && ["service", "host", "severity"].contains(&name.as_str()) {
+            return Err(BuildError::key(
+                "labels",
+                format!("label {name:?} is set by alertcore for each alert"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("invalid url: {e}"))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+                "unsupported url scheme {other:?}: use http:// or https://"
+            ));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the url has no host".to_owned());
+    }
+    if url.fragment().is_some() {
+        return Err("the url has a #fragment, which is never sent".to_owned());
+    }
+    Ok(url)
+}
+
+/// `http://am:9093` or `http://am:9093/prefix` gets `/api/v2/alerts` appended; a URL
+/// that already ends with it is kept.
+fn alertmanager_url(url: &mut Url) {
+    let path = url.path().trim_end_matches('/').to_owned();
+    if !path.ends_with(ALERTMANAGER_PATH) {
+        url.set_path(&format!("{path}{ALERTMANAGER_PATH}"));
+    }
+}
+
+/// `https://ntfy.sh/alerts` → topic `alerts`, posting to `https://ntfy.sh/`.
+fn ntfy_topic(url: &mut Url) -> Result<String, String> {
+    let path = url.path().trim_end_matches('/').to_owned();
+    let (parent, topic) = path.rsplit_once('/').unwrap_or(("", &path));
+    if topic.is_empty() {
+        return Err(
+            "preset = \"ntfy\" needs the topic URL, e.g. \"https://ntfy.sh/my-alerts\"".to_owned(),
+        );
+    }
+    let topic = topic.to_owned();
+    url.set_path(&format!("{parent}/"));
+    Ok(topic)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// `scheme://host:port`: what errors and `Debug` show of a URL.
+pub(crate) fn endpoint_of(url: &Url) -> String {
+    format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
+fn endpoint_of_str(s: &str) -> String {
+    Url::parse(s).map_or_else(|_| "<invalid url>".to_owned(), |u| endpoint_of(&u))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(text: &str) -> Result<WebhookNotifier, BuildError> {
+        let t: toml::Table = toml::from_str(text).unwrap();
+        WebhookConfig::from_table(&t)?.build()
+    }
+
+    fn build_err(text: &str) -> (Option<String>, String) {
+        let e = build(text).unwrap_err();
+        (e.offending_key().map(str::to_owned), e.to_string())
+    }
+
+    #[test]
+    fn minimal_configs_build() {
+        build("type = \"webhook\"\nurl = \"http://127.0.0.1:8080/hook\"").unwrap();
+        build("url = \"https://hooks.example.org/x\"\ntoken_env = \"T\"").unwrap();
+        build("url = \"http://127.0.0.1:1/\"\ntoken_file = \"/t\"").unwrap();
+        build("url = \"https://hooks.slack.com/services/T/B/X\"\npreset = \"slack\"").unwrap();
+        build("url = \"https://ntfy.sh/alerts\"\npreset = \"ntfy\"").unwrap();
+        build(
+            "url = \"http://am:9093\"\npreset = \"alertmanager\"\nlabels = { team = \"ops\" }\nends_after = \"0s\"",
+        )
+        .unwrap();
+        build(
+            "url = \"http://127.0.0.1/\"\ntemplate = \"{{ title }}\"\ncontent_type = \"text/plain\"",
+        )
+        .unwrap();
+        build(
+            "url = \"http://127.0.0.1/\"\nhmac_secret_env = \"K\"\nsignature_header = \"X-Hub-Signature-256\"\nheaders = { X-Env = \"prod\" }\ntimeout = \"3s\"\nconnect_timeout = \"1s\"\nretries = 0\nbackoff = \"0s\"\nmax_retry_after = \"5s\"",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn preset_urls() {
+        let n = build("url = \"http://am.example.org:9093\"\npreset = \"alertmanager\"").unwrap();
+        assert_eq!(n.url.as_str(), "http://am.example.org:9093/api/v2/alerts");
+        let n = build("url = \"http://am:9093/am/\"\npreset = \"alertmanager\"").unwrap();
+        assert_eq!(n.url.as_str(), "http://am:9093/am/api/v2/alerts");
+        let n = build("url = \"http://am:9093/api/v2/alerts\"\npreset = \"alertmanager\"").unwrap();
+        assert_eq!(n.url.as_str(), "http://am:9093/api/v2/alerts");
+        let n = build("url = \"https://ntfy.sh/ops-alerts\"\npreset = \"ntfy\"").unwrap();
+        assert_eq!(n.url.as_str(), "https://ntfy.sh/");
+        let n = build("url = \"https://example.org/ntfy/ops/\"\npreset = \"ntfy\"").unwrap();
+        assert_eq!(n.url.as_str(), "https://example.org/ntfy/");
+    }
+
+    #[test]
+    fn invalid_configs_name_their_key() {
+        let cases = [
+            ("", "url", "missing `url`"),
+            ("url = \"ftp://x\"", "url", "unsupported url scheme"),
+            ("url = \"hooks.example.org\"", "url", "invalid url"),
+            ("url = \"http://x/#a\"", "url", "#fragment"),
+            (
+                "url = \"http://x\"\nurl_env = \"U\"",
+                "url_env",
+                "set one of",
+            ),
+            (
+                "url_env = \"ALERTCORE_WEBHOOK_TEST_SURELY_UNSET\"",
+                "url_env",
+                "is not set",
+            ),
+            (
+                "url_file = \"/nonexistent/url\"",
+                "url_file",
+                "cannot read /nonexistent/url",
+            ),
+            (
+                "url = \"https://ntfy.sh/\"\npreset = \"ntfy\"",
+                "url",
+                "needs the topic URL",
+            ),
+            (
+                "url = \"http://hooks.example.org\"\ntoken_env = \"T\"",
+                "token_env",
+                "refusing to send a bearer token over plain http://",
+            ),
+            (
+                "url = \"http://x\"\ntoken_env = \"T\"\ntoken_file = \"/t\"",
+                "token_file",
+                "not both",
+            ),
+            (
+                "url = \"http://x\"\nsignature_header = \"X-Sig\"",
+                "signature_header",
+                "needs `hmac_secret_env`",
+            ),
+            (
+                "url = \"http://x\"\nhmac_secret_env = \"K\"\nsignature_header = \"bad header\"",
+                "signature_header",
+                "not a valid header name",
+            ),
+            (
+                "url = \"http://x\"\nheaders = { \"Content-Type\" = \"text/plain\" }",
+                "headers",
+                "content_type",
+            ),
+            (
+                "url = \"http://127.0.0.1\"\ntoken_env = \"T\"\nheaders = { Authorization = \"Basic x\" }",
+                "headers",
+                "conflicts with `token_env`",
+            ),
+            (
+                "url = \"http://x\"\nheaders = { X-A = \"line\\nbreak\" }",
+                "headers",
+                "characters a header cannot carry",
+            ),
+            (
+                "url = \"http://x\"\ntimeout = \"0s\"",
+                "timeout",
+                "more than 0s",
+            ),
+            (
+                "url = \"http://x\"\nretries = 11",
+                "retries",
+                "more than 10",
+            ),
+            (
+                "url = \"http://x\"\nbackoff = \"5s\"\nmax_backoff = \"1s\"",
+                "max_backoff",
+                "not be less",
+            ),
+            (
+                "url = \"http://x\"\nca_file = \"/ca.pem\"",
+                "ca_file",
+                "no effect on an http:// URL",
+            ),
+            (
+                "url = \"http://x\"\ntls_insecure_skip_verify_dangerous = true",
+                "tls_insecure_skip_verify_dangerous",
+                "no effect on an http:// URL",
+            ),
+            (
+                "url = \"https://x\"\nca_file = \"/nonexistent.pem\"",
+                "ca_file",
+                "cannot read /nonexistent.pem",
+            ),
+            (
+                "url = \"http://x\"\nlabels = { a = \"b\" }",
+                "labels",
+                "only applies",
+            ),
+            (
+                "url = \"http://x\"\npreset = \"slack\"\nends_after = \"1h\"",
+                "ends_after",
+                "does not apply to preset = \"slack\"",
+            ),
+            (
+                "url = \"http://x\"\npreset = \"alertmanager\"\nlabels = { host = \"b\" }",
+                "labels",
+                "set by alertcore",
+            ),
+            (
+                "url = \"http://x\"\npreset = \"alertmanager\"\nlabels = { \"bad-name\" = \"b\" }",
+                "labels",
+                "must match",
+            ),
+            (
+                "url = \"http://x\"\npreset = \"slack\"\ntemplate = \"x\"",
+                "template",
+                "not both",
+            ),
+            (
+                "url = \"http://x\"\ntemplate = \"x\"\ntemplate_file = \"/t\"",
+                "template_file",
+                "not both",
+            ),
+            (
+                "url = \"http://x\"\ntemplate_file = \"/nonexistent.j2\"",
+                "template_file",
+                "cannot read",
+            ),
+            (
+                "url = \"http://x\"\ntemplate = \"{{ service \"",
+                "template",
+                "syntax error",
+            ),
+            (
+                "url = \"http://x\"\ntemplate = \"{\\\"s\\\": {{ servce | tojson }}}\"",
+                "template",
+                "fails on a sample failure alert",
+            ),
+            (
+                "url = \"http://x\"\ntemplate = \"{{ title }}\"",
+                "template",
+                "not render valid JSON",
+            ),
+            (
+                "url = \"http://x\"\ntemplate = \"{\\\"s\\\": \\\"{{ service }}\\\"}\"",
+                "template",
+                "service | tojson",
+            ),
+        ];
+        for (text, want_key, want) in cases {
+            let (key, msg) = build_err(text);
+            assert!(msg.contains(want), "{text}: {msg}");
+            assert_eq!(key.as_deref(), Some(want_key), "{text}: {msg}");
+        }
+        let (key, msg) = build_err("url = \"http://x\"\ntokn_env = \"T\"");
+        assert_eq!(key.as_deref(), Some("tokn_env"), "{msg}");
+        let (_, msg) = build_err("url = \"http://x\"\npreset = \"pagerduty\"");
+        assert!(msg.contains("unknown variant"), "{msg}");
+    }
+
+    #[test]
+    fn allow_plaintext_dangerous_permits_a_token_over_http() {
+        build("url = \"http://hooks.lan/x\"\ntoken_env = \"T\"\nallow_plaintext_dangerous = true")
+            .unwrap();
+    }
+
+    #[test]
+    fn debug_hides_url_path_and_header_values() {
+        let text = "url = \"https://hooks.slack.com/services/T0/B0/s3cretpath?k=s3cretquery\"\n\
+                    headers = { X-Api-Key = \"s3cretheader\" }\ntoken_env = \"TOKEN_VAR\"";
+        let t: toml::Table = toml::from_str(text).unwrap();
+        let c = WebhookConfig::from_table(&t).unwrap();
+        let n = c.clone().build().unwrap();
+        for d in [format!("{c:?}"), format!("{n:?}")] {
+            assert!(!d.contains("s3cret"), "{d}");
+            assert!(d.contains("https://hooks.slack.com:443"), "{d}");
+            assert!(d.contains("TOKEN_VAR"), "{d}");
+            assert!(d.to_ascii_lowercase().contains("x-api-key"), "{d}");
+            assert!(d.ends_with(".. }"), "{d}");
+        }
+    }
+
+    #[test]
+    fn readme_template_example_builds() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("template = '''\n").unwrap();
+        let end = start + readme[start..].find("\n'''\n").unwrap() + 4;
+        let n = build(&format!(
+            "url = \"https://pager.example.org/v1/events\"\n{}",
+            &readme[start..end]
+        ))
+        .unwrap();
+        assert!(format!("{n:?}").contains("Template(template)"));
+    }
+
+    #[test]
+    fn url_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "https://hooks.example.org/secret\n").unwrap();
+        let n = build(&format!("url_file = {:?}", path.display().to_string())).unwrap();
+        assert_eq!(n.url.as_str(), "https://hooks.example.org/secret");
+    }
+}
