@@ -15,6 +15,8 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v pgrep >/dev/null || need+=(procps)
 [ -e /lib/systemd/system/dbus.service ] || need+=(dbus)
+command -v rsyslogd >/dev/null || need+=(rsyslog)
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -23,6 +25,12 @@ if [ ${#need[@]} -gt 0 ]; then
   else
     echo "tests/run.sh: missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2
   fi
+fi
+
+# Pacemaker's sample alert agents, unpacked from Debian's pacemaker-common (no cluster)
+if [ -z "${ALERTCORE_PACEMAKER_AGENTS:-}" ]; then
+  ALERTCORE_PACEMAKER_AGENTS=$(tests/peers/pacemaker-agents.sh "$PWD/target/pacemaker")
+  export ALERTCORE_PACEMAKER_AGENTS
 fi
 
 cargo test --workspace --all-targets "$@"
