@@ -1,21 +1,31 @@
-//! The wire format: RFC 5424 or RFC 3164 text through `fasyslog`'s formatters, with the
-//! cleaning and size bound those leave to the caller.
+//! The wire format.
 //!
-//! fasyslog writes PRI, VERSION, TIMESTAMP and the header fields, and escapes SD-PARAM
-//! values (`"`, `\`, `]`); it does not check that header fields are PRINTUSASCII, does
-//! not touch the MSG, and knows no size limit. That part is here: what we hand it is
-//! already clean, and the result is cut to `max_size` inside the MSG only.
+//! RFC 5424 is written here, straight into one buffer; RFC 3164 comes from `fasyslog`'s
+//! formatter, which renders its timestamp in the local time zone. fasyslog's RFC 5424
+//! formatter was used first and measured: it needs an `SDElement` of owned strings and an
+//! escaped copy of every value for each message, 5 µs of the 10 µs a message cost, where
+//! sending it takes 1.5 µs. Writing PRI, the header, the escaped SD-PARAMs and the MSG
+//! into one pre-sized string takes under 1 µs. fasyslog still provides the facility and
+//! severity codes and validates the SD-ID when the notifier is built.
+//!
+//! Either way, what goes out is clean: control characters in the MSG and in SD-PARAM
+//! values are replaced, header fields are PRINTUSASCII, and the message is cut to
+//! `max_size` inside the MSG only.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use fasyslog::format::SyslogContext;
-use fasyslog::{Facility, SDElement, Severity};
+use fasyslog::{Facility, Severity};
 
 use crate::config::Format;
 use crate::error::SyslogError;
 
 /// RFC 5424 §6: HOSTNAME is at most 255 PRINTUSASCII characters.
 const MAX_HOSTNAME: usize = 255;
+/// RFC 5424 §6: MSGID is at most 32.
+const MAX_MSGID: usize = 32;
 
 /// How long an SD-PARAM value may be before the size bound is looked at: room for a
 /// systemd unit name (at most 255 bytes). If a message still does not fit, its values are
@@ -25,15 +35,16 @@ const SD_VALUE_CAPS: [Option<usize>; 3] = [Some(255), Some(32), None];
 
 /// What one message says, before it is put on the wire.
 #[derive(Debug)]
-pub(crate) struct Record {
+pub(crate) struct Record<'a> {
     /// RFC 5424 severity.
     pub(crate) severity: Severity,
     /// HOSTNAME; anything outside PRINTUSASCII is replaced.
-    pub(crate) hostname: String,
+    pub(crate) hostname: &'a str,
     /// MSGID (RFC 5424 only): the event kind.
     pub(crate) msgid: &'static str,
-    /// SD-PARAMs of our SD-ELEMENT, in order (RFC 5424 only).
-    pub(crate) params: Vec<(&'static str, String)>,
+    /// SD-PARAMs of our SD-ELEMENT, in order (RFC 5424 only). Names are valid
+    /// PARAM-NAMEs; values are cleaned, capped and escaped here.
+    pub(crate) params: Vec<(&'static str, Cow<'a, str>)>,
     /// The free text; control characters are replaced.
     pub(crate) msg: String,
 }
@@ -58,108 +69,175 @@ impl Encoder {
     ///
     /// # Errors
     /// [`SyslogError::Format`] if even the header does not fit `max_size` (prevented by
-    /// the configuration's lower bound) or fasyslog rejects a parameter name.
-    pub(crate) fn encode(&self, r: &Record) -> Result<String, SyslogError> {
-        let msg = clean_text(&r.msg);
-        let mut ctx = SyslogContext::const_new();
-        ctx.facility(self.facility)
-            .hostname(header_field(&r.hostname, MAX_HOSTNAME))
-            .appname(self.app_name.as_str())
-            .procid(self.procid.as_str());
-        for cap in SD_VALUE_CAPS {
-            let mut out = String::with_capacity(512 + msg.len());
-            let written = match self.format {
-                Format::Rfc5424 => {
-                    let elements = match cap {
-                        Some(cap) => vec![self.element(&r.params, cap)?],
-                        None => Vec::new(),
-                    };
-                    write!(
-                        out,
-                        "{}",
-                        ctx.format_rfc5424(r.severity, Some(r.msgid), elements, Some(&msg))
-                    )
-                }
-                Format::Rfc3164 => write!(out, "{}", ctx.format_rfc3164(r.severity, Some(&msg))),
-            };
-            written.map_err(|_| SyslogError::Format("formatter failed".to_owned()))?;
-            if let Some(out) = fit(out, msg.len(), self.max_size) {
-                return Ok(out);
-            }
-            if self.format == Format::Rfc3164 {
-                break;
-            }
+    /// the configuration's lower bound).
+    pub(crate) fn encode(&self, r: &Record<'_>) -> Result<String, SyslogError> {
+        match self.format {
+            Format::Rfc5424 => self.rfc5424(r),
+            Format::Rfc3164 => self.rfc3164(r),
         }
-        Err(SyslogError::Format(format!(
-            "the header alone is longer than max_size ({} bytes)",
-            self.max_size
-        )))
     }
 
-    fn element(
-        &self,
-        params: &[(&'static str, String)],
-        cap: usize,
-    ) -> Result<SDElement, SyslogError> {
-        let mut element = SDElement::new(self.sd_id.as_str()).map_err(SyslogError::Format)?;
-        for (name, value) in params {
-            element
-                .add_param(*name, truncate(clean_text(value), cap))
-                .map_err(SyslogError::Format)?;
+    fn pri(&self, severity: Severity) -> u8 {
+        // At most 23 * 8 + 7 = 191.
+        (self.facility.code() << 3) | severity.code()
+    }
+
+    fn rfc5424(&self, r: &Record<'_>) -> Result<String, SyslogError> {
+        let now = SystemTime::now();
+        for cap in SD_VALUE_CAPS {
+            let mut out = String::with_capacity(self.max_size.min(640 + r.msg.len()));
+            let _ = write!(out, "<{}>1 ", self.pri(r.severity));
+            // humantime panics on times before 1970; RFC 5424 has NILVALUE for a sender
+            // that does not know the time.
+            if now >= UNIX_EPOCH {
+                let _ = write!(out, "{}", humantime::format_rfc3339_micros(now));
+            } else {
+                out.push('-');
+            }
+            out.push(' ');
+            push_header_field(&mut out, r.hostname, MAX_HOSTNAME);
+            out.push(' ');
+            out.push_str(&self.app_name);
+            out.push(' ');
+            out.push_str(&self.procid);
+            out.push(' ');
+            push_header_field(&mut out, r.msgid, MAX_MSGID);
+            out.push(' ');
+            match cap {
+                Some(cap) => {
+                    out.push('[');
+                    out.push_str(&self.sd_id);
+                    for (name, value) in &r.params {
+                        out.push(' ');
+                        out.push_str(name);
+                        out.push_str("=\"");
+                        push_sd_value(&mut out, value, cap);
+                        out.push('"');
+                    }
+                    out.push(']');
+                }
+                None => out.push('-'),
+            }
+            out.push(' ');
+            let msg_start = out.len();
+            push_clean(&mut out, &r.msg);
+            if let Some(out) = fit(out, msg_start, self.max_size) {
+                return Ok(out);
+            }
         }
-        Ok(element)
+        Err(self.too_small())
+    }
+
+    fn rfc3164(&self, r: &Record<'_>) -> Result<String, SyslogError> {
+        let mut msg = String::with_capacity(r.msg.len());
+        push_clean(&mut msg, &r.msg);
+        let mut hostname = String::with_capacity(r.hostname.len());
+        push_header_field(&mut hostname, r.hostname, MAX_HOSTNAME);
+        let mut ctx = SyslogContext::const_new();
+        ctx.facility(self.facility)
+            .hostname(hostname)
+            .appname(self.app_name.as_str())
+            .procid(self.procid.as_str());
+        let mut out = String::with_capacity(self.max_size.min(128 + msg.len()));
+        write!(out, "{}", ctx.format_rfc3164(r.severity, Some(&msg)))
+            .map_err(|_| SyslogError::Format("formatter failed".to_owned()))?;
+        // The formatter ends with the MSG.
+        let msg_start = out.len().saturating_sub(msg.len());
+        fit(out, msg_start, self.max_size).ok_or_else(|| self.too_small())
+    }
+
+    fn too_small(&self) -> SyslogError {
+        SyslogError::Format(format!(
+            "the header alone is longer than max_size ({} bytes)",
+            self.max_size
+        ))
     }
 }
 
-/// `out` cut to `max` bytes, if that only shortens its last `msg_len` bytes (the MSG);
-/// the cut falls on a UTF-8 character boundary.
-fn fit(out: String, msg_len: usize, max: usize) -> Option<String> {
+/// `out` cut to `max` bytes, if that only shortens what follows `msg_start` (the MSG); the
+/// cut falls on a UTF-8 character boundary.
+fn fit(mut out: String, msg_start: usize, max: usize) -> Option<String> {
     if out.len() <= max {
         return Some(out);
     }
-    let msg_start = out.len().saturating_sub(msg_len);
     if msg_start > max {
         return None;
     }
-    Some(truncate(out, max))
+    out.truncate(floor_char_boundary(&out, max));
+    Some(out)
 }
 
-/// `s` cut to at most `max` bytes on a character boundary.
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
+/// The largest character boundary of `s` at or before `i`.
+fn floor_char_boundary(s: &str, i: usize) -> usize {
+    let mut end = i.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
     }
-    s
+    end
 }
 
-/// Text with every control character (C0, DEL, C1) and the Unicode line and paragraph
-/// separators replaced by a space, so it can never end a record or start a new one on a
-/// receiver that splits on line ends, or reach a log file as a terminal escape.
-pub(crate) fn clean_text(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-                ' '
-            } else {
-                c
+/// Whether `c` must not reach a log line: control characters (C0, DEL, C1) and the
+/// Unicode line and paragraph separators. Replaced by a space, they can never end a record
+/// or start a new one on a receiver that splits on line ends, nor reach a terminal as an
+/// escape sequence.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Appends `s` with every [`is_unsafe`] character replaced by a space.
+pub(crate) fn push_clean(out: &mut String, s: &str) {
+    // Fast path: C0 and DEL are single bytes below 0x20 or 0x7f; C1 characters start
+    // with 0xc2, the separators with 0xe2. Text without those bytes is clean.
+    if !s
+        .bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xe2)
+    {
+        out.push_str(s);
+        return;
+    }
+    out.extend(s.chars().map(|c| if is_unsafe(c) { ' ' } else { c }));
+}
+
+/// Appends at most `cap` bytes of `value` (cut on a character boundary), cleaned, and
+/// escaped as RFC 5424 §6.3.3 requires: `"`, `\` and `]` get a backslash.
+fn push_sd_value(out: &mut String, value: &str, cap: usize) {
+    let value = &value[..floor_char_boundary(value, cap)];
+    // Fast path, as in push_clean, plus the three escaped characters.
+    if !value
+        .bytes()
+        .any(|b| b < 0x20 || matches!(b, 0x7f | 0xc2 | 0xe2 | b'"' | b'\\' | b']'))
+    {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '"' | '\\' | ']' => {
+                out.push('\\');
+                out.push(c);
             }
-        })
-        .collect()
+            c if is_unsafe(c) => out.push(' '),
+            c => out.push(c),
+        }
+    }
 }
 
-/// A header field of at most `max` PRINTUSASCII characters (`!` to `~`): others become
-/// `_`; an empty field is the NILVALUE `-`.
-pub(crate) fn header_field(s: &str, max: usize) -> String {
-    let out: String = s
-        .chars()
-        .take(max)
-        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
-        .collect();
-    if out.is_empty() { "-".to_owned() } else { out }
+/// Appends a header field of at most `max` PRINTUSASCII characters (`!` to `~`): others
+/// become `_`; an empty field is the NILVALUE `-`.
+pub(crate) fn push_header_field(out: &mut String, s: &str, max: usize) {
+    if s.is_empty() {
+        out.push('-');
+        return;
+    }
+    if s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic()) {
+        out.push_str(s);
+        return;
+    }
+    out.extend(
+        s.chars()
+            .take(max)
+            .map(|c| if c.is_ascii_graphic() { c } else { '_' }),
+    );
 }
 
 #[cfg(test)]
@@ -177,17 +255,23 @@ mod tests {
         }
     }
 
-    fn record(msg: &str) -> Record {
+    fn record(msg: &str) -> Record<'static> {
         Record {
             severity: Severity::CRITICAL,
-            hostname: "web1".to_owned(),
+            hostname: "web1",
             msgid: "failure",
             params: vec![
-                ("service", "backup.service".to_owned()),
-                ("exit_status", "1".to_owned()),
+                ("service", "backup.service".into()),
+                ("exit_status", "1".into()),
             ],
             msg: msg.to_owned(),
         }
+    }
+
+    fn header_field(s: &str, max: usize) -> String {
+        let mut out = String::new();
+        push_header_field(&mut out, s, max);
+        out
     }
 
     /// `<PRI>1 TIMESTAMP` and the rest, split after the timestamp.
@@ -229,7 +313,7 @@ mod tests {
     #[test]
     fn sd_values_are_escaped_and_cleaned() {
         let mut r = record("m");
-        r.params = vec![("service", "a\"b\\c]d\ne".to_owned())];
+        r.params = vec![("service", "a\"b\\c]d\ne".into())];
         let line = encoder(Format::Rfc5424, 2048).encode(&r).unwrap();
         assert!(
             line.contains(r#"[alertcore@32473 service="a\"b\\c\]d e"]"#),
@@ -240,7 +324,7 @@ mod tests {
     #[test]
     fn msg_and_header_cannot_forge_records() {
         let mut r = record("svc\n<13>1 - fake - - - - x\r\u{85}\u{2028}end\0");
-        r.hostname = "we b\n1\u{e9}".to_owned();
+        r.hostname = "we b\n1\u{e9}";
         for format in [Format::Rfc5424, Format::Rfc3164] {
             let line = encoder(format, 2048).encode(&r).unwrap();
             assert!(
@@ -284,13 +368,16 @@ mod tests {
     #[test]
     fn oversized_structured_data_shrinks_before_the_header_breaks() {
         let mut r = record("msg");
-        r.params = (0..8).map(|_| ("service", "\"".repeat(255))).collect();
+        r.params = (0..8)
+            .map(|_| ("service", "\"".repeat(255).into()))
+            .collect();
         // 8 values of 255 escaped quotes: ~4 KiB of structured data.
         let line = encoder(Format::Rfc5424, 1024).encode(&r).unwrap();
         assert!(line.len() <= 1024, "{}", line.len());
         assert!(line.contains("[alertcore@32473 service="), "{line}");
         // With room for nothing but the header, the structured data goes.
-        r.hostname = "h".repeat(255);
+        let long_host = "h".repeat(255);
+        r.hostname = &long_host;
         let line = encoder(Format::Rfc5424, 480).encode(&r).unwrap();
         assert!(line.len() <= 480, "{}", line.len());
         assert!(line.contains(" failure - msg"), "{line}");

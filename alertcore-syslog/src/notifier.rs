@@ -1,5 +1,6 @@
 //! The `SyslogNotifier` itself: what an alert says in syslog terms.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -74,15 +75,20 @@ impl SyslogNotifier {
         Ok(self.transport.send(line.as_bytes()).await?)
     }
 
-    fn record(&self, service: &str, failures: &[Failure], ctx: &Context<'_>) -> Record {
+    fn record<'a>(
+        &'a self,
+        service: &'a str,
+        failures: &'a [Failure],
+        ctx: &Context<'a>,
+    ) -> Record<'a> {
         let last = failures.last();
-        let mut params: Vec<(&'static str, String)> = Vec::with_capacity(10);
-        params.push(("service", service.to_owned()));
-        params.push(("event", ctx.event.as_str().to_owned()));
+        let mut params: Vec<(&'static str, Cow<'a, str>)> = Vec::with_capacity(10);
+        params.push(("service", service.into()));
+        params.push(("event", ctx.event.as_str().into()));
         if let Some(f) = last {
-            params.push(("severity", f.severity.as_str().to_owned()));
+            params.push(("severity", f.severity.as_str().into()));
             if !f.service_result.is_empty() {
-                params.push(("result", f.service_result.clone()));
+                params.push(("result", f.service_result.as_str().into()));
             }
             for (name, value) in [
                 ("exit_code", &f.exit_code),
@@ -90,13 +96,13 @@ impl SyslogNotifier {
                 ("invocation_id", &f.invocation_id),
             ] {
                 if let Some(v) = value {
-                    params.push((name, v.clone()));
+                    params.push((name, v.as_str().into()));
                 }
             }
         }
-        params.push(("streak", failures.len().to_string()));
-        params.push(("sequence", ctx.sequence.to_string()));
-        params.push(("incident", ctx.incident_id(service)));
+        params.push(("streak", failures.len().to_string().into()));
+        params.push(("sequence", ctx.sequence.to_string().into()));
+        params.push(("incident", ctx.incident_id(service).into()));
 
         let mut msg = subject(service, failures, ctx);
         if ctx.event.is_failure() {
@@ -115,7 +121,7 @@ impl SyslogNotifier {
 
         Record {
             severity: severity(ctx.event, last.map(|f| f.severity)),
-            hostname: self.hostname.as_deref().unwrap_or(ctx.host).to_owned(),
+            hostname: self.hostname.as_deref().unwrap_or(ctx.host),
             msgid: ctx.event.as_str(),
             params,
             msg,
@@ -209,11 +215,8 @@ mod tests {
     #[test]
     fn record_carries_the_failure() {
         let n = SyslogNotifier::builder().build().unwrap();
-        let r = n.record(
-            "backup.service",
-            &history(Severity::Warning),
-            &ctx(EventKind::Failure),
-        );
+        let failures = history(Severity::Warning);
+        let r = n.record("backup.service", &failures, &ctx(EventKind::Failure));
         assert_eq!(r.hostname, "web1");
         assert_eq!(r.msgid, "failure");
         assert_eq!(
@@ -242,11 +245,8 @@ mod tests {
         assert_eq!(r.params[6].1, format!("{:032x}", 2));
 
         let n = SyslogNotifier::builder().hostname("relay").build().unwrap();
-        let r = n.record(
-            "backup.service",
-            &history(Severity::Critical),
-            &ctx(EventKind::Recovery),
-        );
+        let failures = history(Severity::Critical);
+        let r = n.record("backup.service", &failures, &ctx(EventKind::Recovery));
         assert_eq!(r.hostname, "relay");
         assert_eq!(
             r.msg,
