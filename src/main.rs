@@ -140,6 +140,8 @@ fn build_engine(cli: &Cli, config: &Config) -> Result<Engine, Fail> {
     let mut builder = Engine::builder(store)
         .policy(config.policy.clone())
         .delivery_timeout(DELIVERY_TIMEOUT)
+        // one event per process, nothing else on the runtime: no blocking pool needed
+        .store_inline(true)
         .configured(notifiers);
     if let Some(host) = &config.host {
         builder = builder.host(host.clone());
