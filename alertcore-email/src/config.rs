@@ -875,7 +875,7 @@ mod tests {
                 "sendmail_command",
                 "program path or an array",
             ),
-            ("mode = \"pigeon\"", "", "unknown variant"),
+            ("mode = \"pigeon\"", "mode", "unknown variant"),
         ];
         for (text, want_key, want) in more {
             let (key, msg) = build_err(&format!("{OK}{text}"));

@@ -301,7 +301,18 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 pub fn from_table<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Result<T, BuildError> {
     let mut t = table.clone();
     t.remove("type");
-    T::deserialize(toml::Value::Table(t)).map_err(BuildError::from_toml)
+    serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
+        // the path names the key for every error (a wrong type too), where serde's
+        // message alone names it only for unknown and missing fields
+        let path = e.path().to_string();
+        let mut b = BuildError::from_toml(e.into_inner());
+        if b.key.is_none() && path != "." {
+            let top = path.split(['.', '[']).next().unwrap_or(&path).to_owned();
+            b.message = format!("`{path}`: {}", b.message);
+            b.key = Some(top);
+        }
+        b
+    })
 }
 
 /// Keys whose values are secrets and never shown by [`redact`].
@@ -452,6 +463,26 @@ mod tests {
             e.starts_with("a.toml:3:1: notifier \"screen\": unknown field `colour`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn wrong_type_in_a_notifier_names_and_locates_the_key() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            max_size: u32,
+            #[serde(default, with = "duration_serde")]
+            timeout: std::time::Duration,
+        }
+        let t: toml::Table = toml::from_str("type = \"x\"\nmax_size = \"big\"").unwrap();
+        let e = from_table::<T>(&t).unwrap_err();
+        assert_eq!(e.offending_key(), Some("max_size"));
+        assert!(e.to_string().starts_with("`max_size`: invalid type"), "{e}");
+        let t: toml::Table = toml::from_str("max_size = 1\ntimeout = \"soon\"").unwrap();
+        let e = from_table::<T>(&t).unwrap_err();
+        assert_eq!(e.offending_key(), Some("timeout"));
+        assert!(e.to_string().contains("invalid duration \"soon\""), "{e}");
     }
 
     #[test]

@@ -33,10 +33,17 @@ pub fn subject(service: &str, failures: &[Failure], ctx: &Context<'_>) -> String
     ))
 }
 
-/// Replaces control characters (CR, LF, NUL, ...) with spaces.
+/// Replaces control characters (CR, LF, NUL, ...) and the Unicode line and paragraph
+/// separators with spaces.
 pub fn one_line(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
