@@ -32,6 +32,8 @@ const DEFAULT_CONTENT_TYPE: &str = "application/json";
 /// More attempts than this within one delivery only hold the caller up; a durable
 /// retry belongs to whoever records the failed delivery.
 const MAX_RETRIES: u32 = 10;
+/// Beyond this `endsAt` would leave the years RFC 3339 timestamps can carry here.
+const MAX_ENDS_AFTER: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 /// Alertmanager's push API, relative to its base URL.
 const ALERTMANAGER_PATH: &str = "/api/v2/alerts";
 
@@ -523,6 +525,12 @@ impl WebhookConfig {
                 ),
             ));
         }
+        if self.ends_after.is_some_and(|d| d > MAX_ENDS_AFTER) {
+            return Err(BuildError::key(
+                "ends_after",
+                "`ends_after` must not be more than 10 years",
+            ));
+        }
         if self.max_backoff < self.backoff {
             return Err(BuildError::key(
                 "max_backoff",
@@ -640,7 +648,11 @@ impl WebhookConfig {
         let json = content_type.to_ascii_lowercase().contains("json");
         let body = Body::template(source, origin, vars, json)
             .map_err(|e| BuildError::key(key, format!("template error: {e}")))?;
-        try_template(&body, key, content_type)?;
+        // The presets are tried by this crate's own tests, hostile names included;
+        // alertctl builds its notifiers at every run, so they skip the sample renders.
+        if key != "preset" {
+            try_template(&body, key, content_type)?;
+        }
         Ok(body)
     }
 }
@@ -901,6 +913,11 @@ mod tests {
                 "url = \"http://x\"\nretries = 11",
                 "retries",
                 "more than 10",
+            ),
+            (
+                "url = \"http://x\"\npreset = \"alertmanager\"\nends_after = \"100y\"",
+                "ends_after",
+                "10 years",
             ),
             (
                 "url = \"http://x\"\nbackoff = \"5s\"\nmax_backoff = \"1s\"",
