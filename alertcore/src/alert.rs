@@ -56,7 +56,10 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC, to the second.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 < 0 {
+        // humantime formats years 0000-9999 only (and errors, which would make
+        // `to_string()` panic, beyond): show the raw number outside that range
+        const YEAR_10000_MS: i64 = 253_402_300_800_000;
+        if !(0..YEAR_10000_MS).contains(&self.0) {
             return write!(f, "@{}ms", self.0);
         }
         write!(
@@ -289,6 +292,11 @@ mod tests {
             t.saturating_duration_since(t.saturating_add(Duration::from_secs(5))),
             Duration::ZERO
         );
+        assert_eq!(
+            Timestamp::from_millis(i64::MAX).to_string(),
+            format!("@{}ms", i64::MAX)
+        );
+        assert_eq!(Timestamp::from_millis(-1).to_string(), "@-1ms");
     }
 
     #[test]

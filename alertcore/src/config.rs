@@ -315,20 +315,27 @@ pub fn from_table<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Result
     })
 }
 
-/// Keys whose values are secrets and never shown by [`redact`].
-const SECRET_WORDS: [&str; 4] = ["password", "secret", "token", "passphrase"];
+/// Words that mark a key as holding a secret (matched case-insensitively).
+const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "passphrase", "key", "auth"];
 
 /// A copy of a notifier table fit for display: secret-looking keys (other than the
-/// `*_env` / `*_file` pointers) are replaced, and passwords in URLs are masked.
+/// `*_env` / `*_file` pointers) are replaced, every value of a `headers` table is
+/// replaced, and URLs keep only their scheme, user and host.
 pub fn redact(table: &toml::Table) -> toml::Table {
     table
         .iter()
         .map(|(k, v)| {
-            let pointer = k.ends_with("_env") || k.ends_with("_file");
-            let secret = !pointer && SECRET_WORDS.iter().any(|w| k.contains(w));
+            let lower = k.to_ascii_lowercase();
+            let pointer = lower.ends_with("_env") || lower.ends_with("_file");
+            let secret = !pointer && SECRET_WORDS.iter().any(|w| lower.contains(w));
             let v = match v {
                 _ if secret => toml::Value::String("<redacted>".to_owned()),
                 toml::Value::String(s) => toml::Value::String(redact_url(s)),
+                toml::Value::Table(t) if lower == "headers" => toml::Value::Table(
+                    t.keys()
+                        .map(|h| (h.clone(), toml::Value::String("<redacted>".to_owned())))
+                        .collect(),
+                ),
                 toml::Value::Table(t) => toml::Value::Table(redact(t)),
                 other => other.clone(),
             };
@@ -337,23 +344,29 @@ pub fn redact(table: &toml::Table) -> toml::Table {
         .collect()
 }
 
-/// Masks the password of a `scheme://user:password@host` URL.
+/// Masks what in a URL may be a secret: the password of `scheme://user:password@host`,
+/// and the path and query, which for webhooks often are the credential.
 pub fn redact_url(s: &str) -> String {
     let Some((scheme, rest)) = s.split_once("://") else {
         return s.to_owned();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return s.to_owned();
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:<redacted>@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
     };
-    let Some((user, _)) = userinfo.split_once(':') else {
-        return s.to_owned();
+    let tail = &rest[authority_end..];
+    let tail = if tail.is_empty() || tail == "/" || !matches!(scheme, "http" | "https") {
+        // smtp://host:587?tls=starttls: the query is configuration, not a secret
+        tail.to_owned()
+    } else {
+        "/<redacted>".to_owned()
     };
-    format!(
-        "{scheme}://{user}:<redacted>@{host}{}",
-        &rest[authority_end..]
-    )
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Serde support for durations written as `"30s"`, `"5m"`, `"4h"`, `"1h 30m"`.
@@ -506,6 +519,20 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("password_env = \"PW\""), "{r}");
+    }
+
+    #[test]
+    fn redaction_covers_headers_keys_and_webhook_paths() {
+        let t: toml::Table = toml::from_str(
+            "url = \"https://hooks.example.org/services/T0/B0/XYZ?k=1\"\napi_Key = \"k1\"\nAuthorization = \"Bearer b1\"\n[headers]\nX-Custom = \"h1\"\n",
+        )
+        .unwrap();
+        let r = toml::to_string(&redact(&t)).unwrap();
+        for leak in ["XYZ", "k1", "b1", "h1", "k=1"] {
+            assert!(!r.contains(leak), "{leak} in {r}");
+        }
+        assert!(r.contains("https://hooks.example.org/<redacted>"), "{r}");
+        assert!(r.contains("X-Custom"), "{r}");
     }
 
     #[test]
