@@ -86,15 +86,6 @@ impl Notifier for JsonlNotifier {
     ) -> Result<(), NotifyError> {
         self.append(service, failures, ctx)
     }
-
-    async fn success(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.append(service, failures, ctx)
-    }
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -156,13 +156,4 @@ impl Notifier for EmailNotifier {
     ) -> Result<(), NotifyError> {
         self.deliver(service, failures, ctx).await
     }
-
-    async fn success(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
-    }
 }

@@ -152,15 +152,6 @@ impl Notifier for SyslogNotifier {
     ) -> Result<(), NotifyError> {
         self.deliver(service, failures, ctx).await
     }
-
-    async fn success(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
-    }
 }
 
 #[cfg(test)]

@@ -308,15 +308,6 @@ impl Notifier for WebhookNotifier {
     ) -> Result<(), NotifyError> {
         self.deliver(service, failures, ctx).await
     }
-
-    async fn success(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
-    }
 }
 
 #[cfg(test)]

@@ -68,15 +68,6 @@ impl Notifier for ConsoleNotifier {
     ) -> Result<(), NotifyError> {
         Self::write(Self::line(service, failures, ctx))
     }
-
-    async fn success(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        Self::write(Self::line(service, failures, ctx))
-    }
 }
 
 #[cfg(test)]

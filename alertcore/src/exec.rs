@@ -540,15 +540,6 @@ impl Notifier for ExecNotifier {
     ) -> Result<(), NotifyError> {
         self.deliver(service, failures, ctx).await
     }
-
-    async fn success(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
-    }
 }
 
 /// Why an alert agent run failed.

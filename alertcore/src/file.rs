@@ -204,15 +204,6 @@ impl Notifier for FileNotifier {
     ) -> Result<(), NotifyError> {
         self.deliver(service, failures, ctx).await
     }
-
-    async fn success(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
-    }
 }
 
 /// A parsed `format`.

@@ -35,6 +35,9 @@ pub trait Notifier: Send + Sync + fmt::Debug {
 
     /// Announces that `service` recovered; `failures` is the streak that ended.
     ///
+    /// The default calls [`Notifier::failure`], whose [`Context::event`] is then
+    /// [`EventKind::Recovery`]: most transports render every kind the same way.
+    ///
     /// # Errors
     /// As for [`Notifier::failure`].
     async fn success(
@@ -42,7 +45,9 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         service: &str,
         failures: &[Failure],
         ctx: &Context<'_>,
-    ) -> Result<(), NotifyError>;
+    ) -> Result<(), NotifyError> {
+        self.failure(service, failures, ctx).await
+    }
 }
 
 macro_rules! forward_notifier {

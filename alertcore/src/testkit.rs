@@ -126,14 +126,6 @@ impl Notifier for RecordingNotifier {
     ) -> Result<(), NotifyError> {
         self.record(service, failures, ctx)
     }
-    async fn success(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.record(service, failures, ctx)
-    }
 }
 
 fn failure(n: i64, severity: Severity) -> Failure {

@@ -160,9 +160,6 @@ impl Notifier for Linked {
     async fn failure(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
         Ok(())
     }
-    async fn success(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
-        Ok(())
-    }
 }
 
 alertcore::submit_notifier!(NotifierFactory {
@@ -192,9 +189,6 @@ impl Notifier for Hangs {
         "hangs"
     }
     async fn failure(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
-        std::future::pending().await
-    }
-    async fn success(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
         std::future::pending().await
     }
 }
