@@ -280,18 +280,10 @@ impl SmtpSink {
             dir,
             certs,
         };
-        let start = Instant::now();
-        while !ready.exists() {
-            if let Ok(Some(status)) = sink.child.try_wait() {
-                let err =
-                    std::fs::read_to_string(sink.dir.path().join("stderr")).unwrap_or_default();
-                return Err(format!("smtp-sink.py exited with {status}: {err}"));
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                return Err(format!("smtp-sink.py not ready after {READY_TIMEOUT:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let log = sink.dir.path().join("stderr");
+        wait_until(&mut sink.child, "smtp-sink.py", &log, READY_TIMEOUT, || {
+            ready.exists()
+        })?;
         Ok(sink)
     }
 
@@ -352,6 +344,31 @@ fn read_message(json: &Path) -> Value {
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
+/// Polls `ready` every 10 ms until it holds, for a server `child` started by a test.
+///
+/// # Errors
+/// When the child exits first (with the contents of its `log`) or `timeout` passes.
+pub(crate) fn wait_until(
+    child: &mut Child,
+    name: &str,
+    log: &Path,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let start = Instant::now();
+    while !ready() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let err = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{name} exited with {status}: {err}"));
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("{name} not ready after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

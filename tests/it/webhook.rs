@@ -26,7 +26,7 @@ use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
 use crate::cli::{Ctl, text};
-use crate::peers::{certs, free_port};
+use crate::peers::{certs, free_port, wait_until};
 
 const PYTHON: &str = "/usr/bin/python3";
 const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/http-sink.py");
@@ -116,18 +116,10 @@ impl HttpSink {
             https,
             _dir: dir,
         };
-        let start = Instant::now();
-        while !ready.exists() {
-            if let Ok(Some(status)) = sink.child.try_wait() {
-                let err =
-                    std::fs::read_to_string(sink._dir.path().join("stderr")).unwrap_or_default();
-                return Err(format!("http-sink.py exited with {status}: {err}"));
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                return Err(format!("http-sink.py not ready after {READY_TIMEOUT:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let log = sink._dir.path().join("stderr");
+        wait_until(&mut sink.child, "http-sink.py", &log, READY_TIMEOUT, || {
+            ready.exists()
+        })?;
         Ok(sink)
     }
 
@@ -797,22 +789,11 @@ impl Alertmanager {
             port,
             _dir: dir,
         };
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = am.child.try_wait() {
-                let log = std::fs::read_to_string(am._dir.path().join("log")).unwrap_or_default();
-                return Err(format!("alertmanager exited with {status}: {log}"));
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && http_get(port, "/-/ready").0 == 200
-            {
-                return Ok(am);
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                return Err(format!("alertmanager not ready after {READY_TIMEOUT:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = am._dir.path().join("log");
+        wait_until(&mut am.child, "alertmanager", &log, READY_TIMEOUT, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && http_get(port, "/-/ready").0 == 200
+        })?;
+        Ok(am)
     }
 
     /// `GET /api/v2/alerts`: the alerts that are not resolved.
