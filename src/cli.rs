@@ -29,6 +29,9 @@ pub(crate) struct Cli {
     /// for replaying events.
     #[arg(long, env = "ALERTCORE_NOW", value_name = "TIME", hide = true, value_parser = parse_time)]
     pub(crate) now: Option<alertcore::Timestamp>,
+    /// With failure/success: append how the rules and the policy decided to FILE.
+    #[arg(long, env = "ALERTCORE_TRACE", value_name = "FILE", global = true)]
+    pub(crate) trace: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -70,6 +73,9 @@ pub(crate) enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Explain what an event would do: which rules match and why, who would be sent
+    /// what, and who not and why. Nothing is sent and nothing is written.
+    Test(TestArgs),
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -86,6 +92,38 @@ pub(crate) enum ConfigCommand {
     Check,
     /// Print the resolved config (defaults filled in, secrets redacted).
     Dump,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// The service (e.g. backup.service).
+    pub(crate) service: String,
+    /// The host [default: this host, or `host` from the config]
+    #[arg(long)]
+    pub(crate) host: Option<String>,
+    /// warning or critical [default: critical]
+    #[arg(long)]
+    pub(crate) severity: Option<alertcore::Severity>,
+    /// failure (a failed run), reminder (everyone alerted at the streak start),
+    /// escalation (a warning streak turning critical) or recovery (a successful run)
+    #[arg(long, default_value = "failure")]
+    pub(crate) event: alertcore::EventKind,
+    /// The failed run is the Nth of its streak.
+    #[arg(long, value_name = "N")]
+    pub(crate) failures: Option<u32>,
+    /// The streak started this long before --at (e.g. 45m) [default for reminder and
+    /// escalation: 24h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) duration: Option<std::time::Duration>,
+    /// When, in the config's timezone ("2026-11-23 03:00") or RFC 3339 [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub(crate) at: Option<String>,
+    /// Start from no stored state instead of the service's current state.
+    #[arg(long)]
+    pub(crate) fresh: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +148,10 @@ pub(crate) struct FailureArgs {
     /// Free text to include in the alert.
     #[arg(long)]
     pub(crate) message: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    alertcore::config::duration_serde::parse(s)
 }
 
 fn parse_time(s: &str) -> Result<alertcore::Timestamp, String> {

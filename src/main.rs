@@ -1,6 +1,7 @@
 //! `alertctl`: the command-line front end of alertcore.
 
 mod cli;
+mod explain;
 mod status;
 mod systemd;
 
@@ -134,11 +135,27 @@ fn open_store(cli: &Cli, config: &Config) -> Result<Arc<dyn Store>, Fail> {
     Ok(Arc::new(store))
 }
 
+/// The state file for reading only: an in-memory store when it does not exist yet,
+/// so a question (`alertctl test`) never creates one.
+fn open_store_readonly(cli: &Cli, config: &Config) -> Result<Arc<dyn Store>, Fail> {
+    let path = state_path(cli, config)?;
+    if !path.exists() {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    open_store(cli, config)
+}
+
 fn build_engine(cli: &Cli, config: &Config) -> Result<Engine, Fail> {
+    build_engine_on(cli, config, open_store(cli, config)?)
+}
+
+fn build_engine_on(cli: &Cli, config: &Config, store: Arc<dyn Store>) -> Result<Engine, Fail> {
     let notifiers = config.build_notifiers(&registry())?;
-    let store = open_store(cli, config)?;
+    let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
+    let router = config.build_router(&names)?;
     let mut builder = Engine::builder(store)
         .policy(config.policy.clone())
+        .router(router)
         .delivery_timeout(DELIVERY_TIMEOUT)
         // one event per process, nothing else on the runtime: no blocking pool needed
         .store_inline(true)
@@ -168,7 +185,7 @@ enum Event<'a> {
     Success(&'a str),
 }
 
-async fn record(engine: &Engine, event: &Event<'_>) -> Result<u8, Fail> {
+async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fail> {
     let env = |k: &str| std::env::var(k).ok();
     let (what, r) = match event {
         Event::Failure(args) => {
@@ -184,6 +201,14 @@ async fn record(engine: &Engine, event: &Event<'_>) -> Result<u8, Fail> {
         },
     };
     let r = r.map_err(|e| Fail::other(&e))?;
+    if let Some(path) = &cli.trace
+        && let Err(e) = explain::append_trace(path, engine, what, &r)
+    {
+        eprintln!(
+            "alertctl: cannot append to the trace file {}: {e}",
+            path.display()
+        );
+    }
     Ok(print_report(what, &r))
 }
 
@@ -195,7 +220,7 @@ async fn record_despite(cli: &Cli, event: &Event<'_>, error: Fail) -> Fail {
     let fallback = Config::default();
     match build_engine(cli, &fallback) {
         Ok(engine) => {
-            if let Err(f) = record(&engine, event).await {
+            if let Err(f) = record(cli, &engine, event).await {
                 eprintln!("alertctl: {}", f.message);
             }
         }
@@ -215,7 +240,7 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
     if let Some(event) = event {
         let engine = load_config(&cli).and_then(|(config, _)| build_engine(&cli, &config));
         return match engine {
-            Ok(engine) => record(&engine, &event).await,
+            Ok(engine) => record(&cli, &engine, &event).await,
             Err(f) if f.code == 2 => Err(record_despite(&cli, &event, f).await),
             Err(f) => Err(f),
         };
@@ -248,24 +273,38 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
             }
             Ok(0)
         }
+        Command::Test(args) => {
+            let store: Arc<dyn Store> = if args.fresh {
+                Arc::new(MemoryStore::new())
+            } else {
+                open_store_readonly(&cli, &config)?
+            };
+            let engine = build_engine_on(&cli, &config, store)?;
+            explain::test(&engine, args).map_err(Fail::usage)?;
+            Ok(0)
+        }
         Command::Config(ConfigCommand::Check) => {
             let notifiers = config.build_notifiers(&registry())?;
             let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
+            let router = config.build_router(&names)?;
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),
                 |p| p.display().to_string(),
             );
             println!(
-                "{origin}: ok ({} notifiers: {})",
+                "{origin}: ok ({} notifiers: {}; {})",
                 names.len(),
-                names.join(", ")
+                names.join(", "),
+                alertcore::message::plural(router.rules().len(), "rule")
             );
             Ok(0)
         }
         Command::Config(ConfigCommand::Dump) => {
             let notifiers = config.build_notifiers(&registry())?;
+            let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
+            let router = config.build_router(&names)?;
             let state = state_path(&cli, &config)?;
-            print!("{}", status::dump(&config, &notifiers, &state));
+            print!("{}", status::dump(&config, &notifiers, &router, &state));
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(&config, notifier).await,

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use alertcore::policy::Outcome;
+use alertcore::policy::{Outcome, Policy};
+use alertcore::rules::{Router, Rule};
 use alertcore::store::NotificationRecord;
 use alertcore::{
     Config, ConfiguredNotifier, Engine, EventKind, Failure, ServiceState, Severity, Store,
@@ -276,7 +277,12 @@ pub(crate) fn history(store: &dyn Store, unit: &str, json: bool) -> Result<(), S
 }
 
 /// `alertctl config dump`: the resolved config as TOML, secrets redacted.
-pub(crate) fn dump(config: &Config, notifiers: &[ConfiguredNotifier], state: &Path) -> String {
+pub(crate) fn dump(
+    config: &Config,
+    notifiers: &[ConfiguredNotifier],
+    router: &Router,
+    state: &Path,
+) -> String {
     let mut doc = toml::Table::new();
     doc.insert(
         "host".to_owned(),
@@ -301,7 +307,44 @@ pub(crate) fn dump(config: &Config, notifiers: &[ConfiguredNotifier], state: &Pa
         })
         .collect();
     doc.insert("notifiers".to_owned(), toml::Value::Table(ns));
+    doc.insert(
+        "timezone".to_owned(),
+        toml::Value::String(router.timezone_name().to_owned()),
+    );
+    let rules: Vec<toml::Value> = router
+        .rules()
+        .iter()
+        .filter_map(|r| resolved_rule(r, &config.policy))
+        .collect();
+    if !rules.is_empty() {
+        doc.insert("rules".to_owned(), toml::Value::Array(rules));
+    }
     toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+}
+
+/// A rule with each recipient's effective threshold, repeat and recovery filled in.
+fn resolved_rule(rule: &Rule, global: &Policy) -> Option<toml::Value> {
+    let toml::Value::Table(fields) = toml::Value::try_from(rule).ok()? else {
+        return None;
+    };
+    let mut t = toml::Table::new();
+    t.insert("id".to_owned(), toml::Value::String(rule.name()));
+    t.extend(fields);
+    let notify: Vec<toml::Value> = rule
+        .notify
+        .iter()
+        .map(|r| {
+            let p = rule.policy_for(r, global);
+            let mut e = toml::Table::new();
+            e.insert("to".to_owned(), toml::Value::String(r.notifier.clone()));
+            if let Ok(toml::Value::Table(p)) = toml::Value::try_from(&p) {
+                e.extend(p);
+            }
+            toml::Value::Table(e)
+        })
+        .collect();
+    t.insert("notify".to_owned(), toml::Value::Array(notify));
+    Some(toml::Value::Table(t))
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {

@@ -177,6 +177,10 @@ pub struct FailureReport {
     pub severity: Option<Severity>,
     /// Free text from the reporter.
     pub message: Option<String>,
+    /// The source kind, for events that are not about a service (`node`, `fencing`,
+    /// ...); rules can match it with `kind`. `None` means `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl FailureReport {
@@ -215,6 +219,12 @@ impl FailureReport {
     /// Sets the message.
     pub fn message(mut self, v: impl Into<String>) -> Self {
         self.message = Some(v.into());
+        self
+    }
+
+    /// Sets the source kind (default `service`).
+    pub fn kind(mut self, v: impl Into<String>) -> Self {
+        self.kind = Some(v.into());
         self
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::notifier::Notifier;
 use crate::policy::Policy;
 use crate::registry::Registry;
+use crate::rules::Router;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -28,6 +29,13 @@ pub struct Config {
     /// `[notifiers.NAME]`: each a table whose `type` picks the implementation.
     #[serde(default)]
     pub notifiers: BTreeMap<String, toml::Spanned<toml::Table>>,
+    /// The IANA time zone that rule time windows are read in; default: the system's.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// `[[rules]]`: who gets which alert (see [`rules`](crate::rules)); with none, every
+    /// notifier gets every alert.
+    #[serde(default)]
+    pub rules: Vec<toml::Spanned<toml::Table>>,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -247,6 +255,69 @@ impl Config {
                 })
             })
             .collect()
+    }
+
+    /// Builds the routing rules; `notifiers` are the configured notifier names.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the rule (`rule 3: unknown notifier "pagr"`) and
+    /// pointing at its bad key, or at the `timezone`.
+    pub fn build_router(&self, notifiers: &[&str]) -> Result<Router, ConfigError> {
+        let (timezone, tz_name) = match self.timezone.as_deref() {
+            None => (jiff::tz::TimeZone::system(), "system"),
+            Some(name) => {
+                let tz = crate::rules::parse_timezone(name).map_err(|e| {
+                    self.error_at(
+                        self.key_offset(0, "timezone").unwrap_or(0),
+                        format!("timezone: {e}"),
+                    )
+                })?;
+                (tz, name)
+            }
+        };
+        let rules = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, table)| {
+                let start = self.rule_start(table.span().start);
+                let line = self
+                    .source
+                    .as_ref()
+                    .map_or(0, |s| line_col(&s.text, start).0);
+                crate::rules::build_rule(i + 1, line, table.get_ref(), notifiers).map_err(|e| {
+                    let pos = e
+                        .key
+                        .as_deref()
+                        .and_then(|k| self.key_offset(table.span().start, k))
+                        .unwrap_or(start);
+                    self.error_at(pos, format!("rule {}: {}", i + 1, e.message))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Router::new(rules, timezone, tz_name))
+    }
+
+    /// The `[[rules]]` header above a rule's first key (or the key itself when the
+    /// rule is an inline table).
+    fn rule_start(&self, span_start: usize) -> usize {
+        let Some(text) = self.source.as_ref().map(|s| s.text.as_str()) else {
+            return span_start;
+        };
+        let before = text.get(..span_start).unwrap_or("");
+        let line_starts = std::iter::once(0).chain(before.match_indices('\n').map(|(i, _)| i + 1));
+        let line_starts: Vec<usize> = line_starts.collect();
+        for &start in line_starts.iter().rev() {
+            let line = text[start..].split('\n').next().unwrap_or("");
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("[[") {
+                return start + (line.len() - trimmed.len());
+            }
+            if trimmed.starts_with('[') {
+                break;
+            }
+        }
+        span_start
     }
 
     fn error_at(&self, offset: usize, message: String) -> ConfigError {

@@ -13,7 +13,8 @@ use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 use crate::config::ConfiguredNotifier;
 use crate::error::{EngineError, NotifyError, StoreError, chain};
 use crate::notifier::{Context, Notifier};
-use crate::policy::{self, Decision, Event, Outcome, Policy, Target};
+use crate::policy::{Decision, Event, Outcome, Policy, ServiceState};
+use crate::rules::{Plan, Router, RuleTrace, Subject};
 use crate::store::{Applied, Change, NewNotification, NotificationId, Store};
 
 /// Where "now" comes from. Injected so tests control time.
@@ -50,6 +51,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     notifiers: Arc<[Entry]>,
     policy: Policy,
+    router: Arc<Router>,
     clock: Arc<dyn Clock>,
     host: String,
     delivery_timeout: Option<Duration>,
@@ -62,6 +64,7 @@ pub struct EngineBuilder {
     store: Arc<dyn Store>,
     notifiers: Vec<Entry>,
     policy: Policy,
+    router: Router,
     clock: Arc<dyn Clock>,
     host: Option<String>,
     delivery_timeout: Option<Duration>,
@@ -105,6 +108,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets the routing rules (default: none, every notifier gets every event).
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+
     /// Sets the clock (default: [`SystemClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -142,6 +151,7 @@ impl EngineBuilder {
             store: self.store,
             notifiers: self.notifiers.into(),
             policy: self.policy,
+            router: Arc::new(self.router),
             clock: self.clock,
             host: self.host.unwrap_or_else(host_name),
             delivery_timeout: self.delivery_timeout,
@@ -162,6 +172,8 @@ pub struct Report {
     pub failures: usize,
     /// One decision per notifier, with the reason when suppressed.
     pub decisions: Vec<Decision>,
+    /// How the rules routed the event (empty without `[[rules]]`).
+    pub rules: Vec<RuleTrace>,
     /// One entry per notification actually attempted.
     pub deliveries: Vec<Delivery>,
     /// The per-host sequence number (0 when nothing was sent).
@@ -198,6 +210,7 @@ impl Engine {
             store,
             notifiers: Vec::new(),
             policy: Policy::default(),
+            router: Router::default(),
             clock: Arc::new(SystemClock),
             host: None,
             delivery_timeout: None,
@@ -213,6 +226,16 @@ impl Engine {
     /// The policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The current time by the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The routing rules.
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// The host name put in alerts.
@@ -248,6 +271,40 @@ impl Engine {
         self.process(service, Event::Success, None).await
     }
 
+    /// Routes `event` of `service` seen at `at` against `state` and runs the policy,
+    /// writing nothing: what [`Engine::failure`] and [`Engine::success`] do inside their
+    /// store transaction, and what `alertctl test` shows.
+    pub fn plan(
+        &self,
+        service: &str,
+        state: &ServiceState,
+        event: Event,
+        kind: Option<&str>,
+        at: Timestamp,
+    ) -> Plan {
+        plan(
+            &self.router,
+            &self.policy,
+            &self.notifiers,
+            &self.host,
+            (service, state, event, kind, at),
+        )
+    }
+
+    /// [`Engine::plan`] against the stored state of `service`, at the clock's now.
+    ///
+    /// # Errors
+    /// A [`StoreError`] reading the state.
+    pub fn preview(
+        &self,
+        service: &str,
+        event: Event,
+        kind: Option<&str>,
+    ) -> Result<Plan, StoreError> {
+        let state = self.store.state(service)?.unwrap_or_default();
+        Ok(self.plan(service, &state, event, kind, self.clock.now()))
+    }
+
     async fn process(
         &self,
         service: &str,
@@ -258,28 +315,29 @@ impl Engine {
         let store = Arc::clone(&self.store);
         let notifiers = Arc::clone(&self.notifiers);
         let policy = self.policy.clone();
+        let router = Arc::clone(&self.router);
         let host = self.host.clone();
         let owned_service = service.to_owned();
-        let (applied, decisions, streak) = self
+        let (applied, planned, streak) = self
             .blocking(move || {
-                let mut decisions = Vec::new();
+                let mut planned = None;
                 let mut streak = (0, now, 0);
+                let kind = report.as_ref().and_then(|r| r.kind.as_deref());
                 let applied = store.apply(&owned_service, now, &mut |state| {
-                    let targets: Vec<Target<'_>> = notifiers
-                        .iter()
-                        .map(|e| Target {
-                            name: &e.name,
-                            policy: &policy,
-                        })
-                        .collect();
-                    let step = policy::step(state, event, now, &targets);
+                    let plan = plan(
+                        &router,
+                        &policy,
+                        &notifiers,
+                        &host,
+                        (&owned_service, state, event, kind, now),
+                    );
                     // a success reports on the streak it ends
                     let s = match event {
-                        Event::Failure(_) => step.next.streak.as_ref(),
+                        Event::Failure(_) => plan.next.streak.as_ref(),
                         Event::Success => state.streak.as_ref(),
                     };
                     streak = s.map_or((0, now, 0), |s| (s.id, s.started, s.failures));
-                    let notifications: Vec<NewNotification> = step
+                    let notifications: Vec<NewNotification> = plan
                         .decisions
                         .iter()
                         .filter_map(|d| {
@@ -292,23 +350,26 @@ impl Engine {
                         f.notifiers = notifications.iter().map(|n| n.notifier.clone()).collect();
                         f
                     });
-                    decisions.clone_from(&step.decisions);
-                    Change {
+                    let change = Change {
                         end_streak: event == Event::Success && state.streak.is_some(),
-                        next: step.next,
+                        next: plan.next.clone(),
                         failure,
                         notifications,
-                    }
+                    };
+                    planned = Some(plan);
+                    change
                 })?;
-                Ok((applied, decisions, streak))
+                Ok((applied, planned, streak))
             })
             .await?;
+        let plan =
+            planned.ok_or_else(|| StoreError::Task("the store did not run the policy".into()))?;
 
         let (streak_id, streak_start, failures) = streak;
         let deliveries = self
             .dispatch(
                 service,
-                &decisions,
+                &plan.decisions,
                 &applied,
                 (streak_id, streak_start),
                 now,
@@ -318,7 +379,8 @@ impl Engine {
             service: service.to_owned(),
             at: now,
             failures: usize::try_from(failures).unwrap_or(usize::MAX),
-            decisions,
+            decisions: plan.decisions,
+            rules: plan.rules,
             deliveries,
             sequence: applied.sequence,
         })
@@ -383,6 +445,19 @@ impl Engine {
         });
         join_all(futures).await.into_iter().flatten().collect()
     }
+}
+
+/// The routing and policy of one event: (service, state, event, source kind, time).
+fn plan(
+    router: &Router,
+    policy: &Policy,
+    notifiers: &[Entry],
+    host: &str,
+    (service, state, event, kind, at): (&str, &ServiceState, Event, Option<&str>, Timestamp),
+) -> Plan {
+    let names: Vec<&str> = notifiers.iter().map(|e| e.name.as_str()).collect();
+    let subject = Subject::new(service, host, kind, event, at, state);
+    router.plan(state, &subject, &names, policy)
 }
 
 /// A delivery took longer than the engine's `delivery_timeout`.

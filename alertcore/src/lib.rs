@@ -12,6 +12,7 @@ pub mod message;
 mod notifier;
 pub mod policy;
 mod registry;
+pub mod rules;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

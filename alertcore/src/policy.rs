@@ -99,11 +99,44 @@ fn deserialize_threshold<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, 
 
 /// One notifier the policy decides for, with its settings.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Target<'a> {
     /// The notifier's configured name.
     pub name: &'a str,
     /// Its policy settings.
     pub policy: &'a Policy,
+    /// The rule (1-based position in `[[rules]]`) that routed the event to it.
+    pub rule: Option<usize>,
+    /// The kinds of notification its rule sends; `None` sends every kind.
+    pub events: Option<&'a [EventKind]>,
+}
+
+impl<'a> Target<'a> {
+    /// A target that gets every kind of notification, routed by no rule.
+    pub fn new(name: &'a str, policy: &'a Policy) -> Self {
+        Self {
+            name,
+            policy,
+            rule: None,
+            events: None,
+        }
+    }
+
+    /// Sets the rule that routed the event here.
+    pub fn rule(mut self, rule: Option<usize>) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// Limits the kinds of notification sent (a rule's `events`).
+    pub fn events(mut self, events: Option<&'a [EventKind]>) -> Self {
+        self.events = events;
+        self
+    }
+
+    fn sends(&self, kind: EventKind) -> bool {
+        self.events.is_none_or(|e| e.contains(&kind))
+    }
 }
 
 /// What happened to the service.
@@ -151,6 +184,7 @@ fn on_failure(
                 failures: 0,
                 max_severity: severity,
                 escalated: false,
+                kind: None,
                 recipients: Default::default(),
             })
         }
@@ -181,6 +215,10 @@ fn on_failure(
         } else {
             failure_action(streak.recipients.get(t.name), escalation, now, p)
         };
+        let action = match action {
+            Action::Send { kind } if !t.sends(kind) => suppress(Reason::KindNotRouted { kind }),
+            other => other,
+        };
         if let Action::Send { kind } = action {
             let r = streak
                 .recipients
@@ -192,7 +230,9 @@ fn on_failure(
                     alerts: 0,
                     delivered: false,
                     outcome: Outcome::Pending,
+                    rule: t.rule,
                 });
+            r.rule = t.rule;
             r.last_alert = now;
             r.last_kind = kind;
             r.alerts = r.alerts.saturating_add(1);
@@ -201,6 +241,7 @@ fn on_failure(
         decisions.push(Decision {
             notifier: t.name.to_owned(),
             action,
+            rule: t.rule,
         });
     }
     Step { next, decisions }
@@ -259,10 +300,14 @@ fn on_success(state: &ServiceState, now: Timestamp, targets: &[Target<'_>]) -> S
                 None => suppress(Reason::NotFailing),
                 Some(s) => match s.recipients.get(t.name) {
                     Some(r) if r.delivered => {
-                        if t.policy.recovery {
-                            send(EventKind::Recovery)
-                        } else {
+                        if !t.policy.recovery {
                             suppress(Reason::RecoveryDisabled)
+                        } else if !t.sends(EventKind::Recovery) {
+                            suppress(Reason::KindNotRouted {
+                                kind: EventKind::Recovery,
+                            })
+                        } else {
+                            send(EventKind::Recovery)
                         }
                     }
                     _ => suppress(Reason::NotAlerted),
@@ -271,6 +316,7 @@ fn on_success(state: &ServiceState, now: Timestamp, targets: &[Target<'_>]) -> S
             Decision {
                 notifier: t.name.to_owned(),
                 action,
+                rule: t.rule,
             }
         })
         .collect();

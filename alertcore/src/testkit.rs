@@ -153,6 +153,7 @@ fn streak_state(id: u64, failures: u32, notifier: Option<&str>) -> ServiceState 
         failures,
         max_severity: Severity::Warning,
         escalated: false,
+        kind: None,
         recipients: Default::default(),
     };
     if let Some(n) = notifier {
@@ -165,6 +166,7 @@ fn streak_state(id: u64, failures: u32, notifier: Option<&str>) -> ServiceState 
                 alerts: 1,
                 delivered: false,
                 outcome: Outcome::Pending,
+                rule: None,
             },
         );
     }

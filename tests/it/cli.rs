@@ -469,3 +469,163 @@ fn success_handler_started_for_a_failed_restart_records_a_failure() {
     assert_eq!(h["failures"].as_array().map(Vec::len), Some(2), "{h}");
     assert_eq!(h["failures"][1]["exit_status"], "3");
 }
+
+const RULES: &str = r#"timezone = "Europe/Berlin"
+[policy]
+repeat = "4h"
+[notifiers.ops]
+type = "console"
+[notifiers.pager]
+type = "console"
+
+[[rules]]
+services = ["web*", "re:^db-[0-9]+"]
+time = "Mon-Fri 08:00-18:00"
+notify = ["ops", { to = "pager", repeat = "30m" }]
+
+[[rules]]
+min_duration = "30m"
+notify = "pager"
+stop = true
+
+[[rules]]
+unmatched = true
+notify = "ops"
+"#;
+
+#[test]
+fn test_explains_rules_and_writes_nothing() {
+    let ctl = Ctl::with_config(RULES);
+    let out = ctl.run(&[
+        "test",
+        "web.service",
+        "--at",
+        "2026-11-23 03:00",
+        "--duration",
+        "45m",
+        "--failures",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "web.service on ",
+        "failure (critical) at Mon 2026-11-23 03:00 CET; failure 3 of the streak, which has lasted 45m",
+        "rule 1 (line 9): no match: Mon 2026-11-23 03:00 CET is outside time [Mon-Fri 08:00-18:00]",
+        "rule 2 (line 14): matched",
+        "      pager: send failure alert",
+        "rule 3 (line 19) [unmatched]: not needed",
+        "ops: suppressed: no rule sends this event to it",
+        "(nothing was sent or written)",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+    assert!(!ctl.state().exists(), "test must not create the state file");
+
+    // against stored state: the pager was alerted a moment ago
+    fail(&ctl, "2026-11-23T09:00:00Z", "web.service", &[]);
+    let v = ctl.json(&[
+        "--now",
+        "2026-11-23T09:10:00Z",
+        "test",
+        "web.service",
+        "--json",
+    ]);
+    assert_eq!(v["failures"], 2);
+    assert_eq!(v["streak_lasted_s"], 600);
+    let pager = v["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["notifier"] == "pager")
+        .unwrap();
+    assert_eq!(
+        pager["action"]["reason"]["reason"],
+        "inside_repeat_interval"
+    );
+    assert_eq!(pager["rule"], 1);
+    // recovery: only the alerted ones, through rule 1
+    let out = ctl.run(&[
+        "--now",
+        "2026-11-23T09:10:00Z",
+        "test",
+        "web.service",
+        "--event",
+        "recovery",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ops: send recovery"), "{stdout}");
+    assert!(stdout.contains("pager: send recovery"), "{stdout}");
+    // nothing changed
+    let st = ctl.json(&["status", "--json"]);
+    assert_eq!(st["services"][0]["consecutive_failures"], 1, "{st}");
+}
+
+#[test]
+fn trace_appends_the_explanation_of_real_decisions() {
+    let ctl = Ctl::with_config(RULES);
+    let trace = ctl.dir.path().join("trace.log");
+    let trace_arg = trace.to_str().unwrap();
+    fail(
+        &ctl,
+        "2026-11-23T09:00:00Z",
+        "web.service",
+        &["--trace", trace_arg],
+    );
+    let out = ctl.run_at(
+        "2026-11-23T09:05:00Z",
+        &["--trace", trace_arg, "success", "web.service"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = std::fs::read_to_string(&trace).unwrap();
+    assert!(log.contains("web.service: failure on "), "{log}");
+    assert!(
+        log.contains("rule 1 (line 9): matched\n      ops: send failure alert"),
+        "{log}"
+    );
+    assert!(log.contains("web.service: success on "), "{log}");
+    assert!(
+        log.contains("recovery: goes to whoever this rule alerted"),
+        "{log}"
+    );
+    assert!(log.contains("pager: send recovery"), "{log}");
+}
+
+#[test]
+fn bad_rules_are_exit_2_naming_the_rule() {
+    let bad = RULES.replace("notify = \"pager\"\nstop", "notify = \"pagr\"\nstop");
+    let ctl = Ctl::with_config(&bad);
+    let out = ctl.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "alertcore.toml:16:1: rule 2: unknown notifier \"pagr\" (configured: ops, pager)"
+        ),
+        "{err}"
+    );
+    let out = ctl.run(&["test", "web.service"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn config_dump_shows_resolved_rules() {
+    let ctl = Ctl::with_config(RULES);
+    let out = ctl.run(&["config", "dump"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dump: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(dump["timezone"].as_str(), Some("Europe/Berlin"));
+    let rules = dump["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 3);
+    assert_eq!(rules[0]["id"].as_str(), Some("rule 1 (line 9)"));
+    assert_eq!(
+        rules[0]["services"].as_array().unwrap()[1].as_str(),
+        Some("re:^db-[0-9]+")
+    );
+    let pager = &rules[0]["notify"].as_array().unwrap()[1];
+    assert_eq!(pager["to"].as_str(), Some("pager"));
+    assert_eq!(pager["repeat"].as_str(), Some("30m"));
+    assert_eq!(pager["threshold"].as_integer(), Some(1));
+    assert_eq!(rules[0]["notify"][0]["repeat"].as_str(), Some("4h"));
+    assert_eq!(rules[2]["unmatched"].as_bool(), Some(true));
+}

@@ -210,3 +210,109 @@ async fn a_hung_notifier_times_out_without_holding_up_the_others() {
     );
     assert!(hung.retryable);
 }
+
+mod prediction {
+    //! `alertctl test` runs `Engine::plan` on the stored state: it must predict exactly
+    //! what the real path then decides, for any rules and any event sequence.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use alertcore::policy::Event;
+    use alertcore::testkit::{ManualClock, RecordingNotifier};
+    use alertcore::{Config, Engine, FailureReport, Severity, SqliteStore, Timestamp};
+    use proptest::prelude::*;
+
+    const NAMES: [&str; 3] = ["mail", "ops", "pager"];
+
+    fn arb_rules() -> impl Strategy<Value = String> {
+        let rule = (
+            prop::sample::select(vec![
+                "",
+                "services = \"a*\"\n",
+                "exclude_services = \"re:^b\"\n",
+            ]),
+            prop::sample::select(vec![
+                "",
+                "severity = \"critical\"\n",
+                "events = [\"failure\", \"recovery\"]\n",
+            ]),
+            prop::sample::select(vec![
+                "",
+                "min_duration = \"10m\"\n",
+                "max_duration = \"30m\"\n",
+            ]),
+            prop::sample::select(vec![
+                "",
+                "stop = true\n",
+                "unmatched = true\n",
+                "ignore = true\n",
+            ]),
+            prop::sample::select(vec![
+                "",
+                "repeat = \"15m\"\n",
+                "threshold = 2\n",
+                "recovery = false\n",
+            ]),
+            prop::sample::subsequence(NAMES.to_vec(), 1..=3),
+        )
+            .prop_map(|(a, b, c, d, e, n)| {
+                let notify: Vec<String> = n.iter().map(|n| format!("{n:?}")).collect();
+                format!(
+                    "[[rules]]\n{a}{b}{c}{d}{e}notify = [{}]\n",
+                    notify.join(", ")
+                )
+            });
+        prop::collection::vec(rule, 0..4).prop_map(|r| r.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn test_predicts_the_real_path(
+            rules in arb_rules(),
+            fail_first in prop::collection::vec(0usize..3, 3),
+            // (service a/b, 0 success / 1 warning / 2 critical, minutes later)
+            events in prop::collection::vec((0u8..2, 0u8..3, 0u64..25), 1..25),
+        ) {
+            let mut text = String::from("timezone = \"UTC\"\n[policy]\nrepeat = \"20m\"\n");
+            for n in NAMES {
+                text.push_str(&format!("[notifiers.{n}]\ntype = \"console\"\n"));
+            }
+            text.push_str(&rules);
+            let config = Config::parse(&text, "t.toml").unwrap();
+            let router = config.build_router(&NAMES).unwrap();
+            let clock = ManualClock::new(Timestamp::from_millis(1_795_428_000_000));
+            let mut builder = Engine::builder(Arc::new(SqliteStore::open_in_memory().unwrap()))
+                .policy(config.policy.clone())
+                .router(router)
+                .clock(clock.clone())
+                .host("h");
+            for (n, fails) in NAMES.iter().zip(&fail_first) {
+                builder = builder.notifier(*n, RecordingNotifier::failing(*fails));
+            }
+            let engine = builder.build();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            for (svc, e, later) in events {
+                clock.advance(Duration::from_secs(later * 60));
+                let service = if svc == 0 { "a.service" } else { "b.service" };
+                let event = match e {
+                    0 => Event::Success,
+                    1 => Event::Failure(Severity::Warning),
+                    _ => Event::Failure(Severity::Critical),
+                };
+                let predicted = engine.preview(service, event, None).unwrap();
+                let report = rt.block_on(async {
+                    match event {
+                        Event::Success => engine.success(service).await,
+                        Event::Failure(s) => engine.failure(service, FailureReport::new("exit-code").severity(s)).await,
+                    }
+                }).unwrap();
+                prop_assert_eq!(&predicted.decisions, &report.decisions);
+                let predicted_rules = serde_json::to_value(&predicted.rules).unwrap();
+                let real_rules = serde_json::to_value(&report.rules).unwrap();
+                prop_assert_eq!(predicted_rules, real_rules);
+            }
+        }
+    }
+}

@@ -15,6 +15,9 @@ pub struct Decision {
     pub notifier: String,
     /// Send or hold back.
     pub action: Action,
+    /// The rule (1-based position in `[[rules]]`) that routed the event to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<usize>,
 }
 
 /// Send something, or hold back and say why.
@@ -73,6 +76,18 @@ pub enum Reason {
     RecoveryDisabled,
     /// Success while no failure streak was in progress.
     NotFailing,
+    /// The rule that routed the event here does not send this kind (its `events`).
+    KindNotRouted {
+        /// What would have been sent.
+        kind: EventKind,
+    },
+    /// No rule sends this event to this notifier.
+    NotRouted,
+    /// A matching `ignore = true` rule dropped the event for this notifier.
+    Ignored {
+        /// The rule's position in `[[rules]]`.
+        rule: usize,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -101,6 +116,9 @@ impl fmt::Display for Reason {
             Self::NotAlerted => f.write_str("no failure alert was delivered in this streak"),
             Self::RecoveryDisabled => f.write_str("recovery notifications are off"),
             Self::NotFailing => f.write_str("service was not failing"),
+            Self::KindNotRouted { kind } => write!(f, "its rule sends no {kind} notifications"),
+            Self::NotRouted => f.write_str("no rule sends this event to it"),
+            Self::Ignored { rule } => write!(f, "ignored by rule {rule}"),
         }
     }
 }
@@ -122,6 +140,15 @@ impl fmt::Display for Action {
 }
 
 impl Decision {
+    /// A decision to send nothing to `notifier`, for `reason`.
+    pub fn suppressed(notifier: String, reason: Reason) -> Self {
+        Self {
+            notifier,
+            action: Action::Suppress { reason },
+            rule: None,
+        }
+    }
+
     /// The kind to send, if this decision sends anything.
     pub fn send_kind(&self) -> Option<EventKind> {
         match self.action {

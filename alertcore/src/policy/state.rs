@@ -27,6 +27,50 @@ impl ServiceState {
     pub fn is_failing(&self) -> bool {
         self.streak.is_some()
     }
+
+    /// For "what if" questions (`alertctl test`): the current streak (a new one if
+    /// there is none) has `failures` failures so far and started at `started`.
+    pub fn assume_streak(&mut self, failures: u32, started: Timestamp, severity: Severity) {
+        let next_id = self.streaks + 1;
+        let streak = self.streak.get_or_insert_with(|| Streak {
+            id: next_id,
+            started,
+            last_failure: started,
+            failures: 0,
+            max_severity: severity,
+            escalated: false,
+            kind: None,
+            recipients: BTreeMap::new(),
+        });
+        streak.failures = failures;
+        streak.started = started;
+        streak.max_severity = severity;
+        if streak.id == next_id {
+            self.streaks = next_id;
+        }
+    }
+
+    /// For "what if" questions: every notifier in `names` had a failure alert
+    /// delivered at `at` in the current streak (none without a streak).
+    pub fn assume_alerted<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, at: Timestamp) {
+        let Some(streak) = self.streak.as_mut() else {
+            return;
+        };
+        for name in names {
+            streak.recipients.insert(
+                name.to_owned(),
+                RecipientState {
+                    first_alert: at,
+                    last_alert: at,
+                    last_kind: EventKind::Failure,
+                    alerts: 1,
+                    delivered: true,
+                    outcome: Outcome::Delivered,
+                    rule: None,
+                },
+            );
+        }
+    }
 }
 
 /// An unbroken run of failures, from the first one until a success.
@@ -46,6 +90,9 @@ pub struct Streak {
     /// Whether the one warning → critical escalation of this streak has happened.
     #[serde(default)]
     pub escalated: bool,
+    /// The source kind when not a service (`FailureReport::kind`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// What each notifier has been sent in this streak, by notifier name.
     #[serde(default)]
     pub recipients: BTreeMap<String, RecipientState>,
@@ -67,6 +114,10 @@ pub struct RecipientState {
     pub delivered: bool,
     /// The outcome of the latest alert.
     pub outcome: Outcome,
+    /// The rule (1-based position in `[[rules]]`) that routed the latest alert; a
+    /// recovery goes out through the same rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<usize>,
 }
 
 /// The outcome of one delivery attempt.

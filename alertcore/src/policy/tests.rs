@@ -12,15 +12,7 @@ fn at(minutes: i64) -> Timestamp {
 
 /// Runs `step` for one target named "ops" and marks every send delivered.
 fn run(state: &mut ServiceState, event: Event, now: Timestamp, p: &Policy) -> Action {
-    let step = step(
-        state,
-        event,
-        now,
-        &[Target {
-            name: "ops",
-            policy: p,
-        }],
-    );
+    let step = step(state, event, now, &[Target::new("ops", p)]);
     *state = step.next;
     let d = step.decisions.into_iter().next().expect("one decision");
     if let (Some(kind), Some(s)) = (d.send_kind(), state.streak.as_ref())
@@ -187,10 +179,7 @@ fn recovery_can_be_turned_off() {
 #[test]
 fn in_flight_alert_blocks_resend_until_lease_ends_and_failed_alert_is_resent() {
     let p = Policy::default();
-    let t = [Target {
-        name: "ops",
-        policy: &p,
-    }];
+    let t = [Target::new("ops", &p)];
     let s0 = ServiceState::default();
     let s1 = step(&s0, FAIL, at(0), &t).next;
     // second handler process while the first is still sending
@@ -223,16 +212,7 @@ fn in_flight_alert_blocks_resend_until_lease_ends_and_failed_alert_is_resent() {
 fn recovery_goes_only_to_notifiers_that_got_the_alert() {
     let mail = Policy::default();
     let pager = Policy::default().threshold(3);
-    let t = [
-        Target {
-            name: "mail",
-            policy: &mail,
-        },
-        Target {
-            name: "pager",
-            policy: &pager,
-        },
-    ];
+    let t = [Target::new("mail", &mail), Target::new("pager", &pager)];
     let mut s = step(&ServiceState::default(), FAIL, at(0), &t).next;
     s.record_outcome(1, "mail", at(0), Outcome::Delivered);
     let st = step(&s, Event::Success, at(1), &t);
@@ -298,15 +278,7 @@ fn simulate(p: &Policy, events: &[(Ev, u32)]) -> Vec<(Timestamp, Ev, Action, Ser
             Ev::Success => (Event::Success, true),
         };
         let before = s.clone();
-        let st = step(
-            &s,
-            event,
-            now,
-            &[Target {
-                name: "ops",
-                policy: p,
-            }],
-        );
+        let st = step(&s, event, now, &[Target::new("ops", p)]);
         s = st.next;
         let action = st.decisions[0].action.clone();
         if let (Some(kind), Some(streak)) = (st.decisions[0].send_kind(), s.streak.as_ref())
@@ -402,7 +374,7 @@ proptest! {
         prop_assert_eq!(&saved, &restored);
         let (now, e, action, _) = &all[cut];
         let event = match e { Ev::Fail(s, _) => Event::Failure(*s), Ev::Success => Event::Success };
-        let again = step(&restored, event, *now, &[Target { name: "ops", policy: &p }]);
+        let again = step(&restored, event, *now, &[Target::new("ops", &p)]);
         prop_assert_eq!(&again.decisions[0].action, action);
     }
 }
@@ -410,10 +382,7 @@ proptest! {
 #[test]
 fn a_handler_whose_clock_read_came_first_still_sees_the_alert_in_flight() {
     let p = Policy::default();
-    let t = [Target {
-        name: "ops",
-        policy: &p,
-    }];
+    let t = [Target::new("ops", &p)];
     let s1 = step(&ServiceState::default(), FAIL, at(1), &t).next;
     // read its clock at minute 0, got the store's lock after the alert at minute 1
     let st = step(&s1, FAIL, at(0), &t);

@@ -1,0 +1,224 @@
+//! `[[rules]]` tables → [`Rule`]s, with errors that name the offending key.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, SeqAccess, Visitor};
+
+use super::{Patterns, Recipient, Rule, TimeWindows};
+use crate::alert::{EventKind, Severity};
+use crate::config::{BuildError, duration_serde, from_table};
+
+/// A rule table as written, minus `notify` (read by hand: a name or an inline table).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    #[serde(default)]
+    services: Patterns,
+    #[serde(default)]
+    exclude_services: Patterns,
+    #[serde(default)]
+    hosts: Patterns,
+    #[serde(default)]
+    exclude_hosts: Patterns,
+    #[serde(default, deserialize_with = "one_or_many")]
+    severity: Option<Vec<Severity>>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    events: Option<Vec<EventKind>>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    kind: Option<Vec<String>>,
+    #[serde(default)]
+    time: TimeWindows,
+    #[serde(default)]
+    exclude_time: TimeWindows,
+    #[serde(default, deserialize_with = "opt_duration")]
+    min_duration: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    max_duration: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_threshold")]
+    threshold: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    repeat: Option<Duration>,
+    #[serde(default)]
+    recovery: Option<bool>,
+    #[serde(default)]
+    stop: bool,
+    #[serde(default)]
+    unmatched: bool,
+    #[serde(default)]
+    ignore: bool,
+}
+
+/// An inline `notify` entry: `{ to = "pager", repeat = "30m" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipientSpec {
+    to: String,
+    #[serde(default, deserialize_with = "opt_threshold")]
+    threshold: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    repeat: Option<Duration>,
+    #[serde(default)]
+    recovery: Option<bool>,
+}
+
+/// Builds rule `index` (1-based) starting at config line `line` from its table.
+/// `notifiers` are the configured names a rule may send to.
+pub(crate) fn build_rule(
+    index: usize,
+    line: usize,
+    table: &toml::Table,
+    notifiers: &[&str],
+) -> Result<Rule, BuildError> {
+    let mut rest = table.clone();
+    let notify = rest.remove("notify");
+    let spec: RuleSpec = from_table(&rest)?;
+    let notify = match notify {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| recipient(v, i, notifiers))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(v) => vec![recipient(&v, 0, notifiers)?],
+    };
+    if notify.is_empty() && !spec.ignore {
+        return Err(BuildError::new(
+            "sends to nobody: add `notify = [\"NAME\", ...]` (or `ignore = true` to drop the events it matches)",
+        ));
+    }
+    for (i, r) in notify.iter().enumerate() {
+        if notify[..i].iter().any(|o| o.notifier == r.notifier) {
+            return Err(BuildError::key(
+                "notify",
+                format!("notifier {:?} is listed twice", r.notifier),
+            ));
+        }
+    }
+    if let (Some(min), Some(max)) = (spec.min_duration, spec.max_duration)
+        && min >= max
+    {
+        return Err(BuildError::key(
+            "max_duration",
+            format!(
+                "max_duration ({}) must be longer than min_duration ({}): no streak could match",
+                duration_serde::format(max),
+                duration_serde::format(min)
+            ),
+        ));
+    }
+    if spec.ignore && spec.unmatched {
+        return Err(BuildError::key(
+            "unmatched",
+            "`ignore` and `unmatched` together would drop events nobody else handles: pick one",
+        ));
+    }
+    Ok(Rule {
+        index,
+        line,
+        services: spec.services,
+        exclude_services: spec.exclude_services,
+        hosts: spec.hosts,
+        exclude_hosts: spec.exclude_hosts,
+        severity: spec.severity,
+        events: spec.events,
+        kind: spec.kind,
+        time: spec.time,
+        exclude_time: spec.exclude_time,
+        min_duration: spec.min_duration,
+        max_duration: spec.max_duration,
+        notify,
+        threshold: spec.threshold,
+        repeat: spec.repeat,
+        recovery: spec.recovery,
+        stop: spec.stop,
+        unmatched: spec.unmatched,
+        ignore: spec.ignore,
+    })
+}
+
+fn recipient(v: &toml::Value, i: usize, notifiers: &[&str]) -> Result<Recipient, BuildError> {
+    let r = match v {
+        toml::Value::String(name) => Recipient::new(name.clone()),
+        toml::Value::Table(t) => {
+            let spec: RecipientSpec = from_table(t)
+                .map_err(|e| BuildError::key("notify", format!("`notify[{i}]`: {e}")))?;
+            Recipient {
+                notifier: spec.to,
+                threshold: spec.threshold,
+                repeat: spec.repeat,
+                recovery: spec.recovery,
+            }
+        }
+        other => {
+            return Err(BuildError::key(
+                "notify",
+                format!(
+                    "`notify[{i}]`: expected a notifier name or an inline table {{ to = \"NAME\", ... }}, found {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    };
+    if !notifiers.contains(&r.notifier.as_str()) {
+        return Err(BuildError::key(
+            "notify",
+            format!(
+                "unknown notifier {:?} (configured: {})",
+                r.notifier,
+                notifiers.join(", ")
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    duration_serde::parse(&s)
+        .map(Some)
+        .map_err(de::Error::custom)
+}
+
+fn opt_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 {
+        return Err(de::Error::custom(
+            "threshold must be at least 1 (1 alerts on the first failure)",
+        ));
+    }
+    Ok(Some(n))
+}
+
+/// `severity = "critical"` or `severity = ["warning", "critical"]`.
+fn one_or_many<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    struct OneOrMany<T>(PhantomData<T>);
+    impl<'de, T: DeserializeOwned> Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an array of strings")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(|t| vec![t])
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(t) = seq.next_element()? {
+                out.push(t);
+            }
+            if out.is_empty() {
+                return Err(de::Error::custom(
+                    "an empty list matches nothing: leave the key out to match everything",
+                ));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(OneOrMany(PhantomData)).map(Some)
+}
