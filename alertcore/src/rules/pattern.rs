@@ -24,9 +24,10 @@ const QUOTE_MAX_CHARS: usize = 60;
 /// `*` matches any run of characters (including none), `?` exactly one character,
 /// `[abc]` / `[a-z]` one character of a set, `[!a-z]` (or `[^a-z]`) one character not in
 /// it, `{a,b}` either alternative (alternatives may contain globs and nest), and `\`
-/// makes the next character literal. A `,` outside `{...}` is an error rather than a
-/// literal comma, because neither unit names nor host names contain commas: the author
-/// almost certainly meant a list, which is an array of patterns (or `{a,b}`).
+/// makes the next character literal (so `\re:x` is the glob for the name `re:x`). A `,`
+/// outside `{...}` is an error rather than a literal comma, because neither unit names
+/// nor host names contain commas: the author almost certainly meant a list, which is an
+/// array of patterns (or `{a,b}`).
 ///
 /// `re:REGEX` is a regular expression in the `regex` crate's syntax, searched for
 /// **unanchored**, like xymon's `%regex`: `re:web` matches `my-web-1`; write `re:^web$`
@@ -660,6 +661,8 @@ mod tests {
         // a glob that merely contains "re"
         ("re*", "regex", true),
         ("RE:x", "RE:x", true),
+        ("\\re:x", "re:x", true),
+        ("\\re:x", "re:xx", false),
     ];
 
     #[test]
@@ -904,11 +907,12 @@ mod tests {
         }
 
         #[test]
-        fn escaped_text_matches_itself_only(s in any::<String>()) {
+        fn escaped_text_matches_itself_only(s in prop_oneof![any::<String>(), "re:[(*?a]{0,3}"]) {
             prop_assume!(!s.is_empty());
             let mut glob = String::new();
-            for c in s.chars() {
-                if "*?[]{},\\".contains(c) {
+            for (i, c) in s.chars().enumerate() {
+                // A leading `re:` would make it a regex; `\r` is a literal `r`.
+                if "*?[]{},\\".contains(c) || (i == 0 && s.starts_with("re:")) {
                     glob.push('\\');
                 }
                 glob.push(c);
