@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::alert::{EventKind, Failure};
+use crate::alert::Failure;
 use crate::config::from_table;
 use crate::error::NotifyError;
-use crate::message::{one_line, plural, subject};
 use crate::notifier::{Context, Notifier};
 use crate::registry::NotifierFactory;
 
@@ -21,7 +20,8 @@ pub const FACTORY: NotifierFactory = NotifierFactory {
     },
 };
 
-/// `[notifiers.NAME] type = "console"` takes no other keys.
+/// `[notifiers.NAME] type = "console"` takes no other keys (but the format keys of
+/// [`crate::template`], taken out before).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConsoleConfig {}
@@ -31,21 +31,20 @@ struct ConsoleConfig {}
 pub struct ConsoleNotifier;
 
 impl ConsoleNotifier {
-    /// The line written for an alert (without the trailing newline).
-    pub fn line(service: &str, failures: &[Failure], ctx: &Context<'_>) -> String {
-        let mut line = format!("alertcore: {}", subject(service, failures, ctx));
-        if ctx.event != EventKind::Recovery {
-            line.push_str(&format!(
-                ", {} since {}",
-                plural(failures.len(), "failure"),
-                ctx.streak_start
-            ));
-            if let Some(m) = failures.last().and_then(|f| f.message.as_deref()) {
-                line.push_str(": ");
-                line.push_str(&one_line(m));
-            }
-        }
-        line
+    /// The line written for an alert (without the trailing newline): `alertcore: ` and
+    /// the format's one-line form ([`Format::line`](crate::Format::line)).
+    ///
+    /// # Errors
+    /// When the format's template fails.
+    pub fn line(
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<String, NotifyError> {
+        Ok(format!(
+            "alertcore: {}",
+            ctx.format.line(service, failures, ctx)?
+        ))
     }
 
     fn write(line: String) -> Result<(), NotifyError> {
@@ -66,14 +65,15 @@ impl Notifier for ConsoleNotifier {
         failures: &[Failure],
         ctx: &Context<'_>,
     ) -> Result<(), NotifyError> {
-        Self::write(Self::line(service, failures, ctx))
+        Self::write(Self::line(service, failures, ctx)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{FailureReport, Timestamp};
+    use crate::alert::{EventKind, FailureReport, Timestamp};
+    use crate::template::{Format, FormatSpec, Formats};
 
     #[test]
     fn line_is_one_readable_line() {
@@ -85,10 +85,21 @@ mod tests {
             Timestamp::from_millis(0),
         );
         let ctx = Context::new(EventKind::Failure, "web1");
-        let line = ConsoleNotifier::line("backup\r\n.service", &[f], &ctx);
+        let line = ConsoleNotifier::line("backup\r\n.service", std::slice::from_ref(&f), &ctx);
         assert_eq!(
-            line,
+            line.unwrap(),
             "alertcore: [web1] FAILED: backup  .service (exit-code, status=1), 1 failure since 1970-01-01T00:00:00Z: disk full"
+        );
+
+        let spec = FormatSpec {
+            subject: Some("{{ event_word }} {{ service }}\n!".to_owned()),
+            ..FormatSpec::default()
+        };
+        let format = Format::compile(&spec, &Formats::default(), Format::full()).unwrap();
+        let ctx = ctx.format(&format);
+        assert_eq!(
+            ConsoleNotifier::line("backup.service", &[f], &ctx).unwrap(),
+            "alertcore: FAILED backup.service !"
         );
     }
 }

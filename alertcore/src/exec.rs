@@ -3,7 +3,7 @@
 
 mod env;
 mod run;
-mod timestamp;
+pub(crate) mod timestamp;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -60,8 +60,6 @@ pub struct ExecConfig {
     env: BTreeMap<String, String>,
     #[serde(default = "default_inherit_env")]
     inherit_env: Vec<String>,
-    #[serde(default = "default_timestamp_format")]
-    timestamp_format: String,
     #[serde(default)]
     timezone: Option<String>,
 }
@@ -78,9 +76,10 @@ fn default_inherit_env() -> Vec<String> {
     DEFAULT_INHERIT_ENV.map(str::to_owned).to_vec()
 }
 
-fn default_timestamp_format() -> String {
-    timestamp::DEFAULT.to_owned()
-}
+/// Pacemaker's `timestamp-format`, for `CRM_alert_timestamp` when the format sets none.
+static PACEMAKER_TIMESTAMP: std::sync::LazyLock<TimestampFormat> = std::sync::LazyLock::new(|| {
+    TimestampFormat::parse(timestamp::DEFAULT).expect("Pacemaker's default timestamp format parses")
+});
 
 impl fmt::Debug for ExecConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,7 +91,6 @@ impl fmt::Debug for ExecConfig {
             .field("max_concurrency", &self.max_concurrency)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("inherit_env", &self.inherit_env)
-            .field("timestamp_format", &self.timestamp_format)
             .field("timezone", &self.timezone)
             .finish_non_exhaustive()
     }
@@ -155,7 +153,6 @@ impl ExecConfig {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             env: BTreeMap::new(),
             inherit_env: default_inherit_env(),
-            timestamp_format: default_timestamp_format(),
             timezone: None,
         }
     }
@@ -202,14 +199,6 @@ impl ExecConfig {
         S: Into<String>,
     {
         self.inherit_env = names.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// `timestamp_format`: the format of `CRM_alert_timestamp`, `strftime` plus
-    /// Pacemaker's `%xN` (x digits of the fraction of a second); default
-    /// `%H:%M:%S.%06N`, Pacemaker's.
-    pub fn timestamp_format(mut self, format: impl Into<String>) -> Self {
-        self.timestamp_format = format.into();
         self
     }
 
@@ -277,8 +266,6 @@ impl ExecConfig {
                 format!("`inherit_env`: {bad:?} is not a variable name"),
             ));
         }
-        let format = TimestampFormat::parse(&self.timestamp_format)
-            .map_err(|e| BuildError::key("timestamp_format", format!("`timestamp_format`: {e}")))?;
         let timezone = match self.timezone.as_deref() {
             None => None,
             Some("UTC") => Some(TimeZone::UTC),
@@ -291,7 +278,6 @@ impl ExecConfig {
         };
         Ok(ExecNotifier {
             limit: Arc::new(Semaphore::new(self.max_concurrency)),
-            format,
             timezone,
             config: self,
         })
@@ -307,7 +293,7 @@ impl ExecConfig {
 /// recipients = ["/var/log/alerts.log"]                     # one run each; none: one run
 /// timeout = "30s"
 /// max_concurrency = 4
-/// timestamp_format = "%H:%M:%S.%06N"                      # CRM_alert_timestamp
+/// timestamp_format = "%H:%M:%S.%06N"                      # CRM_alert_timestamp (a format key)
 /// timezone = "UTC"                                         # default: the local zone
 /// env = { debug_exec_order = "false" }                     # the agent's attributes
 /// inherit_env = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"]  # passed on from ours
@@ -340,7 +326,8 @@ impl ExecConfig {
 /// | `ALERTCORE_NOTIFIER` | the notifier's name (`[notifiers.NAME]`) |
 /// | `ALERTCORE_SEVERITY` | `warning` or `critical` |
 /// | `ALERTCORE_RESULT`, `ALERTCORE_EXIT_CODE`, `ALERTCORE_EXIT_STATUS`, `ALERTCORE_INVOCATION_ID`, `ALERTCORE_MESSAGE` | of the latest failure of the streak (on recovery: of the streak that ended); empty when unknown |
-/// | `ALERTCORE_SUBJECT` | `[web1] FAILED: backup.service (exit-code, status=1)` |
+/// | `ALERTCORE_SUBJECT` | the format's subject: `[web1] FAILED: backup.service (exit-code, status=1)` |
+/// | `ALERTCORE_BODY` | the format's body (several lines; `full` has no journal excerpt here) |
 /// | `ALERTCORE_RECIPIENT` | this run's recipient (empty with none configured) |
 /// | `ALERTCORE_TIMESTAMP`, `ALERTCORE_TIMESTAMP_MS` | when the event was processed: RFC 3339 (UTC), Unix milliseconds |
 /// | `ALERTCORE_SEQUENCE` | the per-host sequence number of the alert event |
@@ -356,7 +343,7 @@ impl ExecConfig {
 /// | `CRM_alert_recipient` | this run's recipient |
 /// | `CRM_alert_node` | the host |
 /// | `CRM_alert_node_sequence` | the sequence number, as `ALERTCORE_SEQUENCE` |
-/// | `CRM_alert_timestamp` | the event time in `timestamp_format` and `timezone` |
+/// | `CRM_alert_timestamp` | the event time in the format's `timestamp_format` (default Pacemaker's `%H:%M:%S.%06N`) and `timezone` |
 /// | `CRM_alert_timestamp_epoch`, `CRM_alert_timestamp_usec` | the same time as seconds and microseconds |
 /// | `CRM_alert_rsc` | the service |
 /// | `CRM_alert_task` | always `monitor`: a failed service is a failed health check |
@@ -378,7 +365,6 @@ impl ExecConfig {
 /// stderr are captured (the first 64 KiB of each) and logged through `tracing`.
 pub struct ExecNotifier {
     config: ExecConfig,
-    format: TimestampFormat,
     timezone: Option<TimeZone>,
     limit: Arc<Semaphore>,
 }
@@ -416,7 +402,8 @@ impl ExecNotifier {
         ctx: &Context<'_>,
     ) -> Result<(), NotifyError> {
         let tz = self.timezone.clone().unwrap_or_else(TimeZone::system);
-        let alert = env::alert_vars(service, failures, ctx, &self.format, &tz);
+        let timestamp = ctx.format.timestamp().unwrap_or(&PACEMAKER_TIMESTAMP);
+        let alert = env::alert_vars(service, failures, ctx, timestamp, &tz)?;
         let recipients: Vec<&str> = if self.config.recipients.is_empty() {
             vec![""]
         } else {
@@ -657,7 +644,6 @@ mod tests {
         let n = build("type = \"exec\"\ncommand = [\"/bin/true\"]").unwrap();
         assert_eq!(n.config.timeout, Duration::from_secs(30));
         assert_eq!(n.config.max_concurrency, 4);
-        assert_eq!(n.config.timestamp_format, "%H:%M:%S.%06N");
         assert!(n.config.recipients.is_empty());
         assert_eq!(n.limit.available_permits(), 4);
     }
@@ -717,11 +703,6 @@ mod tests {
                 "command = [\"/a\"]\nrecipients = [\"a\\u0000\"]",
                 "recipients",
                 "NUL",
-            ),
-            (
-                "command = [\"/a\"]\ntimestamp_format = \"%K\"",
-                "timestamp_format",
-                "bad timestamp format",
             ),
             (
                 "command = [\"/a\"]\ntimezone = \"Mars/Olympus\"",
@@ -855,6 +836,48 @@ mod tests {
         }
         assert!(!dir.path().join("pwned").exists());
         assert!(!std::path::Path::new("pwned").exists());
+    }
+
+    #[tokio::test]
+    async fn the_format_renders_subject_body_and_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let n = ExecConfig::new([
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            "printf '%s|%s|%s' \"$ALERTCORE_SUBJECT\" \"$ALERTCORE_BODY\" \"$CRM_alert_timestamp\" > \"$1\""
+                .to_owned(),
+            "agent".to_owned(),
+            out.display().to_string(),
+        ])
+        .build()
+        .unwrap();
+        // the default: full's subject and body, Pacemaker's timestamp
+        n.failure("s", &history(), &ctx()).await.unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            text.starts_with("[web1] FAILED: s (exit-code, status=1)|Service:   s\n"),
+            "{text}"
+        );
+        assert!(text.ends_with(":31:30.123000"), "{text}");
+        // a custom format: its templates and its timestamp_format
+        let spec = crate::template::FormatSpec {
+            subject: Some("{{ service }} is down".to_owned()),
+            body: Some("since {{ streak_start }}".to_owned()),
+            timestamp_format: Some("%s.%3N".to_owned()),
+            ..Default::default()
+        };
+        let f = crate::template::Format::compile(
+            &spec,
+            &crate::template::Formats::default(),
+            crate::template::Format::full(),
+        )
+        .unwrap();
+        n.failure("s", &history(), &ctx().format(&f)).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "s is down|since 0.000|1234567890.123"
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,6 @@
 //! The built-in `file` notifier: appends one line per alert to a file. The user-facing
 //! description is on [`FileNotifier`].
 
-use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
@@ -9,10 +8,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::alert::{EventKind, Failure};
+use crate::alert::Failure;
 use crate::config::{BuildError, from_table};
 use crate::error::NotifyError;
-use crate::message::{one_line, plural, subject};
 use crate::notifier::{Context, Notifier};
 use crate::registry::NotifierFactory;
 
@@ -26,9 +24,6 @@ pub const FACTORY: NotifierFactory = NotifierFactory {
     },
 };
 
-/// The default `format`.
-pub(crate) const DEFAULT_FORMAT: &str = "{timestamp} {subject}{details}";
-
 /// The mode a new file is created with: alerts may name hosts, services and errors that
 /// are nobody else's business.
 const MODE: u32 = 0o600;
@@ -38,21 +33,12 @@ const MODE: u32 = 0o600;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     path: PathBuf,
-    #[serde(default = "default_format")]
-    format: String,
-}
-
-fn default_format() -> String {
-    DEFAULT_FORMAT.to_owned()
 }
 
 impl FileConfig {
-    /// A config appending to `path` in the default format.
+    /// A config appending to `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            format: default_format(),
-        }
+        Self { path: path.into() }
     }
 
     /// Reads a `[notifiers.NAME]` table (its `type` key is ignored).
@@ -63,26 +49,16 @@ impl FileConfig {
         from_table(table)
     }
 
-    /// `format`: the line template (see [`FileNotifier`]).
-    pub fn format(mut self, format: impl Into<String>) -> Self {
-        self.format = format.into();
-        self
-    }
-
     /// Checks the config and builds the notifier.
     ///
     /// # Errors
-    /// A [`BuildError`] for an empty path, or a format with an unknown field, an unclosed
-    /// brace or a control character.
+    /// A [`BuildError`] for an empty path.
     pub fn build(self) -> Result<FileNotifier, BuildError> {
         if self.path.as_os_str().is_empty() {
             return Err(BuildError::key("path", "`path` must name a file"));
         }
-        let template = Template::parse(&self.format)
-            .map_err(|e| BuildError::key("format", format!("`format`: {e}")))?;
         Ok(FileNotifier {
             path: self.path.into(),
-            template,
         })
     }
 }
@@ -93,36 +69,46 @@ impl FileConfig {
 /// [notifiers.log]
 /// type = "file"
 /// path = "/var/log/alertcore/alerts.log"
-/// format = "{timestamp} {host} {service} {event} {severity} {result} status={exit_status}"
+/// # the format keys of alertcore::template, e.g.
+/// subject = "{{ host }} {{ service }} {{ event }} {{ severity }} {{ result }} status={{ exit_status or '-' }}"
 /// ```
 ///
 /// Each alert is one `write(2)` of a whole line to the file opened with `O_APPEND`, so
 /// any number of processes (concurrent `alertctl` handlers) can share the file and no line
-/// is ever split or interleaved with another. Control characters in the data (a CR or LF
-/// in a service name or message) become spaces, so one alert is always one line. The file
-/// is opened per alert (log rotation needs no signal) and created with mode 0600 (an
+/// is ever split or interleaved with another. The line is the event time (in the
+/// format's `timestamp_format`, default RFC 3339 UTC), a space, and the format's
+/// one-line form ([`Format::line`](crate::Format::line)): with the default format
+/// `2026-11-21T10:00:00Z [web1] FAILED: backup.service (exit-code, status=1), 1 failure since 2026-11-21T10:00:00Z`;
+/// with a `subject` set, that subject. Control characters in the data (a CR or LF in a
+/// service name or message) become spaces, so one alert is always one line. The file is
+/// opened per alert (log rotation needs no signal) and created with mode 0600 (an
 /// existing file keeps its mode); its directory must exist.
 ///
-/// The `format` is a small template: `{name}` is replaced by a field, `{{` and `}}` are
-/// literal braces. Fields: `timestamp` (when the event was processed, RFC 3339 UTC),
-/// `service`, `host`, `event` (`failure`, `reminder`, `escalation`, `recovery`),
-/// `severity`, `result`, `exit_code`, `exit_status`, `invocation_id`, `message` (of the
-/// latest failure of the streak), `failures` (the streak's length), `streak_start`,
-/// `sequence`, `incident` (the incident id), `notifier`, `subject` (`[web1] FAILED:
-/// backup.service (exit-code, status=1)`) and `details` (`, 3 failures since <time>:
-/// <message>` for a failure, empty for a recovery). A field with no value is `-`. The
-/// default, `{timestamp} {subject}{details}`, gives
-/// `2026-11-21T10:00:00Z [web1] FAILED: backup.service (exit-code, status=1), 1 failure since 2026-11-21T10:00:00Z`.
+/// Before message templates, `format` was a `{field}` line template of this notifier;
+/// `format` now picks a [format](crate::template) for every transport, and the line is
+/// written with `subject` (`{timestamp} {subject}{details}` was the default, which is
+/// what the default format writes now).
 #[derive(Debug, Clone)]
 pub struct FileNotifier {
     path: Arc<Path>,
-    template: Template,
 }
 
 impl FileNotifier {
     /// The line written for an alert, without its newline.
-    pub fn line(&self, service: &str, failures: &[Failure], ctx: &Context<'_>) -> String {
-        self.template.render(service, failures, ctx)
+    ///
+    /// # Errors
+    /// When the format's template fails.
+    pub fn line(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<String, NotifyError> {
+        Ok(format!(
+            "{} {}",
+            ctx.format.time(ctx.now),
+            ctx.format.line(service, failures, ctx)?
+        ))
     }
 
     async fn deliver(
@@ -131,7 +117,7 @@ impl FileNotifier {
         failures: &[Failure],
         ctx: &Context<'_>,
     ) -> Result<(), NotifyError> {
-        let mut line = self.line(service, failures, ctx);
+        let mut line = self.line(service, failures, ctx)?;
         line.push('\n');
         let path = Arc::clone(&self.path);
         let result = tokio::task::spawn_blocking(move || append(&path, line.as_bytes()))
@@ -206,171 +192,13 @@ impl Notifier for FileNotifier {
     }
 }
 
-/// A parsed `format`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Template(Vec<Piece>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    Text(String),
-    Field(Field),
-}
-
-macro_rules! fields {
-    ($($variant:ident = $name:literal),* $(,)?) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        enum Field { $($variant),* }
-
-        impl Field {
-            const ALL: &[(&str, Field)] = &[$(($name, Field::$variant)),*];
-        }
-    };
-}
-
-fields! {
-    Timestamp = "timestamp",
-    Service = "service",
-    Host = "host",
-    Event = "event",
-    Severity = "severity",
-    Result = "result",
-    ExitCode = "exit_code",
-    ExitStatus = "exit_status",
-    InvocationId = "invocation_id",
-    Message = "message",
-    Failures = "failures",
-    StreakStart = "streak_start",
-    Sequence = "sequence",
-    Incident = "incident",
-    Notifier = "notifier",
-    Subject = "subject",
-    Details = "details",
-}
-
-impl Template {
-    fn parse(format: &str) -> Result<Self, String> {
-        if format.chars().any(char::is_control) {
-            return Err("contains a control character; one alert is one line".to_owned());
-        }
-        let mut pieces = Vec::new();
-        let mut text = String::new();
-        let mut chars = format.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '{' => {
-                    let rest = chars.as_str();
-                    if let Some(after) = rest.strip_prefix('{') {
-                        text.push('{');
-                        chars = after.chars();
-                        continue;
-                    }
-                    let Some(end) = rest.find('}') else {
-                        return Err(format!(
-                            "unclosed `{{` in {format:?} (write `{{{{` for a brace)"
-                        ));
-                    };
-                    let name = &rest[..end];
-                    let field = Field::ALL
-                        .iter()
-                        .find(|(n, _)| *n == name.trim())
-                        .map(|(_, f)| *f)
-                        .ok_or_else(|| {
-                            format!(
-                                "unknown field {{{name}}}; known: {}",
-                                Field::ALL
-                                    .iter()
-                                    .map(|(n, _)| *n)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        })?;
-                    if !text.is_empty() {
-                        pieces.push(Piece::Text(std::mem::take(&mut text)));
-                    }
-                    pieces.push(Piece::Field(field));
-                    chars = rest[end + 1..].chars();
-                }
-                '}' => {
-                    let rest = chars.as_str();
-                    let Some(after) = rest.strip_prefix('}') else {
-                        return Err(format!(
-                            "lone `}}` in {format:?} (write `}}}}` for a brace)"
-                        ));
-                    };
-                    text.push('}');
-                    chars = after.chars();
-                }
-                c => text.push(c),
-            }
-        }
-        if !text.is_empty() {
-            pieces.push(Piece::Text(text));
-        }
-        Ok(Self(pieces))
-    }
-
-    fn render(&self, service: &str, failures: &[Failure], ctx: &Context<'_>) -> String {
-        let last = failures.last();
-        let opt = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), str::to_owned);
-        let mut out = String::new();
-        for piece in &self.0 {
-            let value = match piece {
-                Piece::Text(t) => {
-                    out.push_str(t);
-                    continue;
-                }
-                Piece::Field(f) => match f {
-                    Field::Timestamp => ctx.now.to_string(),
-                    Field::Service => service.to_owned(),
-                    Field::Host => ctx.host.to_owned(),
-                    Field::Event => ctx.event.as_str().to_owned(),
-                    Field::Severity => opt(last.map(|f| f.severity.as_str())),
-                    Field::Result => opt(last.map(|f| f.service_result.as_str())),
-                    Field::ExitCode => opt(last.and_then(|f| f.exit_code.as_deref())),
-                    Field::ExitStatus => opt(last.and_then(|f| f.exit_status.as_deref())),
-                    Field::InvocationId => opt(last.and_then(|f| f.invocation_id.as_deref())),
-                    Field::Message => opt(last.and_then(|f| f.message.as_deref())),
-                    Field::Failures => failures.len().to_string(),
-                    Field::StreakStart => ctx.streak_start.to_string(),
-                    Field::Sequence => ctx.sequence.to_string(),
-                    Field::Incident => ctx.incident_id(service),
-                    Field::Notifier => ctx.notifier.to_owned(),
-                    Field::Subject => subject(service, failures, ctx),
-                    Field::Details => details(failures, ctx),
-                },
-            };
-            out.push_str(&one_line(&value));
-        }
-        out
-    }
-}
-
-/// `, 3 failures since <time>: <message>` for failure events, empty for a recovery
-/// (whose subject already counts the failures).
-fn details(failures: &[Failure], ctx: &Context<'_>) -> String {
-    if ctx.event == EventKind::Recovery {
-        return String::new();
-    }
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        ", {} since {}",
-        plural(failures.len(), "failure"),
-        ctx.streak_start
-    );
-    if let Some(m) = failures.last().and_then(|f| f.message.as_deref()) {
-        s.push_str(": ");
-        s.push_str(m);
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
-    use crate::alert::{FailureReport, Severity, Timestamp};
+    use crate::alert::{EventKind, FailureReport, Severity, Timestamp};
+    use crate::template::{Format, FormatSpec, Formats};
 
     const START: Timestamp = Timestamp::from_millis(1_763_700_000_000);
 
@@ -393,68 +221,53 @@ mod tests {
             .now(START.saturating_add(std::time::Duration::from_secs(60)))
     }
 
-    fn render(format: &str, service: &str, message: Option<&str>, event: EventKind) -> String {
-        FileConfig::new("/x").format(format).build().unwrap().line(
-            service,
-            &history(message),
-            &ctx(event),
-        )
+    /// A format with only `subject` set (`None`: the default format).
+    fn format(subject: Option<&str>) -> Format {
+        let spec = FormatSpec {
+            subject: subject.map(str::to_owned),
+            timestamp_format: subject.map(|_| "%s".to_owned()),
+            ..FormatSpec::default()
+        };
+        Format::compile(&spec, &Formats::default(), Format::full()).unwrap()
+    }
+
+    fn render(f: &Format, service: &str, message: Option<&str>, event: EventKind) -> String {
+        FileConfig::new("/x")
+            .build()
+            .unwrap()
+            .line(service, &history(message), &ctx(event).format(f))
+            .unwrap()
     }
 
     #[test]
     fn default_format_reads_well() {
+        let f = format(None);
         assert_eq!(
-            render(
-                DEFAULT_FORMAT,
-                "backup.service",
-                Some("disk full"),
-                EventKind::Failure
-            ),
+            render(&f, "backup.service", Some("disk full"), EventKind::Failure),
             "2025-11-21T04:41:00Z [web1] FAILED: backup.service (exit-code, status=1), \
              1 failure since 2025-11-21T04:40:00Z: disk full"
         );
         assert_eq!(
-            render(
-                DEFAULT_FORMAT,
-                "backup.service",
-                Some("disk full"),
-                EventKind::Recovery
-            ),
+            render(&f, "backup.service", Some("disk full"), EventKind::Recovery),
             "2025-11-21T04:41:00Z [web1] RECOVERED: backup.service (after 1 failure)"
         );
     }
 
     #[test]
-    fn every_field_and_escapes() {
-        let all = Field::ALL
-            .iter()
-            .map(|(n, _)| format!("{n}={{{n}}}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let line = render(&format!("{{{{{all}}}}}"), "svc", None, EventKind::Reminder);
+    fn a_subject_is_the_line() {
+        let f = format(Some(
+            "{{ host }} {{ service }} {{ event }} {{ severity }} {{ result }} \
+             status={{ exit_status or '-' }} {{ incident_id }} {{ notifier }}",
+        ));
         assert_eq!(
-            line,
-            "{timestamp=2025-11-21T04:41:00Z service=svc host=web1 event=reminder \
-             severity=warning result=exit-code exit_code=exited exit_status=1 \
-             invocation_id=- message=- failures=1 streak_start=2025-11-21T04:40:00Z \
-             sequence=9 incident=1763700000000.2.svc.web1 notifier=log \
-             subject=[web1] REMINDER: svc (exit-code, status=1) \
-             details=, 1 failure since 2025-11-21T04:40:00Z}"
+            render(&f, "svc", None, EventKind::Reminder),
+            "1763700060 web1 svc reminder warning exit-code status=1 \
+             1763700000000.2.svc.web1 log"
         );
     }
 
     #[test]
-    fn bad_formats_are_refused() {
-        for (format, want) in [
-            ("{nope}", "unknown field {nope}"),
-            ("{service", "unclosed"),
-            ("a } b", "lone"),
-            ("a\nb", "control character"),
-        ] {
-            let e = FileConfig::new("/x").format(format).build().unwrap_err();
-            assert_eq!(e.offending_key(), Some("format"));
-            assert!(e.to_string().contains(want), "{format}: {e}");
-        }
+    fn bad_configs_are_refused() {
         let e = FileConfig::new("").build().unwrap_err();
         assert_eq!(e.offending_key(), Some("path"));
         let t: toml::Table = toml::from_str("type = \"file\"\npath = \"/x\"\nmode = 1").unwrap();
@@ -466,33 +279,39 @@ mod tests {
 
     #[test]
     fn newlines_in_data_cannot_split_a_line() {
+        for f in [
+            format(None),
+            format(Some("{{ service }} {{ message }}")),
+            Format::builtin("short").unwrap().clone(),
+            Format::builtin("json").unwrap().clone(),
+        ] {
+            let line = render(&f, "a\r\nb", Some("x\ny\u{2028}z"), EventKind::Failure);
+            assert!(!line.contains(['\n', '\r']), "{line:?}");
+        }
         let line = render(
-            "{service} {message} {details}",
+            &format(Some("{{ service }} {{ message }}")),
             "a\r\nb",
             Some("x\ny\u{2028}z"),
             EventKind::Failure,
         );
-        assert!(!line.contains(['\n', '\r']), "{line:?}");
-        assert!(line.starts_with("a  b x y"), "{line:?}");
+        assert_eq!(line, "1763700060 a  b x y z");
     }
 
     #[tokio::test]
     async fn appends_lines_to_a_private_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alerts.log");
-        let n = FileConfig::new(&path)
-            .format("{event} {service}")
-            .build()
-            .unwrap();
-        n.failure("a\nb", &history(None), &ctx(EventKind::Failure))
+        let n = FileConfig::new(&path).build().unwrap();
+        let f = format(Some("{{ event }} {{ service }}"));
+        n.failure("a\nb", &history(None), &ctx(EventKind::Failure).format(&f))
             .await
             .unwrap();
-        n.success("a\nb", &history(None), &ctx(EventKind::Recovery))
+        n.success("a\nb", &history(None), &ctx(EventKind::Recovery).format(&f))
             .await
             .unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            "failure a b\nrecovery a b\n"
+            "1763700060 failure a b\n1763700060 recovery a b\n"
         );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

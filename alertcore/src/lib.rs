@@ -14,6 +14,7 @@ pub mod policy;
 mod registry;
 pub mod rules;
 pub mod store;
+pub mod template;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -24,10 +25,11 @@ pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock, ho
 pub use error::{EngineError, NotifyError, StoreError, chain};
 pub use exec::{ExecConfig, ExecError, ExecNotifier, FACTORY as EXEC_FACTORY};
 pub use file::{FACTORY as FILE_FACTORY, FileConfig, FileNotifier};
-pub use notifier::{Context, Notifier, sanitize_id};
+pub use notifier::{Context, Notifier, RuleRef, sanitize_id};
 pub use policy::{Policy, ServiceState};
 pub use registry::{NotifierFactory, Registry};
 pub use store::{MemoryStore, SqliteStore, Store};
+pub use template::{Format, FormatSpec, Formats, JournalExcerpt};
 
 /// Re-exports for macros; not public API.
 #[doc(hidden)]

@@ -3,8 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use crate::alert::{EventKind, Failure, Timestamp};
+use crate::config::BuildError;
 use crate::error::NotifyError;
+use crate::template::{Format, JournalExcerpt};
 
 /// Delivers alerts about one service.
 ///
@@ -48,6 +52,19 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     ) -> Result<(), NotifyError> {
         self.failure(service, failures, ctx).await
     }
+
+    /// Checks that `format` can work with this transport, when the configuration is
+    /// loaded: the wiring calls it for the notifier's own format and for every
+    /// per-recipient override. [`Format::compile`] has already test-rendered the
+    /// templates; this is for what only the transport knows (the webhook, for one,
+    /// checks that a custom body is JSON when its `content_type` says so).
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the format key at fault (`body`, `template_file`, ...).
+    fn check_format(&self, format: &Format) -> Result<(), BuildError> {
+        let _ = format;
+        Ok(())
+    }
 }
 
 macro_rules! forward_notifier {
@@ -72,6 +89,9 @@ macro_rules! forward_notifier {
                 ctx: &Context<'_>,
             ) -> Result<(), NotifyError> {
                 (**self).success(service, failures, ctx).await
+            }
+            fn check_format(&self, format: &Format) -> Result<(), BuildError> {
+                (**self).check_format(format)
             }
         }
     };
@@ -102,6 +122,30 @@ pub struct Context<'a> {
     pub streak_start: Timestamp,
     /// When the event was processed.
     pub now: Timestamp,
+    /// How subject and body are rendered: the notifier's format, or a recipient's
+    /// override ([`Format::full`] unless set).
+    pub format: &'a Format,
+    /// The rule that routed this alert, if one did.
+    pub rule: Option<RuleRef>,
+    /// The journal excerpt of the failed run, when the transport read one (see
+    /// [`crate::template`]).
+    pub journal: Option<&'a JournalExcerpt>,
+}
+
+/// Which `[[rules]]` entry routed an alert: its 1-based position and the config line
+/// where it starts. Shown as `rule 3 (line 42)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct RuleRef {
+    /// The 1-based position of the rule in `[[rules]]`.
+    pub index: usize,
+    /// The config line where the rule starts.
+    pub line: usize,
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule {} (line {})", self.index, self.line)
+    }
 }
 
 static EMPTY_TABLE: std::sync::LazyLock<toml::Table> = std::sync::LazyLock::new(toml::Table::new);
@@ -118,7 +162,28 @@ impl<'a> Context<'a> {
             streak_id: 0,
             streak_start: Timestamp::from_millis(0),
             now: Timestamp::from_millis(0),
+            format: Format::full(),
+            rule: None,
+            journal: None,
         }
+    }
+
+    /// Sets the format subject and body are rendered with.
+    pub fn format(mut self, format: &'a Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Sets the rule that routed the alert.
+    pub fn rule(mut self, rule: impl Into<Option<RuleRef>>) -> Self {
+        self.rule = rule.into();
+        self
+    }
+
+    /// Sets the journal excerpt of the failed run.
+    pub fn journal(mut self, excerpt: &'a JournalExcerpt) -> Self {
+        self.journal = Some(excerpt);
+        self
     }
 
     /// Sets the notifier name.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use alertcore::{
     Context, EventKind, ExecConfig, ExecNotifier, Failure, FailureReport, FileConfig, FileNotifier,
-    Notifier, Timestamp, chain,
+    Format, FormatSpec, Formats, Notifier, Timestamp, chain,
 };
 
 use crate::cli::{Ctl, text};
@@ -32,10 +32,20 @@ const FETCH: &str = concat!(
 );
 
 fn exec(toml_text: &str) -> ExecNotifier {
+    exec_with_format(toml_text).0
+}
+
+/// Builds the notifier as the config wiring does: the format keys taken out of the table
+/// and compiled into the notifier's format, passed to it in every `Context`.
+fn exec_with_format(toml_text: &str) -> (ExecNotifier, Format) {
     let table: toml::Table = toml::from_str(toml_text).expect("valid TOML");
-    ExecConfig::from_table(&table)
+    let (spec, rest) = FormatSpec::split(&table).expect("format keys");
+    let format = Format::compile(&spec, &Formats::default(), Format::full())
+        .unwrap_or_else(|e| panic!("format: {e}\n{toml_text}"));
+    let n = ExecConfig::from_table(&rest)
         .and_then(ExecConfig::build)
-        .unwrap_or_else(|e| panic!("build: {e}\n{toml_text}"))
+        .unwrap_or_else(|e| panic!("build: {e}\n{toml_text}"));
+    (n, format)
 }
 
 fn history() -> Vec<Failure> {
@@ -99,19 +109,25 @@ fn read_env(path: &Path) -> BTreeMap<String, String> {
 async fn agent_runs_once_per_recipient_with_the_alert_in_its_environment() {
     let dir = tempfile::tempdir().unwrap();
     let agent = recorder(dir.path());
-    let n = exec(&format!(
+    let (n, format) = exec_with_format(&format!(
         "command = [{agent:?}, \"--flag\", \"two words\"]\n\
          recipients = [\"ops@example.org\", \"/var/log/x.log\", \"x; rm -rf / $(touch pwned)\"]\n\
          timezone = \"UTC\"\n\
          timestamp_format = \"%Y-%m-%dT%H:%M:%S.%3N\"\n\
+         subject = \"{{{{ event_word }}}}: {{{{ service }}}} ($(id))\"\n\
+         body = \"{{{{ message }}}}\\n`id` {{{{ streak_length }}}}x\"\n\
          env = {{ email_sender = \"alertcore@example.org\", debug_exec_order = true }}\n",
         agent = agent.display().to_string()
     ));
     let at = Timestamp::from_millis(T0.as_millis() + 61_250);
     let service = "backup.service; $(touch pwned)";
-    n.failure(service, &history(), &ctx(EventKind::Failure, at))
-        .await
-        .unwrap();
+    n.failure(
+        service,
+        &history(),
+        &ctx(EventKind::Failure, at).format(&format),
+    )
+    .await
+    .unwrap();
 
     for (recipient, file) in [
         ("ops@example.org", "r_ops_example_org"),
@@ -159,6 +175,12 @@ async fn agent_runs_once_per_recipient_with_the_alert_in_its_environment() {
             ("CRM_notify_rsc", service),
             ("CRM_notify_recipient", recipient),
             ("CRM_notify_timestamp", "2026-11-21T10:01:01.250"),
+            // the format's templates, passed as data: nothing in them is run
+            (
+                "ALERTCORE_SUBJECT",
+                "FAILED: backup.service; $(touch pwned) ($(id))",
+            ),
+            ("ALERTCORE_BODY", "backup target unreachable\n`id` 1x"),
             ("email_sender", "alertcore@example.org"),
             ("debug_exec_order", "true"),
         ];
@@ -640,6 +662,15 @@ fn alertctl_with_pacemakers_file_agent() {
 // ---------------------------------------------------------------------------------------
 // The file notifier.
 
+/// The line `{service} {message} end`.
+fn line_format() -> Format {
+    let spec = FormatSpec {
+        subject: Some("{{ service }} {{ message }} end".to_owned()),
+        ..FormatSpec::default()
+    };
+    Format::compile(&spec, &Formats::default(), Format::full()).expect("the line format compiles")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_lines_stay_whole_under_concurrent_writers() {
     const TASKS: usize = 8;
@@ -650,10 +681,7 @@ async fn file_lines_stay_whole_under_concurrent_writers() {
     let filler = "x".repeat(8000);
     let mut handles = Vec::new();
     for t in 0..TASKS {
-        let n: FileNotifier = FileConfig::new(&path)
-            .format("{service} {message} end")
-            .build()
-            .unwrap();
+        let n: FileNotifier = FileConfig::new(&path).build().unwrap();
         let filler = filler.clone();
         handles.push(tokio::spawn(async move {
             for i in 0..EACH {
@@ -662,9 +690,14 @@ async fn file_lines_stay_whole_under_concurrent_writers() {
                     "web1",
                     T0,
                 );
-                n.failure(&format!("task{t}"), &[f], &ctx(EventKind::Failure, T0))
-                    .await
-                    .unwrap();
+                let format = line_format();
+                n.failure(
+                    &format!("task{t}"),
+                    &[f],
+                    &ctx(EventKind::Failure, T0).format(&format),
+                )
+                .await
+                .unwrap();
             }
         }));
     }
@@ -674,6 +707,10 @@ async fn file_lines_stay_whole_under_concurrent_writers() {
     let text = std::fs::read_to_string(&path).unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for line in text.lines() {
+        // `<time> <subject>`: the file notifier puts the event time first
+        let line = line
+            .strip_prefix("2026-11-21T10:00:00Z ")
+            .expect("time first");
         let (service, rest) = line.split_once(' ').expect("whole line");
         let id = rest
             .strip_prefix(&format!("{filler} "))

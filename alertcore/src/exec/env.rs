@@ -8,8 +8,8 @@
 use jiff::tz::TimeZone;
 
 use crate::alert::{EventKind, Failure};
+use crate::error::NotifyError;
 use crate::exec::timestamp::TimestampFormat;
-use crate::message::subject;
 use crate::notifier::Context;
 
 /// Names the agent's own `env` attributes may not take: ours.
@@ -72,13 +72,16 @@ pub(crate) fn outcome(event: EventKind, last: Option<&Failure>) -> Outcome {
 }
 
 /// The variables describing one alert (all but the recipient), in a fixed order.
+///
+/// # Errors
+/// When the format's subject or body template fails.
 pub(crate) fn alert_vars(
     service: &str,
     failures: &[Failure],
     ctx: &Context<'_>,
     format: &TimestampFormat,
     tz: &TimeZone,
-) -> Vec<(String, String)> {
+) -> Result<Vec<(String, String)>, NotifyError> {
     let last = failures.last();
     let field = |f: fn(&Failure) -> Option<&str>| last.and_then(f).unwrap_or_default().to_owned();
     let ms = ctx.now.as_millis();
@@ -109,7 +112,11 @@ pub(crate) fn alert_vars(
             field(|f| f.invocation_id.as_deref()),
         ),
         ("ALERTCORE_MESSAGE", field(|f| f.message.as_deref())),
-        ("ALERTCORE_SUBJECT", subject(service, failures, ctx)),
+        (
+            "ALERTCORE_SUBJECT",
+            ctx.format.subject(service, failures, ctx)?,
+        ),
+        ("ALERTCORE_BODY", ctx.format.body(service, failures, ctx)?),
         ("ALERTCORE_TIMESTAMP", ctx.now.to_string()),
         ("ALERTCORE_TIMESTAMP_MS", ms.to_string()),
         ("ALERTCORE_SEQUENCE", ctx.sequence.to_string()),
@@ -143,7 +150,7 @@ pub(crate) fn alert_vars(
     for (_, v) in &mut vars {
         strip_nul(v);
     }
-    vars
+    Ok(vars)
 }
 
 /// The variables naming the recipient of one run.
@@ -206,7 +213,7 @@ mod tests {
             .streak(7, Timestamp::from_millis(1000))
             .now(NOW);
         let format = TimestampFormat::parse("%H:%M:%S.%06N").unwrap();
-        let list = alert_vars(service, failures, &ctx, &format, &TimeZone::UTC);
+        let list = alert_vars(service, failures, &ctx, &format, &TimeZone::UTC).unwrap();
         let n = list.len();
         let map: BTreeMap<_, _> = list.into_iter().collect();
         assert_eq!(map.len(), n, "no variable is set twice");

@@ -1,0 +1,53 @@
+//! The built-in templates. `full` reproduces what alertcore wrote before templates
+//! existed, so its output is a stable reference for every transport's tests.
+
+/// `[web1] FAILED: backup.service (exit-code, status=1)`;
+/// `[web1] RECOVERED: backup.service (after 3 failures)`.
+pub(super) const FULL_SUBJECT: &str = concat!(
+    "[{{ host }}] {{ event_word }}: {{ service }} (",
+    "{% if event == \"recovery\" %}after {{ streak_length }} failure",
+    "{{ \"s\" if streak_length != 1 else \"\" }}",
+    "{% else %}{{ summary }}{% endif %})",
+    "{% if show_rule_id and rule %} [{{ rule.text }}]{% endif %}",
+);
+
+/// The subject, then for failure-kind events `, 3 failures since <time>: <message>`.
+pub(super) const FULL_LINE: &str = concat!(
+    "{{ subject }}{% if event != \"recovery\" %}, {{ streak_length }} failure",
+    "{{ \"s\" if streak_length != 1 else \"\" }} since {{ streak_start }}",
+    "{% if message %}: {{ message }}{% endif %}{% endif %}",
+);
+
+/// The summary, the failure history as a table, and the journal excerpt if there is one.
+pub(super) const FULL_BODY: &str = r##"{% set streak = streak_length ~ " consecutive failure" ~ ("s" if streak_length != 1 else "") ~ " since " ~ streak_start ~ " (" ~ duration ~ ")" -%}
+Service:   {{ service }}
+Host:      {{ host }}
+Event:     {{ event }}
+{% if failures %}Severity:  {{ severity }}
+Result:    {{ result }}
+Exit code: {{ exit_code or "-" }}
+Status:    {{ exit_status or "-" }}
+{% if invocation_id %}Invocation: {{ invocation_id }}
+{% endif %}{% if message %}Message:   {{ message }}
+{% endif %}{% endif %}{% if event == "recovery" %}Recovered at {{ time }} after {{ streak }}{% else %}Streak:    {{ streak }}{% endif %}
+Sequence:  {{ sequence }}
+{% if show_rule_id and rule %}Rule:      {{ rule.text }}
+{% endif %}
+Failure history (oldest first):
+  {{ "#"|pad(3) }} {{ "time"|pad(20) }} {{ "severity"|pad(8) }} {{ "result"|pad(16) }} {{ "code"|pad(8) }} {{ "status"|pad(7) }} invocation
+{% for f in failures %}  {{ f.number|string|pad(3) }} {{ f.time|pad(20) }} {{ f.severity|pad(8) }} {{ f.result|pad(16) }} {{ (f.exit_code or "-")|pad(8) }} {{ (f.exit_status or "-")|pad(7) }} {{ f.invocation_id or "-" }}
+{% endfor %}{% if journal %}
+Journal of invocation {{ journal.invocation_id }} (last {{ journal.lines }} lines):
+{{ journal.text }}
+{% endif %}
+"##;
+
+/// One line for SMS and pagers, the important words first; cut to 160 bytes afterwards.
+pub(super) const SHORT: &str = concat!(
+    "{{ event_word }}{% if show_rule_id and rule %} [r{{ rule.index }}]{% endif %} ",
+    "{{ service|cut(64) }} on {{ host|cut(32) }}: ",
+    "{% if event == \"recovery\" %}OK after {{ streak_length }} failure",
+    "{{ \"s\" if streak_length != 1 else \"\" }} in {{ duration }}",
+    "{% else %}{{ summary|cut(40) }}, {{ streak_length }}x in {{ duration }}",
+    "{% if message %}: {{ message }}{% endif %}{% endif %}",
+);

@@ -1,0 +1,319 @@
+//! The data every template sees (documented in the [parent module](super)), the journal
+//! excerpt, and the sample alerts formats are tried on.
+
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use serde::Serialize;
+
+use crate::alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
+use crate::exec::timestamp::TimestampFormat;
+use crate::journal::Journal;
+use crate::message::{event_word, one_line};
+use crate::notifier::{Context, RuleRef};
+use crate::template::Format;
+
+/// The journal lines of a failed run, as the template variable `journal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct JournalExcerpt {
+    /// The invocation the lines belong to.
+    pub invocation_id: String,
+    /// How many lines were asked for.
+    pub lines: usize,
+    /// The lines, joined by `\n` (each one line, control characters replaced).
+    pub text: String,
+}
+
+impl JournalExcerpt {
+    /// An excerpt of `text` for `invocation_id`.
+    pub fn new(invocation_id: impl Into<String>, lines: usize, text: impl Into<String>) -> Self {
+        Self {
+            invocation_id: invocation_id.into(),
+            lines,
+            text: text.into(),
+        }
+    }
+
+    /// Reads the last `lines` journal lines of the latest failed run of `service` that
+    /// has an invocation id, with `journalctl` off the async workers, giving up after
+    /// `timeout`. `None` for a recovery (there is no failed run to show), when `lines`
+    /// is 0, when there is no journal or nothing was found: the excerpt is a courtesy.
+    ///
+    /// Transports call it only when [`Format::uses_journal`] says a template wants it.
+    pub async fn read(
+        service: &str,
+        failures: &[Failure],
+        event: EventKind,
+        lines: usize,
+        timeout: Duration,
+    ) -> Option<Self> {
+        Self::read_with(Journal::new(), service, failures, event, lines, timeout).await
+    }
+
+    /// [`JournalExcerpt::read`] with a given [`Journal`] reader.
+    pub async fn read_with(
+        journal: Journal,
+        service: &str,
+        failures: &[Failure],
+        event: EventKind,
+        lines: usize,
+        timeout: Duration,
+    ) -> Option<Self> {
+        if lines == 0 || !event.is_failure() {
+            return None;
+        }
+        let invocation_id = failures
+            .iter()
+            .rev()
+            .find_map(|f| f.invocation_id.clone())?;
+        let (unit, id) = (service.to_owned(), invocation_id.clone());
+        // journalctl is a blocking subprocess; keep it off the async workers.
+        let task = tokio::task::spawn_blocking(move || journal.excerpt(&unit, &id, lines));
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(text)) => text.map(|text| Self::new(invocation_id, lines, text)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "journal excerpt task failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("journal excerpt timed out; sending without it");
+                None
+            }
+        }
+    }
+}
+
+/// The template data (see the parent module's table).
+#[derive(Debug, Serialize)]
+pub(super) struct Model {
+    version: &'static str,
+    service: String,
+    host: String,
+    notifier: String,
+    event: &'static str,
+    event_word: &'static str,
+    severity: &'static str,
+    result: Option<String>,
+    exit_code: Option<String>,
+    exit_status: Option<String>,
+    invocation_id: Option<String>,
+    message: Option<String>,
+    summary: String,
+    failures: Vec<FailureData>,
+    streak_length: usize,
+    streak_start: String,
+    streak_start_ms: i64,
+    duration: String,
+    duration_secs: u64,
+    streak_id: u64,
+    time: String,
+    time_ms: i64,
+    sequence: u64,
+    incident_id: String,
+    rule: Option<RuleData>,
+    show_rule_id: bool,
+    journal: Option<JournalExcerpt>,
+    /// Only in bodies and lines: a subject template that names it fails on the samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FailureData {
+    number: usize,
+    time: String,
+    time_ms: i64,
+    severity: &'static str,
+    result: String,
+    exit_code: Option<String>,
+    exit_status: Option<String>,
+    invocation_id: Option<String>,
+    message: Option<String>,
+    summary: String,
+    host: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RuleData {
+    index: usize,
+    line: usize,
+    text: String,
+}
+
+fn text(s: &str) -> String {
+    one_line(s)
+}
+
+fn opt(s: Option<&String>) -> Option<String> {
+    s.map(|s| one_line(s))
+}
+
+impl Model {
+    pub(super) fn new(
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+        timestamp: Option<&TimestampFormat>,
+        show_rule_id: bool,
+        subject: Option<String>,
+    ) -> Self {
+        let time = |t: Timestamp| format_time(t, timestamp);
+        let last = failures.last();
+        let duration = ctx.now.saturating_duration_since(ctx.streak_start);
+        let duration_secs = duration.as_secs();
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            service: text(service),
+            host: text(ctx.host),
+            notifier: text(ctx.notifier),
+            event: ctx.event.as_str(),
+            event_word: event_word(ctx.event),
+            severity: last.map_or(Severity::Critical, |f| f.severity).as_str(),
+            result: last.map(|f| text(&f.service_result)),
+            exit_code: opt(last.and_then(|f| f.exit_code.as_ref())),
+            exit_status: opt(last.and_then(|f| f.exit_status.as_ref())),
+            invocation_id: opt(last.and_then(|f| f.invocation_id.as_ref())),
+            message: opt(last.and_then(|f| f.message.as_ref())),
+            summary: last.map_or_else(|| "failed".to_owned(), |f| text(&f.summary())),
+            failures: failures
+                .iter()
+                .enumerate()
+                .map(|(i, f)| FailureData {
+                    number: i + 1,
+                    time: time(f.timestamp),
+                    time_ms: f.timestamp.as_millis(),
+                    severity: f.severity.as_str(),
+                    result: text(&f.service_result),
+                    exit_code: opt(f.exit_code.as_ref()),
+                    exit_status: opt(f.exit_status.as_ref()),
+                    invocation_id: opt(f.invocation_id.as_ref()),
+                    message: opt(f.message.as_ref()),
+                    summary: text(&f.summary()),
+                    host: text(&f.host),
+                })
+                .collect(),
+            streak_length: failures.len(),
+            streak_start: time(ctx.streak_start),
+            streak_start_ms: ctx.streak_start.as_millis(),
+            duration: humantime::format_duration(Duration::from_secs(duration_secs)).to_string(),
+            duration_secs,
+            streak_id: ctx.streak_id,
+            time: time(ctx.now),
+            time_ms: ctx.now.as_millis(),
+            sequence: ctx.sequence,
+            incident_id: ctx.incident_id(service),
+            rule: ctx.rule.map(|r| RuleData {
+                index: r.index,
+                line: r.line,
+                text: r.to_string(),
+            }),
+            show_rule_id,
+            journal: ctx.journal.cloned(),
+            subject,
+        }
+    }
+}
+
+/// `t` in `timestamp` (system time zone), or RFC 3339 in UTC.
+pub(super) fn format_time(t: Timestamp, timestamp: Option<&TimestampFormat>) -> String {
+    match timestamp {
+        None => t.to_string(),
+        // only a time outside jiff's range fails: show it as the store has it
+        Some(f) => f
+            .format(t, &TimeZone::system())
+            .unwrap_or_else(|_| t.to_string()),
+    }
+}
+
+/// One sample alert a format is tried on.
+pub(super) struct Sample {
+    pub(super) service: String,
+    host: &'static str,
+    pub(super) failures: Vec<Failure>,
+    event: EventKind,
+    rule: Option<RuleRef>,
+    journal: Option<JournalExcerpt>,
+    /// What is special about it, for error messages.
+    pub(super) note: &'static str,
+}
+
+impl Sample {
+    pub(super) fn context<'a>(&'a self, format: &'a Format) -> Context<'a> {
+        let start = Timestamp::from_millis(1_763_700_000_000);
+        let mut ctx = Context::new(self.event, self.host)
+            .notifier("sample")
+            .sequence(7)
+            .streak(2, start)
+            .now(start.saturating_add(Duration::from_secs(300)))
+            .format(format)
+            .rule(self.rule);
+        if let Some(j) = &self.journal {
+            ctx = ctx.journal(j);
+        }
+        ctx
+    }
+}
+
+/// Every event kind with a full record, a rule and a journal excerpt; every event kind
+/// with the optional fields missing and no rule; and hostile names.
+pub(super) fn samples() -> Vec<Sample> {
+    const EVENTS: [EventKind; 4] = [
+        EventKind::Failure,
+        EventKind::Reminder,
+        EventKind::Escalation,
+        EventKind::Recovery,
+    ];
+    let start = Timestamp::from_millis(1_763_700_000_000);
+    let full = |severity, host: &str| {
+        Failure::from_report(
+            &FailureReport::new("exit-code")
+                .exit_code("exited")
+                .exit_status("1")
+                .invocation_id("0123456789abcdef0123456789abcdef")
+                .severity(severity)
+                .message("disk full"),
+            host,
+            start,
+        )
+    };
+    let bare = Failure::from_report(&FailureReport::new(""), "web1", start);
+    let mut out = Vec::new();
+    for event in EVENTS {
+        out.push(Sample {
+            service: "backup.service".to_owned(),
+            host: "web1",
+            failures: vec![
+                full(Severity::Warning, "web1"),
+                full(Severity::Critical, "web1"),
+            ],
+            event,
+            rule: Some(RuleRef { index: 3, line: 42 }),
+            journal: Some(JournalExcerpt::new(
+                "0123456789abcdef0123456789abcdef",
+                50,
+                "2025-11-21T04:40:00Z backup[42]: disk full\n2025-11-21T04:40:00Z systemd[1]: failed",
+            )),
+            note: " (with a rule and a journal excerpt)",
+        });
+        out.push(Sample {
+            service: "backup.service".to_owned(),
+            host: "web1",
+            failures: vec![bare.clone()],
+            event,
+            rule: None,
+            journal: None,
+            note: " (no exit status, message, invocation id, rule or journal)",
+        });
+    }
+    out.push(Sample {
+        service: format!("we\"ird\\ <svc> & \n{{x}} {}.service", "é".repeat(200)),
+        host: "h\"o\\st\t",
+        failures: vec![full(Severity::Critical, "h")],
+        event: EventKind::Failure,
+        rule: None,
+        journal: None,
+        note: " (with a long name full of quotes and control characters)",
+    });
+    out
+}

@@ -1,0 +1,531 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::alert::{EventKind, FailureReport, Severity, Timestamp};
+use crate::notifier::RuleRef;
+
+const START: Timestamp = Timestamp::from_millis(1_763_700_000_000);
+
+fn history(message: Option<&str>) -> Vec<Failure> {
+    let report = |sev| {
+        let mut r = FailureReport::new("exit-code")
+            .exit_code("exited")
+            .exit_status("1")
+            .severity(sev);
+        if let Some(m) = message {
+            r = r.message(m);
+        }
+        r
+    };
+    vec![
+        Failure::from_report(&report(Severity::Warning), "web1", START),
+        Failure::from_report(
+            &report(Severity::Critical),
+            "web1",
+            START.saturating_add(Duration::from_secs(60)),
+        ),
+    ]
+}
+
+fn ctx(event: EventKind, format: &Format) -> Context<'_> {
+    Context::new(event, "web1")
+        .notifier("ops")
+        .sequence(9)
+        .streak(4, START)
+        .now(START.saturating_add(Duration::from_secs(300)))
+        .format(format)
+}
+
+fn spec(text: &str) -> FormatSpec {
+    let table: toml::Table = toml::from_str(text).unwrap();
+    let (spec, rest) = FormatSpec::split(&table).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    spec
+}
+
+fn compile(text: &str) -> Result<Format, BuildError> {
+    Format::compile(&spec(text), &Formats::default(), Format::full())
+}
+
+fn render(f: &Format, event: EventKind) -> (String, String, String) {
+    let h = history(Some("disk full"));
+    let c = ctx(event, f);
+    (
+        f.subject("backup.service", &h, &c).unwrap(),
+        f.body("backup.service", &h, &c).unwrap(),
+        f.line("backup.service", &h, &c).unwrap(),
+    )
+}
+
+#[test]
+fn full_reproduces_the_classic_output() {
+    let (subject, body, line) = render(Format::full(), EventKind::Failure);
+    assert_eq!(
+        subject,
+        "[web1] FAILED: backup.service (exit-code, status=1)"
+    );
+    assert_eq!(
+        line,
+        "[web1] FAILED: backup.service (exit-code, status=1), 2 failures since \
+         2025-11-21T04:40:00Z: disk full"
+    );
+    assert_eq!(
+        body,
+        "Service:   backup.service
+Host:      web1
+Event:     failure
+Severity:  critical
+Result:    exit-code
+Exit code: exited
+Status:    1
+Message:   disk full
+Streak:    2 consecutive failures since 2025-11-21T04:40:00Z (5m)
+Sequence:  9
+
+Failure history (oldest first):
+  #   time                 severity result           code     status  invocation
+  1   2025-11-21T04:40:00Z warning  exit-code        exited   1       -
+  2   2025-11-21T04:41:00Z critical exit-code        exited   1       -
+"
+    );
+
+    let (subject, body, line) = render(Format::full(), EventKind::Recovery);
+    assert_eq!(
+        subject,
+        "[web1] RECOVERED: backup.service (after 2 failures)"
+    );
+    assert_eq!(line, subject);
+    assert!(
+        body.contains(
+            "Recovered at 2025-11-21T04:45:00Z after 2 consecutive failures since \
+             2025-11-21T04:40:00Z (5m)\n"
+        ),
+        "{body}"
+    );
+}
+
+#[test]
+fn full_body_ends_with_the_journal_when_there_is_one() {
+    let h = history(None);
+    let x = JournalExcerpt::new("ab".repeat(16), 2, "line one\nline two");
+    let c = ctx(EventKind::Failure, Format::full()).journal(&x);
+    let body = Format::full().body("s", &h, &c).unwrap();
+    assert!(
+        body.ends_with(&format!(
+            "  2   2025-11-21T04:41:00Z critical exit-code        exited   1       -\n\
+             \nJournal of invocation {} (last 2 lines):\nline one\nline two\n",
+            "ab".repeat(16)
+        )),
+        "{body}"
+    );
+    assert!(Format::full().uses_journal());
+    assert!(!Format::builtin("short").unwrap().uses_journal());
+}
+
+#[test]
+fn show_rule_id_names_the_rule() {
+    let f = compile("show_rule_id = true").unwrap();
+    let h = history(None);
+    let c = ctx(EventKind::Failure, &f).rule(RuleRef { index: 3, line: 42 });
+    assert_eq!(
+        f.subject("s", &h, &c).unwrap(),
+        "[web1] FAILED: s (exit-code, status=1) [rule 3 (line 42)]"
+    );
+    assert!(
+        f.body("s", &h, &c)
+            .unwrap()
+            .contains("\nRule:      rule 3 (line 42)\n")
+    );
+    // no rule routed it: nothing is shown
+    let c = ctx(EventKind::Failure, &f);
+    assert_eq!(
+        f.subject("s", &h, &c).unwrap(),
+        "[web1] FAILED: s (exit-code, status=1)"
+    );
+    // off by default, even when a rule routed it
+    let c = ctx(EventKind::Failure, Format::full()).rule(RuleRef { index: 3, line: 42 });
+    assert!(
+        !Format::full()
+            .subject("s", &h, &c)
+            .unwrap()
+            .contains("rule")
+    );
+    assert_eq!(
+        RuleRef { index: 3, line: 42 }.to_string(),
+        "rule 3 (line 42)"
+    );
+}
+
+#[test]
+fn short_is_one_short_line_with_the_important_words_first() {
+    let short = Format::builtin("short").unwrap();
+    let (subject, body, line) = render(short, EventKind::Failure);
+    assert_eq!(
+        subject,
+        "FAILED backup.service on web1: exit-code, status=1, 2x in 5m: disk full"
+    );
+    assert_eq!(body, subject);
+    assert_eq!(line, subject);
+    let (subject, _, _) = render(short, EventKind::Recovery);
+    assert_eq!(
+        subject,
+        "RECOVERED backup.service on web1: OK after 2 failures in 5m"
+    );
+
+    let h = history(Some(&"ü".repeat(300)));
+    let service = "€".repeat(100);
+    let c = ctx(EventKind::Escalation, short);
+    let s = short.subject(&service, &h, &c).unwrap();
+    assert!(s.len() <= SHORT_MAX_BYTES, "{} {s}", s.len());
+    assert!(s.starts_with("ESCALATED €€"), "{s}");
+    // the service is cut so that host and result still fit
+    assert!(
+        s.contains("… on web1: exit-code, status=1, 2x in 5m: üü"),
+        "{s}"
+    );
+    assert!(s.ends_with('…'), "{s}");
+    let b = short.body(&service, &h, &c).unwrap();
+    assert!(b.len() <= SHORT_MAX_BYTES);
+}
+
+#[test]
+fn json_is_the_data_model() {
+    let json = Format::builtin("json").unwrap();
+    let (subject, body, line) = render(json, EventKind::Escalation);
+    assert_eq!(
+        subject,
+        "[web1] ESCALATED: backup.service (exit-code, status=1)"
+    );
+    assert_eq!(line, body);
+    assert!(!body.contains('\n'));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["service"], "backup.service");
+    assert_eq!(v["host"], "web1");
+    assert_eq!(v["event"], "escalation");
+    assert_eq!(v["event_word"], "ESCALATED");
+    assert_eq!(v["severity"], "critical");
+    assert_eq!(v["result"], "exit-code");
+    assert_eq!(v["exit_status"], "1");
+    assert_eq!(v["invocation_id"], serde_json::Value::Null);
+    assert_eq!(v["message"], "disk full");
+    assert_eq!(v["summary"], "exit-code, status=1");
+    assert_eq!(v["streak_length"], 2);
+    assert_eq!(v["streak_start"], "2025-11-21T04:40:00Z");
+    assert_eq!(v["streak_start_ms"], 1_763_700_000_000_i64);
+    assert_eq!(v["duration"], "5m");
+    assert_eq!(v["duration_secs"], 300);
+    assert_eq!(v["time"], "2025-11-21T04:45:00Z");
+    assert_eq!(v["sequence"], 9);
+    assert_eq!(v["incident_id"], "1763700000000.4.backup_2eservice.web1");
+    assert_eq!(v["notifier"], "ops");
+    assert_eq!(v["rule"], serde_json::Value::Null);
+    assert_eq!(v["journal"], serde_json::Value::Null);
+    assert_eq!(v["subject"], subject);
+    assert_eq!(v["failures"][0]["number"], 1);
+    assert_eq!(v["failures"][0]["severity"], "warning");
+    assert_eq!(v["failures"][1]["time"], "2025-11-21T04:41:00Z");
+    assert_eq!(v["failures"][1]["time_ms"], 1_763_700_060_000_i64);
+    assert!(json.is_json_body() && !json.is_default_body());
+}
+
+#[test]
+fn custom_templates_and_timestamp_format() {
+    let f = compile(
+        "subject = '{{ event_word }} {{ service }} at {{ time }}'\n\
+         body = \"{{ subject }}\\n{% for f in failures %}{{ f.number }}: {{ f.time }}\\n{% endfor %}\"\n\
+         timestamp_format = '%H:%M:%S.%3N'",
+    )
+    .unwrap();
+    assert_eq!(f.name(), "custom");
+    assert_eq!(f.timestamp_format(), Some("%H:%M:%S.%3N"));
+    let h = history(None);
+    // tests run with the system zone; only compare what no zone changes
+    let c = ctx(EventKind::Failure, &f);
+    let subject = f.subject("s", &h, &c).unwrap();
+    assert!(subject.starts_with("FAILED s at "), "{subject}");
+    assert!(subject.ends_with(":45:00.000"), "{subject}");
+    let body = f.body("s", &h, &c).unwrap();
+    assert!(body.starts_with(&format!("{subject}\n1: ")), "{body}");
+    assert_eq!(body.lines().count(), 3, "{body}");
+    // a custom subject is also the one-line form
+    assert_eq!(f.line("s", &h, &c).unwrap(), subject);
+    assert!(!f.is_default_body());
+    assert_eq!(f.body_key(), "body");
+}
+
+#[test]
+fn control_characters_never_reach_subjects_or_lines() {
+    let f = compile("body = \"{{ service }}\\r\\n{{ message }}\\u0000x\"").unwrap();
+    let h = history(Some("a\r\nb\u{2028}c"));
+    let c = ctx(EventKind::Failure, &f);
+    let service = "x\r\nBcc: evil@example.org\u{0}";
+    let subject = f.subject(service, &h, &c).unwrap();
+    assert!(!subject.chars().any(char::is_control), "{subject:?}");
+    let body = f.body(service, &h, &c).unwrap();
+    assert_eq!(body, "x  Bcc: evil@example.org \na  b c x");
+    for format in [Format::full(), Format::builtin("short").unwrap()] {
+        let c = ctx(EventKind::Failure, format);
+        let line = format.line(service, &h, &c).unwrap();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        let body = format.body(service, &h, &c).unwrap();
+        assert!(!body.contains(['\r', '\0']), "{body:?}");
+    }
+    let long = "x".repeat(5000);
+    let c = ctx(EventKind::Failure, Format::full());
+    assert!(Format::full().subject(&long, &h, &c).unwrap().len() <= 900);
+}
+
+#[test]
+fn overrides_layer_on_their_base() {
+    let formats = Formats::default();
+    let notifier = compile("subject = 'N {{ service }}'\ntimestamp_format = '%s'").unwrap();
+    // a recipient override of the body keeps the notifier's subject and times
+    let recipient = Format::compile(&spec("body = 'B {{ time }}'"), &formats, &notifier).unwrap();
+    let h = history(None);
+    let c = ctx(EventKind::Failure, &recipient);
+    assert_eq!(recipient.subject("s", &h, &c).unwrap(), "N s");
+    assert_eq!(recipient.body("s", &h, &c).unwrap(), "B 1763700300");
+    // `format = ` replaces the base
+    let short = Format::compile(&spec("format = 'short'"), &formats, &notifier).unwrap();
+    assert_eq!(short.name(), "short");
+    let c = ctx(EventKind::Failure, &short);
+    assert!(
+        short
+            .subject("s", &h, &c)
+            .unwrap()
+            .starts_with("FAILED s on web1")
+    );
+    // a subject on top of short is still cut to 160 bytes
+    let f = Format::compile(
+        &spec("format = 'short'\nsubject = '{{ service }}'"),
+        &formats,
+        Format::full(),
+    )
+    .unwrap();
+    let c = ctx(EventKind::Failure, &f);
+    assert!(f.subject(&"é".repeat(500), &h, &c).unwrap().len() <= SHORT_MAX_BYTES);
+    // an empty spec is the base itself
+    let same = Format::compile(&FormatSpec::default(), &formats, &notifier).unwrap();
+    assert_eq!(same.name(), notifier.name());
+}
+
+#[test]
+fn named_formats_build_on_each_other() {
+    let specs: BTreeMap<String, FormatSpec> = [
+        (
+            "sms".to_owned(),
+            spec("format = 'short'\nshow_rule_id = true"),
+        ),
+        (
+            "pager".to_owned(),
+            spec("format = 'sms'\nbody = 'P {{ service }}'"),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let formats = Formats::new(&specs).unwrap();
+    assert_eq!(formats.names().collect::<Vec<_>>(), ["pager", "sms"]);
+    let pager = Format::compile(&spec("format = 'pager'"), &formats, Format::full()).unwrap();
+    let h = history(None);
+    let c = ctx(EventKind::Failure, &pager).rule(RuleRef { index: 2, line: 7 });
+    assert!(
+        pager
+            .subject("s", &h, &c)
+            .unwrap()
+            .starts_with("FAILED [r2] s on web1")
+    );
+    assert_eq!(pager.body("s", &h, &c).unwrap(), "P s");
+    assert_eq!(formats.get("sms").unwrap().name(), "sms");
+}
+
+#[test]
+fn named_format_errors() {
+    let err = |pairs: &[(&str, &str)]| {
+        let specs: BTreeMap<String, FormatSpec> = pairs
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), spec(t)))
+            .collect();
+        let (name, e) = Formats::new(&specs).unwrap_err();
+        (name, e.offending_key().map(str::to_owned), e.to_string())
+    };
+    let (name, key, msg) = err(&[
+        ("a", "format = 'b'"),
+        ("b", "format = 'c'"),
+        ("c", "format = 'a'"),
+    ]);
+    assert_eq!(name, "a");
+    assert_eq!(key.as_deref(), Some("format"));
+    assert!(msg.contains("cycle: a -> b -> c -> a"), "{msg}");
+    let (name, _, msg) = err(&[("self", "format = 'self'")]);
+    assert_eq!(name, "self");
+    assert!(msg.contains("self -> self"), "{msg}");
+    let (name, key, msg) = err(&[("x", "format = 'nope'")]);
+    assert_eq!((name.as_str(), key.as_deref()), ("x", Some("format")));
+    assert!(
+        msg.contains("unknown format \"nope\" (known: full, short, json"),
+        "{msg}"
+    );
+    let (name, _, msg) = err(&[("short", "subject = 'x'")]);
+    assert_eq!(name, "short");
+    assert!(msg.contains("built-in"), "{msg}");
+    let (name, key, _) = err(&[("ok", ""), ("bad", "subject = '{{ nope }}'")]);
+    assert_eq!((name.as_str(), key.as_deref()), ("bad", Some("subject")));
+}
+
+#[test]
+fn template_errors_name_the_key_and_line() {
+    let cases = [
+        ("subject = '{{ service '", "subject", "syntax error"),
+        ("body = \"a\\n{% if %}\"", "body", "body:2"),
+        ("subject = '{{ servce }}'", "subject", "undefined"),
+        // strict: a missing value must be tested, not dereferenced
+        ("body = '{{ rule.index }}'", "body", "fails on a sample"),
+        ("body = '{{ journal.text }}'", "body", "fails on a sample"),
+        // the subject is only known to the body
+        ("subject = '{{ subject }}'", "subject", "undefined"),
+        ("body = '{{ nope | tojson }}'", "body", "undefined"),
+        (
+            "timestamp_format = '%K'",
+            "timestamp_format",
+            "bad timestamp format",
+        ),
+        ("format = 'loud'", "format", "unknown format"),
+        (
+            "format = '{timestamp} {subject}'",
+            "format",
+            "now goes in `subject`",
+        ),
+        ("format = 'rfc3164'", "format", "`protocol`"),
+        (
+            "body = 'x'\ntemplate_file = '/x'",
+            "template_file",
+            "not both",
+        ),
+        (
+            "template_file = '/nonexistent/t.j2'",
+            "template_file",
+            "cannot read",
+        ),
+    ];
+    for (text, key, want) in cases {
+        let e = compile(text).unwrap_err();
+        assert_eq!(e.offending_key(), Some(key), "{text}: {e}");
+        assert!(e.to_string().contains(want), "{text}: {e}");
+    }
+    // guarded uses are fine
+    compile(
+        "body = '{% if rule %}{{ rule.index }}{% endif %}{{ journal.text if journal else \"\" }}'",
+    )
+    .unwrap();
+}
+
+#[test]
+fn template_file_holds_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body.j2");
+    std::fs::write(&path, "From a file: {{ service }}\n").unwrap();
+    let f = compile(&format!("template_file = {:?}", path.display().to_string())).unwrap();
+    assert_eq!(f.body_key(), "template_file");
+    let h = history(None);
+    let c = ctx(EventKind::Failure, &f);
+    assert_eq!(f.body("s", &h, &c).unwrap(), "From a file: s");
+    std::fs::write(&path, "{{ oops").unwrap();
+    let e = compile(&format!("template_file = {:?}", path.display().to_string())).unwrap_err();
+    assert_eq!(e.offending_key(), Some("template_file"));
+}
+
+#[test]
+fn split_takes_the_format_keys_out() {
+    let table: toml::Table = toml::from_str(
+        "type = 'email'\nto = ['a@b']\nformat = 'short'\nsubject = 's'\nshow_rule_id = true",
+    )
+    .unwrap();
+    let (spec, rest) = FormatSpec::split(&table).unwrap();
+    assert_eq!(spec.format.as_deref(), Some("short"));
+    assert_eq!(spec.subject.as_deref(), Some("s"));
+    assert_eq!(spec.show_rule_id, Some(true));
+    let mut keys: Vec<&String> = rest.keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["to", "type"]);
+    let table: toml::Table = toml::from_str("subject = 3").unwrap();
+    let e = FormatSpec::split(&table).unwrap_err();
+    assert_eq!(e.offending_key(), Some("subject"));
+    let table: toml::Table = toml::from_str("show_rule_id = 'yes'").unwrap();
+    assert_eq!(
+        FormatSpec::split(&table).unwrap_err().offending_key(),
+        Some("show_rule_id")
+    );
+    assert!(FormatSpec::default().is_empty());
+}
+
+#[test]
+fn cut_respects_char_boundaries() {
+    assert_eq!(cut("abc", 3), "abc");
+    assert_eq!(cut("abcdef", 5), "ab…");
+    assert_eq!(cut("ééé", 5), "é…");
+    assert_eq!(cut("ééé", 4), "…");
+    assert_eq!(cut("ab", 1), "");
+}
+
+fn arb_text() -> impl Strategy<Value = String> {
+    // ASCII, control characters, 2-, 3- and 4-byte characters
+    proptest::collection::vec(
+        prop_oneof![
+            any::<char>(),
+            Just('é'),
+            Just('€'),
+            Just('😀'),
+            Just('\n'),
+            Just('\r'),
+            Just('\u{0}')
+        ],
+        0..300,
+    )
+    .prop_map(|v| v.into_iter().collect())
+}
+
+proptest! {
+    #[test]
+    fn short_never_exceeds_160_bytes(
+        service in arb_text(),
+        host in arb_text(),
+        message in arb_text(),
+        result in arb_text(),
+        event in prop_oneof![
+            Just(EventKind::Failure),
+            Just(EventKind::Reminder),
+            Just(EventKind::Escalation),
+            Just(EventKind::Recovery)
+        ],
+    ) {
+        let short = Format::builtin("short").unwrap();
+        let f = Failure::from_report(
+            &FailureReport::new(result).exit_status("1").message(message),
+            &host,
+            START,
+        );
+        let c = Context::new(event, &host).format(short).streak(1, START);
+        for text in [
+            short.subject(&service, std::slice::from_ref(&f), &c).unwrap(),
+            short.body(&service, std::slice::from_ref(&f), &c).unwrap(),
+            short.line(&service, std::slice::from_ref(&f), &c).unwrap(),
+        ] {
+            prop_assert!(text.len() <= SHORT_MAX_BYTES, "{} bytes: {text:?}", text.len());
+            prop_assert!(!text.chars().any(char::is_control), "{text:?}");
+            // a String is valid UTF-8 by construction; check the bytes anyway
+            prop_assert!(std::str::from_utf8(text.as_bytes()).is_ok());
+        }
+    }
+}
+
+#[test]
+fn builtins_pass_every_sample() {
+    for name in BUILTIN {
+        let f = Format::builtin(name).unwrap();
+        f.try_samples().unwrap();
+        assert_eq!(f.name(), name);
+    }
+}
