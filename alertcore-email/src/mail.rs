@@ -1,44 +1,37 @@
 //! Putting an alert into a message: subject, body, threading headers.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alertcore::message::{subject, summary};
-use alertcore::{Context, EventKind, Failure};
+use alertcore::{Context, EventKind};
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, SinglePart};
 
 use crate::error::EmailError;
 
-/// A journal excerpt: the invocation it belongs to, and its lines.
-#[derive(Debug, Clone)]
-pub(crate) struct Excerpt {
-    pub(crate) invocation_id: String,
-    pub(crate) lines: usize,
-    pub(crate) text: String,
-}
-
 /// Builds the message for one notification.
 ///
 /// The first alert of a streak carries the incident's root Message-ID; reminders,
 /// escalations and the recovery get their own and point at the root with
 /// `In-Reply-To` and `References`, so a mail client shows one thread per incident.
+///
+/// `subject` and `body` are the format's ([`alertcore::Format`]).
 pub(crate) fn compose(
     from: &Mailbox,
     to: &[Mailbox],
     service: &str,
-    failures: &[Failure],
     ctx: &Context<'_>,
-    excerpt: Option<&Excerpt>,
+    subject: String,
+    body: String,
 ) -> Result<Message, EmailError> {
     let root = root_message_id(service, ctx);
     let mut builder = Message::builder()
         .from(from.clone())
-        // `subject()` replaces control characters, and lettre RFC 2047-encodes any
-        // non-ASCII: a service name can neither end the header nor start a new one.
-        .subject(subject(service, failures, ctx))
+        // `Format::subject()` replaces control characters and stays under 900 bytes, and
+        // lettre RFC 2047-encodes any non-ASCII: a service name can neither end the
+        // header nor start a new one.
+        .subject(subject)
         .date_now()
         .user_agent(concat!("alertcore-email/", env!("CARGO_PKG_VERSION")).to_owned())
         // RFC 3834: an automatic message; vacation responders should stay quiet.
@@ -58,26 +51,8 @@ pub(crate) fn compose(
             .references(root)
     };
     builder
-        .singlepart(SinglePart::plain(body(service, failures, ctx, excerpt)))
+        .singlepart(SinglePart::plain(body))
         .map_err(EmailError::Message)
-}
-
-/// The summary, then the journal excerpt of the failed run if there is one.
-pub(crate) fn body(
-    service: &str,
-    failures: &[Failure],
-    ctx: &Context<'_>,
-    excerpt: Option<&Excerpt>,
-) -> String {
-    let mut s = summary(service, failures, ctx);
-    if let Some(x) = excerpt {
-        let _ = writeln!(
-            s,
-            "\nJournal of invocation {} (last {} lines):\n{}",
-            x.invocation_id, x.lines, x.text
-        );
-    }
-    s
 }
 
 /// `<incident@alertcore>`: the same for every mail about one incident.
@@ -105,7 +80,7 @@ fn unique_message_id(service: &str, ctx: &Context<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alertcore::{FailureReport, Timestamp};
+    use alertcore::{Failure, FailureReport, JournalExcerpt, Timestamp};
 
     fn failure() -> Failure {
         Failure::from_report(
@@ -123,13 +98,14 @@ mod tests {
 
     fn render(service: &str, event: EventKind) -> String {
         let ctx = Context::new(event, "web1").streak(2, Timestamp::from_millis(1_000));
+        let failures = [failure()];
         let m = compose(
             &mailbox("alertcore@example.org"),
             &[mailbox("ops@example.org")],
             service,
-            &[failure()],
             &ctx,
-            None,
+            ctx.format.subject(service, &failures, &ctx).unwrap(),
+            ctx.format.body(service, &failures, &ctx).unwrap(),
         )
         .unwrap();
         String::from_utf8(m.formatted()).unwrap()
@@ -202,13 +178,12 @@ mod tests {
 
     #[test]
     fn body_ends_with_the_excerpt() {
-        let ctx = Context::new(EventKind::Failure, "web1");
-        let x = Excerpt {
-            invocation_id: "ab".repeat(16),
-            lines: 2,
-            text: "line one\nline two".to_owned(),
-        };
-        let b = body("backup.service", &[failure()], &ctx, Some(&x));
+        let x = JournalExcerpt::new("ab".repeat(16), 2, "line one\nline two");
+        let ctx = Context::new(EventKind::Failure, "web1").journal(&x);
+        let b = ctx
+            .format
+            .body("backup.service", &[failure()], &ctx)
+            .unwrap();
         assert!(b.starts_with("Service:   backup.service\n"), "{b}");
         assert!(b.contains("Failure history (oldest first):"), "{b}");
         assert!(
@@ -218,6 +193,13 @@ mod tests {
             )),
             "{b}"
         );
+    }
+
+    #[test]
+    fn a_very_long_subject_stays_one_header() {
+        let raw = render(&"x".repeat(5000), EventKind::Failure);
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        assert!(head.lines().all(|l| l.len() <= 998), "{head}");
     }
 
     #[test]

@@ -4,12 +4,12 @@ use std::fmt;
 use std::time::Duration;
 
 use alertcore::journal::Journal;
-use alertcore::{Context, Failure, Notifier, NotifyError};
+use alertcore::{Context, Failure, JournalExcerpt, Notifier, NotifyError};
 use lettre::message::Mailbox;
 
 use crate::KIND;
 use crate::config::EmailConfig;
-use crate::mail::{Excerpt, compose};
+use crate::mail::compose;
 use crate::sendmail::Sendmail;
 use crate::smtp::Smtp;
 
@@ -85,59 +85,35 @@ impl EmailNotifier {
         failures: &[Failure],
         ctx: &Context<'_>,
     ) -> Result<(), NotifyError> {
-        let excerpt = self.excerpt(service, failures, ctx).await;
-        let message = compose(
-            &self.from,
-            &self.to,
-            service,
-            failures,
-            ctx,
-            excerpt.as_ref(),
-        )?;
+        // The journal costs a journalctl run: only when a template shows it.
+        let excerpt = if ctx.format.uses_journal() {
+            JournalExcerpt::read_with(
+                self.journal.clone(),
+                service,
+                failures,
+                ctx.event,
+                self.journal_lines,
+                self.timeout.min(JOURNAL_TIMEOUT),
+            )
+            .await
+        } else {
+            None
+        };
+        let with_journal;
+        let ctx = match &excerpt {
+            Some(x) => {
+                with_journal = ctx.clone().journal(x);
+                &with_journal
+            }
+            None => ctx,
+        };
+        let subject = ctx.format.subject(service, failures, ctx)?;
+        let body = ctx.format.body(service, failures, ctx)?;
+        let message = compose(&self.from, &self.to, service, ctx, subject, body)?;
         let bytes = message.formatted();
         match &self.transport {
             Transport::Smtp(s) => s.send(message.envelope(), &bytes, self.timeout).await,
             Transport::Sendmail(s) => Ok(s.send(message.envelope(), &bytes, self.timeout).await?),
-        }
-    }
-
-    /// The journal lines of the latest failed run that has an invocation id. Only for
-    /// failure-kind events: a recovery mail has no failed run to show.
-    async fn excerpt(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Option<Excerpt> {
-        if self.journal_lines == 0 || !ctx.event.is_failure() {
-            return None;
-        }
-        let invocation_id = failures
-            .iter()
-            .rev()
-            .find_map(|f| f.invocation_id.clone())?;
-        let journal = self.journal.clone();
-        let (unit, id, lines) = (
-            service.to_owned(),
-            invocation_id.clone(),
-            self.journal_lines,
-        );
-        // journalctl is a blocking subprocess; keep it off the async workers.
-        let task = tokio::task::spawn_blocking(move || journal.excerpt(&unit, &id, lines));
-        match tokio::time::timeout(self.timeout.min(JOURNAL_TIMEOUT), task).await {
-            Ok(Ok(text)) => text.map(|text| Excerpt {
-                invocation_id,
-                lines,
-                text,
-            }),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "journal excerpt task failed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("journal excerpt timed out; sending without it");
-                None
-            }
         }
     }
 }

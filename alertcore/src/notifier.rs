@@ -220,16 +220,37 @@ impl<'a> Context<'a> {
     /// A stable id for the incident (streak start and number, service, host): the same
     /// for the first alert, every reminder and the recovery, so transports can thread
     /// them. Parts are joined by `.` and each is [`sanitize_id`]-ed, so the result fits a
-    /// Message-ID or a URL and two incidents never share an id.
+    /// Message-ID or a URL and two incidents never share an id. A very long service or
+    /// host name is shortened to its start and a hash of the whole, so the id stays
+    /// under 400 bytes (a mail header line must stay under 998).
     pub fn incident_id(&self, service: &str) -> String {
         format!(
             "{}.{}.{}.{}",
             self.streak_start.as_millis(),
             self.streak_id,
-            sanitize_id(service),
-            sanitize_id(self.host)
+            bounded_id(service),
+            bounded_id(self.host)
         )
     }
+}
+
+/// The longest sanitized part kept whole in an incident id.
+const MAX_ID_PART: usize = 160;
+
+/// [`sanitize_id`], with a part longer than [`MAX_ID_PART`] cut to its first 120 bytes
+/// and `-h` + the FNV-1a hash of the whole name (stable across processes and builds).
+fn bounded_id(s: &str) -> String {
+    let id = sanitize_id(s);
+    if id.len() <= MAX_ID_PART {
+        return id;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // `sanitize_id` output is ASCII: any byte index is a char boundary
+    format!("{}-h{hash:016x}", &id[..120])
 }
 
 /// Keeps `[A-Za-z0-9-]` and writes every other byte as `_xx` hex, so the result is a
@@ -259,5 +280,11 @@ mod tests {
         );
         let again = Context::new(EventKind::Recovery, "h").streak(3, Timestamp::from_millis(5));
         assert_eq!(again.incident_id("x"), ctx.incident_id("x"));
+        // long names are bounded, and still told apart
+        let a = ctx.incident_id(&format!("{}a", "é".repeat(300)));
+        let b = ctx.incident_id(&format!("{}b", "é".repeat(300)));
+        assert!(a.len() < 400 && b.len() < 400, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, again.incident_id(&format!("{}a", "é".repeat(300))));
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alertcore::{
-    Config, Context, EventKind, Failure, FailureReport, Notifier, NotifyError, Registry, Timestamp,
-    chain,
+    Config, Context, EventKind, Failure, FailureReport, Format, FormatSpec, Formats, Notifier,
+    NotifyError, Registry, RuleRef, Timestamp, chain,
 };
 use alertcore_email::{EmailConfig, EmailError, EmailNotifier};
 use serde_json::Value;
@@ -292,6 +292,94 @@ async fn follow_ups_thread_to_the_first_alert() {
         .unwrap();
     let mails = sink.wait_for(4, WAIT);
     assert_ne!(header(&mails[3], "Message-ID").as_ref(), Some(&root));
+}
+
+/// A format from the keys of a notifier table (as the config wiring compiles it).
+fn format(toml_text: &str) -> Format {
+    let table: toml::Table = toml::from_str(toml_text).expect("valid TOML");
+    let (spec, rest) = FormatSpec::split(&table).expect("format keys");
+    assert!(rest.is_empty(), "not format keys: {rest:?}");
+    Format::compile(&spec, &Formats::default(), Format::full())
+        .unwrap_or_else(|e| panic!("format: {e}\n{toml_text}"))
+}
+
+#[tokio::test]
+async fn custom_subject_and_body_reach_the_server() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let n = mailer(&plain_url(&sink), "");
+    let f = format(
+        r#"
+subject = "{{ event_word }} {{ service }} on {{ host }} ({{ rule.text if rule else 'no rule' }})"
+body = '''
+Hello ops,
+{{ service }}: {{ summary }}, {{ streak_length }} failures since {{ streak_start }}
+{% for f in failures %}- {{ f.time }} {{ f.invocation_id }}
+{% endfor %}'''
+timestamp_format = '%s'
+"#,
+    );
+    let rule = RuleRef { index: 3, line: 42 };
+    let c = ctx(EventKind::Failure).format(&f).rule(rule);
+    n.failure("backup.service", &history(2), &c).await.unwrap();
+    // a subject that tries to add a header, from a template
+    let evil = format(r#"subject = "{{ service }}\r\nBcc: evil@example.org""#);
+    n.failure(
+        "x.service",
+        &history(1),
+        &ctx(EventKind::Reminder).format(&evil),
+    )
+    .await
+    .unwrap();
+    // `short`, as for an SMS gateway
+    let short = format("format = 'short'");
+    n.failure(
+        "backup.service",
+        &history(2),
+        &ctx(EventKind::Escalation).format(&short),
+    )
+    .await
+    .unwrap();
+
+    let mails = sink.wait_for(3, WAIT);
+    assert_eq!(mails.len(), 3);
+    let m = &mails[0];
+    assert_eq!(
+        str_of(m, "subject"),
+        "FAILED backup.service on web1 (rule 3 (line 42))"
+    );
+    assert_eq!(
+        str_of(m, "body").replace("\r\n", "\n").trim_end(),
+        "Hello ops,\n\
+         backup.service: exit-code, status=1, 2 failures since 1763700000\n\
+         - 1763700000 00000000000000000000000000000000\n\
+         - 1763700060 00000000000000000000000000000001"
+    );
+    // threading is the transport's, whatever the format
+    assert_eq!(
+        header(m, "Message-ID"),
+        Some(format!(
+            "<{}@alertcore>",
+            ctx(EventKind::Failure).incident_id("backup.service")
+        ))
+    );
+    let m = &mails[1];
+    assert_eq!(m["rcpt_tos"], serde_json::json!(["ops@example.org"]));
+    assert!(
+        raw_headers(m)
+            .iter()
+            .all(|l| !l.to_ascii_lowercase().starts_with("bcc")),
+        "{m:#}"
+    );
+    assert_eq!(str_of(m, "subject"), "x.service  Bcc: evil@example.org");
+    let m = &mails[2];
+    let subject = str_of(m, "subject");
+    assert_eq!(
+        subject,
+        "ESCALATED backup.service on web1: exit-code, status=1, 2x in 3m"
+    );
+    assert_eq!(str_of(m, "body").trim_end(), subject);
 }
 
 #[tokio::test]
