@@ -151,8 +151,7 @@ fn build_engine(cli: &Cli, config: &Config) -> Result<Engine, Fail> {
 
 fn build_engine_on(cli: &Cli, config: &Config, store: Arc<dyn Store>) -> Result<Engine, Fail> {
     let notifiers = config.build_notifiers(&registry())?;
-    let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
-    let router = config.build_router(&names)?;
+    let router = config.build_router(&notifiers)?;
     let mut builder = Engine::builder(store)
         .policy(config.policy.clone())
         .router(router)
@@ -286,7 +285,7 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
         Command::Config(ConfigCommand::Check) => {
             let notifiers = config.build_notifiers(&registry())?;
             let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
-            let router = config.build_router(&names)?;
+            let router = config.build_router(&notifiers)?;
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),
                 |p| p.display().to_string(),
@@ -301,8 +300,7 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
         }
         Command::Config(ConfigCommand::Dump) => {
             let notifiers = config.build_notifiers(&registry())?;
-            let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
-            let router = config.build_router(&names)?;
+            let router = config.build_router(&notifiers)?;
             let state = state_path(&cli, &config)?;
             print!("{}", status::dump(&config, &notifiers, &router, &state));
             Ok(0)

@@ -307,6 +307,14 @@ pub(crate) fn dump(
         })
         .collect();
     doc.insert("notifiers".to_owned(), toml::Value::Table(ns));
+    if !config.formats.is_empty() {
+        let formats: toml::Table = config
+            .formats
+            .iter()
+            .map(|(name, t)| (name.clone(), toml::Value::Table(t.get_ref().clone())))
+            .collect();
+        doc.insert("formats".to_owned(), toml::Value::Table(formats));
+    }
     doc.insert(
         "timezone".to_owned(),
         toml::Value::String(router.timezone_name().to_owned()),
@@ -339,6 +347,9 @@ fn resolved_rule(rule: &Rule, global: &Policy) -> Option<toml::Value> {
             e.insert("to".to_owned(), toml::Value::String(r.notifier.clone()));
             if let Ok(toml::Value::Table(p)) = toml::Value::try_from(&p) {
                 e.extend(p);
+            }
+            if let Ok(toml::Value::Table(f)) = toml::Value::try_from(&r.format_spec) {
+                e.extend(f);
             }
             toml::Value::Table(e)
         })

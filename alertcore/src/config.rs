@@ -11,6 +11,7 @@ use crate::notifier::Notifier;
 use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::rules::Router;
+use crate::template::{Format, FormatSpec, Formats};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -29,6 +30,10 @@ pub struct Config {
     /// `[notifiers.NAME]`: each a table whose `type` picks the implementation.
     #[serde(default)]
     pub notifiers: BTreeMap<String, toml::Spanned<toml::Table>>,
+    /// `[formats.NAME]`: named message formats notifiers and rule recipients can use
+    /// with `format = "NAME"` (see [`template`](crate::template)).
+    #[serde(default)]
+    pub formats: BTreeMap<String, toml::Spanned<toml::Table>>,
     /// The IANA time zone that rule time windows are read in; default: the system's.
     #[serde(default)]
     pub timezone: Option<String>,
@@ -144,6 +149,8 @@ pub struct ConfiguredNotifier {
     pub notifier: Arc<dyn Notifier>,
     /// Its table from the config file, passed to it in every [`Context`](crate::Context).
     pub config: Arc<toml::Table>,
+    /// Its message format (`format`, `subject`, `body`, ... of its table).
+    pub format: Format,
 }
 
 impl Config {
@@ -197,6 +204,7 @@ impl Config {
         &self,
         registry: &Registry,
     ) -> Result<Vec<ConfiguredNotifier>, ConfigError> {
+        let formats = self.formats()?;
         if self.notifiers.is_empty() {
             let config = Arc::new(toml::Table::new());
             let notifier = registry
@@ -206,6 +214,7 @@ impl Config {
                 name: "console".to_owned(),
                 notifier,
                 config,
+                format: Format::full().clone(),
             }]);
         }
         self.notifiers
@@ -239,30 +248,58 @@ impl Config {
                         ),
                     ));
                 }
-                let config = Arc::new(table.get_ref().clone());
-                let notifier = registry.build(kind, &config).map_err(|e| {
-                    let pos = e
-                        .key
-                        .as_deref()
-                        .and_then(|k| self.key_offset(at, k))
-                        .unwrap_or(at);
-                    self.error_at(pos, format!("notifier {name:?}: {}", e.message))
-                })?;
+                let located = |e| self.located(at, &format!("notifier {name:?}"), e);
+                // the format keys are common to every type: the factory sees the rest
+                let (spec, rest) = FormatSpec::split(table.get_ref()).map_err(located)?;
+                let format = Format::compile(&spec, &formats, Format::full()).map_err(located)?;
+                let notifier = registry.build(kind, &rest).map_err(located)?;
+                notifier.check_format(&format).map_err(located)?;
                 Ok(ConfiguredNotifier {
                     name: name.clone(),
                     notifier,
-                    config,
+                    config: Arc::new(table.get_ref().clone()),
+                    format,
                 })
             })
             .collect()
     }
 
-    /// Builds the routing rules; `notifiers` are the configured notifier names.
+    /// The named formats of `[formats.NAME]`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] pointing at the format (or its bad key).
+    pub fn formats(&self) -> Result<Formats, ConfigError> {
+        let mut specs = BTreeMap::new();
+        for (name, table) in &self.formats {
+            let spec: FormatSpec = from_table(table.get_ref())
+                .map_err(|e| self.located(table.span().start, &format!("format {name:?}"), e))?;
+            specs.insert(name.clone(), spec);
+        }
+        Formats::new(&specs).map_err(|(name, e)| {
+            let at = self.formats.get(&name).map_or(0, |t| t.span().start);
+            self.located(at, &format!("format {name:?}"), e)
+        })
+    }
+
+    /// `error` about the table starting at `table_start`, pointing at its key if it
+    /// names one, prefixed with `what`.
+    fn located(&self, table_start: usize, what: &str, error: BuildError) -> ConfigError {
+        let pos = error
+            .key
+            .as_deref()
+            .and_then(|k| self.key_offset(table_start, k))
+            .unwrap_or(table_start);
+        self.error_at(pos, format!("{what}: {}", error.message))
+    }
+
+    /// Builds the routing rules for the built `notifiers` (whose formats the rules'
+    /// per-recipient format overrides start from).
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the rule (`rule 3: unknown notifier "pagr"`) and
     /// pointing at its bad key, or at the `timezone`.
-    pub fn build_router(&self, notifiers: &[&str]) -> Result<Router, ConfigError> {
+    pub fn build_router(&self, notifiers: &[ConfiguredNotifier]) -> Result<Router, ConfigError> {
+        let formats = self.formats()?;
         let (timezone, tz_name) = match self.timezone.as_deref() {
             None => (jiff::tz::TimeZone::system(), "system"),
             Some(name) => {
@@ -275,26 +312,27 @@ impl Config {
                 (tz, name)
             }
         };
-        let rules = self
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, table)| {
-                let start = self.rule_start(table.span().start);
-                let line = self
-                    .source
-                    .as_ref()
-                    .map_or(0, |s| line_col(&s.text, start).0);
-                crate::rules::build_rule(i + 1, line, table.get_ref(), notifiers).map_err(|e| {
-                    let pos = e
-                        .key
-                        .as_deref()
-                        .and_then(|k| self.key_offset(table.span().start, k))
-                        .unwrap_or(start);
-                    self.error_at(pos, format!("rule {}: {}", i + 1, e.message))
+        let rules =
+            self.rules
+                .iter()
+                .enumerate()
+                .map(|(i, table)| {
+                    let start = self.rule_start(table.span().start);
+                    let line = self
+                        .source
+                        .as_ref()
+                        .map_or(0, |s| line_col(&s.text, start).0);
+                    crate::rules::build_rule(i + 1, line, table.get_ref(), notifiers, &formats)
+                        .map_err(|e| {
+                            let pos = e
+                                .key
+                                .as_deref()
+                                .and_then(|k| self.key_offset(table.span().start, k))
+                                .unwrap_or(start);
+                            self.error_at(pos, format!("rule {}: {}", i + 1, e.message))
+                        })
                 })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
         Ok(Router::new(rules, timezone, tz_name))
     }
 

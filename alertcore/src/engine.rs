@@ -16,6 +16,7 @@ use crate::notifier::{Context, Notifier};
 use crate::policy::{Decision, Event, Outcome, Policy, ServiceState};
 use crate::rules::{Plan, Router, RuleTrace, Subject};
 use crate::store::{Applied, Change, NewNotification, NotificationId, Store};
+use crate::template::Format;
 
 /// Where "now" comes from. Injected so tests control time.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -43,6 +44,7 @@ struct Entry {
     name: String,
     notifier: Arc<dyn Notifier>,
     config: Arc<toml::Table>,
+    format: Format,
 }
 
 /// Processes failure and success events for services.
@@ -88,6 +90,7 @@ impl EngineBuilder {
             name: name.into(),
             notifier,
             config: Arc::new(config),
+            format: Format::full().clone(),
         });
         self
     }
@@ -98,6 +101,7 @@ impl EngineBuilder {
             name: c.name,
             notifier: c.notifier,
             config: c.config,
+            format: c.format,
         }));
         self
     }
@@ -400,9 +404,17 @@ impl Engine {
             .zip(&applied.notifications);
         let futures = sends.map(|((d, kind), &id)| async move {
             let entry = self.notifiers.iter().find(|e| e.name == d.notifier)?;
+            // a rule's recipient may override the notifier's format
+            let format = self
+                .router
+                .recipient(d.rule, &d.notifier)
+                .and_then(|r| r.format.as_ref())
+                .unwrap_or(&entry.format);
             let ctx = Context::new(kind, &self.host)
                 .notifier(&entry.name)
                 .config(&entry.config)
+                .format(format)
+                .rule(d.rule.and_then(|i| self.router.rule_ref(i)))
                 .sequence(applied.sequence)
                 .streak(streak_id, streak_start)
                 .now(now);

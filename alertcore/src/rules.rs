@@ -36,7 +36,9 @@ pub use timespec::{TimeWindow, TimeWindows, parse_timezone};
 
 use crate::alert::{EventKind, Severity, Timestamp};
 use crate::config::duration_serde;
+use crate::notifier::RuleRef;
 use crate::policy::{self, Action, Decision, Event, Policy, Reason, ServiceState, Target};
+use crate::template::{Format, FormatSpec};
 
 /// One entry of a rule's `notify` list.
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +59,13 @@ pub struct Recipient {
     /// Overrides `recovery`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<bool>,
+    /// The message format settings given for this recipient.
+    #[serde(skip)]
+    pub format_spec: FormatSpec,
+    /// Those settings compiled on top of the notifier's own format; `None`: the
+    /// notifier's format.
+    #[serde(skip)]
+    pub format: Option<Format>,
 }
 
 impl Recipient {
@@ -67,6 +76,8 @@ impl Recipient {
             threshold: None,
             repeat: None,
             recovery: None,
+            format_spec: FormatSpec::default(),
+            format: None,
         }
     }
 }
@@ -435,6 +446,14 @@ impl Router {
     /// The rule at 1-based position `index`.
     pub fn rule(&self, index: usize) -> Option<&Rule> {
         index.checked_sub(1).and_then(|i| self.rules.get(i))
+    }
+
+    /// The id of rule `index`, for messages.
+    pub fn rule_ref(&self, index: usize) -> Option<RuleRef> {
+        self.rule(index).map(|r| RuleRef {
+            index: r.index,
+            line: r.line,
+        })
     }
 
     /// The recipient entry of `notifier` in rule `index`.

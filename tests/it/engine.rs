@@ -281,7 +281,8 @@ mod prediction {
             }
             text.push_str(&rules);
             let config = Config::parse(&text, "t.toml").unwrap();
-            let router = config.build_router(&NAMES).unwrap();
+            let notifiers = config.build_notifiers(&alertcore::Registry::new()).unwrap();
+            let router = config.build_router(&notifiers).unwrap();
             let clock = ManualClock::new(Timestamp::from_millis(1_795_428_000_000));
             let mut builder = Engine::builder(Arc::new(SqliteStore::open_in_memory().unwrap()))
                 .policy(config.policy.clone())
@@ -315,4 +316,84 @@ mod prediction {
             }
         }
     }
+}
+
+/// Renders what a transport would: the subject by the format in its context.
+#[derive(Debug, Default)]
+struct Subjects(std::sync::Mutex<Vec<(String, String, Option<alertcore::RuleRef>)>>);
+
+#[async_trait::async_trait]
+impl Notifier for Subjects {
+    fn kind(&self) -> &'static str {
+        "subjects"
+    }
+    async fn failure(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        let subject = ctx.format.subject(service, failures, ctx)?;
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((
+            ctx.notifier.to_owned(),
+            subject,
+            ctx.rule,
+        ));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rule_recipient_gets_its_own_format_and_rule_id() {
+    let text = r#"
+[formats.sms]
+format = "short"
+
+[notifiers.ops]
+type = "console"
+subject = "OPS {{ service }}"
+
+[notifiers.pager]
+type = "console"
+
+[[rules]]
+notify = ["ops", { to = "pager", format = "sms", show_rule_id = true }]
+"#;
+    let config = Config::parse(text, "t.toml").unwrap();
+    let mut notifiers = config.build_notifiers(&Registry::new()).unwrap();
+    let router = config.build_router(&notifiers).unwrap();
+    let probe = Arc::new(Subjects::default());
+    for n in &mut notifiers {
+        n.notifier = probe.clone();
+    }
+    let engine = Engine::builder(Arc::new(MemoryStore::new()))
+        .configured(notifiers)
+        .router(router)
+        .host("h1")
+        .build();
+    engine.failure("web.service", report("1")).await.unwrap();
+    let mut got = probe.0.lock().unwrap().clone();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let rule = Some(alertcore::RuleRef { index: 1, line: 12 });
+    assert_eq!(
+        got[0],
+        ("ops".to_owned(), "OPS web.service".to_owned(), rule)
+    );
+    let (name, subject, r) = &got[1];
+    assert_eq!((name.as_str(), *r), ("pager", rule));
+    assert!(subject.len() <= 160, "{subject}");
+    assert!(subject.contains("web.service"), "{subject}");
+    assert!(
+        subject.contains("[r1]"),
+        "short names the rule compactly: {subject}"
+    );
+}
+
+#[test]
+fn a_bad_recipient_template_is_a_config_error_naming_the_rule() {
+    let text = "[notifiers.ops]\ntype = \"console\"\n\n[[rules]]\nnotify = [{ to = \"ops\", subject = \"{{ nope }\" }]\n";
+    let config = Config::parse(text, "t.toml").unwrap();
+    let notifiers = config.build_notifiers(&Registry::new()).unwrap();
+    let e = config.build_router(&notifiers).unwrap_err().to_string();
+    assert!(e.starts_with("t.toml:5:1: rule 1: `notify[0]`: "), "{e}");
 }

@@ -9,7 +9,8 @@ use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, SeqAcces
 
 use super::{Patterns, Recipient, Rule, TimeWindows};
 use crate::alert::{EventKind, Severity};
-use crate::config::{BuildError, duration_serde, from_table};
+use crate::config::{BuildError, ConfiguredNotifier, duration_serde, from_table};
+use crate::template::{Format, FormatSpec, Formats};
 
 /// A rule table as written, minus `notify` (read by hand: a name or an inline table).
 #[derive(Debug, Deserialize)]
@@ -65,13 +66,15 @@ struct RecipientSpec {
 }
 
 /// Builds rule `index` (1-based) starting at config line `line` from its table.
-/// `notifiers` are the configured names a rule may send to.
+/// `notifiers` are the ones a rule may send to; `formats` the named formats.
 pub(crate) fn build_rule(
     index: usize,
     line: usize,
     table: &toml::Table,
-    notifiers: &[&str],
+    notifiers: &[ConfiguredNotifier],
+    formats: &Formats,
 ) -> Result<Rule, BuildError> {
+    let ctx = Ctx { notifiers, formats };
     let mut rest = table.clone();
     let notify = rest.remove("notify");
     let spec: RuleSpec = from_table(&rest)?;
@@ -80,9 +83,9 @@ pub(crate) fn build_rule(
         Some(toml::Value::Array(items)) => items
             .iter()
             .enumerate()
-            .map(|(i, v)| recipient(v, i, notifiers))
+            .map(|(i, v)| ctx.recipient(v, i))
             .collect::<Result<Vec<_>, _>>()?,
-        Some(v) => vec![recipient(&v, 0, notifiers)?],
+        Some(v) => vec![ctx.recipient(&v, 0)?],
     };
     if notify.is_empty() && !spec.ignore {
         return Err(BuildError::new(
@@ -139,40 +142,60 @@ pub(crate) fn build_rule(
     })
 }
 
-fn recipient(v: &toml::Value, i: usize, notifiers: &[&str]) -> Result<Recipient, BuildError> {
-    let r = match v {
-        toml::Value::String(name) => Recipient::new(name.clone()),
-        toml::Value::Table(t) => {
-            let spec: RecipientSpec = from_table(t)
-                .map_err(|e| BuildError::key("notify", format!("`notify[{i}]`: {e}")))?;
-            Recipient {
-                notifier: spec.to,
-                threshold: spec.threshold,
-                repeat: spec.repeat,
-                recovery: spec.recovery,
+struct Ctx<'a> {
+    notifiers: &'a [ConfiguredNotifier],
+    formats: &'a Formats,
+}
+
+impl Ctx<'_> {
+    fn recipient(&self, v: &toml::Value, i: usize) -> Result<Recipient, BuildError> {
+        let in_entry = |e: BuildError| BuildError::key("notify", format!("`notify[{i}]`: {e}"));
+        let (mut r, spec) = match v {
+            toml::Value::String(name) => (Recipient::new(name.clone()), FormatSpec::default()),
+            toml::Value::Table(t) => {
+                let (spec, rest) = FormatSpec::split(t).map_err(in_entry)?;
+                let r: RecipientSpec = from_table(&rest).map_err(in_entry)?;
+                let recipient = Recipient {
+                    notifier: r.to,
+                    threshold: r.threshold,
+                    repeat: r.repeat,
+                    recovery: r.recovery,
+                    format_spec: FormatSpec::default(),
+                    format: None,
+                };
+                (recipient, spec)
             }
-        }
-        other => {
+            other => {
+                return Err(BuildError::key(
+                    "notify",
+                    format!(
+                        "`notify[{i}]`: expected a notifier name or an inline table {{ to = \"NAME\", ... }}, found {}",
+                        other.type_str()
+                    ),
+                ));
+            }
+        };
+        let Some(notifier) = self.notifiers.iter().find(|n| n.name == r.notifier) else {
+            let names: Vec<&str> = self.notifiers.iter().map(|n| n.name.as_str()).collect();
             return Err(BuildError::key(
                 "notify",
                 format!(
-                    "`notify[{i}]`: expected a notifier name or an inline table {{ to = \"NAME\", ... }}, found {}",
-                    other.type_str()
+                    "unknown notifier {:?} (configured: {})",
+                    r.notifier,
+                    names.join(", ")
                 ),
             ));
+        };
+        if !spec.is_empty() {
+            // the override starts from the notifier's own format
+            let format: Format =
+                Format::compile(&spec, self.formats, &notifier.format).map_err(in_entry)?;
+            notifier.notifier.check_format(&format).map_err(in_entry)?;
+            r.format = Some(format);
+            r.format_spec = spec;
         }
-    };
-    if !notifiers.contains(&r.notifier.as_str()) {
-        return Err(BuildError::key(
-            "notify",
-            format!(
-                "unknown notifier {:?} (configured: {})",
-                r.notifier,
-                notifiers.join(", ")
-            ),
-        ));
+        Ok(r)
     }
-    Ok(r)
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

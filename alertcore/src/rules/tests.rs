@@ -11,20 +11,23 @@ const MIN: i64 = 60_000;
 /// Mon 2026-11-23 10:00 UTC.
 const MONDAY_10: i64 = 1_795_428_000_000;
 
+/// `text` with console notifiers named [`NOTIFIERS`] appended.
+fn build(text: &str, origin: &str) -> Result<Router, crate::ConfigError> {
+    let mut text = text.to_owned();
+    for n in NOTIFIERS {
+        text.push_str(&format!("\n[notifiers.{n}]\ntype = \"console\"\n"));
+    }
+    let config = Config::parse(&text, origin)?;
+    let notifiers = config.build_notifiers(&crate::Registry::new())?;
+    config.build_router(&notifiers)
+}
+
 fn router(rules: &str) -> Router {
-    let text = format!("timezone = \"UTC\"\n{rules}");
-    Config::parse(&text, "t.toml")
-        .unwrap()
-        .build_router(NOTIFIERS)
-        .unwrap()
+    build(&format!("timezone = \"UTC\"\n{rules}"), "t.toml").unwrap()
 }
 
 fn error(rules: &str) -> String {
-    Config::parse(rules, "alertcore.toml")
-        .unwrap()
-        .build_router(NOTIFIERS)
-        .unwrap_err()
-        .to_string()
+    build(rules, "alertcore.toml").unwrap_err().to_string()
 }
 
 struct Run {
