@@ -1,0 +1,13 @@
+//! The whole config path: TOML parsing, `[policy]`, `[[rules]]`, templates, then building
+//! every notifier with the built-in factories. Any input may be rejected; none may panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|text: &str| {
+    let Ok(config) = alertcore::Config::parse(text, "fuzz.toml") else {
+        return;
+    };
+    // Building checks the notifier tables; it opens no file and starts no process.
+    let _ = config.build_notifiers(&alertcore::Registry::new());
+});
