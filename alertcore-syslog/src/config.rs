@@ -34,7 +34,8 @@ const DEFAULT_STREAM_SIZE: usize = 8192;
 const FACILITIES: &str = "kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, \
                           authpriv, ftp, ntp, audit, alert, clock, local0 .. local7";
 
-/// The syslog message format.
+/// The syslog message format: the `protocol` key. (`format` is the message template's
+/// key, common to every transport: see `alertcore::template`.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Format {
@@ -51,7 +52,7 @@ impl Format {
             "rfc5424" => Ok(Self::Rfc5424),
             "rfc3164" => Ok(Self::Rfc3164),
             other => Err(format!(
-                "`format` must be \"rfc5424\" or \"rfc3164\", not {other:?}"
+                "`protocol` must be \"rfc5424\" or \"rfc3164\", not {other:?}"
             )),
         }
     }
@@ -66,8 +67,8 @@ impl Format {
 #[serde(deny_unknown_fields, default)]
 pub struct SyslogConfig {
     address: String,
-    #[serde(deserialize_with = "deserialize_format")]
-    format: Format,
+    #[serde(deserialize_with = "deserialize_protocol")]
+    protocol: Format,
     facility: String,
     app_name: String,
     hostname: Option<String>,
@@ -78,13 +79,13 @@ pub struct SyslogConfig {
 }
 
 impl Default for SyslogConfig {
-    /// `address = "unix:///dev/log"`, `format = "rfc5424"`, `facility = "daemon"`,
+    /// `address = "unix:///dev/log"`, `protocol = "rfc5424"`, `facility = "daemon"`,
     /// `app_name = "alertcore"`, the host name of each alert, `sd_id =
     /// "alertcore@32473"`, the size bound of the address, `timeout = "5s"`.
     fn default() -> Self {
         Self {
             address: DEFAULT_ADDRESS.to_owned(),
-            format: Format::Rfc5424,
+            protocol: Format::Rfc5424,
             facility: DEFAULT_FACILITY.to_owned(),
             app_name: DEFAULT_APP_NAME.to_owned(),
             hostname: None,
@@ -97,9 +98,9 @@ impl Default for SyslogConfig {
 
 // Custom messages that start with the key in backticks: `BuildError::from_toml` reads
 // the key from them, so `alertctl` points at the right line.
-fn deserialize_format<'de, D: Deserializer<'de>>(d: D) -> Result<Format, D::Error> {
+fn deserialize_protocol<'de, D: Deserializer<'de>>(d: D) -> Result<Format, D::Error> {
     let s = String::deserialize(d)
-        .map_err(|_| serde::de::Error::custom("`format` must be a string"))?;
+        .map_err(|_| serde::de::Error::custom("`protocol` must be a string"))?;
     Format::parse(&s).map_err(serde::de::Error::custom)
 }
 
@@ -125,9 +126,9 @@ impl SyslogConfig {
         self
     }
 
-    /// `format`: [`Format::Rfc5424`] (default) or [`Format::Rfc3164`].
-    pub fn format(mut self, format: Format) -> Self {
-        self.format = format;
+    /// `protocol`: [`Format::Rfc5424`] (default) or [`Format::Rfc3164`].
+    pub fn protocol(mut self, protocol: Format) -> Self {
+        self.protocol = protocol;
         self
     }
 
@@ -185,7 +186,7 @@ impl SyslogConfig {
                 ),
             )
         })?;
-        let tag_max = match self.format {
+        let tag_max = match self.protocol {
             // RFC 3164 §4.1.3: the TAG is at most 32 characters.
             Format::Rfc3164 => 32,
             Format::Rfc5424 => 48,
@@ -206,7 +207,7 @@ impl SyslogConfig {
                 ));
             }
             Some(n) => n,
-            None => match (self.format, address.is_udp()) {
+            None => match (self.protocol, address.is_udp()) {
                 (Format::Rfc3164, _) => DEFAULT_RFC3164_SIZE,
                 (Format::Rfc5424, true) => DEFAULT_UDP_SIZE,
                 (Format::Rfc5424, false) => DEFAULT_STREAM_SIZE,
@@ -216,7 +217,7 @@ impl SyslogConfig {
             return Err(BuildError::key("timeout", "`timeout` must be more than 0s"));
         }
         let encoder = Encoder {
-            format: self.format,
+            format: self.protocol,
             facility,
             app_name: self.app_name,
             procid: std::process::id().to_string(),
@@ -288,7 +289,7 @@ mod tests {
             "{d}"
         );
         let n = build(
-            "type = \"syslog\"\naddress = \"udp://127.0.0.1:5514\"\nformat = \"rfc3164\"\n\
+            "type = \"syslog\"\naddress = \"udp://127.0.0.1:5514\"\nprotocol = \"rfc3164\"\n\
              facility = \"local3\"\napp_name = \"ops-alerts\"\nhostname = \"web1.example.org\"\n\
              sd_id = \"alertcore@12345\"\nmax_size = 1500\ntimeout = \"2s\"",
         )
@@ -310,8 +311,8 @@ mod tests {
         let cases = [
             ("adress = \"udp://h\"", "adress", "unknown field `adress`"),
             ("address = \"http://h\"", "address", "unsupported scheme"),
-            ("format = \"rfc9999\"", "format", "`format` must be"),
-            ("format = 5424", "format", "`format` must be a string"),
+            ("protocol = \"rfc9999\"", "protocol", "`protocol` must be"),
+            ("protocol = 5424", "protocol", "`protocol` must be a string"),
             (
                 "facility = \"local9\"",
                 "facility",
@@ -325,7 +326,7 @@ mod tests {
             ("app_name = \"a[1]\"", "app_name", "'[' is not allowed"),
             ("app_name = \"\"", "app_name", "must not be empty"),
             (
-                "format = \"rfc3164\"\napp_name = \"a-very-long-application-name-over-32\"",
+                "protocol = \"rfc3164\"\napp_name = \"a-very-long-application-name-over-32\"",
                 "app_name",
                 "at most 32",
             ),

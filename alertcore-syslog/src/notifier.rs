@@ -2,9 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::fmt::Write as _;
 
-use alertcore::message::{plural, subject};
 use alertcore::{Context, EventKind, Failure, Notifier, NotifyError, Severity};
 
 use crate::KIND;
@@ -70,7 +68,7 @@ impl SyslogNotifier {
         failures: &[Failure],
         ctx: &Context<'_>,
     ) -> Result<(), NotifyError> {
-        let record = self.record(service, failures, ctx);
+        let record = self.record(service, failures, ctx)?;
         let line = self.encoder.encode(&record)?;
         Ok(self.transport.send(line.as_bytes()).await?)
     }
@@ -80,7 +78,7 @@ impl SyslogNotifier {
         service: &'a str,
         failures: &'a [Failure],
         ctx: &Context<'a>,
-    ) -> Record<'a> {
+    ) -> Result<Record<'a>, NotifyError> {
         let last = failures.last();
         let mut params: Vec<(&'static str, Cow<'a, str>)> = Vec::with_capacity(10);
         params.push(("service", service.into()));
@@ -104,28 +102,16 @@ impl SyslogNotifier {
         params.push(("sequence", ctx.sequence.to_string().into()));
         params.push(("incident", ctx.incident_id(service).into()));
 
-        let mut msg = subject(service, failures, ctx);
-        if ctx.event.is_failure() {
-            let _ = write!(
-                msg,
-                "; {} since {}",
-                plural(failures.len(), "consecutive failure"),
-                ctx.streak_start
-            );
-            if let Some(m) = last.and_then(|f| f.message.as_deref()) {
-                let _ = write!(msg, "; {m}");
-            }
-        } else {
-            let _ = write!(msg, "; failing since {}", ctx.streak_start);
-        }
+        // The format's one-line form; the encoder still cleans and bounds it.
+        let msg = ctx.format.line(service, failures, ctx)?;
 
-        Record {
+        Ok(Record {
             severity: severity(ctx.event, last.map(|f| f.severity)),
             hostname: self.hostname.as_deref().unwrap_or(ctx.host),
             msgid: ctx.event.as_str(),
             params,
             msg,
-        }
+        })
     }
 }
 
@@ -207,13 +193,15 @@ mod tests {
     fn record_carries_the_failure() {
         let n = SyslogNotifier::builder().build().unwrap();
         let failures = history(Severity::Warning);
-        let r = n.record("backup.service", &failures, &ctx(EventKind::Failure));
+        let r = n
+            .record("backup.service", &failures, &ctx(EventKind::Failure))
+            .unwrap();
         assert_eq!(r.hostname, "web1");
         assert_eq!(r.msgid, "failure");
         assert_eq!(
             r.msg,
-            "[web1] FAILED: backup.service (exit-code, status=1); 3 consecutive failures \
-             since 2025-11-21T04:40:00Z; disk full"
+            "[web1] FAILED: backup.service (exit-code, status=1), 3 failures \
+             since 2025-11-21T04:40:00Z: disk full"
         );
         let names: Vec<&str> = r.params.iter().map(|(k, _)| *k).collect();
         assert_eq!(
@@ -237,11 +225,30 @@ mod tests {
 
         let n = SyslogNotifier::builder().hostname("relay").build().unwrap();
         let failures = history(Severity::Critical);
-        let r = n.record("backup.service", &failures, &ctx(EventKind::Recovery));
+        let r = n
+            .record("backup.service", &failures, &ctx(EventKind::Recovery))
+            .unwrap();
         assert_eq!(r.hostname, "relay");
-        assert_eq!(
-            r.msg,
-            "[web1] RECOVERED: backup.service (after 3 failures); failing since 2025-11-21T04:40:00Z"
-        );
+        assert_eq!(r.msg, "[web1] RECOVERED: backup.service (after 3 failures)");
+
+        // a custom format: its line is the message
+        let spec = alertcore::FormatSpec {
+            subject: Some("{{ event_word }} {{ service }}\n{{ message }}".to_owned()),
+            ..Default::default()
+        };
+        let f = alertcore::Format::compile(
+            &spec,
+            &alertcore::Formats::default(),
+            alertcore::Format::full(),
+        )
+        .unwrap();
+        let r = n
+            .record(
+                "backup.service",
+                &failures,
+                &ctx(EventKind::Failure).format(&f),
+            )
+            .unwrap();
+        assert_eq!(r.msg, "FAILED backup.service disk full");
     }
 }

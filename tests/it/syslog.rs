@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alertcore::{
-    Config, Context, EventKind, Failure, FailureReport, Notifier, NotifyError, Registry, Severity,
-    Timestamp, chain,
+    Config, Context, EventKind, Failure, FailureReport, Format, FormatSpec, Formats, Notifier,
+    NotifyError, Registry, Severity, Timestamp, chain,
 };
 use alertcore_syslog::SyslogError;
 use serde_json::Value;
@@ -379,7 +379,7 @@ async fn rfc5424_over_udp_carries_every_field() {
     assert!(str_of(r, "raw").starts_with("<26>1 "), "{r}");
     assert_eq!(
         str_of(r, "msg"),
-        "[web1] FAILED: backup.service (exit-code, status=1); 3 consecutive failures since \
+        "[web1] FAILED: backup.service (exit-code, status=1), 3 failures since \
          2025-11-21T04:40:00Z"
     );
     let p = our_params(r);
@@ -442,7 +442,7 @@ async fn tcp_frames_arrive_as_separate_records_with_the_configured_header() {
     assert_eq!(param(&our_params(&records[1]), "streak"), "3");
     assert_eq!(
         str_of(&records[2], "msg"),
-        "[web1] RECOVERED: db.service (after 3 failures); failing since 2025-11-21T04:40:00Z"
+        "[web1] RECOVERED: db.service (after 3 failures)"
     );
 }
 
@@ -453,9 +453,9 @@ async fn the_unix_socket_gets_rfc5424_and_rfc3164() {
     };
     let unix = rsyslog.address("unix");
     let modern = notifier(&format!("address = \"{unix}\""));
-    let old = notifier(&format!("address = \"{unix}\"\nformat = \"rfc3164\""));
+    let old = notifier(&format!("address = \"{unix}\"\nprotocol = \"rfc3164\""));
     let old_udp = notifier(&format!(
-        "address = \"{}\"\nformat = \"rfc3164\"\nfacility = \"user\"",
+        "address = \"{}\"\nprotocol = \"rfc3164\"\nfacility = \"user\"",
         rsyslog.address("udp")
     ));
     let failures = history(1, Severity::Warning);
@@ -481,7 +481,7 @@ async fn the_unix_socket_gets_rfc5424_and_rfc3164() {
         assert_eq!(str_of(r, "sd"), "-");
         assert_eq!(
             str_of(r, "msg").trim_start(),
-            "[web1] FAILED: web.service (exit-code, status=1); 1 consecutive failure since \
+            "[web1] FAILED: web.service (exit-code, status=1), 1 failure since \
              2025-11-21T04:40:00Z"
         );
         let raw = str_of(r, "raw");
@@ -497,6 +497,43 @@ async fn the_unix_socket_gets_rfc5424_and_rfc3164() {
 }
 
 #[tokio::test]
+async fn a_custom_format_is_the_message_and_stays_one_record() {
+    let Some(rsyslog) = Rsyslog::try_start() else {
+        return;
+    };
+    let table: toml::Table = toml::from_str(
+        r#"subject = "{{ event_word }} {{ service }} x{{ streak_length }}\n<13>1 - fake - - - forged""#,
+    )
+    .expect("valid TOML");
+    let (spec, _) = FormatSpec::split(&table).expect("format keys");
+    let custom = Format::compile(&spec, &Formats::default(), Format::full()).expect("compiles");
+    let short = Format::builtin("short").expect("built-in");
+    let n = notifier(&format!("address = \"{}\"", rsyslog.address("udp")));
+    let failures = history(2, Severity::Critical);
+    for f in [&custom, short] {
+        n.failure(
+            "backup.service",
+            &failures,
+            &ctx(EventKind::Failure).format(f),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    }
+    let records = rsyslog.wait_for(2);
+    assert_eq!(records.len(), 2, "one record per message: {records:#?}");
+    assert_eq!(
+        str_of(&records[0], "msg"),
+        "FAILED backup.service x2 <13>1 - fake - - - forged"
+    );
+    assert_eq!(
+        str_of(&records[1], "msg"),
+        "FAILED backup.service on web1: exit-code, status=1, 2x in 3m"
+    );
+    // the structured data is the transport's, whatever the format
+    assert_eq!(param(&our_params(&records[0]), "streak"), "2");
+}
+
+#[tokio::test]
 async fn a_service_name_cannot_forge_a_record() {
     let Some(rsyslog) = Rsyslog::try_start() else {
         return;
@@ -507,7 +544,7 @@ async fn a_service_name_cannot_forge_a_record() {
     for input in ["udp", "tcp", "unix"] {
         for format in ["rfc5424", "rfc3164"] {
             let n = notifier(&format!(
-                "address = \"{}\"\nformat = \"{format}\"",
+                "address = \"{}\"\nprotocol = \"{format}\"",
                 rsyslog.address(input)
             ));
             send(
