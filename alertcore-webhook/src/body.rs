@@ -5,8 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertcore::message::{subject, summary};
-use alertcore::{Context, EventKind, Failure, Severity, Timestamp};
+use alertcore::{Context, EventKind, Failure, Format, Severity, Timestamp};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
@@ -21,7 +20,7 @@ pub(crate) const DOCUMENT_VERSION: &str = "1";
 const TEMPLATE_NAME: &str = "body";
 
 /// A ready-made body for a common receiver, chosen with `preset = "..."`. Each is a
-/// template shipped with the crate ([`Preset::template`]); copy one into `template_file`
+/// template shipped with the crate ([`Preset::template`]); copy one into `template`
 /// to adapt it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,8 +76,21 @@ struct Document<'a> {
 }
 
 impl<'a> Document<'a> {
-    fn new(service: &'a str, failures: &'a [Failure], ctx: &'a Context<'a>) -> Self {
-        Self {
+    /// `title` and `text` are the format's subject and body.
+    fn new(
+        service: &'a str,
+        failures: &'a [Failure],
+        ctx: &'a Context<'a>,
+    ) -> Result<Self, WebhookError> {
+        let title = ctx
+            .format
+            .subject(service, failures, ctx)
+            .map_err(WebhookError::Format)?;
+        let text = ctx
+            .format
+            .body(service, failures, ctx)
+            .map_err(WebhookError::Format)?;
+        Ok(Self {
             version: DOCUMENT_VERSION,
             event: ctx.event,
             service,
@@ -91,10 +103,10 @@ impl<'a> Document<'a> {
             streak_id: ctx.streak_id,
             streak_start: ctx.streak_start,
             streak_length: failures.len(),
-            title: subject(service, failures, ctx),
-            text: summary(service, failures, ctx),
+            title,
+            text,
             failures,
-        }
+        })
     }
 }
 
@@ -111,6 +123,8 @@ struct TemplateData<'a> {
     ends_after: u64,
     /// The last path segment of the configured url (ntfy's topic).
     topic: &'a str,
+    /// Whether `text` is the default format's body (presets then may say it shorter).
+    default_body: bool,
 }
 
 /// Template settings that are not part of an alert.
@@ -124,7 +138,8 @@ pub(crate) struct TemplateVars {
 /// How bodies are made.
 #[derive(Clone)]
 pub(crate) enum Body {
-    /// The default JSON document.
+    /// The default JSON document; or, when the message format has a body of its own
+    /// (neither `full`'s nor `json`'s), that body.
     Document,
     /// A compiled template (a preset's or the user's).
     Template {
@@ -132,7 +147,7 @@ pub(crate) enum Body {
         vars: Arc<TemplateVars>,
         /// Check that the result parses as JSON (the content type says it is JSON).
         json: bool,
-        /// `preset = "..."` or `template` / `template_file`, for `Debug`.
+        /// `preset = "..."` or `template`, for `Debug`.
         origin: String,
     },
 }
@@ -182,19 +197,36 @@ impl Body {
         ctx: &Context<'_>,
         content_type: &str,
     ) -> Result<Vec<u8>, WebhookError> {
-        let document = Document::new(service, failures, ctx);
         match self {
+            Self::Document if has_own_body(ctx.format) => {
+                let text = ctx
+                    .format
+                    .body(service, failures, ctx)
+                    .map_err(WebhookError::Format)?;
+                if is_json(content_type) {
+                    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|source| {
+                        WebhookError::NotJson {
+                            content_type: content_type.to_owned(),
+                            source,
+                        }
+                    })?;
+                }
+                Ok(text.into_bytes())
+            }
             // A struct of strings, numbers and the core's own serialisable types
             // cannot fail to serialise; an error would still not panic.
             Self::Document => {
-                serde_json::to_vec(&document).map_err(|source| WebhookError::NotJson {
-                    content_type: content_type.to_owned(),
-                    source,
+                serde_json::to_vec(&Document::new(service, failures, ctx)?).map_err(|source| {
+                    WebhookError::NotJson {
+                        content_type: content_type.to_owned(),
+                        source,
+                    }
                 })
             }
             Self::Template {
                 env, vars, json, ..
             } => {
+                let document = Document::new(service, failures, ctx)?;
                 let mut severities: Vec<Severity> = Vec::new();
                 for f in failures {
                     if !severities.contains(&f.severity) {
@@ -210,6 +242,7 @@ impl Body {
                     labels: &vars.labels,
                     ends_after: u64::try_from(vars.ends_after.as_millis()).unwrap_or(u64::MAX),
                     topic: &vars.topic,
+                    default_body: ctx.format.is_default_body(),
                 };
                 let text = env
                     .get_template(TEMPLATE_NAME)
@@ -227,6 +260,17 @@ impl Body {
             }
         }
     }
+}
+
+/// Whether the format's body is the user's (or `short`'s): sent as the HTTP body when no
+/// preset or `template` says otherwise. `full`'s and `json`'s keep the JSON document.
+pub(crate) fn has_own_body(format: &Format) -> bool {
+    !format.is_default_body() && !format.is_json_body()
+}
+
+/// Whether a content type says the body is JSON.
+pub(crate) fn is_json(content_type: &str) -> bool {
+    content_type.to_ascii_lowercase().contains("json")
 }
 
 /// minijinja's `tojson`, except that an undefined value (a misspelt name) is an error
@@ -547,6 +591,75 @@ mod tests {
             .render(&service, &failures, &ctx(kind, "h"), "application/json")
             .unwrap_err();
         assert!(matches!(e, WebhookError::NotJson { .. }), "{e:?}");
+    }
+
+    fn format(spec: alertcore::FormatSpec) -> Format {
+        Format::compile(&spec, &alertcore::Formats::default(), Format::full()).unwrap()
+    }
+
+    #[test]
+    fn the_format_fills_title_and_text_or_is_the_body() {
+        let (service, failures, _) = samples(false).remove(0);
+        let custom = format(alertcore::FormatSpec {
+            subject: Some("S {{ service }}".to_owned()),
+            body: Some("{\"b\": {{ service | tojson }}}".to_owned()),
+            ..Default::default()
+        });
+        let subject_only = format(alertcore::FormatSpec {
+            subject: Some("S {{ service }}".to_owned()),
+            ..Default::default()
+        });
+        let json = Format::builtin("json").unwrap();
+        let render = |body: &Body, f: &Format| {
+            let c = ctx(EventKind::Failure, "web1").format(f);
+            let bytes = body
+                .render(&service, &failures, &c, "application/json")
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        };
+        // a body of its own is the HTTP body
+        assert_eq!(
+            render(&Body::Document, &custom),
+            serde_json::json!({"b": "backup.service"})
+        );
+        // otherwise the document, with the format's subject as its title
+        let v = render(&Body::Document, &subject_only);
+        assert_eq!(v["version"], "1");
+        assert_eq!(v["title"], "S backup.service");
+        assert!(v["text"].as_str().unwrap().starts_with("Service:"));
+        // `json` keeps the document too, its text the data model
+        let v = render(&Body::Document, json);
+        assert_eq!(v["version"], "1");
+        let text: serde_json::Value = serde_json::from_str(v["text"].as_str().unwrap()).unwrap();
+        assert_eq!(text["service"], "backup.service");
+        // presets put the format's subject and body in their text fields
+        let slack = preset(Preset::Slack, TemplateVars::default());
+        let v = render(&slack, &custom);
+        assert!(
+            v["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("*S backup.service*\n```\n{\"b\""),
+            "{v}"
+        );
+        let ntfy = preset(Preset::Ntfy, TemplateVars::default());
+        let v = render(&ntfy, &custom);
+        assert_eq!(v["title"], "S backup.service");
+        assert_eq!(v["message"], "{\"b\": \"backup.service\"}");
+        // a text body with a JSON content type fails
+        let text = format(alertcore::FormatSpec {
+            body: Some("{{ service }} failed".to_owned()),
+            ..Default::default()
+        });
+        let c = ctx(EventKind::Failure, "web1").format(&text);
+        let e = Body::Document
+            .render(&service, &failures, &c, "application/json")
+            .unwrap_err();
+        assert!(matches!(e, WebhookError::NotJson { .. }), "{e:?}");
+        let bytes = Body::Document
+            .render(&service, &failures, &c, "text/plain")
+            .unwrap();
+        assert_eq!(bytes, b"backup.service failed");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use alertcore::config::duration_serde;
-use alertcore::{BuildError, Context, Timestamp};
+use alertcore::{BuildError, Context, Format, Timestamp};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Deserializer};
 use url::Url;
@@ -55,7 +55,6 @@ pub struct WebhookConfig {
     url_file: Option<PathBuf>,
     preset: Option<Preset>,
     template: Option<String>,
-    template_file: Option<PathBuf>,
     content_type: Option<String>,
     headers: BTreeMap<String, String>,
     token_env: Option<String>,
@@ -93,7 +92,6 @@ impl Default for WebhookConfig {
             url_file: None,
             preset: None,
             template: None,
-            template_file: None,
             content_type: None,
             headers: BTreeMap::new(),
             token_env: None,
@@ -126,7 +124,6 @@ impl fmt::Debug for WebhookConfig {
             .field("url_file", &self.url_file)
             .field("preset", &self.preset)
             .field("template", &self.template.as_ref().map(|_| "..."))
-            .field("template_file", &self.template_file)
             .field("content_type", &self.content_type)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("token_env", &self.token_env)
@@ -191,15 +188,11 @@ impl WebhookConfig {
         self
     }
 
-    /// `template`: a minijinja template for the body.
+    /// `template`: a minijinja template for the HTTP body, with the webhook's variables
+    /// (the document's fields, `labels`, `topic`, ...). For a body from the common
+    /// message-format keys (`body`, `template_file`), see the crate documentation.
     pub fn template(mut self, source: impl Into<String>) -> Self {
         self.template = Some(source.into());
-        self
-    }
-
-    /// `template_file`: a file holding the body template. Read when the notifier is built.
-    pub fn template_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.template_file = Some(path.into());
         self
     }
 
@@ -326,7 +319,7 @@ impl WebhookConfig {
     /// # Errors
     /// A [`BuildError`] naming the key at fault: a missing or malformed URL, a template
     /// that does not compile or fails on a sample alert, conflicting keys, a bad header,
-    /// an unreadable `ca_file` or `template_file`.
+    /// an unreadable `ca_file`.
     pub fn build(self) -> Result<WebhookNotifier, BuildError> {
         let (url_key, raw_url) = self.raw_url()?;
         let mut url = parse_url(&raw_url).map_err(|e| BuildError::key(url_key, e))?;
@@ -573,10 +566,10 @@ impl WebhookConfig {
         }
     }
 
-    /// The body: the JSON document, or a compiled and tried template.
+    /// The body: the JSON document (or the format's own body, decided per alert), or a
+    /// compiled and tried template.
     fn body(&self, vars: TemplateVars, content_type: &str) -> Result<Body, BuildError> {
-        let templated =
-            self.preset.is_some() || self.template.is_some() || self.template_file.is_some();
+        let templated = self.preset.is_some() || self.template.is_some();
         if !templated {
             for (key, set) in [
                 ("labels", !self.labels.is_empty()),
@@ -591,8 +584,8 @@ impl WebhookConfig {
             }
             return Ok(Body::Document);
         }
-        let (key, origin, source) = match (self.preset, &self.template, &self.template_file) {
-            (Some(p), None, None) => {
+        let (key, origin, source) = match (self.preset, &self.template) {
+            (Some(p), None) => {
                 if p != Preset::Alertmanager {
                     for (key, set) in [
                         ("labels", !self.labels.is_empty()),
@@ -612,48 +605,26 @@ impl WebhookConfig {
                     p.template().to_owned(),
                 )
             }
-            (None, Some(t), None) => ("template", "template".to_owned(), t.clone()),
-            (None, None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    BuildError::key(
-                        "template_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                ("template_file", path.display().to_string(), text)
-            }
-            (Some(_), _, _) => {
-                let key = if self.template.is_some() {
-                    "template"
-                } else {
-                    "template_file"
-                };
+            (None, Some(t)) => ("template", "template".to_owned(), t.clone()),
+            (Some(_), Some(_)) => {
                 return Err(BuildError::key(
-                    key,
-                    format!(
-                        "set `preset` or `{key}`, not both (a preset is a template: copy it \
-                         from the documentation to change it)"
-                    ),
+                    "template",
+                    "set `preset` or `template`, not both (a preset is a template: copy it \
+                     from the documentation to change it)",
                 ));
             }
-            (None, Some(_), Some(_)) => {
-                return Err(BuildError::key(
-                    "template_file",
-                    "set one of `template` and `template_file`, not both",
-                ));
-            }
-            (None, None, None) => return Ok(Body::Document),
+            (None, None) => return Ok(Body::Document),
         };
         if self.preset == Some(Preset::Alertmanager) || key != "preset" {
             check_labels(&self.labels, self.preset == Some(Preset::Alertmanager))?;
         }
-        let json = content_type.to_ascii_lowercase().contains("json");
+        let json = body::is_json(content_type);
         let body = Body::template(source, origin, vars, json)
             .map_err(|e| BuildError::key(key, format!("template error: {e}")))?;
         // The presets are tried by this crate's own tests, hostile names included;
         // alertctl builds its notifiers at every run, so they skip the sample renders.
         if key != "preset" {
-            try_template(&body, key, content_type)?;
+            try_template(&body, key, content_type, Format::full())?;
         }
         Ok(body)
     }
@@ -661,7 +632,15 @@ impl WebhookConfig {
 
 /// Renders the template for sample alerts, so that a template that cannot work fails
 /// when the configuration is loaded, not when the first alert is due.
-fn try_template(body: &Body, key: &str, content_type: &str) -> Result<(), BuildError> {
+///
+/// `format` is the message format the samples carry: for a `template`, the default; for
+/// a format's own body (`key` `body` or `template_file`), that format.
+pub(crate) fn try_template(
+    body: &Body,
+    key: &str,
+    content_type: &str,
+    format: &Format,
+) -> Result<(), BuildError> {
     for hostile in [false, true] {
         let host = body::sample_host(hostile);
         for (service, failures, kind) in body::samples(hostile) {
@@ -670,7 +649,8 @@ fn try_template(body: &Body, key: &str, content_type: &str) -> Result<(), BuildE
                 .notifier("sample")
                 .sequence(1)
                 .streak(1, start)
-                .now(start.saturating_add(Duration::from_secs(120)));
+                .now(start.saturating_add(Duration::from_secs(120)))
+                .format(format);
             match body.render(&service, &failures, &ctx, content_type) {
                 Ok(_) => {}
                 Err(WebhookError::Render(e)) => {
@@ -966,15 +946,11 @@ mod tests {
                 "template",
                 "not both",
             ),
+            // a common format key: the config takes it out before this crate reads it
             (
-                "url = \"http://x\"\ntemplate = \"x\"\ntemplate_file = \"/t\"",
+                "url = \"http://x\"\ntemplate_file = \"/t.j2\"",
                 "template_file",
-                "not both",
-            ),
-            (
-                "url = \"http://x\"\ntemplate_file = \"/nonexistent.j2\"",
-                "template_file",
-                "cannot read",
+                "unknown field",
             ),
             (
                 "url = \"http://x\"\ntemplate = \"{{ service \"",

@@ -99,6 +99,9 @@ pub enum WebhookError {
     /// The HTTP client could not be set up (TLS settings, system certificates).
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
+    /// The message format (subject or body template) failed for this alert.
+    #[error("cannot render the message format")]
+    Format(#[source] alertcore::NotifyError),
 }
 
 /// `503 Service Unavailable`, or just the number for a code without a standard name.
@@ -131,7 +134,7 @@ impl WebhookError {
             Self::Timeout { .. } | Self::Io { .. } | Self::RetryAfterTooLong { .. } => true,
             Self::Status { status, .. } => status_is_retryable(*status),
             Self::GaveUp { last, .. } => last.is_retryable(),
-            Self::Render(_) | Self::NotJson { .. } | Self::Client(_) => false,
+            Self::Render(_) | Self::NotJson { .. } | Self::Client(_) | Self::Format(_) => false,
         }
     }
 

@@ -3,14 +3,14 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use alertcore::{Context, Failure, Notifier, NotifyError};
+use alertcore::{BuildError, Context, Failure, Format, Notifier, NotifyError};
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 use url::Url;
 
 use crate::KIND;
-use crate::body::{Body, Preset};
+use crate::body::{self, Body, Preset};
 use crate::client::LazyClient;
 use crate::config::WebhookConfig;
 use crate::error::WebhookError;
@@ -300,6 +300,21 @@ impl Notifier for WebhookNotifier {
         KIND
     }
 
+    /// A format with a body of its own is the HTTP body (without `preset` or
+    /// `template`): tried on the sample alerts here, so that one that is not the JSON
+    /// `content_type` promises fails when the configuration is loaded.
+    fn check_format(&self, format: &Format) -> Result<(), BuildError> {
+        if matches!(self.body, Body::Document) && body::has_own_body(format) {
+            crate::config::try_template(
+                &self.body,
+                format.body_key(),
+                &self.content_type_str,
+                format,
+            )?;
+        }
+        Ok(())
+    }
+
     async fn failure(
         &self,
         service: &str,
@@ -313,6 +328,44 @@ impl Notifier for WebhookNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_format_tries_a_body_of_its_own_against_the_content_type() {
+        let f = |body: &str| {
+            let spec = alertcore::FormatSpec {
+                body: Some(body.to_owned()),
+                ..Default::default()
+            };
+            Format::compile(&spec, &alertcore::Formats::default(), Format::full()).unwrap()
+        };
+        let json = WebhookNotifier::builder()
+            .url("http://127.0.0.1:1/")
+            .build()
+            .unwrap();
+        json.check_format(Format::full()).unwrap();
+        json.check_format(&f("{\"s\": {{ service | tojson }}}"))
+            .unwrap();
+        let e = json.check_format(&f("{{ service }} failed")).unwrap_err();
+        assert_eq!(e.offending_key(), Some("body"));
+        assert!(e.to_string().contains("valid JSON"), "{e}");
+        let e = json
+            .check_format(&f("{\"s\": \"{{ service }}\"}"))
+            .unwrap_err();
+        assert!(e.to_string().contains("tojson"), "{e}");
+        let text = WebhookNotifier::builder()
+            .url("http://127.0.0.1:1/")
+            .content_type("text/plain")
+            .build()
+            .unwrap();
+        text.check_format(&f("{{ service }} failed")).unwrap();
+        // with a preset the format's body is only the text inside it
+        let slack = WebhookNotifier::builder()
+            .url("http://127.0.0.1:1/")
+            .preset(Preset::Slack)
+            .build()
+            .unwrap();
+        slack.check_format(&f("{{ service }} failed")).unwrap();
+    }
 
     #[test]
     fn signature_matches_rfc_4231_test_case_2() {

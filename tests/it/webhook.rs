@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alertcore::{
-    Config, Context, Engine, EventKind, Failure, FailureReport, MemoryStore, Notifier, NotifyError,
-    Registry, Severity, Timestamp,
+    Config, Context, Engine, EventKind, Failure, FailureReport, Format, FormatSpec, Formats,
+    MemoryStore, Notifier, NotifyError, Registry, Severity, Timestamp,
 };
 use alertcore_webhook::{WebhookConfig, WebhookError, WebhookNotifier};
 use hmac::{KeyInit, Mac};
@@ -407,6 +407,102 @@ async fn template_renders_with_its_content_type() {
         r["body"],
         "REMINDER backup.service@web1 x2 since 2025-11-21T04:40:00.000Z\n- 1 0000\n- 1 0000\n"
     );
+}
+
+/// The notifier and its format, split as the config wiring does.
+fn notifier_with_format(toml_text: &str) -> (WebhookNotifier, Format) {
+    let table: toml::Table = toml::from_str(toml_text).expect("valid TOML");
+    let (spec, rest) = FormatSpec::split(&table).expect("format keys");
+    let format = Format::compile(&spec, &Formats::default(), Format::full())
+        .unwrap_or_else(|e| panic!("format: {e}\n{toml_text}"));
+    let n = WebhookConfig::from_table(&rest)
+        .and_then(WebhookConfig::build)
+        .unwrap_or_else(|e| panic!("build: {e}\n{toml_text}"));
+    n.check_format(&format)
+        .unwrap_or_else(|e| panic!("check_format: {e}\n{toml_text}"));
+    (n, format)
+}
+
+#[tokio::test]
+async fn the_message_format_reaches_the_receiver() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sms.j2");
+    std::fs::write(&file, "{{ event_word }} {{ service }}: {{ summary }}\n").unwrap();
+    // a body of its own (from template_file) is the HTTP body
+    let (text, text_format) = notifier_with_format(&format!(
+        "url = \"{}\"\ncontent_type = \"text/plain\"\ntemplate_file = {:?}",
+        sink.url("/sms"),
+        file.display().to_string()
+    ));
+    text.failure(
+        "backup.service",
+        &history(1),
+        &ctx(EventKind::Failure).format(&text_format),
+    )
+    .await
+    .unwrap();
+    // a subject of its own goes into the document's title; so into Slack's text
+    let (slack, slack_format) = notifier_with_format(&format!(
+        "url = \"{}\"\npreset = \"slack\"\nsubject = \"{{{{ service }}}} is down\"",
+        sink.url("/slack")
+    ));
+    slack
+        .failure(
+            "backup.service",
+            &history(1),
+            &ctx(EventKind::Failure).format(&slack_format),
+        )
+        .await
+        .unwrap();
+    // `json` keeps the versioned document
+    let (doc, json_format) = notifier_with_format(&format!(
+        "url = \"{}\"\nformat = \"json\"",
+        sink.url("/doc")
+    ));
+    doc.failure(
+        "backup.service",
+        &history(1),
+        &ctx(EventKind::Failure).format(&json_format),
+    )
+    .await
+    .unwrap();
+
+    let reqs = sink.requests(3);
+    assert_eq!(
+        reqs[0]["body"],
+        "FAILED backup.service: exit-code, status=1"
+    );
+    assert_eq!(
+        header(&reqs[0], "Content-Type").as_deref(),
+        Some("text/plain")
+    );
+    let slack_text = reqs[1]["json"]["text"].as_str().unwrap();
+    assert!(
+        slack_text.starts_with("*backup.service is down*\n```\nService:"),
+        "{slack_text}"
+    );
+    assert_eq!(reqs[2]["json"]["version"], "1");
+    assert_eq!(
+        reqs[2]["json"]["title"],
+        "[web1] FAILED: backup.service (exit-code, status=1)"
+    );
+
+    // a text body under the default JSON content type is a config error, found early
+    let table: toml::Table = toml::from_str(&format!(
+        "url = \"{}\"\nbody = \"{{{{ service }}}}\"",
+        sink.url("/x")
+    ))
+    .unwrap();
+    let (spec, rest) = FormatSpec::split(&table).unwrap();
+    let f = Format::compile(&spec, &Formats::default(), Format::full()).unwrap();
+    let n = WebhookConfig::from_table(&rest)
+        .and_then(WebhookConfig::build)
+        .unwrap();
+    let e = n.check_format(&f).unwrap_err();
+    assert_eq!(e.offending_key(), Some("body"));
 }
 
 #[tokio::test]
