@@ -4,7 +4,7 @@
 //! Rules are evaluated in order against an event (service, host, severity, event,
 //! source kind, time of day, streak duration). Each matching rule routes the event to
 //! its `notify` list; the first rule that routes to a notifier decides its settings
-//! (threshold, repeat, recovery, format). Then the [policy](crate::policy) decides per
+//! (threshold, repeat, recovery, format). Then the [policy module](crate::policy) decides per
 //! notifier, with repeat tracked per (service, notifier).
 //!
 //! - `stop = true`: no rule after a matching one is evaluated (xymon `STOP`).
