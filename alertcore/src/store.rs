@@ -1,4 +1,4 @@
-//! Where state, failure history and the notification log live.
+//! Where state, failure history and the notification outbox live.
 //!
 //! `Store` is synchronous: SQLite blocks, and `rusqlite::Connection` is not `Sync`.
 //! The [`Engine`](crate::Engine) calls it through `spawn_blocking`, so no lock is ever
@@ -8,6 +8,7 @@ mod memory;
 mod sqlite;
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,7 +54,13 @@ impl Change {
     }
 }
 
-/// A notification about to be sent.
+/// A notification about to be sent: one outbox row.
+///
+/// `payload` is whatever the sender needs to send the notification again later (the
+/// engine keeps the rendered event there as JSON); the store never looks inside it.
+/// With a `lease`, [`Store::apply`] inserts the row already claimed by the caller for
+/// that long, so the creating process can send it right after the commit without a
+/// flusher taking it at the same time (see [`Applied::claimed`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NewNotification {
@@ -63,16 +70,37 @@ pub struct NewNotification {
     pub kind: EventKind,
     /// The streak it belongs to.
     pub streak: u64,
+    /// Opaque data (JSON) needed to send it again; kept as given.
+    pub payload: String,
+    /// Claim the new row for this long (from `now`), for the caller to send it.
+    pub lease: Option<Duration>,
 }
 
 impl NewNotification {
-    /// A notification of `kind` to `notifier` in streak `streak`.
+    /// A notification of `kind` to `notifier` in streak `streak`, with an empty payload
+    /// and no lease.
     pub fn new(notifier: impl Into<String>, kind: EventKind, streak: u64) -> Self {
         Self {
             notifier: notifier.into(),
             kind,
             streak,
+            payload: String::new(),
+            lease: None,
         }
+    }
+
+    /// Sets the payload (opaque JSON the sender needs to send it again).
+    #[must_use]
+    pub fn payload(mut self, json: impl Into<String>) -> Self {
+        self.payload = json.into();
+        self
+    }
+
+    /// Inserts the row claimed by the caller for `lease` from the event's time.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
     }
 }
 
@@ -86,11 +114,21 @@ pub struct Applied {
     pub history: Vec<Failure>,
     /// The ids of the logged notifications, in the order given.
     pub notifications: Vec<NotificationId>,
+    /// The notifications inserted claimed by the caller (asked for with
+    /// [`NewNotification::lease`]), in the order given: the caller sends these and
+    /// reports with [`Store::record_attempt`].
+    ///
+    /// A notification asked for with a lease is *not* claimed when an older row of the
+    /// same service, notifier and streak is still pending (say a failure alert waiting
+    /// for a retry when its recovery comes): it is left due, unleased, and
+    /// [`Store::claim_due`] hands it out after the older one is finished, so the two
+    /// are delivered in order.
+    pub claimed: Vec<NotificationId>,
     /// The per-host sequence number given to this event (0 if it notified nobody).
     pub sequence: u64,
 }
 
-/// One row of the notification log.
+/// One row of the notification log (the outbox).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct NotificationRecord {
@@ -108,22 +146,139 @@ pub struct NotificationRecord {
     pub sequence: u64,
     /// When it was logged (just before sending).
     pub created: Timestamp,
-    /// Pending, delivered or failed.
+    /// Pending (waiting to be sent or retried), delivered or failed (given up). A row
+    /// dropped by an operator reads as failed, with [`dropped`](Self::dropped) set.
     pub status: Outcome,
-    /// The error, when failed.
+    /// Whether an operator dropped it ([`Store::drop_notification`]).
+    #[serde(default)]
+    pub dropped: bool,
+    /// The error of the latest attempt, unless it was delivered.
     pub error: Option<String>,
-    /// When the outcome was recorded.
+    /// When it was delivered or given up.
     pub finished: Option<Timestamp>,
+    /// How many delivery attempts were recorded.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When it is due (again), while pending.
+    #[serde(default)]
+    pub next_attempt: Option<Timestamp>,
+    /// Claimed by a sender until then (while it is being sent).
+    #[serde(default)]
+    pub leased_until: Option<Timestamp>,
 }
 
-/// Persistent state: per-service state, failure history of the current streak, and a
-/// log of every notification (written before it is sent, updated after).
+/// The result of one delivery attempt, for [`Store::record_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt<'a> {
+    /// The notifier reported success.
+    Delivered,
+    /// A transient failure: try again at `next_at`.
+    Retry {
+        /// What went wrong.
+        error: &'a str,
+        /// When the row is due again.
+        next_at: Timestamp,
+    },
+    /// A permanent failure, or retries are exhausted: the row is finished as failed.
+    GaveUp {
+        /// What went wrong.
+        error: &'a str,
+    },
+}
+
+/// A due notification claimed by [`Store::claim_due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// The row (its `leased_until` is the new lease).
+    pub record: NotificationRecord,
+    /// The payload given when it was created.
+    pub payload: String,
+    /// Attempts recorded before this one.
+    pub attempts: u32,
+}
+
+/// Which rows [`Store::outbox`] lists. The default lists every pending and failed row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxFilter {
+    /// Only this service.
+    pub service: Option<String>,
+    /// Only this notifier.
+    pub notifier: Option<String>,
+    /// Only rows with this status ([`Outcome::Pending`] or [`Outcome::Failed`]).
+    pub status: Option<Outcome>,
+    /// At most this many rows.
+    pub limit: Option<usize>,
+}
+
+impl OutboxFilter {
+    /// Every pending and failed row.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only rows of `service`.
+    #[must_use]
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// Only rows for `notifier`.
+    #[must_use]
+    pub fn notifier(mut self, notifier: impl Into<String>) -> Self {
+        self.notifier = Some(notifier.into());
+        self
+    }
+
+    /// Only pending or only failed rows.
+    #[must_use]
+    pub fn status(mut self, status: Outcome) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// At most `limit` rows (the newest).
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Whether `r` passes (it is pending or failed, not dropped, and matches).
+    pub(crate) fn matches(&self, r: &NotificationRecord) -> bool {
+        !r.dropped
+            && r.status != Outcome::Delivered
+            && self.status.is_none_or(|s| r.status == s)
+            && self.service.as_ref().is_none_or(|s| &r.service == s)
+            && self.notifier.as_ref().is_none_or(|n| &r.notifier == n)
+    }
+}
+
+/// Persistent state: per-service state, failure history of the current streak, and the
+/// outbox: a log of every notification, written in the same transaction as the state
+/// change that caused it and updated after each delivery attempt.
 ///
-/// Implementations must make [`Store::apply`] atomic across processes: two handlers
-/// for one service must never both read the same state.
+/// # The outbox
+///
+/// A row is `pending` from [`apply`](Store::apply) until it is delivered, given up
+/// (`failed`) or dropped by an operator. A pending row is *due* when its next attempt
+/// time has come and nobody holds a lease on it. Senders take due rows with
+/// [`claim_due`](Store::claim_due) (or get them claimed at creation, see
+/// [`NewNotification::lease`]), send, and report with
+/// [`record_attempt`](Store::record_attempt). A sender that dies mid-send leaves a
+/// lease that simply runs out: the row is sent again, so delivery is at least once.
+///
+/// Rows of one service, notifier and streak are handed out one at a time, oldest
+/// first: a recovery is never sent before the failure alert it answers.
+///
+/// Implementations must make [`Store::apply`] and [`Store::claim_due`] atomic across
+/// processes: two handlers for one service must never both read the same state, and
+/// two senders must never claim the same row at once.
 pub trait Store: Send + Sync + fmt::Debug {
     /// In one transaction: reads the state of `service`, calls `f` with it, and stores
-    /// what `f` returns (state, failure record, pending notifications).
+    /// what `f` returns (state, failure record, pending notifications, due at `now`).
     ///
     /// # Errors
     /// A [`StoreError`]; then nothing was written.
@@ -134,18 +289,95 @@ pub trait Store: Send + Sync + fmt::Debug {
         f: &mut dyn FnMut(&ServiceState) -> Change,
     ) -> Result<Applied, StoreError>;
 
-    /// Records the outcome of a logged notification, and for failure alerts updates
-    /// the recipient in the service state (so a recovery follows only delivered alerts).
+    /// Records one delivery attempt of notification `id`, made at `at`: counts it,
+    /// releases the lease, and
+    /// - [`Attempt::Delivered`]: the row is delivered (finished at `at`);
+    /// - [`Attempt::Retry`]: the row stays pending, with the error, due at `next_at`;
+    /// - [`Attempt::GaveUp`]: the row is failed (finished at `at`), with the error.
+    ///
+    /// For failure alerts (failure, reminder, escalation) it also updates the recipient
+    /// in the service state, so a recovery follows only delivered alerts: delivered, or
+    /// failed when given up; a retry leaves it pending (the outbox still owns it).
+    /// Delivering anything else touches only the row.
+    ///
+    /// A row an operator dropped meanwhile stays dropped, unless it was delivered.
     ///
     /// # Errors
-    /// A [`StoreError`].
+    /// [`StoreError::Corrupt`] if there is no such row; other [`StoreError`]s.
+    fn record_attempt(
+        &self,
+        id: NotificationId,
+        attempt: Attempt<'_>,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Records the outcome of a logged notification: [`Store::record_attempt`] with
+    /// [`Attempt::Delivered`] for [`Outcome::Delivered`], [`Attempt::GaveUp`] for
+    /// [`Outcome::Failed`], and [`Attempt::Retry`] due at `at` for [`Outcome::Pending`].
+    ///
+    /// Superseded by `record_attempt`, kept until every caller has moved (not marked
+    /// `#[deprecated]` so that callers' `-D warnings` builds keep working meanwhile).
+    ///
+    /// # Errors
+    /// As [`Store::record_attempt`].
     fn record_outcome(
         &self,
         id: NotificationId,
         outcome: Outcome,
         error: Option<&str>,
         at: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let error = error.unwrap_or("");
+        let attempt = match outcome {
+            Outcome::Delivered => Attempt::Delivered,
+            Outcome::Failed => Attempt::GaveUp { error },
+            Outcome::Pending => Attempt::Retry { error, next_at: at },
+        };
+        self.record_attempt(id, attempt, at)
+    }
+
+    /// In one transaction: claims up to `limit` due rows (pending, next attempt at or
+    /// before `now`, no lease running) for `lease` from `now`, oldest first, only for
+    /// `notifiers` if given. Of the pending rows of one service, notifier and streak,
+    /// only the oldest is ever returned (and only when it is due).
+    ///
+    /// Two callers, in one process or several, never get the same row while its
+    /// lease runs.
+    ///
+    /// # Errors
+    /// A [`StoreError`]; then nothing was claimed.
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+        notifiers: Option<&[&str]>,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Pending and failed (not dropped) rows, newest first, as `filter` says.
+    ///
+    /// # Errors
+    /// A [`StoreError`].
+    fn outbox(&self, filter: &OutboxFilter) -> Result<Vec<NotificationRecord>, StoreError>;
+
+    /// Makes row `id` (or, with `None`, every pending and failed row) pending and due at
+    /// `now`, releasing any lease; the attempt count is kept. For failure alerts the
+    /// recipient goes back to pending in the service state. Delivered and dropped rows
+    /// are left alone. Returns how many rows it changed.
+    ///
+    /// A row that is being sent right now may then be sent twice.
+    ///
+    /// # Errors
+    /// A [`StoreError`].
+    fn retry(&self, id: Option<NotificationId>, now: Timestamp) -> Result<usize, StoreError>;
+
+    /// Drops a pending or failed row: it is never sent (again). For failure alerts the
+    /// recipient is marked failed in the service state, so the policy may alert again
+    /// on the next event. `false` if there is no such pending or failed row.
+    ///
+    /// # Errors
+    /// A [`StoreError`].
+    fn drop_notification(&self, id: NotificationId) -> Result<bool, StoreError>;
 
     /// The state of one service, if it has any.
     ///
@@ -182,6 +414,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn clear(&self, service: &str) -> Result<bool, StoreError>;
 }
 
+/// The recipient outcome a finished row stands for: `None` while it is pending.
+fn finished_outcome(r: &NotificationRecord) -> Option<Outcome> {
+    match (r.status, r.dropped) {
+        (Outcome::Pending, _) => None,
+        (_, true) => Some(Outcome::Failed),
+        (s, false) => Some(s),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testkit::store_conformance;
@@ -206,6 +447,267 @@ mod tests {
         // reopening sees the same data
         let again = SqliteStore::open(&path).unwrap();
         assert!(!again.notifications(None, 10).unwrap().is_empty());
+    }
+
+    /// A version 1 state file with one alert of each outcome; the pending one is an
+    /// alert whose sender died.
+    fn v1_file(path: &std::path::Path) {
+        use crate::alert::Severity;
+        use crate::policy::{RecipientState, Streak};
+
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(include_str!("../migrations/0001_init.sql"))
+            .unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        let state = |outcome| {
+            let mut streak = Streak {
+                id: 1,
+                started: Timestamp::from_millis(1_000),
+                last_failure: Timestamp::from_millis(1_000),
+                failures: 1,
+                max_severity: Severity::Critical,
+                escalated: false,
+                kind: None,
+                recipients: Default::default(),
+            };
+            streak.recipients.insert(
+                "ops".to_owned(),
+                RecipientState {
+                    first_alert: Timestamp::from_millis(1_000),
+                    last_alert: Timestamp::from_millis(1_000),
+                    last_kind: EventKind::Failure,
+                    alerts: 1,
+                    delivered: outcome == Outcome::Delivered,
+                    outcome,
+                    rule: None,
+                },
+            );
+            serde_json::to_string(&ServiceState {
+                streak: Some(streak),
+                streaks: 1,
+                ..ServiceState::default()
+            })
+            .unwrap()
+        };
+        for (i, (service, outcome)) in [
+            ("a.service", Outcome::Delivered),
+            ("b.service", Outcome::Failed),
+            ("c.service", Outcome::Pending),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            conn.execute(
+                "INSERT INTO services (name, state, updated_ms) VALUES (?1, ?2, 1000)",
+                rusqlite::params![service, state(outcome)],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms,
+                                            status, error, finished_ms)
+                 VALUES (?1, 'ops', 'failure', 1, ?2, 1000, ?3, ?4, ?5)",
+                rusqlite::params![
+                    service,
+                    i64::try_from(i).unwrap() + 1,
+                    outcome.as_str(),
+                    (outcome == Outcome::Failed).then_some("refused"),
+                    (outcome != Outcome::Pending).then_some(1_100)
+                ],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn sqlite_migrates_a_v1_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        v1_file(&path);
+        assert!(
+            std::fs::read(&path)
+                .unwrap()
+                .windows(19)
+                .any(|w| w == br#""outcome":"pending""#),
+            "the v1 file has a pending recipient in compact JSON"
+        );
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(SqliteStore::SCHEMA_VERSION, 2);
+        let log = store.notifications(None, 10).unwrap();
+        let by = |s: &str| log.iter().find(|r| r.service == s).unwrap();
+        let (a, b, c) = (by("a.service"), by("b.service"), by("c.service"));
+        assert_eq!(
+            (a.status, a.attempts, a.error.as_deref()),
+            (Outcome::Delivered, 1, None)
+        );
+        assert_eq!(
+            (b.status, b.attempts, b.error.as_deref(), b.finished),
+            (
+                Outcome::Failed,
+                1,
+                Some("refused"),
+                Some(Timestamp::from_millis(1_100))
+            )
+        );
+        assert_eq!(
+            (c.status, c.attempts, c.error.as_deref(), c.next_attempt),
+            (
+                Outcome::Failed,
+                0,
+                Some("interrupted before alertcore had an outbox"),
+                None
+            )
+        );
+        assert!(c.finished.is_some());
+        let outcome =
+            |s: &str| store.state(s).unwrap().unwrap().streak.unwrap().recipients["ops"].outcome;
+        assert_eq!(outcome("a.service"), Outcome::Delivered);
+        assert_eq!(outcome("b.service"), Outcome::Failed);
+        assert_eq!(outcome("c.service"), Outcome::Failed, "no longer waited on");
+        let far = Timestamp::from_millis(i64::MAX / 2);
+        assert!(
+            store
+                .claim_due(far, Duration::from_secs(1), 10, None)
+                .unwrap()
+                .is_empty(),
+            "nothing from v1 can be sent again"
+        );
+        assert_eq!(store.outbox(&OutboxFilter::new()).unwrap().len(), 2);
+        drop(store);
+        // and the migrated file is a good v2 file
+        let store = SqliteStore::open(&path).unwrap();
+        store_conformance_after_v1(&store);
+    }
+
+    /// The outbox works on a migrated file: a new alert is claimed and delivered.
+    fn store_conformance_after_v1(store: &SqliteStore) {
+        let now = Timestamp::from_millis(5_000);
+        let applied = store
+            .apply("d.service", now, &mut |_| {
+                let mut c = Change::new(ServiceState::default());
+                c.notifications =
+                    vec![NewNotification::new("ops", EventKind::Recovery, 1).payload("{}")];
+                c
+            })
+            .unwrap();
+        let claimed = store
+            .claim_due(now, Duration::from_secs(60), 10, None)
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].record.id, applied.notifications[0]);
+        assert_eq!(claimed[0].payload, "{}");
+        store
+            .record_attempt(claimed[0].record.id, Attempt::Delivered, now)
+            .unwrap();
+    }
+
+    #[test]
+    fn two_processes_never_claim_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let a = SqliteStore::open(&path).unwrap();
+        let b = SqliteStore::open(&path).unwrap();
+        let now = Timestamp::from_millis(1_000);
+        let mut expected = Vec::new();
+        for i in 0..60 {
+            let applied = a
+                .apply(&format!("unit-{i}.service"), now, &mut |_| {
+                    let mut c = Change::new(ServiceState::default());
+                    c.notifications = ["ops", "mail", "hook"]
+                        .iter()
+                        .map(|n| {
+                            NewNotification::new(*n, EventKind::Failure, 1).payload(i.to_string())
+                        })
+                        .collect();
+                    c
+                })
+                .unwrap();
+            expected.extend(applied.notifications);
+        }
+        let claimed = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (store, claimed) = (if t % 2 == 0 { &a } else { &b }, &claimed);
+                s.spawn(move || {
+                    loop {
+                        let got = store
+                            .claim_due(now, Duration::from_secs(3600), 3, None)
+                            .unwrap();
+                        if got.is_empty() {
+                            break;
+                        }
+                        for c in &got {
+                            // half are finished at once, half stay leased
+                            if c.record.id.0 % 2 == 0 {
+                                store
+                                    .record_attempt(c.record.id, Attempt::Delivered, now)
+                                    .unwrap();
+                            }
+                        }
+                        claimed
+                            .lock()
+                            .unwrap()
+                            .extend(got.into_iter().map(|c| c.record.id));
+                    }
+                });
+            }
+        });
+        let mut claimed = claimed.into_inner().unwrap();
+        let n = claimed.len();
+        claimed.sort();
+        claimed.dedup();
+        assert_eq!(n, claimed.len(), "a row was claimed twice");
+        assert_eq!(claimed, expected, "every row was claimed");
+    }
+
+    #[test]
+    fn delivering_a_recovery_does_not_touch_the_services_table() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let now = Timestamp::from_millis(1_000);
+        let applied = store
+            .apply("x.service", now, &mut |_| {
+                let mut c = Change::new(ServiceState::default());
+                c.notifications = vec![
+                    NewNotification::new("ops", EventKind::Recovery, 1),
+                    NewNotification::new("ops", EventKind::Reminder, 2),
+                ];
+                c
+            })
+            .unwrap();
+        // a state that cannot even be read: touching it would fail
+        store
+            .lock()
+            .execute("UPDATE services SET state = 'not json'", [])
+            .unwrap();
+        store
+            .record_attempt(applied.notifications[0], Attempt::Delivered, now)
+            .unwrap();
+        assert!(
+            store
+                .record_attempt(applied.notifications[1], Attempt::Delivered, now)
+                .is_err(),
+            "a failure kind updates the state"
+        );
+    }
+
+    #[test]
+    fn outbox_queries_use_the_due_index() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let conn = store.lock();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM notifications
+                 WHERE status IN ('pending', 'failed') AND status = 'pending'
+                   AND next_attempt_ms <= 5",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("notifications_due")),
+            "{plan:?}"
+        );
     }
 
     #[test]

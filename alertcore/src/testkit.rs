@@ -344,4 +344,454 @@ pub fn store_conformance(store: &dyn Store) {
         })
         .expect("odd name");
     assert_eq!(store.history(odd).expect("history").len(), 1);
+
+    // the compatibility path counted its attempts
+    let log = store.notifications(None, 10).expect("log");
+    assert!(log.iter().all(|r| r.attempts == 1), "{log:#?}");
+    outbox_conformance(store);
+}
+
+/// A service in streak 1 that alerted each of `notifiers` at `at`, outcome pending.
+fn alerted_state(notifiers: &[&str], at: Timestamp) -> ServiceState {
+    let mut s = streak_state(1, 1, None);
+    let streak = s.streak.as_mut().expect("streak");
+    for n in notifiers {
+        streak.recipients.insert(
+            (*n).to_owned(),
+            RecipientState {
+                first_alert: at,
+                last_alert: at,
+                last_kind: EventKind::Failure,
+                alerts: 1,
+                delivered: false,
+                outcome: Outcome::Pending,
+                rule: None,
+            },
+        );
+    }
+    s
+}
+
+fn recipient_outcome(store: &dyn Store, service: &str, notifier: &str) -> Outcome {
+    let state = store.state(service).expect("state").expect("some state");
+    state.streak.expect("streak").recipients[notifier].outcome
+}
+
+fn record(store: &dyn Store, id: crate::store::NotificationId) -> crate::store::NotificationRecord {
+    store
+        .notifications(None, 1_000)
+        .expect("log")
+        .into_iter()
+        .find(|r| r.id == id)
+        .expect("row in the log")
+}
+
+/// The outbox part of [`store_conformance`]: claims, leases, ordering, attempts, retry
+/// and drop. Runs after the rest, on the rows it left (all finished, one failed).
+fn outbox_conformance(store: &dyn Store) {
+    use crate::store::{Attempt, OutboxFilter};
+
+    let at = Timestamp::from_millis;
+    let ids = |c: &[crate::store::Claimed]| c.iter().map(|c| c.record.id).collect::<Vec<_>>();
+    let lease = Duration::from_secs(60);
+    let old_failed = store.outbox(&OutboxFilter::new()).expect("outbox");
+    assert_eq!(
+        old_failed.len(),
+        1,
+        "the earlier failed delivery: {old_failed:#?}"
+    );
+    assert_eq!(old_failed[0].status, Outcome::Failed);
+    assert!(
+        store
+            .claim_due(at(9_000), lease, 10, None)
+            .expect("claim")
+            .is_empty(),
+        "finished rows are never due"
+    );
+
+    // 8. rows are written due now; one claimed at creation, one not
+    let web = "web.service";
+    let applied = store
+        .apply(web, at(10_000), &mut |_| Change {
+            next: alerted_state(&["ops", "mail"], at(10_000)),
+            failure: Some(failure(10, Severity::Critical)),
+            notifications: vec![
+                NewNotification::new("ops", EventKind::Failure, 1)
+                    .payload(r#"{"to":"ops"}"#)
+                    .lease(Duration::from_secs(30)),
+                NewNotification::new("mail", EventKind::Failure, 1).payload(r#"{"to":"mail"}"#),
+            ],
+            ..Change::default()
+        })
+        .expect("apply web");
+    let (ops, mail) = (applied.notifications[0], applied.notifications[1]);
+    assert_eq!(
+        applied.claimed,
+        vec![ops],
+        "only the row asked for with a lease"
+    );
+    let r = record(store, ops);
+    assert_eq!(
+        (r.status, r.attempts, r.next_attempt, r.leased_until),
+        (Outcome::Pending, 0, Some(at(10_000)), Some(at(40_000)))
+    );
+    assert_eq!(record(store, mail).leased_until, None);
+
+    // a leased row is not due; claiming leases
+    let c = store.claim_due(at(10_000), lease, 10, None).expect("claim");
+    assert_eq!(ids(&c), vec![mail], "the creator holds ops");
+    assert_eq!(c[0].payload, r#"{"to":"mail"}"#);
+    assert_eq!(c[0].attempts, 0);
+    assert_eq!(c[0].record.leased_until, Some(at(70_000)));
+    assert_eq!(record(store, mail).leased_until, Some(at(70_000)));
+    assert!(
+        store
+            .claim_due(at(10_000), lease, 10, None)
+            .expect("claim")
+            .is_empty(),
+        "all leased"
+    );
+    // the lease runs out: claimed again (the creator died)
+    assert!(
+        store
+            .claim_due(at(40_000), lease, 10, None)
+            .expect("claim")
+            .is_empty(),
+        "lease held until its end"
+    );
+    let c = store.claim_due(at(40_001), lease, 10, None).expect("claim");
+    assert_eq!(ids(&c), vec![ops], "an expired lease is due");
+    assert_eq!(c[0].payload, r#"{"to":"ops"}"#);
+
+    // a retryable failure: still pending, due later, recipient still pending
+    store
+        .record_attempt(
+            ops,
+            Attempt::Retry {
+                error: "timed out",
+                next_at: at(100_000),
+            },
+            at(41_000),
+        )
+        .expect("retry");
+    let r = record(store, ops);
+    assert_eq!(
+        (
+            r.status,
+            r.attempts,
+            r.next_attempt,
+            r.leased_until,
+            r.finished
+        ),
+        (Outcome::Pending, 1, Some(at(100_000)), None, None)
+    );
+    assert_eq!(r.error.as_deref(), Some("timed out"));
+    assert_eq!(recipient_outcome(store, web, "ops"), Outcome::Pending);
+    assert!(
+        store
+            .claim_due(at(99_999), lease, 10, Some(&["ops"]))
+            .expect("claim")
+            .is_empty(),
+        "not due before next_at"
+    );
+
+    // notifier filter, limit, oldest first
+    let c = store
+        .claim_due(at(100_000), lease, 10, Some(&["mail", "nobody"]))
+        .expect("claim");
+    assert_eq!(ids(&c), vec![mail], "only the notifiers asked for");
+    assert!(
+        store
+            .claim_due(at(100_000), lease, 10, Some(&[]))
+            .expect("claim")
+            .is_empty()
+    );
+    store.retry(Some(mail), at(100_000)).expect("retry mail");
+    assert_eq!(
+        record(store, mail).leased_until,
+        None,
+        "retry releases the lease"
+    );
+    assert!(
+        store
+            .claim_due(at(100_000), lease, 0, None)
+            .expect("claim")
+            .is_empty(),
+        "limit 0"
+    );
+    let c = store.claim_due(at(100_000), lease, 1, None).expect("claim");
+    assert_eq!(ids(&c), vec![ops], "oldest first, up to the limit");
+    assert_eq!(c[0].attempts, 1);
+    let c = store.claim_due(at(100_000), lease, 5, None).expect("claim");
+    assert_eq!(ids(&c), vec![mail]);
+
+    // delivered and given up: finished, recipients updated
+    store
+        .record_attempt(mail, Attempt::Delivered, at(100_500))
+        .expect("delivered");
+    let r = record(store, mail);
+    assert_eq!(
+        (
+            r.status,
+            r.attempts,
+            r.finished,
+            r.next_attempt,
+            r.leased_until,
+            r.error
+        ),
+        (Outcome::Delivered, 1, Some(at(100_500)), None, None, None)
+    );
+    let state = store.state(web).expect("state").expect("some state");
+    let m = &state.streak.as_ref().expect("streak").recipients["mail"];
+    assert!(m.delivered && m.outcome == Outcome::Delivered, "{m:?}");
+    store
+        .record_attempt(
+            ops,
+            Attempt::GaveUp {
+                error: "550 no such user",
+            },
+            at(100_600),
+        )
+        .expect("gave up");
+    let r = record(store, ops);
+    assert_eq!(
+        (r.status, r.attempts, r.finished, r.next_attempt, r.dropped),
+        (Outcome::Failed, 2, Some(at(100_600)), None, false)
+    );
+    assert_eq!(r.error.as_deref(), Some("550 no such user"));
+    assert_eq!(recipient_outcome(store, web, "ops"), Outcome::Failed);
+    assert!(
+        store
+            .claim_due(at(200_000), lease, 10, None)
+            .expect("claim")
+            .is_empty()
+    );
+    // a late report for a finished row only counts
+    store
+        .record_attempt(
+            mail,
+            Attempt::Retry {
+                error: "late",
+                next_at: at(1),
+            },
+            at(100_700),
+        )
+        .expect("late");
+    let r = record(store, mail);
+    assert_eq!(
+        (r.status, r.attempts, r.error),
+        (Outcome::Delivered, 2, None)
+    );
+    assert!(
+        store
+            .record_attempt(
+                crate::store::NotificationId(999_999),
+                Attempt::Delivered,
+                at(1)
+            )
+            .is_err(),
+        "unknown id"
+    );
+
+    // the outbox lists pending and failed rows, newest first
+    let all = store.outbox(&OutboxFilter::new()).expect("outbox");
+    assert_eq!(ids_of(&all), vec![ops, old_failed[0].id]);
+    let only = |f: OutboxFilter| ids_of(&store.outbox(&f).expect("outbox"));
+    assert_eq!(only(OutboxFilter::new().service(web)), vec![ops]);
+    assert_eq!(only(OutboxFilter::new().notifier("mail")), vec![]);
+    assert_eq!(only(OutboxFilter::new().status(Outcome::Pending)), vec![]);
+    assert_eq!(
+        only(OutboxFilter::new().status(Outcome::Failed).limit(1)),
+        vec![ops]
+    );
+
+    // 9. ordering: a recovery waits for the failure alert of its streak
+    let db = "db.service";
+    let applied = store
+        .apply(db, at(200_000), &mut |_| Change {
+            next: alerted_state(&["ops", "mail"], at(200_000)),
+            notifications: vec![
+                NewNotification::new("ops", EventKind::Failure, 1)
+                    .payload("f")
+                    .lease(lease),
+            ],
+            ..Change::default()
+        })
+        .expect("apply db failure");
+    let fail = applied.notifications[0];
+    assert_eq!(applied.claimed, vec![fail]);
+    let applied = store
+        .apply(db, at(201_000), &mut |_| Change {
+            next: ServiceState::default(),
+            end_streak: true,
+            notifications: vec![
+                NewNotification::new("ops", EventKind::Recovery, 1)
+                    .payload("r")
+                    .lease(lease),
+                NewNotification::new("mail", EventKind::Recovery, 1)
+                    .payload("m")
+                    .lease(lease),
+                NewNotification::new("ops", EventKind::Failure, 2).payload("s2"),
+            ],
+            ..Change::default()
+        })
+        .expect("apply db recovery");
+    let [recovery, mail_recovery, streak2] = applied.notifications[..] else {
+        panic!("three rows: {:?}", applied.notifications);
+    };
+    assert_eq!(
+        applied.claimed,
+        vec![mail_recovery],
+        "the recovery to ops waits for its failure alert; mail's has none pending"
+    );
+    let c = store
+        .claim_due(at(202_000), lease, 10, None)
+        .expect("claim");
+    assert_eq!(ids(&c), vec![streak2], "another streak does not wait");
+    for id in [mail_recovery, streak2] {
+        store
+            .record_attempt(id, Attempt::Delivered, at(202_100))
+            .expect("delivered");
+    }
+    store
+        .record_attempt(
+            fail,
+            Attempt::Retry {
+                error: "429",
+                next_at: at(300_000),
+            },
+            at(203_000),
+        )
+        .expect("retry failure");
+    assert!(
+        store
+            .claim_due(at(204_000), lease, 10, None)
+            .expect("claim")
+            .is_empty(),
+        "the recovery waits while the failure alert waits for its retry"
+    );
+    let c = store
+        .claim_due(at(300_000), lease, 10, None)
+        .expect("claim");
+    assert_eq!(ids(&c), vec![fail], "the failure alert first, alone");
+    assert!(
+        store
+            .claim_due(at(300_001), lease, 10, None)
+            .expect("claim")
+            .is_empty()
+    );
+    store
+        .record_attempt(fail, Attempt::Delivered, at(300_100))
+        .expect("delivered");
+    let c = store
+        .claim_due(at(300_200), lease, 10, None)
+        .expect("claim");
+    assert_eq!(ids(&c), vec![recovery], "then the recovery");
+    assert_eq!(c[0].payload, "r");
+    store
+        .record_attempt(recovery, Attempt::Delivered, at(300_300))
+        .expect("delivered");
+
+    // 10. an operator's retry and drop
+    assert_eq!(
+        store.retry(Some(mail), at(400_000)).expect("retry"),
+        0,
+        "delivered stays"
+    );
+    assert_eq!(store.retry(Some(ops), at(400_000)).expect("retry"), 1);
+    let r = record(store, ops);
+    assert_eq!(
+        (
+            r.status,
+            r.attempts,
+            r.next_attempt,
+            r.finished,
+            r.leased_until
+        ),
+        (Outcome::Pending, 2, Some(at(400_000)), None, None),
+        "pending, due now, attempts kept"
+    );
+    assert_eq!(
+        recipient_outcome(store, web, "ops"),
+        Outcome::Pending,
+        "the outbox owns it again"
+    );
+    assert_eq!(
+        ids(&store.claim_due(at(400_000), lease, 1, None).expect("claim")),
+        vec![ops]
+    );
+    assert!(
+        store.drop_notification(ops).expect("drop"),
+        "a leased row can be dropped"
+    );
+    let r = record(store, ops);
+    assert!(r.dropped && r.status == Outcome::Failed, "{r:?}");
+    assert_eq!((r.next_attempt, r.leased_until), (None, None));
+    assert_eq!(
+        recipient_outcome(store, web, "ops"),
+        Outcome::Failed,
+        "the policy may alert again"
+    );
+    assert!(
+        !store.drop_notification(ops).expect("drop"),
+        "already dropped"
+    );
+    assert!(
+        !store.drop_notification(mail).expect("drop"),
+        "delivered rows stay"
+    );
+    assert_eq!(
+        store.retry(Some(ops), at(400_000)).expect("retry"),
+        0,
+        "dropped stays"
+    );
+    assert!(
+        store
+            .claim_due(at(500_000), lease, 10, None)
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(
+        ids_of(&store.outbox(&OutboxFilter::new()).expect("outbox")),
+        vec![old_failed[0].id],
+        "dropped rows leave the outbox"
+    );
+    // the sender's late retry does not resurrect it
+    store
+        .record_attempt(
+            ops,
+            Attempt::Retry {
+                error: "late",
+                next_at: at(1),
+            },
+            at(400_100),
+        )
+        .expect("late");
+    let r = record(store, ops);
+    assert!(
+        r.dropped && r.attempts == 3 && r.next_attempt.is_none(),
+        "{r:?}"
+    );
+
+    // retry everything: the failed row is due again, with its attempts
+    assert_eq!(store.retry(None, at(600_000)).expect("retry all"), 1);
+    let c = store
+        .claim_due(at(600_000), lease, 10, None)
+        .expect("claim");
+    assert_eq!(ids(&c), vec![old_failed[0].id]);
+    assert_eq!(c[0].attempts, 1);
+    store
+        .record_attempt(c[0].record.id, Attempt::Delivered, at(600_100))
+        .expect("delivered");
+    assert!(
+        store
+            .outbox(&OutboxFilter::new())
+            .expect("outbox")
+            .is_empty()
+    );
+    assert_eq!(store.retry(None, at(700_000)).expect("retry all"), 0);
+}
+
+fn ids_of(rows: &[crate::store::NotificationRecord]) -> Vec<crate::store::NotificationId> {
+    rows.iter().map(|r| r.id).collect()
 }

@@ -7,13 +7,19 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{Applied, Change, NotificationId, NotificationRecord, Store};
+use super::{
+    Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter, Store,
+    finished_outcome,
+};
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
 use crate::policy::{Outcome, ServiceState};
 
 /// The schema migrations, in order; migration `i` brings `user_version` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_outbox.sql"),
+];
 
 /// How long a writer waits for another process's transaction before failing.
 ///
@@ -133,7 +139,7 @@ impl SqliteStore {
             .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock left at most an open transaction, which was
         // rolled back when it was dropped: the connection is still good.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
@@ -248,11 +254,21 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Reads a row selected with [`NOTIFICATION_COLUMNS`].
 fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<NotificationRecord> {
     let kind: String = r.get(3)?;
     let status: String = r.get(7)?;
     let bad = |i: usize, e: String| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    // 'dropped' is a store-only status: to the policy a dropped alert failed
+    let (status, dropped) = match status.as_str() {
+        "dropped" => (Outcome::Failed, true),
+        other => (other.parse::<Outcome>().map_err(|e| bad(7, e))?, false),
     };
     Ok(NotificationRecord {
         id: NotificationId(r.get(0)?),
@@ -262,14 +278,61 @@ fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<NotificationRecord> {
         streak: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
         sequence: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
         created: Timestamp::from_millis(r.get(6)?),
-        status: status.parse::<Outcome>().map_err(|e| bad(7, e))?,
+        status,
+        dropped,
         error: r.get(8)?,
         finished: r.get::<_, Option<i64>>(9)?.map(Timestamp::from_millis),
+        attempts: to_u32(r.get(10)?),
+        next_attempt: r.get::<_, Option<i64>>(11)?.map(Timestamp::from_millis),
+        leased_until: r.get::<_, Option<i64>>(12)?.map(Timestamp::from_millis),
     })
 }
 
-const NOTIFICATION_COLUMNS: &str =
-    "id, service, notifier, kind, streak, sequence, created_ms, status, error, finished_ms";
+const NOTIFICATION_COLUMNS: &str = "id, service, notifier, kind, streak, sequence, created_ms, \
+     status, error, finished_ms, attempts, next_attempt_ms, lease_ms";
+
+/// Whether an older row of this service, notifier and streak is still pending: then a
+/// new row must wait for it. Scans the pending rows (few, normally none) rather than
+/// the service's whole log.
+fn has_pending(
+    conn: &Connection,
+    service: &str,
+    notifier: &str,
+    streak: u64,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM notifications INDEXED BY notifications_due
+                            WHERE status IN ('pending', 'failed') AND status = 'pending'
+                              AND service = ?1 AND notifier = ?2
+                              AND streak = ?3)",
+        )?
+        .query_row(params![service, notifier, to_i64(streak)], |r| r.get(0))?)
+}
+
+/// Sets the recipient of a failure alert `row` to `outcome` in its service's state,
+/// keeping the state's `updated_ms` (an operator's action is not an event).
+fn set_recipient(
+    conn: &Connection,
+    row: &NotificationRecord,
+    outcome: Outcome,
+) -> Result<(), StoreError> {
+    if !row.kind.is_failure() {
+        return Ok(());
+    }
+    let Some(mut state) = load_state(conn, &row.service)? else {
+        return Ok(());
+    };
+    let before = state.clone();
+    state.record_outcome(row.streak, &row.notifier, row.created, outcome);
+    if state != before {
+        let json = serde_json::to_string(&state)
+            .map_err(|e| StoreError::Corrupt(format!("state of {:?}: {e}", row.service)))?;
+        conn.prepare_cached("UPDATE services SET state = ?2 WHERE name = ?1")?
+            .execute(params![row.service, json])?;
+    }
+    Ok(())
+}
 
 impl Store for SqliteStore {
     fn apply(
@@ -303,42 +366,183 @@ impl Store for SqliteStore {
         if !change.notifications.is_empty() {
             applied.sequence = next_sequence(&tx)?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+                "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms,
+                                            status, attempts, next_attempt_ms, lease_ms, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6, ?7, ?8)",
             )?;
             for n in &change.notifications {
+                // an older pending row of the group goes first: this one waits, unclaimed
+                let lease = match n.lease {
+                    Some(d) if !has_pending(&tx, service, &n.notifier, n.streak)? => {
+                        Some(now.saturating_add(d))
+                    }
+                    _ => None,
+                };
                 insert.execute(params![
                     service,
                     n.notifier,
                     n.kind.as_str(),
                     to_i64(n.streak),
                     to_i64(applied.sequence),
-                    now.as_millis()
+                    now.as_millis(),
+                    lease.map(Timestamp::as_millis),
+                    n.payload,
                 ])?;
-                applied
-                    .notifications
-                    .push(NotificationId(tx.last_insert_rowid()));
+                let id = NotificationId(tx.last_insert_rowid());
+                applied.notifications.push(id);
+                if lease.is_some() {
+                    applied.claimed.push(id);
+                }
             }
         }
         tx.commit()?;
         Ok(applied)
     }
 
-    fn record_outcome(
+    fn record_attempt(
         &self,
         id: NotificationId,
-        outcome: Outcome,
-        error: Option<&str>,
+        attempt: Attempt<'_>,
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
         // The outcome need not survive a power cut on its own: the next event's commit
         // (or the checkpoint when the last connection closes) syncs it, and a lost
-        // outcome only leaves the alert "in flight" until its lease ends.
+        // outcome only leaves the row pending and leased until its lease ends, when it
+        // is sent again (at least once).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let result = record_outcome(&mut conn, id, outcome, error, at);
+        let result = record_attempt(&mut conn, id, attempt, at);
         conn.pragma_update(None, "synchronous", "FULL")?;
         result
+    }
+
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+        notifiers: Option<&[&str]>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let notifiers = notifiers
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // The window keeps only the oldest pending row of each service, notifier and
+        // streak: a younger one (a recovery) waits until that one is finished, even
+        // while it is leased or waiting for its retry.
+        let mut claimed = tx
+            .prepare_cached(&format!(
+                "UPDATE notifications SET lease_ms = ?2
+                 WHERE id IN (
+                     SELECT id FROM (
+                         SELECT id, notifier, next_attempt_ms, lease_ms,
+                                row_number() OVER (PARTITION BY service, notifier, streak
+                                                   ORDER BY id) AS rn
+                         FROM notifications INDEXED BY notifications_due
+                         WHERE status IN ('pending', 'failed') AND status = 'pending')
+                     WHERE rn = 1 AND next_attempt_ms <= ?1
+                       AND (lease_ms IS NULL OR lease_ms < ?1)
+                       AND (?3 IS NULL OR notifier IN (SELECT value FROM json_each(?3)))
+                     ORDER BY id LIMIT ?4)
+                 RETURNING {NOTIFICATION_COLUMNS}, payload"
+            ))?
+            .query_map(
+                params![
+                    now.as_millis(),
+                    now.saturating_add(lease).as_millis(),
+                    notifiers,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    let record = notification_from_row(r)?;
+                    Ok(Claimed {
+                        attempts: record.attempts,
+                        payload: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
+                        record,
+                    })
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        // RETURNING comes in no promised order
+        claimed.sort_by_key(|c| c.record.id);
+        Ok(claimed)
+    }
+
+    fn outbox(&self, filter: &OutboxFilter) -> Result<Vec<NotificationRecord>, StoreError> {
+        let conn = self.lock();
+        let limit = filter
+            .limit
+            .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+             WHERE status IN ('pending', 'failed') AND (?1 IS NULL OR service = ?1)
+               AND (?2 IS NULL OR notifier = ?2) AND (?3 IS NULL OR status = ?3)
+             ORDER BY id DESC LIMIT ?4"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                filter.service,
+                filter.notifier,
+                filter.status.map(Outcome::as_str),
+                limit
+            ],
+            notification_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn retry(&self, id: Option<NotificationId>, now: Timestamp) -> Result<usize, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let set = "UPDATE notifications
+                   SET status = 'pending', next_attempt_ms = ?1, lease_ms = NULL, finished_ms = NULL
+                   WHERE status IN ('pending', 'failed')";
+        let rows = {
+            let mut stmt = match id {
+                Some(_) => tx.prepare(&format!(
+                    "{set} AND id = ?2 RETURNING {NOTIFICATION_COLUMNS}"
+                ))?,
+                None => tx.prepare(&format!("{set} RETURNING {NOTIFICATION_COLUMNS}"))?,
+            };
+            let rows = match id {
+                Some(id) => {
+                    stmt.query_map(params![now.as_millis(), id.0], notification_from_row)?
+                }
+                None => stmt.query_map(params![now.as_millis()], notification_from_row)?,
+            };
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        for row in &rows {
+            // the outbox owns the alert again
+            set_recipient(&tx, row, Outcome::Pending)?;
+        }
+        tx.commit()?;
+        Ok(rows.len())
+    }
+
+    fn drop_notification(&self, id: NotificationId) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .prepare_cached(&format!(
+                "UPDATE notifications
+                 SET status = 'dropped', next_attempt_ms = NULL, lease_ms = NULL
+                 WHERE id = ?1 AND status IN ('pending', 'failed')
+                 RETURNING {NOTIFICATION_COLUMNS}"
+            ))?
+            .query_row([id.0], notification_from_row)
+            .optional()?;
+        if let Some(row) = &row {
+            set_recipient(&tx, row, Outcome::Failed)?;
+        }
+        tx.commit()?;
+        Ok(row.is_some())
     }
 
     fn state(&self, service: &str) -> Result<Option<ServiceState>, StoreError> {
@@ -387,21 +591,46 @@ impl Store for SqliteStore {
     }
 }
 
-fn record_outcome(
+fn record_attempt(
     conn: &mut Connection,
     id: NotificationId,
-    outcome: Outcome,
-    error: Option<&str>,
+    attempt: Attempt<'_>,
     at: Timestamp,
 ) -> Result<(), StoreError> {
+    let (status, error, next_at, finished) = match attempt {
+        Attempt::Delivered => ("delivered", None, None, Some(at)),
+        Attempt::Retry { error, next_at } => ("pending", Some(error), Some(next_at), None),
+        Attempt::GaveUp { error } => ("failed", Some(error), None, Some(at)),
+    };
+    let error = error.filter(|e| !e.is_empty());
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // One statement, the hot path's only one for a delivered recovery. The row changes
+    // only while pending, or to delivered (which is a fact even after a drop); a late
+    // report for a finished row only counts the attempt.
     let row = tx
         .prepare_cached(&format!(
-            "UPDATE notifications SET status = ?2, error = ?3, finished_ms = ?4 WHERE id = ?1
+            "UPDATE notifications SET
+                 attempts = attempts + 1,
+                 lease_ms = NULL,
+                 status = CASE WHEN status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered')
+                               THEN ?2 ELSE status END,
+                 error = CASE WHEN status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered')
+                              THEN ?3 ELSE error END,
+                 next_attempt_ms = CASE WHEN status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered')
+                                        THEN ?4 ELSE next_attempt_ms END,
+                 finished_ms = CASE WHEN status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered')
+                                    THEN ?5 ELSE finished_ms END
+             WHERE id = ?1
              RETURNING {NOTIFICATION_COLUMNS}"
         ))?
         .query_row(
-            params![id.0, outcome.as_str(), error, at.as_millis()],
+            params![
+                id.0,
+                status,
+                error,
+                next_at.map(Timestamp::as_millis),
+                finished.map(Timestamp::as_millis)
+            ],
             notification_from_row,
         )
         .optional()?;
@@ -409,6 +638,7 @@ fn record_outcome(
         return Err(StoreError::Corrupt(format!("no notification with id {id}")));
     };
     if row.kind.is_failure()
+        && let Some(outcome) = finished_outcome(&row)
         && let Some(mut state) = load_state(&tx, &row.service)?
     {
         state.record_outcome(row.streak, &row.notifier, row.created, outcome);
