@@ -10,6 +10,7 @@ use alertcore::NotifyError;
 use alertcore::config::redact_url;
 use alertcore::journal::Journal;
 use alertcore::message::one_line;
+use alertcore::secret::SecretSource;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -43,7 +44,7 @@ pub enum Mode {
 /// is documented, with an example, in the crate documentation.
 ///
 /// The password is never part of it: only where to read it (`password_env`,
-/// `password_file`), and it is read when a connection is opened.
+/// `password_file`, `password_credential`), and it is read when a connection is opened.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailConfig {
@@ -54,6 +55,7 @@ pub struct EmailConfig {
     username: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    password_credential: Option<String>,
     ca_file: Option<PathBuf>,
     #[serde(deserialize_with = "alertcore::config::duration_serde::deserialize")]
     timeout: Duration,
@@ -75,6 +77,7 @@ impl Default for EmailConfig {
             username: None,
             password_env: None,
             password_file: None,
+            password_credential: None,
             ca_file: None,
             timeout: DEFAULT_TIMEOUT,
             allow_plaintext_dangerous: false,
@@ -96,6 +99,7 @@ impl fmt::Debug for EmailConfig {
             .field("username", &self.username)
             .field("password_env", &self.password_env)
             .field("password_file", &self.password_file)
+            .field("password_credential", &self.password_credential)
             .field("ca_file", &self.ca_file)
             .field("timeout", &self.timeout)
             .field("allow_plaintext_dangerous", &self.allow_plaintext_dangerous)
@@ -178,6 +182,14 @@ impl EmailConfig {
     /// ignored).
     pub fn password_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.password_file = Some(path.into());
+        self
+    }
+
+    /// `password_credential`: the systemd credential holding the AUTH password,
+    /// `$CREDENTIALS_DIRECTORY/NAME` (from `LoadCredential=NAME:/path` in the unit; one
+    /// trailing newline is ignored).
+    pub fn password_credential(mut self, name: impl Into<String>) -> Self {
+        self.password_credential = Some(name.into());
         self
     }
 
@@ -298,39 +310,24 @@ impl EmailConfig {
             (Some(u), None) | (None, Some(u)) => Some(u.clone()),
             (None, None) => None,
         };
-        let password = match (&self.password_env, &self.password_file) {
-            (Some(_), Some(_)) => {
-                return Err(BuildError::key(
-                    "password_file",
-                    "set one of `password_env` and `password_file`, not both",
-                ));
-            }
-            (Some(var), None) => {
-                if var.is_empty() {
-                    return Err(BuildError::key("password_env", "`password_env` is empty"));
-                }
-                Some(PasswordSource::Env(var.clone()))
-            }
-            (None, Some(path)) => Some(PasswordSource::File(path.clone())),
-            (None, None) => None,
-        };
+        let password = SecretSource::choose(
+            ("password_env", self.password_env.as_deref()),
+            ("password_file", self.password_file.as_deref()),
+            ("password_credential", self.password_credential.as_deref()),
+        )?
+        .map(PasswordSource);
         let auth = match (username, password) {
             (Some(username), Some(password)) => Some(Auth { username, password }),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(BuildError::key(
                     "username",
-                    "a `username` needs `password_env` or `password_file`",
+                    "a `username` needs `password_env`, `password_file` or `password_credential`",
                 ));
             }
-            (None, Some(_)) => {
-                let key = if self.password_env.is_some() {
-                    "password_env"
-                } else {
-                    "password_file"
-                };
+            (None, Some(password)) => {
                 return Err(BuildError::key(
-                    key,
+                    password.0.key(),
                     "a password needs a `username` (or a user in the url: smtp://user@host)",
                 ));
             }
@@ -378,6 +375,7 @@ impl EmailConfig {
             ("username", self.username.is_some()),
             ("password_env", self.password_env.is_some()),
             ("password_file", self.password_file.is_some()),
+            ("password_credential", self.password_credential.is_some()),
             ("ca_file", self.ca_file.is_some()),
             ("allow_plaintext_dangerous", self.allow_plaintext_dangerous),
         ];
@@ -578,51 +576,21 @@ fn percent_decode(s: &str) -> Result<String, String> {
 
 /// Where the AUTH password comes from. Read at connection time, so a rotated secret is
 /// picked up without rebuilding the notifier.
-#[derive(Debug, Clone)]
-pub(crate) enum PasswordSource {
-    Env(String),
-    File(PathBuf),
+#[derive(Clone)]
+pub(crate) struct PasswordSource(SecretSource);
+
+impl fmt::Debug for PasswordSource {
+    /// Where the password is, never what it is: `Env("VAR")`, `File("/path")`,
+    /// `Credential("name")`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 impl PasswordSource {
     /// The password. Errors never include it, only where it was looked for.
     pub(crate) fn read(&self) -> Result<String, NotifyError> {
-        let password = match self {
-            Self::Env(var) => std::env::var(var).map_err(|e| {
-                let why = match e {
-                    std::env::VarError::NotPresent => "is not set",
-                    std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
-                };
-                NotifyError::config(
-                    KIND,
-                    format!("password_env: environment variable {var} {why}"),
-                )
-            })?,
-            Self::File(path) => {
-                let mut text = std::fs::read_to_string(path).map_err(|e| {
-                    NotifyError::config(
-                        KIND,
-                        format!("password_file: cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                // `echo secret > file` leaves a newline that is not part of the secret.
-                if text.ends_with('\n') {
-                    text.pop();
-                    if text.ends_with('\r') {
-                        text.pop();
-                    }
-                }
-                text
-            }
-        };
-        if password.is_empty() {
-            let source = match self {
-                Self::Env(var) => format!("password_env: environment variable {var}"),
-                Self::File(path) => format!("password_file: {}", path.display()),
-            };
-            return Err(NotifyError::config(KIND, format!("{source} is empty")));
-        }
-        Ok(password)
+        self.0.read().map_err(|e| e.into_notify_error(KIND))
     }
 }
 
@@ -833,7 +801,27 @@ mod tests {
             (
                 "url = \"smtp://u@mail.example.org\"\npassword_env = \"PW\"\npassword_file = \"/f\"",
                 "password_file",
-                "not both",
+                "are both set",
+            ),
+            (
+                "url = \"smtp://u@mail.example.org\"\npassword_env = \"PW\"\npassword_credential = \"smtp\"",
+                "password_credential",
+                "are both set",
+            ),
+            (
+                "url = \"smtp://u@mail.example.org\"\npassword_credential = \"/etc/pw\"",
+                "password_credential",
+                "not a credential name",
+            ),
+            (
+                "url = \"smtp://mail.example.org\"\npassword_credential = \"smtp\"",
+                "password_credential",
+                "needs a `username`",
+            ),
+            (
+                "mode = \"sendmail\"\npassword_credential = \"smtp\"",
+                "password_credential",
+                "does not apply",
             ),
             (
                 "url = \"smtp://127.0.0.1\"\nca_file = \"/nonexistent.pem\"",
@@ -896,6 +884,12 @@ mod tests {
         assert!(d.contains("mail.example.org:587"), "{d}");
         assert!(d.contains("Env(\"PW\")"), "{d}");
         assert!(d.ends_with(".. }"), "{d}");
+        let n = build(&format!(
+            "{OK}url = \"smtp://ops@mail.example.org\"\npassword_credential = \"smtp-password\""
+        ))
+        .unwrap();
+        let d = format!("{n:?}");
+        assert!(d.contains("Credential(\"smtp-password\")"), "{d}");
     }
 
     #[test]
@@ -918,17 +912,39 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
     }
 
+    fn password(env: Option<&str>, file: Option<&Path>, cred: Option<&str>) -> PasswordSource {
+        PasswordSource(
+            SecretSource::choose(
+                ("password_env", env),
+                ("password_file", file),
+                ("password_credential", cred),
+            )
+            .unwrap()
+            .unwrap(),
+        )
+    }
+
     #[test]
     fn password_sources() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
         std::fs::write(&file, "s3cret\r\n").unwrap();
-        assert_eq!(PasswordSource::File(file.clone()).read().unwrap(), "s3cret");
+        assert_eq!(password(None, Some(&file), None).read().unwrap(), "s3cret");
         std::fs::write(&file, "\n").unwrap();
-        let e = PasswordSource::File(file).read().unwrap_err();
+        let e = password(None, Some(&file), None).read().unwrap_err();
         assert!(e.to_string().contains("is empty"), "{e}");
 
-        let e = PasswordSource::Env("ALERTCORE_EMAIL_TEST_SURELY_UNSET".to_owned())
+        if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+            let e = password(None, None, Some("smtp")).read().unwrap_err();
+            assert!(matches!(e, NotifyError::Config { .. }), "{e:?}");
+            assert!(
+                e.to_string()
+                    .contains("password_credential: $CREDENTIALS_DIRECTORY is not set"),
+                "{e}"
+            );
+        }
+
+        let e = password(Some("ALERTCORE_EMAIL_TEST_SURELY_UNSET"), None, None)
             .read()
             .unwrap_err();
         assert!(matches!(e, NotifyError::Config { .. }), "{e:?}");

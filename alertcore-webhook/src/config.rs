@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use alertcore::config::duration_serde;
+use alertcore::secret::SecretSource;
 use alertcore::{BuildError, Context, Format, Timestamp};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Deserializer};
@@ -46,21 +47,25 @@ const ALERTMANAGER_PATH: &str = "/api/v2/alerts";
 /// key is documented, with examples, in the crate documentation.
 ///
 /// Tokens and signing keys are never part of it: only where to read them (`token_env`,
-/// `token_file`, `hmac_secret_env`, `hmac_secret_file`); they are read at each delivery.
+/// `token_file`, `token_credential`, `hmac_secret_env`, `hmac_secret_file`,
+/// `hmac_secret_credential`); they are read at each delivery.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     url: Option<String>,
     url_env: Option<String>,
     url_file: Option<PathBuf>,
+    url_credential: Option<String>,
     preset: Option<Preset>,
     template: Option<String>,
     content_type: Option<String>,
     headers: BTreeMap<String, String>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
+    token_credential: Option<String>,
     hmac_secret_env: Option<String>,
     hmac_secret_file: Option<PathBuf>,
+    hmac_secret_credential: Option<String>,
     signature_header: Option<String>,
     #[serde(deserialize_with = "duration_serde::deserialize")]
     timeout: Duration,
@@ -90,14 +95,17 @@ impl Default for WebhookConfig {
             url: None,
             url_env: None,
             url_file: None,
+            url_credential: None,
             preset: None,
             template: None,
             content_type: None,
             headers: BTreeMap::new(),
             token_env: None,
             token_file: None,
+            token_credential: None,
             hmac_secret_env: None,
             hmac_secret_file: None,
+            hmac_secret_credential: None,
             signature_header: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -122,14 +130,17 @@ impl fmt::Debug for WebhookConfig {
             .field("url", &self.url.as_deref().map(endpoint_of_str))
             .field("url_env", &self.url_env)
             .field("url_file", &self.url_file)
+            .field("url_credential", &self.url_credential)
             .field("preset", &self.preset)
             .field("template", &self.template.as_ref().map(|_| "..."))
             .field("content_type", &self.content_type)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("token_env", &self.token_env)
             .field("token_file", &self.token_file)
+            .field("token_credential", &self.token_credential)
             .field("hmac_secret_env", &self.hmac_secret_env)
             .field("hmac_secret_file", &self.hmac_secret_file)
+            .field("hmac_secret_credential", &self.hmac_secret_credential)
             .field("signature_header", &self.signature_header)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -182,6 +193,14 @@ impl WebhookConfig {
         self
     }
 
+    /// `url_credential`: the systemd credential holding the URL
+    /// (`$CREDENTIALS_DIRECTORY/NAME`, from `LoadCredential=NAME:/path` in the unit). Read
+    /// when the notifier is built, so outside such a unit the build fails.
+    pub fn url_credential(mut self, name: impl Into<String>) -> Self {
+        self.url_credential = Some(name.into());
+        self
+    }
+
     /// `preset`: a ready-made body for Slack, ntfy or Alertmanager.
     pub fn preset(mut self, preset: Preset) -> Self {
         self.preset = Some(preset);
@@ -222,6 +241,13 @@ impl WebhookConfig {
         self
     }
 
+    /// `token_credential`: the systemd credential holding a bearer token
+    /// (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub fn token_credential(mut self, name: impl Into<String>) -> Self {
+        self.token_credential = Some(name.into());
+        self
+    }
+
     /// `hmac_secret_env`: the environment variable holding the key that signs bodies.
     pub fn hmac_secret_env(mut self, var: impl Into<String>) -> Self {
         self.hmac_secret_env = Some(var.into());
@@ -231,6 +257,13 @@ impl WebhookConfig {
     /// `hmac_secret_file`: the file holding the key that signs bodies.
     pub fn hmac_secret_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.hmac_secret_file = Some(path.into());
+        self
+    }
+
+    /// `hmac_secret_credential`: the systemd credential holding the key that signs
+    /// bodies (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub fn hmac_secret_credential(mut self, name: impl Into<String>) -> Self {
+        self.hmac_secret_credential = Some(name.into());
         self
     }
 
@@ -337,27 +370,25 @@ impl WebhookConfig {
         }
         let https = url.scheme() == "https";
         let token = Secret::from_keys(
-            "token_env",
-            self.token_env.as_ref(),
-            "token_file",
-            self.token_file.as_ref(),
+            ("token_env", self.token_env.as_ref()),
+            ("token_file", self.token_file.as_ref()),
+            ("token_credential", self.token_credential.as_ref()),
         )?;
         let hmac_secret = Secret::from_keys(
-            "hmac_secret_env",
-            self.hmac_secret_env.as_ref(),
-            "hmac_secret_file",
-            self.hmac_secret_file.as_ref(),
+            ("hmac_secret_env", self.hmac_secret_env.as_ref()),
+            ("hmac_secret_file", self.hmac_secret_file.as_ref()),
+            (
+                "hmac_secret_credential",
+                self.hmac_secret_credential.as_ref(),
+            ),
         )?;
         if let Some(secret) = &token
             && !https
             && !is_loopback(&url)
             && !self.allow_plaintext_dangerous
         {
-            let key = match secret {
-                Secret::Env { key, .. } | Secret::File { key, .. } => *key,
-            };
             return Err(BuildError::key(
-                key,
+                secret.key(),
                 format!(
                     "refusing to send a bearer token over plain http:// to {}, which is not \
                      a loopback address: use https://, or set allow_plaintext_dangerous = true",
@@ -370,7 +401,8 @@ impl WebhookConfig {
                 return Err(BuildError::key(
                     "signature_header",
                     format!(
-                        "`signature_header` = {name:?} needs `hmac_secret_env` or `hmac_secret_file`"
+                        "`signature_header` = {name:?} needs `hmac_secret_env`, `hmac_secret_file` \
+                         or `hmac_secret_credential`"
                     ),
                 ));
             }
@@ -425,43 +457,26 @@ impl WebhookConfig {
         })
     }
 
-    /// The URL and the key it came from.
+    /// The URL and the key it came from. A URL from `url_env`, `url_file` or
+    /// `url_credential` is read now: the notifier keeps the parsed URL.
     fn raw_url(&self) -> Result<(&'static str, String), BuildError> {
-        let given: Vec<&'static str> = [
-            ("url", self.url.is_some()),
-            ("url_env", self.url_env.is_some()),
-            ("url_file", self.url_file.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, set)| set.then_some(k))
-        .collect();
-        match given.as_slice() {
-            [] => Err(BuildError::key(
+        let source = SecretSource::choose(
+            ("url_env", self.url_env.as_deref()),
+            ("url_file", self.url_file.as_deref()),
+            ("url_credential", self.url_credential.as_deref()),
+        )?;
+        match (&self.url, source) {
+            (Some(_), Some(source)) => Err(BuildError::key(
+                source.key(),
+                format!("set one of `url` and `{}`, not both", source.key()),
+            )),
+            (Some(url), None) => Ok(("url", url.clone())),
+            (None, Some(source)) => Ok((source.key(), source.read()?.trim().to_owned())),
+            (None, None) => Err(BuildError::key(
                 "url",
-                "missing `url` (e.g. \"https://hooks.example.org/alertcore\"), or `url_env` / `url_file`",
+                "missing `url` (e.g. \"https://hooks.example.org/alertcore\"), or `url_env` / \
+                 `url_file` / `url_credential`",
             )),
-            [_, second, ..] => Err(BuildError::key(
-                *second,
-                "set one of `url`, `url_env` and `url_file`",
-            )),
-            ["url_env"] => {
-                let var = self.url_env.as_deref().unwrap_or_default();
-                let value = std::env::var(var).map_err(|_| {
-                    BuildError::key(
-                        "url_env",
-                        format!("environment variable {var} is not set (or not UTF-8)"),
-                    )
-                })?;
-                Ok(("url_env", value.trim().to_owned()))
-            }
-            ["url_file"] => {
-                let path = self.url_file.as_deref().unwrap_or(std::path::Path::new(""));
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    BuildError::key("url_file", format!("cannot read {}: {e}", path.display()))
-                })?;
-                Ok(("url_file", text.trim().to_owned()))
-            }
-            _ => Ok(("url", self.url.clone().unwrap_or_default())),
         }
     }
 
@@ -482,7 +497,9 @@ impl WebhookConfig {
                     return Err(bad("set by the HTTP client, not configurable"));
                 }
                 "authorization" if has_token => {
-                    return Err(bad("conflicts with `token_env` / `token_file`"));
+                    return Err(bad(
+                        "conflicts with `token_env` / `token_file` / `token_credential`",
+                    ));
                 }
                 _ if has_hmac && header == signature_header => {
                     return Err(bad("is the signature header"));
@@ -834,7 +851,7 @@ mod tests {
             (
                 "url = \"http://x\"\nurl_env = \"U\"",
                 "url_env",
-                "set one of",
+                "set one of `url` and `url_env`",
             ),
             (
                 "url_env = \"ALERTCORE_WEBHOOK_TEST_SURELY_UNSET\"",
@@ -859,7 +876,22 @@ mod tests {
             (
                 "url = \"http://x\"\ntoken_env = \"T\"\ntoken_file = \"/t\"",
                 "token_file",
-                "not both",
+                "are both set",
+            ),
+            (
+                "url = \"http://x\"\ntoken_file = \"/t\"\ntoken_credential = \"tok\"",
+                "token_credential",
+                "are both set",
+            ),
+            (
+                "url = \"http://x\"\nhmac_secret_credential = \"../k\"",
+                "hmac_secret_credential",
+                "not a credential name",
+            ),
+            (
+                "url_env = \"U\"\nurl_credential = \"hook-url\"",
+                "url_credential",
+                "are both set",
             ),
             (
                 "url = \"http://x\"\nsignature_header = \"X-Sig\"",
@@ -1017,6 +1049,27 @@ mod tests {
         ))
         .unwrap();
         assert!(format!("{n:?}").contains("Template(template)"));
+    }
+
+    #[test]
+    fn secrets_from_systemd_credentials() {
+        let n = build(
+            "url = \"https://hooks.example.org/x\"\ntoken_credential = \"hook-token\"\n\
+             hmac_secret_credential = \"hook-key\"",
+        )
+        .unwrap();
+        let d = format!("{n:?}");
+        assert!(d.contains("token: Some(Credential(\"hook-token\"))"), "{d}");
+        assert!(
+            d.contains("hmac_secret: Some(Credential(\"hook-key\"))"),
+            "{d}"
+        );
+        // the URL is read at build: outside a unit with the credential that fails there
+        if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+            let (key, msg) = build_err("url_credential = \"hook-url\"");
+            assert_eq!(key.as_deref(), Some("url_credential"), "{msg}");
+            assert!(msg.contains("$CREDENTIALS_DIRECTORY is not set"), "{msg}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod notifier;
 pub mod policy;
 mod registry;
 pub mod rules;
+pub mod secret;
 pub mod store;
 pub mod template;
 #[cfg(feature = "testkit")]
