@@ -4,6 +4,7 @@ mod cli;
 mod email;
 mod engine;
 mod exec;
+mod hardening;
 mod peers;
 mod syslog;
 mod systemd;

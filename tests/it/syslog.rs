@@ -54,7 +54,7 @@ fn rsyslogd_missing() -> Option<String> {
 }
 
 /// A private rsyslogd with a UDP, a TCP and a unix-socket input; killed on drop.
-struct Rsyslog {
+pub(crate) struct Rsyslog {
     child: Child,
     dir: tempfile::TempDir,
     udp: u16,
@@ -64,7 +64,7 @@ struct Rsyslog {
 impl Rsyslog {
     /// Starts one, or returns `None` after saying why where rsyslogd is missing (so the
     /// test passes); under `CI=true` a missing rsyslogd fails the test.
-    fn try_start() -> Option<Self> {
+    pub(crate) fn try_start() -> Option<Self> {
         if let Some(why) = rsyslogd_missing() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -186,7 +186,7 @@ impl Rsyslog {
         self.dir.path().join("log.sock")
     }
 
-    fn address(&self, input: &str) -> String {
+    pub(crate) fn address(&self, input: &str) -> String {
         match input {
             "udp" => format!("udp://127.0.0.1:{}", self.udp),
             "tcp" => format!("tcp://127.0.0.1:{}", self.tcp),
@@ -212,7 +212,7 @@ impl Rsyslog {
 
     /// Waits until at least `n` records arrived or [`WAIT`] passed, then waits a little
     /// more for any record too many, and returns them all.
-    fn wait_for(&self, n: usize) -> Vec<Value> {
+    pub(crate) fn wait_for(&self, n: usize) -> Vec<Value> {
         let start = Instant::now();
         while self.records().len() < n && start.elapsed() < WAIT {
             std::thread::sleep(Duration::from_millis(10));
