@@ -76,6 +76,18 @@ pub(crate) enum Command {
     /// Explain what an event would do: which rules match and why, who would be sent
     /// what, and who not and why. Nothing is sent and nothing is written.
     Test(TestArgs),
+    /// Send everything due in the outbox (retries, reminders of notifications whose
+    /// sender died, notifications queued behind an earlier one) and exit. The shipped
+    /// alertcore-flush.timer runs it every minute.
+    Flush,
+    /// List pending and failed deliveries, or manage them.
+    Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxCommand>,
+        /// Machine-readable output (for the listing).
+        #[arg(long)]
+        json: bool,
+    },
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -83,6 +95,24 @@ pub(crate) enum Command {
     NotifyTest {
         /// The notifier's name (`[notifiers.NAME]`; `console` without a config).
         notifier: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OutboxCommand {
+    /// Make a pending or failed delivery due now (the next flush sends it).
+    Retry {
+        /// The delivery's id (see `alertctl outbox`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Every pending and failed delivery.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Give up on a delivery: it is never sent.
+    Drop {
+        /// The delivery's id.
+        id: i64,
     },
 }
 

@@ -306,6 +306,19 @@ async fn run(cli: Cli) -> Result<u8, Fail> {
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(&config, notifier).await,
+        Command::Flush => {
+            let engine = build_engine(&cli, &config)?;
+            let sent = engine.flush().await.map_err(|e| Fail::other(&e))?;
+            if sent.is_empty() {
+                println!("nothing due in the outbox");
+            }
+            Ok(print_deliveries(&sent, |_| true))
+        }
+        Command::Outbox { action, json } => {
+            let store = open_store(&cli, &config)?;
+            let now = cli.now.unwrap_or_else(|| alertcore::SystemClock.now());
+            status::outbox(store.as_ref(), action.as_ref(), *json, now).map_err(|e| Fail::other(&e))
+        }
     }
 }
 
@@ -319,15 +332,37 @@ fn print_report(what: &str, r: &Report) -> u8 {
     for d in &r.decisions {
         println!("  {}: {}", d.notifier, d.action);
     }
+    print_deliveries(&r.deliveries, |_| false)
+}
+
+/// Reports failed deliveries on stderr (and, where `show` says so, delivered ones on
+/// stdout); 3 if any failed.
+fn print_deliveries(
+    deliveries: &[alertcore::Delivery],
+    show: impl Fn(&alertcore::Delivery) -> bool,
+) -> u8 {
     let mut code = 0;
-    for d in &r.deliveries {
-        if let Some(e) = &d.error {
-            code = 3;
-            let hint = if d.retryable { " (retryable)" } else { "" };
-            eprintln!(
-                "alertctl: {}: {} not delivered{hint}: {e}",
-                d.notifier, d.kind
-            );
+    for d in deliveries {
+        let what = format!("{} {} of {} (#{})", d.notifier, d.kind, d.service, d.id);
+        match (&d.error, d.next_attempt) {
+            (None, _) => {
+                if show(d) {
+                    println!("  {what}: delivered from the outbox");
+                }
+            }
+            (Some(e), Some(next)) => {
+                code = 3;
+                eprintln!("alertctl: {what}: not delivered, will retry at {next}: {e}");
+            }
+            (Some(e), None) => {
+                code = 3;
+                let why = if d.retryable {
+                    "given up"
+                } else {
+                    "not retryable"
+                };
+                eprintln!("alertctl: {what}: not delivered ({why}): {e}");
+            }
         }
     }
     code

@@ -3,14 +3,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use alertcore::message::plural;
 use alertcore::policy::{Outcome, Policy};
 use alertcore::rules::{Router, Rule};
-use alertcore::store::NotificationRecord;
+use alertcore::store::{NotificationId, NotificationRecord, OutboxFilter};
 use alertcore::{
     Config, ConfiguredNotifier, Engine, EventKind, Failure, ServiceState, Severity, Store,
     StoreError, Timestamp,
 };
 use serde::Serialize;
+
+use crate::cli::OutboxCommand;
 
 /// How many log rows `status` looks at for delivery errors.
 const LOG_WINDOW: usize = 500;
@@ -226,6 +229,66 @@ struct HistoryOut {
     service: String,
     failures: Vec<Failure>,
     notifications: Vec<NotificationRecord>,
+}
+
+/// `alertctl outbox [--json]`, `outbox retry ID|--all`, `outbox drop ID`.
+pub(crate) fn outbox(
+    store: &dyn Store,
+    action: Option<&OutboxCommand>,
+    json: bool,
+    now: Timestamp,
+) -> Result<u8, StoreError> {
+    match action {
+        Some(OutboxCommand::Retry { id, all: _ }) => {
+            let n = store.retry(id.map(NotificationId), now)?;
+            println!(
+                "{} due now (`alertctl flush` sends them)",
+                plural(n, "delivery")
+            );
+            Ok(if n == 0 && id.is_some() { 1 } else { 0 })
+        }
+        Some(OutboxCommand::Drop { id }) => {
+            if store.drop_notification(NotificationId(*id))? {
+                println!("#{id} dropped: it will not be sent");
+                Ok(0)
+            } else {
+                eprintln!("alertctl: no pending or failed delivery #{id}");
+                Ok(1)
+            }
+        }
+        None => {
+            let rows = store.outbox(&OutboxFilter::new())?;
+            if json {
+                println!("{}", to_json(&rows));
+                return Ok(0);
+            }
+            if rows.is_empty() {
+                println!("the outbox is empty: nothing pending or failed");
+            }
+            for r in &rows {
+                let state = match (r.status, r.next_attempt, r.leased_until) {
+                    (Outcome::Pending, _, Some(l)) if l > now => "sending".to_owned(),
+                    (Outcome::Pending, Some(t), _) if t > now => format!("retry at {t}"),
+                    (Outcome::Pending, _, _) => "due".to_owned(),
+                    (s, _, _) => s.as_str().to_owned(),
+                };
+                println!(
+                    "#{} {} {} of {} (created {}, {}): {state}{}",
+                    r.id,
+                    r.notifier,
+                    r.kind,
+                    r.service,
+                    r.created,
+                    plural(r.attempts as usize, "attempt"),
+                    r.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(0)
+        }
+    }
 }
 
 /// `alertctl history UNIT [--json]`.

@@ -9,6 +9,9 @@ ALTER TABLE notifications ADD COLUMN next_attempt_ms INTEGER;
 ALTER TABLE notifications ADD COLUMN lease_ms INTEGER;
 -- Opaque JSON the sender needs to send the row again; the store only keeps it.
 ALTER TABLE notifications ADD COLUMN payload TEXT;
+-- The failure history as of the event (JSON), so the row can be sent again after the
+-- streak has ended and its failures were deleted.
+ALTER TABLE notifications ADD COLUMN history TEXT;
 
 -- Version 1 rows that finished were attempted once.
 UPDATE notifications SET attempts = 1 WHERE status IN ('delivered', 'failed');

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::notifier::Notifier;
+use crate::outbox::RetrySpec;
 use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::rules::Router;
@@ -151,6 +152,8 @@ pub struct ConfiguredNotifier {
     pub config: Arc<toml::Table>,
     /// Its message format (`format`, `subject`, `body`, ... of its table).
     pub format: Format,
+    /// Its outbox retry settings (`retry_for`, `max_attempts`).
+    pub retry: RetrySpec,
 }
 
 impl Config {
@@ -215,6 +218,7 @@ impl Config {
                 notifier,
                 config,
                 format: Format::full().clone(),
+                retry: RetrySpec::default(),
             }]);
         }
         self.notifiers
@@ -249,8 +253,10 @@ impl Config {
                     ));
                 }
                 let located = |e| self.located(at, &format!("notifier {name:?}"), e);
-                // the format keys are common to every type: the factory sees the rest
+                // the format and retry keys are common to every type: the factory sees
+                // the rest
                 let (spec, rest) = FormatSpec::split(table.get_ref()).map_err(located)?;
+                let (retry, rest) = RetrySpec::split(&rest).map_err(located)?;
                 let format = Format::compile(&spec, &formats, Format::full()).map_err(located)?;
                 let notifier = registry.build(kind, &rest).map_err(located)?;
                 notifier.check_format(&format).map_err(located)?;
@@ -259,6 +265,7 @@ impl Config {
                     notifier,
                     config: Arc::new(table.get_ref().clone()),
                     format,
+                    retry,
                 })
             })
             .collect()

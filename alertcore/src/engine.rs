@@ -7,15 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 use crate::config::ConfiguredNotifier;
 use crate::error::{EngineError, NotifyError, StoreError, chain};
 use crate::notifier::{Context, Notifier};
-use crate::policy::{Decision, Event, Outcome, Policy, ServiceState};
+use crate::outbox::RetrySpec;
+use crate::policy::{Decision, Event, Policy, ServiceState};
 use crate::rules::{Plan, Router, RuleTrace, Subject};
-use crate::store::{Applied, Change, NewNotification, NotificationId, Store};
+use crate::store::{
+    Applied, Attempt, Change, Claimed, NewNotification, NotificationId, NotificationRecord, Store,
+};
 use crate::template::Format;
 
 /// Where "now" comes from. Injected so tests control time.
@@ -45,6 +48,7 @@ struct Entry {
     notifier: Arc<dyn Notifier>,
     config: Arc<toml::Table>,
     format: Format,
+    retry: RetrySpec,
 }
 
 /// Processes failure and success events for services.
@@ -91,6 +95,7 @@ impl EngineBuilder {
             notifier,
             config: Arc::new(config),
             format: Format::full().clone(),
+            retry: RetrySpec::default(),
         });
         self
     }
@@ -102,6 +107,7 @@ impl EngineBuilder {
             notifier: c.notifier,
             config: c.config,
             format: c.format,
+            retry: c.retry,
         }));
         self
     }
@@ -198,6 +204,11 @@ pub struct Delivery {
     pub error: Option<String>,
     /// Whether trying again can help (only meaningful with an error).
     pub retryable: bool,
+    /// The service it was about.
+    pub service: String,
+    /// When the outbox tries again (a retryable failure within `retry_for`); `None`
+    /// when delivered or given up.
+    pub next_attempt: Option<Timestamp>,
 }
 
 impl Report {
@@ -322,6 +333,7 @@ impl Engine {
         let router = Arc::clone(&self.router);
         let host = self.host.clone();
         let owned_service = service.to_owned();
+        let lease = self.send_lease();
         let (applied, planned, streak) = self
             .blocking(move || {
                 let mut planned = None;
@@ -345,8 +357,17 @@ impl Engine {
                         .decisions
                         .iter()
                         .filter_map(|d| {
-                            d.send_kind()
-                                .map(|k| NewNotification::new(d.notifier.clone(), k, streak.0))
+                            let payload = Payload {
+                                host: host.clone(),
+                                streak_start: streak.1,
+                                at: now,
+                                rule: d.rule,
+                            };
+                            d.send_kind().map(|k| {
+                                NewNotification::new(d.notifier.clone(), k, streak.0)
+                                    .payload(payload.to_json())
+                                    .lease(lease)
+                            })
                         })
                         .collect();
                     let failure = report.as_ref().map(|r| {
@@ -390,72 +411,318 @@ impl Engine {
         })
     }
 
+    /// Sends the notifications this event created that the store let us claim (one
+    /// queued behind an older pending notification of the same incident waits for it).
     async fn dispatch(
         &self,
         service: &str,
         decisions: &[Decision],
         applied: &Applied,
-        (streak_id, streak_start): (u64, Timestamp),
+        streak: (u64, Timestamp),
         now: Timestamp,
     ) -> Vec<Delivery> {
         let sends = decisions
             .iter()
             .filter_map(|d| d.send_kind().map(|k| (d, k)))
-            .zip(&applied.notifications);
-        let futures = sends.map(|((d, kind), &id)| async move {
-            let entry = self.notifiers.iter().find(|e| e.name == d.notifier)?;
-            // a rule's recipient may override the notifier's format
-            let format = self
-                .router
-                .recipient(d.rule, &d.notifier)
-                .and_then(|r| r.format.as_ref())
-                .unwrap_or(&entry.format);
-            let ctx = Context::new(kind, &self.host)
-                .notifier(&entry.name)
-                .config(&entry.config)
-                .format(format)
-                .rule(d.rule.and_then(|i| self.router.rule_ref(i)))
-                .sequence(applied.sequence)
-                .streak(streak_id, streak_start)
-                .now(now);
-            let history = &applied.history;
-            let call = async {
-                if kind == EventKind::Recovery {
-                    entry.notifier.success(service, history, &ctx).await
-                } else {
-                    entry.notifier.failure(service, history, &ctx).await
-                }
-            };
-            let result = match self.delivery_timeout {
-                Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-                    Err(NotifyError::transport(entry.notifier.kind(), true, TimedOut(limit)))
-                }),
-                None => call.await,
-            };
-            let (outcome, error, retryable) = match &result {
-                Ok(()) => (Outcome::Delivered, None, false),
-                Err(e) => {
-                    tracing::warn!(notifier = %entry.name, service, error = %chain(e), "delivery failed");
-                    (Outcome::Failed, Some(chain(e)), e.is_retryable())
-                }
-            };
-            let store = Arc::clone(&self.store);
-            let err = error.clone();
-            let at = self.clock.now();
-            let recorded =
-                self.blocking(move || store.record_outcome(id, outcome, err.as_deref(), at)).await;
-            if let Err(e) = recorded {
-                tracing::warn!(notifier = %entry.name, service, error = %chain(&e), "cannot record delivery outcome");
-            }
-            Some(Delivery {
-                notifier: entry.name.clone(),
-                kind,
-                id,
-                error,
-                retryable,
-            })
+            .zip(&applied.notifications)
+            .filter(|(_, id)| applied.claimed.contains(id));
+        let jobs = sends.map(|((d, kind), &id)| Job {
+            id,
+            service,
+            notifier: &d.notifier,
+            kind,
+            rule: d.rule,
+            sequence: applied.sequence,
+            streak,
+            host: &self.host,
+            at: now,
+            created: now,
+            attempts: 0,
+            history: &applied.history,
         });
-        join_all(futures).await.into_iter().flatten().collect()
+        join_all(jobs.map(|job| self.send(job)))
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Sends everything due in the outbox for this engine's notifiers: retries,
+    /// notifications whose sender died, and ones that waited for an older one of their
+    /// incident. Rows are claimed with a lease, so two flushers never send one twice.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`] if the outbox cannot be read; failed deliveries are in
+    /// the returned list.
+    pub async fn flush(&self) -> Result<Vec<Delivery>, EngineError> {
+        let names: Vec<String> = self.notifier_names().map(str::to_owned).collect();
+        self.flush_only(&names).await
+    }
+
+    /// [`Engine::flush`] for the named notifiers only.
+    ///
+    /// # Errors
+    /// As for [`Engine::flush`].
+    pub async fn flush_only(&self, notifiers: &[String]) -> Result<Vec<Delivery>, EngineError> {
+        let mut out = Vec::new();
+        if notifiers.is_empty() {
+            return Ok(out);
+        }
+        // each round may free the next notification of an incident (a recovery behind
+        // its failure alert); a bound keeps a misbehaving store from spinning forever
+        for _ in 0..FLUSH_ROUNDS {
+            let store = Arc::clone(&self.store);
+            let names = notifiers.to_vec();
+            let now = self.clock.now();
+            let lease = self.send_lease();
+            let claimed = self
+                .blocking(move || {
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    store.claim_due(now, lease, FLUSH_BATCH, Some(&names))
+                })
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            let jobs: Vec<(Claimed, Option<Payload>)> = claimed
+                .into_iter()
+                .map(|c| {
+                    let p = serde_json::from_str::<Payload>(&c.payload).ok();
+                    (c, p)
+                })
+                .collect();
+            let sends = jobs.iter().map(|(c, payload)| async move {
+                let r = &c.record;
+                let Some(p) = payload else {
+                    return self
+                        .give_up(r, "the outbox row has no readable payload")
+                        .await;
+                };
+                self.send(Job {
+                    id: r.id,
+                    service: &r.service,
+                    notifier: &r.notifier,
+                    kind: r.kind,
+                    rule: p.rule,
+                    sequence: r.sequence,
+                    streak: (r.streak, p.streak_start),
+                    host: &p.host,
+                    at: p.at,
+                    created: r.created,
+                    attempts: c.attempts,
+                    history: &c.history,
+                })
+                .await
+            });
+            out.extend(join_all(sends).await.into_iter().flatten());
+        }
+        Ok(out)
+    }
+
+    /// Runs [`Engine::flush`] every `every` until the returned task is aborted: for
+    /// programs that embed the engine and live long.
+    pub fn spawn_flusher(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = engine.flush().await {
+                    tracing::warn!(error = %chain(&e), "cannot flush the outbox");
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
+    /// How long a sender holds a claimed row: longer than any delivery may take.
+    fn send_lease(&self) -> Duration {
+        self.delivery_timeout.unwrap_or(DEFAULT_SEND_LEASE) + Duration::from_secs(60)
+    }
+
+    /// Sends one notification and records the attempt in the outbox.
+    async fn send(&self, job: Job<'_>) -> Option<Delivery> {
+        let entry = self.notifiers.iter().find(|e| e.name == job.notifier)?;
+        // a rule's recipient may override the notifier's format
+        let format = self
+            .router
+            .recipient(job.rule, job.notifier)
+            .and_then(|r| r.format.as_ref())
+            .unwrap_or(&entry.format);
+        let ctx = Context::new(job.kind, job.host)
+            .notifier(&entry.name)
+            .config(&entry.config)
+            .format(format)
+            .rule(job.rule.and_then(|i| self.router.rule_ref(i)))
+            .sequence(job.sequence)
+            .streak(job.streak.0, job.streak.1)
+            .now(job.at);
+        let (service, history) = (job.service, job.history);
+        let call = async {
+            if job.kind == EventKind::Recovery {
+                entry.notifier.success(service, history, &ctx).await
+            } else {
+                entry.notifier.failure(service, history, &ctx).await
+            }
+        };
+        let result = match self.delivery_timeout {
+            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                Err(NotifyError::transport(
+                    entry.notifier.kind(),
+                    true,
+                    TimedOut(limit),
+                ))
+            }),
+            None => call.await,
+        };
+        let now = self.clock.now();
+        let error = result.as_ref().err().map(|e| chain(e));
+        let retryable = result.as_ref().is_err_and(NotifyError::is_retryable);
+        let next_attempt = match &result {
+            Err(e) if e.is_retryable() => entry.retry.next_attempt(
+                job.created,
+                now,
+                job.attempts + 1,
+                e.retry_after(),
+                fastrand::f64(),
+            ),
+            _ => None,
+        };
+        let attempt = match (&error, next_attempt) {
+            (None, _) => Attempt::Delivered,
+            (Some(error), Some(next_at)) => Attempt::Retry { error, next_at },
+            (Some(error), None) => Attempt::GaveUp { error },
+        };
+        if let Some(e) = &error {
+            let outcome = match next_attempt {
+                Some(t) => format!("will retry at {t}"),
+                None if retryable => format!("given up ({})", entry.retry.describe()),
+                None => "not retryable".to_owned(),
+            };
+            tracing::warn!(notifier = %entry.name, service, error = %e, "delivery failed, {outcome}");
+        }
+        self.record(job.id, attempt, now, &entry.name, service)
+            .await;
+        Some(Delivery {
+            notifier: entry.name.clone(),
+            kind: job.kind,
+            id: job.id,
+            error,
+            retryable,
+            service: service.to_owned(),
+            next_attempt,
+        })
+    }
+
+    /// Marks a claimed row failed without sending it.
+    async fn give_up(&self, r: &NotificationRecord, why: &str) -> Option<Delivery> {
+        let now = self.clock.now();
+        self.record(
+            r.id,
+            Attempt::GaveUp { error: why },
+            now,
+            &r.notifier,
+            &r.service,
+        )
+        .await;
+        Some(Delivery {
+            notifier: r.notifier.clone(),
+            kind: r.kind,
+            id: r.id,
+            error: Some(why.to_owned()),
+            retryable: false,
+            service: r.service.clone(),
+            next_attempt: None,
+        })
+    }
+
+    async fn record(
+        &self,
+        id: NotificationId,
+        attempt: Attempt<'_>,
+        at: Timestamp,
+        notifier: &str,
+        service: &str,
+    ) {
+        let store = Arc::clone(&self.store);
+        let owned = OwnedAttempt::from(attempt);
+        let recorded = self
+            .blocking(move || store.record_attempt(id, owned.borrow(), at))
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(notifier, service, error = %chain(&e), "cannot record the delivery attempt");
+        }
+    }
+}
+
+/// Rounds of claiming per flush; each round sends up to [`FLUSH_BATCH`] rows.
+const FLUSH_ROUNDS: usize = 64;
+const FLUSH_BATCH: usize = 64;
+
+/// The send lease when the engine has no `delivery_timeout`.
+const DEFAULT_SEND_LEASE: Duration = Duration::from_secs(300);
+
+/// One notification to send: just created, or claimed from the outbox.
+struct Job<'a> {
+    id: NotificationId,
+    service: &'a str,
+    notifier: &'a str,
+    kind: EventKind,
+    rule: Option<usize>,
+    sequence: u64,
+    streak: (u64, Timestamp),
+    host: &'a str,
+    /// When the event happened (the context's `now`).
+    at: Timestamp,
+    /// When the row was created (`retry_for` counts from here).
+    created: Timestamp,
+    /// Attempts made before this one.
+    attempts: u32,
+    history: &'a [Failure],
+}
+
+/// What an outbox row carries beyond its columns, to be sent again by any process.
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    host: String,
+    streak_start: Timestamp,
+    at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rule: Option<usize>,
+}
+
+impl Payload {
+    fn to_json(&self) -> String {
+        // a struct of strings and numbers always serialises
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// An [`Attempt`] that can cross into the blocking pool.
+enum OwnedAttempt {
+    Delivered,
+    Retry(String, Timestamp),
+    GaveUp(String),
+}
+
+impl From<Attempt<'_>> for OwnedAttempt {
+    fn from(a: Attempt<'_>) -> Self {
+        match a {
+            Attempt::Delivered => Self::Delivered,
+            Attempt::Retry { error, next_at } => Self::Retry(error.to_owned(), next_at),
+            Attempt::GaveUp { error } => Self::GaveUp(error.to_owned()),
+        }
+    }
+}
+
+impl OwnedAttempt {
+    fn borrow(&self) -> Attempt<'_> {
+        match self {
+            Self::Delivered => Attempt::Delivered,
+            Self::Retry(error, next_at) => Attempt::Retry {
+                error,
+                next_at: *next_at,
+            },
+            Self::GaveUp(error) => Attempt::GaveUp { error },
+        }
     }
 }
 

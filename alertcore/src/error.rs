@@ -18,6 +18,8 @@ pub enum NotifyError {
         /// The transport's own error.
         #[source]
         source: Box<dyn StdError + Send + Sync>,
+        /// How long the receiver asked us to wait (`Retry-After`), if it did.
+        retry_after: Option<std::time::Duration>,
     },
     /// The notifier's configuration cannot work (missing secret, bad address).
     #[error("{kind} notifier misconfigured: {message}")]
@@ -40,6 +42,25 @@ impl NotifyError {
             kind,
             retryable,
             source: source.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds the wait the receiver asked for (`Retry-After`): the outbox's next attempt
+    /// is no sooner (within bounds).
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        if let Self::Transport { retry_after, .. } = &mut self {
+            *retry_after = Some(wait);
+        }
+        self
+    }
+
+    /// The wait the receiver asked for, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Transport { retry_after, .. } => *retry_after,
+            Self::Config { .. } => None,
         }
     }
 

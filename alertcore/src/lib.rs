@@ -10,6 +10,7 @@ mod file;
 pub mod journal;
 pub mod message;
 mod notifier;
+pub mod outbox;
 pub mod policy;
 mod registry;
 pub mod rules;

@@ -12,12 +12,13 @@
 //! 6. otherwise suppressed (already alerted / inside repeat interval).
 //!
 //! Escalation overrides only `repeat`: `threshold` and `min_duration` still gate it.
-//! An alert whose outcome is still unknown counts as sent for [`IN_FLIGHT_LEASE`], so
-//! twenty handler processes for one restart loop send one mail; an alert that failed
-//! (or whose sender died) is sent again on the next event.
+//! An alert still pending in the outbox (being sent, or retried until it is delivered or
+//! given up) counts as sent, so twenty handler processes for one restart loop send one
+//! mail; an alert the outbox gave up on is sent again on the next event.
 //!
 //! On a success, a [`EventKind::Recovery`] goes to exactly the notifiers that had a
-//! failure alert delivered in this streak (unless `recovery = false`), and the streak ends.
+//! failure alert delivered in this streak, or still pending in the outbox (which then
+//! delivers the two in order), unless `recovery = false`; and the streak ends.
 
 mod decision;
 mod state;
@@ -31,9 +32,6 @@ pub use state::{Outcome, RecipientState, ServiceState, Streak};
 
 use crate::alert::{EventKind, Severity, Timestamp};
 use crate::config::duration_serde;
-
-/// How long an alert whose outcome was never recorded blocks a resend.
-pub const IN_FLIGHT_LEASE: Duration = Duration::from_secs(300);
 
 /// The policy settings (`[policy]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,11 +254,9 @@ fn failure_action(
     let Some(r) = r else {
         return send(EventKind::Failure);
     };
-    // `now` may be earlier than `last_alert`: concurrent handlers read their clocks
-    // before queueing for the store's lock.
-    let in_flight =
-        r.outcome == Outcome::Pending && now < r.last_alert.saturating_add(IN_FLIGHT_LEASE);
-    if in_flight {
+    // Pending: the outbox still owns the alert (sending, or retrying until it is
+    // delivered or given up); a sender that died leaves it to the next flush.
+    if r.outcome == Outcome::Pending {
         return suppress(Reason::InFlight {
             since: r.last_alert,
         });
@@ -298,8 +294,10 @@ fn on_success(state: &ServiceState, now: Timestamp, targets: &[Target<'_>]) -> S
         .map(|t| {
             let action = match &streak {
                 None => suppress(Reason::NotFailing),
+                // a failure alert still pending in the outbox goes first, then this
+                // (the outbox sends one incident's notifications in order)
                 Some(s) => match s.recipients.get(t.name) {
-                    Some(r) if r.delivered => {
+                    Some(r) if r.delivered || r.outcome == Outcome::Pending => {
                         if !t.policy.recovery {
                             suppress(Reason::RecoveryDisabled)
                         } else if !t.sends(EventKind::Recovery) {

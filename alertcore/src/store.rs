@@ -194,6 +194,9 @@ pub struct Claimed {
     pub record: NotificationRecord,
     /// The payload given when it was created.
     pub payload: String,
+    /// The service's failure history as of the event (oldest first), kept with the row
+    /// so it can be sent again after the streak ended.
+    pub history: Vec<Failure>,
     /// Attempts recorded before this one.
     pub attempts: u32,
 }
@@ -432,6 +435,43 @@ mod tests {
     #[test]
     fn memory_store_conforms() {
         store_conformance(&MemoryStore::new());
+    }
+
+    /// A row keeps the history as of its event, so a recovery retried after the streak
+    /// ended (and its failures were deleted) still tells what failed.
+    fn claimed_rows_keep_their_history(store: &dyn Store) {
+        use crate::alert::{FailureReport, Severity};
+        let t = Timestamp::from_millis;
+        let failure = Failure::from_report(
+            &FailureReport::new("exit-code").severity(Severity::Critical),
+            "h",
+            t(1),
+        );
+        store
+            .apply("s", t(1), &mut |_| Change {
+                failure: Some(failure.clone()),
+                ..Change::default()
+            })
+            .unwrap();
+        store
+            .apply("s", t(2), &mut |_| Change {
+                end_streak: true,
+                notifications: vec![NewNotification::new("ops", EventKind::Recovery, 1)],
+                ..Change::default()
+            })
+            .unwrap();
+        assert!(store.history("s").unwrap().is_empty());
+        let claimed = store
+            .claim_due(t(3), std::time::Duration::from_secs(60), 10, None)
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].history, [failure]);
+    }
+
+    #[test]
+    fn claimed_rows_keep_their_history_in_every_store() {
+        claimed_rows_keep_their_history(&MemoryStore::new());
+        claimed_rows_keep_their_history(&SqliteStore::open_in_memory().unwrap());
     }
 
     #[test]

@@ -596,9 +596,10 @@ fn alertctl_notify_test_runs_an_exec_notifier() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(
-            "not delivered (retryable): exec delivery failed: /bin/sh exited with status 1; stderr: relay refused"
-        ),
+        stderr.contains("not delivered, will retry at ")
+            && stderr.contains(
+                "exec delivery failed: /bin/sh exited with status 1; stderr: relay refused"
+            ),
         "{}",
         text(&out)
     );

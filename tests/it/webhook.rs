@@ -71,6 +71,19 @@ impl HttpSink {
         Self::try_start_with(&[], false)
     }
 
+    /// A sink on `port` (one that an earlier sink had): for "the receiver comes back".
+    fn try_start_on(port: u16) -> Option<Self> {
+        let mut last = String::new();
+        for _ in 0..20 {
+            match Self::spawn_on(&[], false, port) {
+                Ok(sink) => return Some(sink),
+                Err(why) => last = why,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the HTTP sink did not start on port {port}: {last}");
+    }
+
     fn try_start_with(args: &[&str], https: bool) -> Option<Self> {
         require(
             PYTHON,
@@ -89,11 +102,14 @@ impl HttpSink {
     }
 
     fn spawn(args: &[&str], https: bool) -> Result<Self, String> {
+        Self::spawn_on(args, https, free_port())
+    }
+
+    fn spawn_on(args: &[&str], https: bool, port: u16) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("alertcore-http-sink-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
-        let port = free_port();
         let ready = dir.path().join("ready");
         let stderr = std::fs::File::create(dir.path().join("stderr"))
             .map_err(|e| format!("stderr file: {e}"))?;
@@ -1088,11 +1104,71 @@ fn alertctl_failure_reports_a_refused_webhook_without_its_secrets() {
     // recorded, but not delivered, and not worth retrying
     assert_eq!(out.status.code(), Some(3), "{all}");
     assert!(
-        all.contains("hook: failure not delivered: webhook delivery failed: http://127.0.0.1:"),
+        all.contains("hook failure of backup.service (#1): not delivered (not retryable): webhook delivery failed: http://127.0.0.1:"),
         "{all}"
     );
     assert!(all.contains("answered 403 Forbidden"), "{all}");
     assert!(!all.contains("s3cret-path"), "{all}");
     assert!(!all.contains("cli-t0ken"), "{all}");
     assert_eq!(sink.requests(1).len(), 1);
+}
+
+/// The outbox end to end: the receiver is down when the alert and the recovery happen;
+/// both stay queued (the recovery behind the alert), and `alertctl flush` delivers them
+/// in order once it is back.
+#[test]
+fn the_outbox_delivers_in_order_once_the_receiver_is_back() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    let port = sink.port;
+    drop(sink);
+    let ctl = Ctl::with_config(&format!(
+        "[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n"
+    ));
+    let out = ctl.run_at(
+        "2026-11-23T10:00:00Z",
+        &[
+            "failure",
+            "web.service",
+            "--result",
+            "exit-code",
+            "--exit-status",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("not delivered, will retry at "),
+        "{}",
+        text(&out)
+    );
+    // the recovery comes while the alert is still queued: it queues behind it
+    let out = ctl.run_at("2026-11-23T10:00:10Z", &["success", "web.service"]);
+    assert!(text(&out).contains("hook: send recovery"), "{}", text(&out));
+    let rows = ctl.json(&["--now", "2026-11-23T10:00:10Z", "outbox", "--json"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["status"] == "pending"), "{rows:?}");
+    // not due yet: the flush sends nothing
+    let out = ctl.run_at("2026-11-23T10:00:11Z", &["flush"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("nothing due"), "{}", text(&out));
+
+    let Some(sink) = HttpSink::try_start_on(port) else {
+        return;
+    };
+    let out = ctl.run_at("2026-11-23T10:02:00Z", &["flush"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = sink.requests(2);
+    let events: Vec<&str> = got
+        .iter()
+        .map(|r| r["json"]["event"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(events, ["failure", "recovery"], "{got:?}");
+    let rows = ctl.json(&["--now", "2026-11-23T10:02:00Z", "outbox", "--json"]);
+    assert_eq!(rows.as_array().map(Vec::len), Some(0), "{rows}");
+    // the next flush has nothing left
+    let out = ctl.run_at("2026-11-23T10:03:00Z", &["flush"]);
+    assert!(text(&out).contains("nothing due"), "{}", text(&out));
 }

@@ -65,7 +65,7 @@ pub enum Reason {
         /// When the next reminder is due.
         until: Timestamp,
     },
-    /// An alert was sent moments ago and its outcome is not known yet.
+    /// An alert is still pending in the outbox (being sent or retried).
     InFlight {
         /// When it was sent.
         since: Timestamp,
@@ -112,7 +112,9 @@ impl fmt::Display for Reason {
             Self::InsideRepeatInterval { until } => {
                 write!(f, "inside repeat interval until {until}")
             }
-            Self::InFlight { since } => write!(f, "an alert sent at {since} is still in flight"),
+            Self::InFlight { since } => {
+                write!(f, "an alert sent at {since} is still pending in the outbox")
+            }
             Self::NotAlerted => f.write_str("no failure alert was delivered in this streak"),
             Self::RecoveryDisabled => f.write_str("recovery notifications are off"),
             Self::NotFailing => f.write_str("service was not failing"),

@@ -177,7 +177,7 @@ fn recovery_can_be_turned_off() {
 }
 
 #[test]
-fn in_flight_alert_blocks_resend_until_lease_ends_and_failed_alert_is_resent() {
+fn pending_alert_blocks_resend_and_given_up_alert_is_resent() {
     let p = Policy::default();
     let t = [Target::new("ops", &p)];
     let s0 = ServiceState::default();
@@ -190,10 +190,15 @@ fn in_flight_alert_blocks_resend_until_lease_ends_and_failed_alert_is_resent() {
             reason: Reason::InFlight { .. }
         }
     ));
-    // after the lease, the unanswered alert is sent again
-    let st = step(&s1, FAIL, at(6), &t);
-    assert_eq!(st.decisions[0].action, sent(EventKind::Failure));
-    // a failed alert is sent again on the next event
+    // hours later it is still the outbox's to deliver (retrying): no duplicate
+    let st = step(&s1, FAIL, at(600), &t);
+    assert!(matches!(
+        st.decisions[0].action,
+        Action::Suppress {
+            reason: Reason::InFlight { .. }
+        }
+    ));
+    // an alert the outbox gave up on is sent again on the next event
     let mut s2 = s1.clone();
     s2.record_outcome(1, "ops", at(0), Outcome::Failed);
     let st = step(&s2, FAIL, at(1), &t);

@@ -32,6 +32,7 @@ struct Row {
     /// `leased_until` is the lease.
     record: NotificationRecord,
     payload: String,
+    history: Vec<Failure>,
 }
 
 impl Row {
@@ -144,6 +145,7 @@ impl Store for MemoryStore {
                         leased_until: lease,
                     },
                     payload: n.payload,
+                    history: applied.history.clone(),
                 });
                 applied.notifications.push(id);
                 if lease.is_some() {
@@ -221,6 +223,7 @@ impl Store for MemoryStore {
                 out.push(Claimed {
                     record: r.clone(),
                     payload: row.payload.clone(),
+                    history: row.history.clone(),
                     attempts: r.attempts,
                 });
             }

@@ -365,10 +365,13 @@ impl Store for SqliteStore {
         };
         if !change.notifications.is_empty() {
             applied.sequence = next_sequence(&tx)?;
+            let history = serde_json::to_string(&applied.history)
+                .map_err(|e| StoreError::Corrupt(format!("history of {service:?}: {e}")))?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms,
-                                            status, attempts, next_attempt_ms, lease_ms, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6, ?7, ?8)",
+                                            status, attempts, next_attempt_ms, lease_ms, payload,
+                                            history)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6, ?7, ?8, ?9)",
             )?;
             for n in &change.notifications {
                 // an older pending row of the group goes first: this one waits, unclaimed
@@ -387,6 +390,7 @@ impl Store for SqliteStore {
                     now.as_millis(),
                     lease.map(Timestamp::as_millis),
                     n.payload,
+                    history,
                 ])?;
                 let id = NotificationId(tx.last_insert_rowid());
                 applied.notifications.push(id);
@@ -449,7 +453,7 @@ impl Store for SqliteStore {
                        AND (lease_ms IS NULL OR lease_ms < ?1)
                        AND (?3 IS NULL OR notifier IN (SELECT value FROM json_each(?3)))
                      ORDER BY id LIMIT ?4)
-                 RETURNING {NOTIFICATION_COLUMNS}, payload"
+                 RETURNING {NOTIFICATION_COLUMNS}, payload, history"
             ))?
             .query_map(
                 params![
@@ -460,9 +464,21 @@ impl Store for SqliteStore {
                 ],
                 |r| {
                     let record = notification_from_row(r)?;
+                    let history: Option<String> = r.get(14)?;
                     Ok(Claimed {
                         attempts: record.attempts,
                         payload: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
+                        history: history
+                            .map(|h| serde_json::from_str(&h))
+                            .transpose()
+                            .map_err(|e| {
+                                rusqlite::Error::FromSqlConversionFailure(
+                                    14,
+                                    rusqlite::types::Type::Text,
+                                    e.into(),
+                                )
+                            })?
+                            .unwrap_or_default(),
                         record,
                     })
                 },
