@@ -15,7 +15,9 @@ use crate::rules::Router;
 use crate::template::{Format, FormatSpec, Formats};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
+///
+/// Its `Debug` shows the notifier tables redacted (see [`redact`]) and not the file's text.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
@@ -59,6 +61,26 @@ struct Source {
 pub struct StateConfig {
     /// The SQLite state file.
     pub path: Option<PathBuf>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let notifiers: BTreeMap<&str, toml::Table> = self
+            .notifiers
+            .iter()
+            .map(|(k, v)| (k.as_str(), redact(v.get_ref())))
+            .collect();
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("state", &self.state)
+            .field("policy", &self.policy)
+            .field("notifiers", &notifiers)
+            .field("formats", &self.formats.keys().collect::<Vec<_>>())
+            .field("timezone", &self.timezone)
+            .field("rules", &self.rules.len())
+            .field("origin", &self.source.as_ref().map(|s| &s.origin))
+            .finish()
+    }
 }
 
 /// A configuration error, displayed as `file:line:col: message`.
@@ -140,8 +162,8 @@ impl BuildError {
     }
 }
 
-/// A notifier built from the configuration.
-#[derive(Debug, Clone)]
+/// A notifier built from the configuration. Its `Debug` shows the table redacted.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ConfiguredNotifier {
     /// Its name (`[notifiers.NAME]`).
@@ -154,6 +176,18 @@ pub struct ConfiguredNotifier {
     pub format: Format,
     /// Its outbox retry settings (`retry_for`, `max_attempts`).
     pub retry: RetrySpec,
+}
+
+impl fmt::Debug for ConfiguredNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfiguredNotifier")
+            .field("name", &self.name)
+            .field("notifier", &self.notifier.kind())
+            .field("config", &redact(&self.config))
+            .field("format", &self.format.name())
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl Config {
@@ -442,7 +476,9 @@ pub fn redact(table: &toml::Table) -> toml::Table {
         .iter()
         .map(|(k, v)| {
             let lower = k.to_ascii_lowercase();
-            let pointer = lower.ends_with("_env") || lower.ends_with("_file");
+            let pointer = lower.ends_with("_env")
+                || lower.ends_with("_file")
+                || lower.ends_with("_credential");
             let secret = !pointer && SECRET_WORDS.iter().any(|w| lower.contains(w));
             let v = match v {
                 _ if secret => toml::Value::String("<redacted>".to_owned()),

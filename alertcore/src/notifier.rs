@@ -103,7 +103,8 @@ forward_notifier!(Box<N>);
 ///
 /// `#[non_exhaustive]`: fields get added over time without breaking implementors. Build
 /// one outside this crate (in a notifier's tests) with [`Context::new`] and the setters.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows the config table redacted.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Context<'a> {
     /// The notifier's configured name (`[notifiers.NAME]`).
@@ -145,6 +146,24 @@ pub struct RuleRef {
 impl fmt::Display for RuleRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "rule {} (line {})", self.index, self.line)
+    }
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("notifier", &self.notifier)
+            .field("config", &crate::config::redact(self.config))
+            .field("event", &self.event)
+            .field("host", &self.host)
+            .field("sequence", &self.sequence)
+            .field("streak_id", &self.streak_id)
+            .field("streak_start", &self.streak_start)
+            .field("now", &self.now)
+            .field("format", &self.format.name())
+            .field("rule", &self.rule)
+            .field("journal", &self.journal.is_some())
+            .finish()
     }
 }
 

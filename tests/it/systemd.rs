@@ -257,7 +257,7 @@ fn install_units(sb: &Sandbox, w: &Path) {
             &format!(
                 "[Service]\n\
                  ExecStart=\n\
-                 ExecStart={wd}/alertctl {kind} %i\n\
+                 ExecStart={wd}/alertctl {kind} -- %i\n\
                  Environment=ALERTCORE_CONFIG={wd}/alertcore.toml ALERTCORE_STATE={wd}/state.db\n\
                  StateDirectory=\n\
                  BindPaths={wd}\n"

@@ -149,9 +149,17 @@ pub(crate) fn alert_vars(
     }
     for (_, v) in &mut vars {
         strip_nul(v);
+        if v.len() > MAX_VALUE_BYTES {
+            *v = crate::template::cut(v, MAX_VALUE_BYTES);
+        }
     }
     Ok(vars)
 }
+
+/// The longest value passed: Linux refuses to start a program with one environment
+/// string over 128 KiB (`E2BIG`), and all of them together must fit in a quarter of the
+/// stack limit; a 64 KiB unit name or message must not make the agent unstartable.
+pub(crate) const MAX_VALUE_BYTES: usize = 32 * 1024;
 
 /// The variables naming the recipient of one run.
 pub(crate) fn recipient_vars(recipient: &str) -> [(String, String); 3] {
@@ -335,6 +343,21 @@ mod tests {
         assert_eq!(v["CRM_alert_rsc"], v["ALERTCORE_SERVICE"]);
         let [(_, a), (_, b), (_, c)] = recipient_vars("a\0b");
         assert_eq!((a.as_str(), b.as_str(), c.as_str()), ("ab", "ab", "ab"));
+    }
+
+    #[test]
+    fn huge_values_are_cut_to_a_startable_size() {
+        let long = "x".repeat(200_000);
+        let v = vars(
+            &long,
+            &[failure("exit-code", Some("1"))],
+            EventKind::Failure,
+        );
+        assert!(
+            v.values().all(|x| x.len() <= MAX_VALUE_BYTES),
+            "a value is too long"
+        );
+        assert!(v["ALERTCORE_SERVICE"].starts_with("xxx"));
     }
 
     #[test]
