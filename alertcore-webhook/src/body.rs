@@ -177,7 +177,7 @@ impl Body {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Bodies are JSON or text, not HTML; JSON escaping is explicit, with `tojson`.
         env.set_auto_escape_callback(|_| AutoEscape::None);
-        env.add_filter("tojson", strict_tojson);
+        env.add_filter("tojson", alertcore::template::strict_tojson);
         env.add_filter("rfc3339", rfc3339_filter);
         env.add_filter("slack_escape", slack_escape);
         env.add_template_owned(TEMPLATE_NAME, source)?;
@@ -271,23 +271,6 @@ pub(crate) fn has_own_body(format: &Format) -> bool {
 /// Whether a content type says the body is JSON.
 pub(crate) fn is_json(content_type: &str) -> bool {
     content_type.to_ascii_lowercase().contains("json")
-}
-
-/// minijinja's `tojson`, except that an undefined value (a misspelt name) is an error
-/// rather than `null`: bodies are mostly `{{ x | tojson }}`, and a typo there must fail
-/// when the template is tried, not send nulls.
-fn strict_tojson(
-    value: &minijinja::Value,
-    indent: Option<minijinja::Value>,
-    args: minijinja::value::Kwargs,
-) -> Result<minijinja::Value, minijinja::Error> {
-    if value.is_undefined() {
-        return Err(minijinja::Error::new(
-            ErrorKind::UndefinedError,
-            "tojson of an undefined value (a misspelt name?)",
-        ));
-    }
-    minijinja::filters::tojson(value, indent, args)
 }
 
 /// `{{ time|rfc3339 }}`: Unix milliseconds as `2025-11-21T04:40:00.000Z`.

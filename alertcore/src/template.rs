@@ -773,8 +773,13 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// minijinja's `tojson`, except that an undefined value is an error rather than `null`.
-fn strict_tojson(
+/// minijinja's `tojson`, except that an undefined value (a misspelt name) is an error
+/// rather than `null`, so a typo fails when the template is tried at load time instead of
+/// sending nulls. Registered as `tojson` in every environment of ours (the webhook's too).
+///
+/// # Errors
+/// For an undefined value, and where minijinja's `tojson` fails.
+pub fn strict_tojson(
     value: &minijinja::Value,
     indent: Option<minijinja::Value>,
     args: minijinja::value::Kwargs,
