@@ -172,7 +172,7 @@ impl Mix {
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
     events: u64,
-    /// Store transactions: the engine's `apply` and one `record_outcome` per delivery.
+    /// Store transactions: the engine's `apply` and one `record_attempt` per delivery.
     transactions: u64,
     elapsed: Duration,
 }

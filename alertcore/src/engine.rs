@@ -340,7 +340,7 @@ impl Engine {
                 let mut streak = (0, now, 0);
                 let kind = report.as_ref().and_then(|r| r.kind.as_deref());
                 let applied = store.apply(&owned_service, now, &mut |state| {
-                    let plan = plan(
+                    let mut plan = plan(
                         &router,
                         &policy,
                         &notifiers,
@@ -357,17 +357,18 @@ impl Engine {
                         .decisions
                         .iter()
                         .filter_map(|d| {
+                            let kind = d.send_kind()?;
                             let payload = Payload {
                                 host: host.clone(),
                                 streak_start: streak.1,
                                 at: now,
                                 rule: d.rule,
                             };
-                            d.send_kind().map(|k| {
-                                NewNotification::new(d.notifier.clone(), k, streak.0)
+                            Some(
+                                NewNotification::new(d.notifier.clone(), kind, streak.0)
                                     .payload(payload.to_json())
-                                    .lease(lease)
-                            })
+                                    .lease(lease),
+                            )
                         })
                         .collect();
                     let failure = report.as_ref().map(|r| {
@@ -377,7 +378,8 @@ impl Engine {
                     });
                     let change = Change {
                         end_streak: event == Event::Success && state.streak.is_some(),
-                        next: plan.next.clone(),
+                        // the report needs the decisions and the trace, not the state
+                        next: std::mem::take(&mut plan.next),
                         failure,
                         notifications,
                     };

@@ -314,31 +314,6 @@ pub trait Store: Send + Sync + fmt::Debug {
         at: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Records the outcome of a logged notification: [`Store::record_attempt`] with
-    /// [`Attempt::Delivered`] for [`Outcome::Delivered`], [`Attempt::GaveUp`] for
-    /// [`Outcome::Failed`], and [`Attempt::Retry`] due at `at` for [`Outcome::Pending`].
-    ///
-    /// Superseded by `record_attempt`, kept until every caller has moved (not marked
-    /// `#[deprecated]` so that callers' `-D warnings` builds keep working meanwhile).
-    ///
-    /// # Errors
-    /// As [`Store::record_attempt`].
-    fn record_outcome(
-        &self,
-        id: NotificationId,
-        outcome: Outcome,
-        error: Option<&str>,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let error = error.unwrap_or("");
-        let attempt = match outcome {
-            Outcome::Delivered => Attempt::Delivered,
-            Outcome::Failed => Attempt::GaveUp { error },
-            Outcome::Pending => Attempt::Retry { error, next_at: at },
-        };
-        self.record_attempt(id, attempt, at)
-    }
-
     /// In one transaction: claims up to `limit` due rows (pending, next attempt at or
     /// before `now`, no lease running) for `lease` from `now`, oldest first, only for
     /// `notifiers` if given. Of the pending rows of one service, notifier and streak,

@@ -10,7 +10,7 @@ use crate::engine::Clock;
 use crate::error::NotifyError;
 use crate::notifier::{Context, Notifier};
 use crate::policy::{Outcome, RecipientState, ServiceState, Streak};
-use crate::store::{Change, NewNotification, Store};
+use crate::store::{Attempt, Change, NewNotification, Store};
 
 /// A clock that moves only when told to.
 #[derive(Debug, Default)]
@@ -243,7 +243,7 @@ pub fn store_conformance(store: &dyn Store) {
 
     // 3. the outcome updates the log row and the recipient state
     store
-        .record_outcome(id, Outcome::Delivered, None, Timestamp::from_millis(2_500))
+        .record_attempt(id, Attempt::Delivered, Timestamp::from_millis(2_500))
         .expect("record outcome");
     let log = store.notifications(Some(svc), 10).expect("log");
     assert_eq!(log[0].status, Outcome::Delivered);
@@ -268,10 +268,11 @@ pub fn store_conformance(store: &dyn Store) {
         .expect("apply other");
     assert_eq!(applied.sequence, 2, "sequence is per host, across services");
     store
-        .record_outcome(
+        .record_attempt(
             applied.notifications[0],
-            Outcome::Failed,
-            Some("connection refused"),
+            Attempt::GaveUp {
+                error: "connection refused",
+            },
             Timestamp::from_millis(3_100),
         )
         .expect("record failed");
@@ -301,10 +302,9 @@ pub fn store_conformance(store: &dyn Store) {
     );
     // a recovery outcome does not resurrect a streak
     store
-        .record_outcome(
+        .record_attempt(
             applied.notifications[0],
-            Outcome::Delivered,
-            None,
+            Attempt::Delivered,
             Timestamp::from_millis(4_100),
         )
         .expect("record recovery");

@@ -310,6 +310,19 @@ fn has_pending(
         .query_row(params![service, notifier, to_i64(streak)], |r| r.get(0))?)
 }
 
+/// Whether any pending row is due at `now` and not leased (a read; the partial index
+/// answers it from a few pages).
+fn any_due(conn: &Connection, now: Timestamp) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM notifications INDEXED BY notifications_due
+                            WHERE status IN ('pending', 'failed') AND status = 'pending'
+                              AND next_attempt_ms <= ?1
+                              AND (lease_ms IS NULL OR lease_ms < ?1))",
+        )?
+        .query_row([now.as_millis()], |r| r.get(0))?)
+}
+
 /// Sets the recipient of a failure alert `row` to `outcome` in its service's state,
 /// keeping the state's `updated_ms` (an operator's action is not an event).
 fn set_recipient(
@@ -435,6 +448,11 @@ impl Store for SqliteStore {
             .transpose()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.lock();
+        // Most calls (every `alertctl failure` asks for its notifiers) find nothing due:
+        // say so from a read, without queueing for the write lock.
+        if !any_due(&conn, now)? {
+            return Ok(Vec::new());
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // The window keeps only the oldest pending row of each service, notifier and
         // streak: a younger one (a recovery) waits until that one is finished, even
@@ -620,23 +638,14 @@ fn record_attempt(
     };
     let error = error.filter(|e| !e.is_empty());
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // One statement, the hot path's only one for a delivered recovery. The row changes
-    // only while pending, or to delivered (which is a fact even after a drop); a late
+    // One statement on the hot path (a delivered recovery needs nothing else). The row
+    // changes only while pending, or to delivered (a fact even after a drop); a late
     // report for a finished row only counts the attempt.
     let row = tx
         .prepare_cached(&format!(
-            "UPDATE notifications SET
-                 attempts = attempts + 1,
-                 lease_ms = NULL,
-                 status = CASE WHEN status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered')
-                               THEN ?2 ELSE status END,
-                 error = CASE WHEN status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered')
-                              THEN ?3 ELSE error END,
-                 next_attempt_ms = CASE WHEN status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered')
-                                        THEN ?4 ELSE next_attempt_ms END,
-                 finished_ms = CASE WHEN status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered')
-                                    THEN ?5 ELSE finished_ms END
-             WHERE id = ?1
+            "UPDATE notifications SET attempts = attempts + 1, lease_ms = NULL, status = ?2,
+                 error = ?3, next_attempt_ms = ?4, finished_ms = ?5
+             WHERE id = ?1 AND (status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered'))
              RETURNING {NOTIFICATION_COLUMNS}"
         ))?
         .query_row(
@@ -650,15 +659,19 @@ fn record_attempt(
             notification_from_row,
         )
         .optional()?;
-    let Some(row) = row else {
-        return Err(StoreError::Corrupt(format!("no notification with id {id}")));
+    let row = match row {
+        Some(row) => row,
+        None => tx
+            .prepare_cached(&format!(
+                "UPDATE notifications SET attempts = attempts + 1, lease_ms = NULL WHERE id = ?1
+                 RETURNING {NOTIFICATION_COLUMNS}"
+            ))?
+            .query_row([id.0], notification_from_row)
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt(format!("no notification with id {id}")))?,
     };
-    if row.kind.is_failure()
-        && let Some(outcome) = finished_outcome(&row)
-        && let Some(mut state) = load_state(&tx, &row.service)?
-    {
-        state.record_outcome(row.streak, &row.notifier, row.created, outcome);
-        save_state(&tx, &row.service, &state, at)?;
+    if let Some(outcome) = finished_outcome(&row) {
+        set_recipient(&tx, &row, outcome)?;
     }
     tx.commit()?;
     Ok(())
