@@ -10,7 +10,7 @@ use alertcore::config::duration_serde;
 use alertcore::secret::SecretSource;
 use alertcore::{BuildError, Context, Format, Timestamp};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use url::Url;
 
 use crate::body::{self, Body, Preset, TemplateVars};
@@ -82,7 +82,7 @@ pub struct WebhookConfig {
     tls_insecure_skip_verify_dangerous: bool,
     allow_plaintext_dangerous: bool,
     labels: BTreeMap<String, String>,
-    #[serde(deserialize_with = "optional_duration")]
+    #[serde(deserialize_with = "duration_serde::option::deserialize")]
     ends_after: Option<Duration>,
 }
 
@@ -158,10 +158,6 @@ impl fmt::Debug for WebhookConfig {
             .field("ends_after", &self.ends_after)
             .finish_non_exhaustive()
     }
-}
-
-fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration_serde::deserialize(d).map(Some)
 }
 
 impl WebhookConfig {

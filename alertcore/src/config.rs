@@ -466,6 +466,26 @@ pub fn from_table<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Result
 }
 
 /// Words that mark a key as holding a secret (matched case-insensitively).
+/// Takes `keys` out of a notifier's `table` and reads them as `T` (keys common to every
+/// notifier type, such as the format's); returns `T` and the rest of the table, which
+/// the type's factory then reads.
+///
+/// # Errors
+/// A [`BuildError`] naming the bad key.
+pub fn split_keys<T: serde::de::DeserializeOwned>(
+    table: &toml::Table,
+    keys: &[&str],
+) -> Result<(T, toml::Table), BuildError> {
+    let mut rest = table.clone();
+    let mut mine = toml::Table::new();
+    for key in keys {
+        if let Some(v) = rest.remove(*key) {
+            mine.insert((*key).to_owned(), v);
+        }
+    }
+    Ok((from_table(&mine)?, rest))
+}
+
 const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "passphrase", "key", "auth"];
 
 /// A copy of a notifier table fit for display: secret-looking keys (other than the
@@ -565,6 +585,33 @@ pub mod duration_serde {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         parse(&s).map_err(serde::de::Error::custom)
+    }
+
+    /// `#[serde(with = "duration_serde::option", default)]` for an optional duration
+    /// (a missing key is `None`; with `skip_serializing_if = "Option::is_none"`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        /// Serializes `Some` like [`super::serialize`].
+        ///
+        /// # Errors
+        /// Those of the serializer.
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Deserializes a present value like [`super::deserialize`].
+        ///
+        /// # Errors
+        /// A custom error for strings that are not durations.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Timestamp;
-use crate::config::{BuildError, duration_serde, from_table};
+use crate::config::{BuildError, duration_serde, split_keys};
 
 /// The first retry comes this long after a failed attempt; each later one waits twice as
 /// long, up to [`MAX_BACKOFF`].
@@ -37,34 +37,13 @@ pub struct RetrySpec {
     /// How long to keep trying a retryable failure (default 24 h).
     #[serde(
         default,
-        with = "opt_duration",
+        with = "duration_serde::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub retry_for: Option<Duration>,
     /// Give up after this many attempts (default: only `retry_for` limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
-}
-
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserializer, Serializer};
-
-    use crate::config::duration_serde;
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => duration_serde::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        duration_serde::deserialize(d).map(Some)
-    }
 }
 
 impl RetrySpec {
@@ -76,14 +55,7 @@ impl RetrySpec {
     /// # Errors
     /// A [`BuildError`] naming the bad key.
     pub fn split(table: &toml::Table) -> Result<(Self, toml::Table), BuildError> {
-        let mut rest = table.clone();
-        let mut mine = toml::Table::new();
-        for key in Self::KEYS {
-            if let Some(v) = rest.remove(*key) {
-                mine.insert((*key).to_owned(), v);
-            }
-        }
-        let spec: Self = from_table(&mine)?;
+        let (spec, rest): (Self, _) = split_keys(table, Self::KEYS)?;
         if spec.max_attempts == Some(0) {
             return Err(BuildError::key(
                 "max_attempts",

@@ -85,7 +85,9 @@ impl Policy {
     }
 }
 
-fn deserialize_threshold<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+pub(crate) fn deserialize_threshold<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<u32, D::Error> {
     let n = u32::deserialize(d)?;
     if n == 0 {
         return Err(serde::de::Error::custom(

@@ -53,7 +53,7 @@ pub struct Recipient {
     /// Overrides `repeat`.
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "serialize_opt_duration"
+        serialize_with = "duration_serde::option::serialize"
     )]
     pub repeat: Option<Duration>,
     /// Overrides `recovery`.
@@ -122,13 +122,13 @@ pub struct Rule {
     /// The streak must have lasted at least this long (xymon `DURATION>`).
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "serialize_opt_duration"
+        serialize_with = "duration_serde::option::serialize"
     )]
     pub min_duration: Option<Duration>,
     /// The streak must have lasted less than this (xymon `DURATION<`).
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "serialize_opt_duration"
+        serialize_with = "duration_serde::option::serialize"
     )]
     pub max_duration: Option<Duration>,
     /// Where it sends.
@@ -139,7 +139,7 @@ pub struct Rule {
     /// Overrides `repeat`.
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "serialize_opt_duration"
+        serialize_with = "duration_serde::option::serialize"
     )]
     pub repeat: Option<Duration>,
     /// Overrides `recovery`.
@@ -151,16 +151,6 @@ pub struct Rule {
     pub unmatched: bool,
     /// Drops the event for its notifiers (for all, when it lists none).
     pub ignore: bool,
-}
-
-fn serialize_opt_duration<S: serde::Serializer>(
-    d: &Option<Duration>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_str(&duration_serde::format(*d)),
-        None => s.serialize_none(),
-    }
 }
 
 impl Rule {

@@ -173,15 +173,7 @@ impl FormatSpec {
     /// # Errors
     /// A [`BuildError`] naming the key whose value has the wrong type.
     pub fn split(table: &toml::Table) -> Result<(FormatSpec, toml::Table), BuildError> {
-        let mut rest = table.clone();
-        let mut mine = toml::Table::new();
-        for key in Self::KEYS {
-            if let Some(v) = rest.remove(*key) {
-                mine.insert((*key).to_owned(), v);
-            }
-        }
-        let spec = crate::config::from_table(&mine)?;
-        Ok((spec, rest))
+        crate::config::split_keys(table, Self::KEYS)
     }
 
     /// Whether no key is set.

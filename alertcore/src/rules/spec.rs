@@ -34,13 +34,13 @@ struct RuleSpec {
     time: TimeWindows,
     #[serde(default)]
     exclude_time: TimeWindows,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "duration_serde::option::deserialize")]
     min_duration: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "duration_serde::option::deserialize")]
     max_duration: Option<Duration>,
     #[serde(default, deserialize_with = "opt_threshold")]
     threshold: Option<u32>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "duration_serde::option::deserialize")]
     repeat: Option<Duration>,
     #[serde(default)]
     recovery: Option<bool>,
@@ -59,7 +59,7 @@ struct RecipientSpec {
     to: String,
     #[serde(default, deserialize_with = "opt_threshold")]
     threshold: Option<u32>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "duration_serde::option::deserialize")]
     repeat: Option<Duration>,
     #[serde(default)]
     recovery: Option<bool>,
@@ -198,21 +198,8 @@ impl Ctx<'_> {
     }
 }
 
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let s = String::deserialize(d)?;
-    duration_serde::parse(&s)
-        .map(Some)
-        .map_err(de::Error::custom)
-}
-
 fn opt_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    let n = u32::deserialize(d)?;
-    if n == 0 {
-        return Err(de::Error::custom(
-            "threshold must be at least 1 (1 alerts on the first failure)",
-        ));
-    }
-    Ok(Some(n))
+    crate::policy::deserialize_threshold(d).map(Some)
 }
 
 /// `severity = "critical"` or `severity = ["warning", "critical"]`.
