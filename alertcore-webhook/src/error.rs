@@ -138,6 +138,16 @@ impl WebhookError {
         }
     }
 
+    /// The wait the server asked for (`Retry-After`) in the (last) answer, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            Self::RetryAfterTooLong { retry_after, .. } => Some(*retry_after),
+            Self::GaveUp { last, .. } => last.retry_after(),
+            _ => None,
+        }
+    }
+
     /// The HTTP status of the (last) answer, if there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -149,9 +159,16 @@ impl WebhookError {
 }
 
 impl From<WebhookError> for NotifyError {
+    /// Carries the server's `Retry-After` along, so the outbox's next attempt waits
+    /// at least that long.
     fn from(e: WebhookError) -> Self {
         let retryable = e.is_retryable();
-        NotifyError::transport(KIND, retryable, e)
+        let wait = e.retry_after();
+        let n = NotifyError::transport(KIND, retryable, e);
+        match wait {
+            Some(w) => n.with_retry_after(w),
+            None => n,
+        }
     }
 }
 
@@ -186,5 +203,29 @@ mod tests {
             alertcore::chain(&n),
             "webhook delivery failed: gave up after 3 attempts: http://127.0.0.1:1 answered 502 Bad Gateway"
         );
+        assert_eq!(n.retry_after(), None);
+    }
+
+    #[test]
+    fn retry_after_reaches_the_outbox() {
+        let too_long = WebhookError::RetryAfterTooLong {
+            endpoint: "http://127.0.0.1:1".to_owned(),
+            retry_after: Duration::from_secs(120),
+            max: Duration::from_secs(60),
+        };
+        let n: NotifyError = too_long.into();
+        assert_eq!(n.retry_after(), Some(Duration::from_secs(120)));
+        let gave_up = WebhookError::GaveUp {
+            attempts: 2,
+            last: Box::new(WebhookError::Status {
+                endpoint: "http://127.0.0.1:1".to_owned(),
+                status: 429,
+                body: String::new(),
+                retry_after: Some(Duration::from_secs(30)),
+            }),
+        };
+        let n: NotifyError = gave_up.into();
+        assert!(n.is_retryable());
+        assert_eq!(n.retry_after(), Some(Duration::from_secs(30)));
     }
 }
