@@ -26,6 +26,9 @@ use crate::registry::NotifierFactory;
 use self::run::{Captured, Ended, Finished};
 use self::timestamp::TimestampFormat;
 
+/// The longest `timeout` an agent may be given.
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// `type = "exec"`.
 pub const FACTORY: NotifierFactory = NotifierFactory {
     kind: "exec",
@@ -230,6 +233,15 @@ impl ExecConfig {
         }
         if self.timeout.is_zero() {
             return Err(BuildError::key("timeout", "`timeout` must be more than 0s"));
+        }
+        if self.timeout > MAX_TIMEOUT {
+            return Err(BuildError::key(
+                "timeout",
+                format!(
+                    "`timeout` must be at most {} (an agent that runs longer holds the handler)",
+                    crate::config::duration_serde::format(MAX_TIMEOUT)
+                ),
+            ));
         }
         if self.max_concurrency == 0 {
             return Err(BuildError::key(
@@ -663,6 +675,11 @@ mod tests {
                 "command = [\"/a\"]\ntimeout = \"0s\"",
                 "timeout",
                 "more than 0s",
+            ),
+            (
+                "command = [\"/a\"]\ntimeout = \"500000000000y\"",
+                "timeout",
+                "at most 1day",
             ),
             (
                 "command = [\"/a\"]\nmax_concurrency = 0",

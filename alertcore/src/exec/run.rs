@@ -116,7 +116,7 @@ pub(crate) async fn run(
         };
         tokio::pin!(reading);
         let mut read_all = false;
-        let waited = tokio::time::timeout_at(started + timeout, async {
+        let waited = tokio::time::timeout(timeout, async {
             loop {
                 tokio::select! {
                     status = child.wait() => break status,
