@@ -12,14 +12,14 @@ use alertcore::journal::Journal;
 use alertcore::message::one_line;
 use alertcore::secret::SecretSource;
 use lettre::message::Mailbox;
-use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use lettre::transport::smtp::client::Certificate;
 use lettre::transport::smtp::extension::ClientId;
 use serde::{Deserialize, Deserializer};
 
 use crate::KIND;
 use crate::notifier::{EmailNotifier, Transport};
 use crate::sendmail::Sendmail;
-use crate::smtp::{Auth, Smtp};
+use crate::smtp::{Auth, LazyTls, Smtp};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_JOURNAL_LINES: usize = 50;
@@ -354,19 +354,9 @@ impl EmailConfig {
         ))
     }
 
-    fn tls_parameters(&self, host: &str) -> Result<TlsParameters, BuildError> {
-        let mut builder = TlsParameters::builder(host.to_owned());
-        if let Some(path) = &self.ca_file {
-            builder = builder.add_root_certificate(read_ca(path)?);
-        }
-        builder.build_rustls().map_err(|e| {
-            let key = if self.ca_file.is_some() {
-                "ca_file"
-            } else {
-                "url"
-            };
-            BuildError::key(key, format!("cannot set up TLS: {}", alertcore::chain(&e)))
-        })
+    fn tls_parameters(&self, host: &str) -> Result<LazyTls, BuildError> {
+        let ca = self.ca_file.as_deref().map(read_ca).transpose()?;
+        Ok(LazyTls::new(host.to_owned(), ca))
     }
 
     fn sendmail(&self) -> Result<Sendmail, BuildError> {
@@ -393,7 +383,7 @@ impl EmailConfig {
     }
 }
 
-fn read_ca(path: &Path) -> Result<Certificate, BuildError> {
+fn read_ca(path: &Path) -> Result<Vec<u8>, BuildError> {
     let pem = std::fs::read(path)
         .map_err(|e| BuildError::key("ca_file", format!("cannot read {}: {e}", path.display())))?;
     // lettre accepts a file with no certificate at all, which would trust nothing extra
@@ -407,12 +397,14 @@ fn read_ca(path: &Path) -> Result<Certificate, BuildError> {
             format!("{} holds no PEM certificate", path.display()),
         ));
     }
+    // parsed now so a bad file is a config error; kept as PEM for the TLS set-up
     Certificate::from_pem(&pem).map_err(|e| {
         BuildError::key(
             "ca_file",
             format!("{}: {}", path.display(), alertcore::chain(&e)),
         )
-    })
+    })?;
+    Ok(pem)
 }
 
 /// `addr@example.org` or `Name <addr@example.org>`.

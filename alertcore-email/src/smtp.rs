@@ -20,7 +20,9 @@ use alertcore::NotifyError;
 use lettre::address::Envelope;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -43,12 +45,46 @@ pub(crate) struct Auth {
     pub(crate) password: PasswordSource,
 }
 
+/// TLS settings, built on first use: building them loads the system's root
+/// certificates (several milliseconds and a hundred file reads), which a handler run
+/// that sends no mail, or `alertctl config check`, should not pay.
+pub(crate) struct LazyTls {
+    host: String,
+    /// A private CA (PEM), already checked to parse when the config was loaded.
+    ca_pem: Option<Vec<u8>>,
+    built: std::sync::OnceLock<Result<TlsParameters, String>>,
+}
+
+impl LazyTls {
+    pub(crate) fn new(host: String, ca_pem: Option<Vec<u8>>) -> Self {
+        Self {
+            host,
+            ca_pem,
+            built: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> Result<&TlsParameters, NotifyError> {
+        self.built
+            .get_or_init(|| {
+                let mut builder = TlsParameters::builder(self.host.clone());
+                if let Some(pem) = &self.ca_pem {
+                    let ca = Certificate::from_pem(pem).map_err(|e| alertcore::chain(&e))?;
+                    builder = builder.add_root_certificate(ca);
+                }
+                builder.build_rustls().map_err(|e| alertcore::chain(&e))
+            })
+            .as_ref()
+            .map_err(|e| NotifyError::config(crate::KIND, format!("cannot set up TLS: {e}")))
+    }
+}
+
 /// An SMTP server and the connection kept open to it.
 pub(crate) struct Smtp {
     host: String,
     port: u16,
     tls: TlsMode,
-    tls_parameters: Option<TlsParameters>,
+    tls_parameters: Option<LazyTls>,
     auth: Option<Auth>,
     hello: ClientId,
     idle: Mutex<Option<Idle>>,
@@ -74,7 +110,7 @@ impl Smtp {
         host: String,
         port: u16,
         tls: TlsMode,
-        tls_parameters: Option<TlsParameters>,
+        tls_parameters: Option<LazyTls>,
         auth: Option<Auth>,
         hello: ClientId,
     ) -> Self {
@@ -166,6 +202,7 @@ impl Smtp {
             Some(a) => Some(Credentials::new(a.username.clone(), a.password.read()?)),
             None => None,
         };
+        let params = self.tls_parameters.as_ref().map(LazyTls::get).transpose()?;
         let tcp = self
             .open_tcp()
             .await
@@ -173,7 +210,7 @@ impl Smtp {
                 server: self.server(),
                 source,
             })?;
-        let stream: Box<dyn AsyncTokioStream> = match (self.tls, &self.tls_parameters) {
+        let stream: Box<dyn AsyncTokioStream> = match (self.tls, params) {
             (TlsMode::Implicit, Some(params)) => Box::new(
                 ImplicitTls::connect(tcp, params.clone())
                     .await
@@ -184,7 +221,7 @@ impl Smtp {
         let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
             .await
             .map_err(|source| self.smtp_error(Stage::Connect, source))?;
-        if let (TlsMode::StartTls, Some(params)) = (self.tls, &self.tls_parameters) {
+        if let (TlsMode::StartTls, Some(params)) = (self.tls, params) {
             if !conn.can_starttls() {
                 conn.abort().await;
                 return Err(EmailError::NoStartTls {
