@@ -208,7 +208,22 @@ async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fai
             path.display()
         );
     }
-    Ok(print_report(what, &r))
+    let code = print_report(what, &r);
+    // then what is due in the outbox for the notifiers this event touched (retries of
+    // earlier alerts, notifications queued behind one of them)
+    let touched: Vec<String> = r
+        .decisions
+        .iter()
+        .filter(|d| d.send_kind().is_some())
+        .map(|d| d.notifier.clone())
+        .collect();
+    match engine.flush_only(&touched).await {
+        Ok(more) => Ok(code.max(print_deliveries(&more, |_| true))),
+        Err(e) => {
+            eprintln!("alertctl: cannot flush the outbox: {}", chain(&e));
+            Ok(code.max(1))
+        }
+    }
 }
 
 /// Records the event although the config is broken, so it is not lost: with the

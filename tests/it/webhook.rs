@@ -1172,3 +1172,48 @@ fn the_outbox_delivers_in_order_once_the_receiver_is_back() {
     let out = ctl.run_at("2026-11-23T10:03:00Z", &["flush"]);
     assert!(text(&out).contains("nothing due"), "{}", text(&out));
 }
+
+/// `alertctl failure` also sends what is due in the outbox for the notifiers its event
+/// touched: an earlier alert to the same webhook, retried once the receiver is back.
+#[test]
+fn the_next_event_for_a_notifier_sends_its_due_retries() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    let port = sink.port;
+    drop(sink);
+    let ctl = Ctl::with_config(&format!(
+        "[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n"
+    ));
+    let fail = |now: &str, unit: &str| {
+        ctl.run_at(
+            now,
+            &[
+                "failure",
+                unit,
+                "--result",
+                "exit-code",
+                "--exit-status",
+                "1",
+            ],
+        )
+    };
+    let out = fail("2026-11-23T10:00:00Z", "web.service");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let Some(sink) = HttpSink::try_start_on(port) else {
+        return;
+    };
+    let out = fail("2026-11-23T10:02:00Z", "db.service");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("hook failure of web.service (#1): delivered from the outbox"),
+        "{}",
+        text(&out)
+    );
+    let got = sink.requests(2);
+    let services: Vec<&str> = got
+        .iter()
+        .map(|r| r["json"]["service"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(services, ["db.service", "web.service"], "{got:?}");
+}
