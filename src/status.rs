@@ -241,11 +241,17 @@ pub(crate) fn outbox(
     match action {
         Some(OutboxCommand::Retry { id, all: _ }) => {
             let n = store.retry(id.map(NotificationId), now)?;
-            println!(
-                "{} due now (`alertctl flush` sends them)",
-                plural(n, "delivery")
-            );
-            Ok(if n == 0 && id.is_some() { 1 } else { 0 })
+            if let (Some(id), 0) = (id, n) {
+                eprintln!("alertctl: no pending or failed delivery #{id}");
+                return Ok(1);
+            }
+            let what = if n == 1 {
+                "1 delivery".to_owned()
+            } else {
+                format!("{n} deliveries")
+            };
+            println!("{what} due now (`alertctl flush` sends them)");
+            Ok(0)
         }
         Some(OutboxCommand::Drop { id }) => {
             if store.drop_notification(NotificationId(*id))? {

@@ -629,3 +629,61 @@ fn config_dump_shows_resolved_rules() {
     assert_eq!(rules[0]["notify"][0]["repeat"].as_str(), Some("4h"));
     assert_eq!(rules[2]["unmatched"].as_bool(), Some(true));
 }
+
+#[test]
+fn outbox_lists_retries_and_drops_deliveries() {
+    let ctl = Ctl::with_config(
+        "[notifiers.agent]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"exit 1\"]\n",
+    );
+    let out = fail_code(&ctl, "2026-11-23T10:00:00Z", "web.service");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let rows = ctl.json(&["--now", "2026-11-23T10:00:01Z", "outbox", "--json"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "pending");
+    assert_eq!(rows[0]["attempts"], 1);
+    let id = rows[0]["id"].to_string();
+    let listing = ctl.run_at("2026-11-23T10:00:01Z", &["outbox"]);
+    assert!(
+        text(&listing).contains(&format!("#{id} agent failure of web.service")),
+        "{}",
+        text(&listing)
+    );
+    assert!(text(&listing).contains(": retry at "), "{}", text(&listing));
+
+    let out = ctl.run_at("2026-11-23T10:00:01Z", &["outbox", "retry", "99"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no pending or failed delivery #99"),
+        "{}",
+        text(&out)
+    );
+    let out = ctl.run_at("2026-11-23T10:00:01Z", &["outbox", "retry", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("1 delivery due now"), "{}", text(&out));
+    let listing = ctl.run_at("2026-11-23T10:00:02Z", &["outbox"]);
+    assert!(text(&listing).contains(": due"), "{}", text(&listing));
+
+    let out = ctl.run(&["outbox", "drop", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = ctl.run(&["outbox", "drop", &id]);
+    assert_eq!(out.status.code(), Some(1), "dropping twice: {}", text(&out));
+    let rows = ctl.json(&["outbox", "--json"]);
+    assert_eq!(rows.as_array().map(Vec::len), Some(0), "{rows}");
+    let out = ctl.run_at("2026-11-23T11:00:00Z", &["flush"]);
+    assert!(text(&out).contains("nothing due"), "{}", text(&out));
+}
+
+fn fail_code(ctl: &Ctl, now: &str, unit: &str) -> Output {
+    ctl.run_at(
+        now,
+        &[
+            "failure",
+            unit,
+            "--result",
+            "exit-code",
+            "--exit-status",
+            "1",
+        ],
+    )
+}
