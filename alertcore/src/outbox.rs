@@ -1,5 +1,5 @@
-//! Durable delivery: per-notifier retry settings, the backoff schedule, and what a
-//! notification row carries so that any process can send it again.
+//! Durable delivery: per-notifier retry settings and the backoff schedule (the engine
+//! writes, claims and sends the rows; the store keeps them).
 //!
 //! Every notification is a row of the store's outbox, written in the same transaction as
 //! the state change that caused it. The process that wrote it sends it at once; when that
