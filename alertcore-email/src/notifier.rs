@@ -107,8 +107,7 @@ impl EmailNotifier {
             }
             None => ctx,
         };
-        let subject = ctx.format.subject(service, failures, ctx)?;
-        let body = ctx.format.body(service, failures, ctx)?;
+        let (subject, body) = ctx.format.subject_and_body(service, failures, ctx)?;
         let message = compose(&self.from, &self.to, service, ctx, subject, body)?;
         let bytes = message.formatted();
         match &self.transport {

@@ -82,13 +82,9 @@ impl<'a> Document<'a> {
         failures: &'a [Failure],
         ctx: &'a Context<'a>,
     ) -> Result<Self, WebhookError> {
-        let title = ctx
+        let (title, text) = ctx
             .format
-            .subject(service, failures, ctx)
-            .map_err(WebhookError::Format)?;
-        let text = ctx
-            .format
-            .body(service, failures, ctx)
+            .subject_and_body(service, failures, ctx)
             .map_err(WebhookError::Format)?;
         Ok(Self {
             version: DOCUMENT_VERSION,

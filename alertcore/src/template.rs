@@ -493,21 +493,35 @@ impl Format {
         failures: &[Failure],
         ctx: &Context<'_>,
     ) -> Result<String, NotifyError> {
-        let subject = self.subject(service, failures, ctx)?;
-        let data = self.data(service, failures, ctx, Some(subject));
-        match &self.0.resolved.body {
-            BodySource::Json => Ok(one_line(&json(&data))),
+        self.subject_and_body(service, failures, ctx)
+            .map(|(_, body)| body)
+    }
+
+    /// [`Format::subject`] and [`Format::body`] together, building the data model once
+    /// (a transport that needs both should call this).
+    ///
+    /// # Errors
+    /// As for [`Format::subject`].
+    pub fn subject_and_body(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(String, String), NotifyError> {
+        let mut data = self.data(service, failures, ctx, None);
+        let subject = self.one_line_bounded(&self.render("subject", &data)?, SUBJECT_MAX_BYTES);
+        data.set_subject(subject.clone());
+        let body = match &self.0.resolved.body {
+            BodySource::Json => one_line(&json(&data)),
             BodySource::Template(_) => {
-                let text = self.render("body", &data)?;
-                let text = clean_body(&text);
-                Ok(
-                    match (self.0.resolved.max_bytes, &self.0.resolved.body_origin) {
-                        (Some(max), Origin::Builtin(_)) => cut(&one_line(&text), max),
-                        _ => text,
-                    },
-                )
+                let text = clean_body(&self.render("body", &data)?);
+                match (self.0.resolved.max_bytes, &self.0.resolved.body_origin) {
+                    (Some(max), Origin::Builtin(_)) => cut(&one_line(&text), max),
+                    _ => text,
+                }
             }
-        }
+        };
+        Ok((subject, body))
     }
 
     /// The one-line form log-like transports write (console, file, syslog): `full`'s

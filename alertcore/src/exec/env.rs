@@ -92,6 +92,7 @@ pub(crate) fn alert_vars(
         String::new()
     });
     let out = outcome(ctx.event, last);
+    let (subject, body) = ctx.format.subject_and_body(service, failures, ctx)?;
 
     let mut vars = vec![
         ("ALERTCORE_VERSION", env!("CARGO_PKG_VERSION").to_owned()),
@@ -112,11 +113,8 @@ pub(crate) fn alert_vars(
             field(|f| f.invocation_id.as_deref()),
         ),
         ("ALERTCORE_MESSAGE", field(|f| f.message.as_deref())),
-        (
-            "ALERTCORE_SUBJECT",
-            ctx.format.subject(service, failures, ctx)?,
-        ),
-        ("ALERTCORE_BODY", ctx.format.body(service, failures, ctx)?),
+        ("ALERTCORE_SUBJECT", subject),
+        ("ALERTCORE_BODY", body),
         ("ALERTCORE_TIMESTAMP", ctx.now.to_string()),
         ("ALERTCORE_TIMESTAMP_MS", ms.to_string()),
         ("ALERTCORE_SEQUENCE", ctx.sequence.to_string()),

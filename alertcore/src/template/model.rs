@@ -119,6 +119,13 @@ pub(super) struct Model {
     subject: Option<String>,
 }
 
+impl Model {
+    /// Gives bodies and lines the rendered subject.
+    pub(crate) fn set_subject(&mut self, subject: String) {
+        self.subject = Some(subject);
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct FailureData {
     number: usize,
