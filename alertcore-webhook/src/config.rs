@@ -582,42 +582,13 @@ impl WebhookConfig {
     /// The body: the JSON document (or the format's own body, decided per alert), or a
     /// compiled and tried template.
     fn body(&self, vars: TemplateVars, content_type: &str) -> Result<Body, BuildError> {
-        let templated = self.preset.is_some() || self.template.is_some();
-        if !templated {
-            for (key, set) in [
-                ("labels", !self.labels.is_empty()),
-                ("ends_after", self.ends_after.is_some()),
-            ] {
-                if set {
-                    return Err(BuildError::key(
-                        key,
-                        format!("`{key}` only applies to preset = \"alertmanager\" or a template"),
-                    ));
-                }
-            }
-            return Ok(Body::Document);
-        }
         let (key, origin, source) = match (self.preset, &self.template) {
-            (Some(p), None) => {
-                if p != Preset::Alertmanager {
-                    for (key, set) in [
-                        ("labels", !self.labels.is_empty()),
-                        ("ends_after", self.ends_after.is_some()),
-                    ] {
-                        if set {
-                            return Err(BuildError::key(
-                                key,
-                                format!("`{key}` does not apply to preset = \"{}\"", p.name()),
-                            ));
-                        }
-                    }
-                }
-                (
-                    "preset",
-                    format!("preset {}", p.name()),
-                    p.template().to_owned(),
-                )
-            }
+            (None, None) => ("", String::new(), String::new()),
+            (Some(p), None) => (
+                "preset",
+                format!("preset {}", p.name()),
+                p.template().to_owned(),
+            ),
             (None, Some(t)) => ("template", "template".to_owned(), t.clone()),
             (Some(_), Some(_)) => {
                 return Err(BuildError::key(
@@ -626,17 +597,34 @@ impl WebhookConfig {
                      from the documentation to change it)",
                 ));
             }
-            (None, None) => return Ok(Body::Document),
         };
-        if self.preset == Some(Preset::Alertmanager) || key != "preset" {
-            check_labels(&self.labels, self.preset == Some(Preset::Alertmanager))?;
+        // labels and ends_after feed an Alertmanager document: that preset, or a
+        // template of one's own
+        let alertmanager = self.preset == Some(Preset::Alertmanager);
+        if !(alertmanager || self.template.is_some()) {
+            let why = match self.preset {
+                Some(p) => format!("does not apply to preset = \"{}\"", p.name()),
+                None => "only applies to preset = \"alertmanager\" or a template".to_owned(),
+            };
+            for (k, set) in [
+                ("labels", !self.labels.is_empty()),
+                ("ends_after", self.ends_after.is_some()),
+            ] {
+                if set {
+                    return Err(BuildError::key(k, format!("`{k}` {why}")));
+                }
+            }
         }
+        if key.is_empty() {
+            return Ok(Body::Document);
+        }
+        check_labels(&self.labels, alertmanager)?;
         let json = body::is_json(content_type);
         let body = Body::template(source, origin, vars, json)
             .map_err(|e| BuildError::key(key, format!("template error: {e}")))?;
         // The presets are tried by this crate's own tests, hostile names included;
         // alertctl builds its notifiers at every run, so they skip the sample renders.
-        if key != "preset" {
+        if self.template.is_some() {
             try_template(&body, key, content_type, Format::full())?;
         }
         Ok(body)
