@@ -342,7 +342,7 @@ impl Config {
     pub fn build_router(&self, notifiers: &[ConfiguredNotifier]) -> Result<Router, ConfigError> {
         let formats = self.formats()?;
         let (timezone, tz_name) = match self.timezone.as_deref() {
-            None => (jiff::tz::TimeZone::system(), "system"),
+            None => (None, "system"),
             Some(name) => {
                 let tz = crate::rules::parse_timezone(name).map_err(|e| {
                     self.error_at(
@@ -350,7 +350,7 @@ impl Config {
                         format!("timezone: {e}"),
                     )
                 })?;
-                (tz, name)
+                (Some(tz), name)
             }
         };
         let rules =

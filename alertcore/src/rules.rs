@@ -183,7 +183,7 @@ impl Rule {
     }
 
     /// Why this rule does not match `e`, or `None` when it does.
-    fn mismatch(&self, e: &Subject<'_>, tz: &jiff::tz::TimeZone) -> Option<String> {
+    fn mismatch(&self, e: &Subject<'_>, zone: &Zone) -> Option<String> {
         if let Some(why) = names("service", e.service, &self.services, &self.exclude_services) {
             return Some(why);
         }
@@ -214,17 +214,20 @@ impl Rule {
             }
         }
         let ms = e.at.as_millis();
-        if !self.time.is_empty() && !self.time.contains_any_ms(ms, tz) {
+        if !self.time.is_empty() && !self.time.contains_any_ms(ms, zone.get()) {
             return Some(format!(
                 "{} is outside time {}",
-                local_time(e.at, tz),
+                local_time(e.at, zone.get()),
                 self.time
             ));
         }
-        if let Some(w) = self.exclude_time.first_match_ms(ms, tz) {
+        // (an empty list must not look the system's zone up)
+        if !self.exclude_time.is_empty()
+            && let Some(w) = self.exclude_time.first_match_ms(ms, zone.get())
+        {
             return Some(format!(
                 "{} is inside exclude_time {w}",
-                local_time(e.at, tz)
+                local_time(e.at, zone.get())
             ));
         }
         if let Some(min) = self.min_duration
@@ -278,13 +281,23 @@ fn local_time(at: Timestamp, tz: &jiff::tz::TimeZone) -> String {
 #[derive(Debug, Clone)]
 pub struct Router {
     rules: Vec<Rule>,
-    timezone: jiff::tz::TimeZone,
+    timezone: Zone,
     timezone_name: String,
 }
 
 impl Default for Router {
     fn default() -> Self {
-        Self::new(Vec::new(), jiff::tz::TimeZone::system(), "system")
+        Self::new(Vec::new(), None, "system")
+    }
+}
+
+/// The rules' time zone, the system's resolved on first use.
+#[derive(Debug, Clone, Default)]
+struct Zone(std::sync::OnceLock<jiff::tz::TimeZone>);
+
+impl Zone {
+    fn get(&self) -> &jiff::tz::TimeZone {
+        self.0.get_or_init(jiff::tz::TimeZone::system)
     }
 }
 
@@ -386,11 +399,17 @@ pub enum RuleOutcome {
 }
 
 impl Router {
-    /// Rules evaluated in `timezone` (named `timezone_name` in explanations).
-    pub fn new(rules: Vec<Rule>, timezone: jiff::tz::TimeZone, timezone_name: &str) -> Self {
+    /// Rules evaluated in `timezone` (named `timezone_name` in explanations); `None`
+    /// is the system's, looked up only when a time window or a time is read (finding
+    /// its name scans the zone database: milliseconds at every handler start).
+    pub fn new(
+        rules: Vec<Rule>,
+        timezone: Option<jiff::tz::TimeZone>,
+        timezone_name: &str,
+    ) -> Self {
         Self {
             rules,
-            timezone,
+            timezone: Zone(timezone.map(std::sync::OnceLock::from).unwrap_or_default()),
             timezone_name: timezone_name.to_owned(),
         }
     }
@@ -402,7 +421,7 @@ impl Router {
 
     /// The time zone rule time windows are read in.
     pub fn timezone(&self) -> &jiff::tz::TimeZone {
-        &self.timezone
+        self.timezone.get()
     }
 
     /// Reads `text` as a time: RFC 3339 (`2026-11-23T03:00:00Z`), or a civil time in
@@ -414,7 +433,7 @@ impl Router {
         let t = text.trim();
         let ts = t.parse::<jiff::Timestamp>().or_else(|_| {
             t.parse::<jiff::civil::DateTime>()
-                .and_then(|dt| dt.to_zoned(self.timezone.clone()))
+                .and_then(|dt| dt.to_zoned(self.timezone().clone()))
                 .map(|z| z.timestamp())
         });
         ts.map(|ts| Timestamp::from_millis(ts.as_millisecond()))
@@ -425,7 +444,7 @@ impl Router {
 
     /// `at` in the rules' time zone, for people: `Mon 2026-11-23 03:00 CET`.
     pub fn local_time(&self, at: Timestamp) -> String {
-        local_time(at, &self.timezone)
+        local_time(at, self.timezone())
     }
 
     /// The time zone's name as configured.
@@ -624,12 +643,12 @@ impl<'n> Walk<'n> {
         });
     }
 
-    fn visit(&mut self, rule: &Rule, subject: &Subject<'_>, tz: &jiff::tz::TimeZone) {
+    fn visit(&mut self, rule: &Rule, subject: &Subject<'_>, zone: &Zone) {
         // (`unmatched` rules are visited last, so compare positions)
         if let Some(by) = self.stopped_by.filter(|&by| by < rule.index) {
             return self.skip(rule, RuleOutcome::Stopped { by });
         }
-        if let Some(why) = rule.mismatch(subject, tz) {
+        if let Some(why) = rule.mismatch(subject, zone) {
             return self.skip(rule, RuleOutcome::NoMatch { why });
         }
         let mut notes = Vec::new();
