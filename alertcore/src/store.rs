@@ -387,6 +387,13 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Forgets the state and history of `service` (the log stays). `true` if it had any.
     ///
+    /// The streak counter is kept aside: the service's next streak must not reuse the
+    /// id of one whose notifications may still be in the outbox (they would queue
+    /// behind each other).
+    ///
+    /// The streak counter is kept: a later streak must not reuse the id of one whose
+    /// notifications may still be in the outbox (they would queue behind each other).
+    ///
     /// # Errors
     /// A [`StoreError`].
     fn clear(&self, service: &str) -> Result<bool, StoreError>;

@@ -327,6 +327,17 @@ pub fn store_conformance(store: &dyn Store) {
     assert!(store.clear("other.service").expect("clear"));
     assert!(!store.clear("never.service").expect("clear unknown"));
     assert_eq!(store.state("other.service").expect("state"), None);
+    // the next streak of a cleared service gets a new id, after the forgotten ones
+    let mut seen = 0;
+    store
+        .apply("other.service", Timestamp::from_millis(9_000), &mut |s| {
+            seen = s.streaks;
+            Change::new(s.clone())
+        })
+        .expect("apply after clear");
+    assert_eq!(seen, 1, "the streak counter survives clear");
+    assert!(store.clear("other.service").expect("clear again"));
+    assert_eq!(store.state("other.service").expect("state"), None);
     assert!(store.history("other.service").expect("history").is_empty());
     assert_eq!(
         store.notifications(None, 10).expect("log").len(),

@@ -687,3 +687,32 @@ fn fail_code(ctl: &Ctl, now: &str, unit: &str) -> Output {
         ],
     )
 }
+
+/// After `clear`, the service's next alert is a new incident: it is sent at once, not
+/// queued behind a delivery of the forgotten streak still waiting for its retry.
+#[test]
+fn an_alert_after_clear_does_not_wait_behind_the_old_streak() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok");
+    let runs = dir.path().join("runs");
+    let ctl = Ctl::with_config(&format!(
+        "[notifiers.agent]\ntype = \"exec\"\n\
+         command = [\"/bin/sh\", \"-c\", \"test -e {} && echo run >> {}\"]\n",
+        ok.display(),
+        runs.display()
+    ));
+    let out = fail_code(&ctl, "2026-11-23T10:00:00Z", "web.service");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    std::fs::write(&ok, "").unwrap();
+    let out = ctl.run(&["clear", "web.service"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = fail_code(&ctl, "2026-11-23T10:00:05Z", "web.service");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&runs).unwrap_or_default(), "run\n");
+    let rows = ctl.json(&["--now", "2026-11-23T10:00:05Z", "outbox", "--json"]);
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(1),
+        "only the old retry: {rows}"
+    );
+}

@@ -23,6 +23,16 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
+    /// The state of a service that has none, after `streaks` streaks were forgotten
+    /// (`alertctl clear`): its next streak gets a new id, so it cannot be confused with
+    /// one whose notifications may still be in the outbox.
+    pub fn after_clear(streaks: u64) -> Self {
+        Self {
+            streaks,
+            ..Self::default()
+        }
+    }
+
     /// `true` while a failure streak is in progress.
     pub fn is_failing(&self) -> bool {
         self.streak.is_some()

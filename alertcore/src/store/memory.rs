@@ -25,6 +25,8 @@ struct Inner {
     /// The outbox; row `i` has id `i + 1`.
     log: Vec<Row>,
     sequence: u64,
+    /// The streak counters of cleared services.
+    cleared: BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -93,7 +95,9 @@ impl Store for MemoryStore {
         f: &mut dyn FnMut(&ServiceState) -> Change,
     ) -> Result<Applied, StoreError> {
         let mut inner = self.lock();
-        let state = inner.states.get(service).cloned().unwrap_or_default();
+        let state = inner.states.get(service).cloned().unwrap_or_else(|| {
+            ServiceState::after_clear(inner.cleared.get(service).copied().unwrap_or(0))
+        });
         let change = f(&state);
         inner.states.insert(service.to_owned(), change.next);
         let history = inner.history.entry(service.to_owned()).or_default();
@@ -319,7 +323,13 @@ impl Store for MemoryStore {
 
     fn clear(&self, service: &str) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        let a = inner.states.remove(service).is_some();
+        let a = match inner.states.remove(service) {
+            Some(old) => {
+                inner.cleared.insert(service.to_owned(), old.streaks);
+                true
+            }
+            None => false,
+        };
         let b = inner.history.remove(service).is_some_and(|h| !h.is_empty());
         Ok(a || b)
     }

@@ -310,6 +310,16 @@ fn has_pending(
         .query_row(params![service, notifier, to_i64(streak)], |r| r.get(0))?)
 }
 
+/// The streak counter a cleared service had (0 if it never was cleared). Read only for
+/// a service without state: its first event, or the first after a clear.
+fn cleared_streaks(conn: &Connection, service: &str) -> Result<u64, StoreError> {
+    let n: Option<i64> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'streaks:' || ?1")?
+        .query_row([service], |r| r.get(0))
+        .optional()?;
+    Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}
+
 /// Whether any pending row is due at `now` and not leased (a read; the partial index
 /// answers it from a few pages).
 fn any_due(conn: &Connection, now: Timestamp) -> Result<bool, StoreError> {
@@ -356,7 +366,10 @@ impl Store for SqliteStore {
     ) -> Result<Applied, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = load_state(&tx, service)?.unwrap_or_default();
+        let state = match load_state(&tx, service)? {
+            Some(state) => state,
+            None => ServiceState::after_clear(cleared_streaks(&tx, service)?),
+        };
         let change = f(&state);
         save_state(&tx, service, &change.next, now)?;
         if let Some(failure) = &change.failure {
@@ -618,6 +631,14 @@ impl Store for SqliteStore {
     fn clear(&self, service: &str) -> Result<bool, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // keep the streak counter: see Store::clear
+        if let Some(old) = load_state(&tx, service)? {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('streaks:' || ?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                params![service, to_i64(old.streaks)],
+            )?;
+        }
         let n = tx.execute("DELETE FROM services WHERE name = ?1", [service])?;
         let m = tx.execute("DELETE FROM failures WHERE service = ?1", [service])?;
         tx.commit()?;
