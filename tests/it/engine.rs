@@ -404,3 +404,35 @@ fn a_bad_recipient_template_is_a_config_error_naming_the_rule() {
     let e = config.build_router(&notifiers).unwrap_err().to_string();
     assert!(e.starts_with("t.toml:5:1: rule 1: `notify[0]`: "), "{e}");
 }
+
+/// A row whose payload cannot be read (written by something else, or damaged) is
+/// given up with a clear error at the flush, not retried forever or sent half-known.
+#[tokio::test]
+async fn a_row_without_a_readable_payload_is_given_up_at_the_flush() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    store
+        .apply("db.service", Timestamp::from_millis(1_000), &mut |_| {
+            let mut change = alertcore::store::Change::new(alertcore::ServiceState::default());
+            change.notifications = vec![
+                alertcore::store::NewNotification::new("ops", EventKind::Failure, 1)
+                    .payload("not json"),
+            ];
+            change
+        })
+        .unwrap();
+    let ops = RecordingNotifier::new();
+    let engine = Engine::builder(Arc::clone(&store))
+        .notifier("ops", ops.clone())
+        .clock(ManualClock::new(Timestamp::from_millis(2_000)))
+        .build();
+    let sent = engine.flush().await.unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].error.as_deref(),
+        Some("the outbox row has no readable payload")
+    );
+    assert!(ops.calls().is_empty(), "nothing half-known was sent");
+    let row = &store.notifications(Some("db.service"), 1).unwrap()[0];
+    assert_eq!(row.status, alertcore::policy::Outcome::Failed);
+    assert!(engine.flush().await.unwrap().is_empty(), "not retried");
+}
