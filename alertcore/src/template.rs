@@ -343,13 +343,21 @@ impl Format {
         named: &Formats,
         base: &Format,
     ) -> Result<Format, BuildError> {
-        let mut r = match &spec.format {
-            None => base.0.resolved.clone(),
-            Some(name) => lookup(name, named)?.0.resolved.clone(),
-        };
         let only_base = FormatSpec {
             format: spec.format.clone(),
             ..FormatSpec::default()
+        };
+        // Nothing of its own: the base as it is, already compiled and tried (a notifier
+        // without format keys must not pay the sample renders at every handler start).
+        if spec == &only_base {
+            return match &spec.format {
+                None => Ok(base.clone()),
+                Some(name) => lookup(name, named).cloned(),
+            };
+        }
+        let mut r = match &spec.format {
+            None => base.0.resolved.clone(),
+            Some(name) => lookup(name, named)?.0.resolved.clone(),
         };
         if spec != &only_base {
             r.name = "custom".to_owned();
