@@ -80,7 +80,7 @@ pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
     let streak = state.streak.as_ref();
     let failures = match event {
         Event::Failure(_) => streak.map_or(0, |s| s.failures) + 1,
-        Event::Success => streak.map_or(0, |s| s.failures),
+        Event::Success | Event::Tick => streak.map_or(0, |s| s.failures),
     };
     let lasted_s = streak.map_or(0, |s| at.saturating_duration_since(s.started).as_secs());
     if args.json {
@@ -104,6 +104,7 @@ pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
     let what = match event {
         Event::Failure(s) => format!("{} ({s})", args.event),
         Event::Success => "recovery (a successful run)".to_owned(),
+        Event::Tick => "no new run (a flush asking what is due)".to_owned(),
     };
     println!(
         "{} on {host}: {what} at {}; failure {failures} of the streak, which has lasted {}",

@@ -349,7 +349,7 @@ impl Engine {
                     );
                     // a success reports on the streak it ends
                     let s = match event {
-                        Event::Failure(_) => plan.next.streak.as_ref(),
+                        Event::Failure(_) | Event::Tick => plan.next.streak.as_ref(),
                         Event::Success => state.streak.as_ref(),
                     };
                     streak = s.map_or((0, now, 0), |s| (s.id, s.started, s.failures));
@@ -449,19 +449,50 @@ impl Engine {
             .collect()
     }
 
-    /// Sends everything due in the outbox for this engine's notifiers: retries,
-    /// notifications whose sender died, and ones that waited for an older one of their
-    /// incident. Rows are claimed with a lease, so two flushers never send one twice.
+    /// Sends what time alone has made due ([`Engine::tick`]: reminders, alerts held
+    /// back by `min_duration`), then everything due in the outbox for this engine's
+    /// notifiers: retries, notifications whose sender died, and ones that waited for an
+    /// older one of their incident. Rows are claimed with a lease, so two flushers never
+    /// send one twice.
     ///
     /// # Errors
-    /// [`EngineError::Store`] if the outbox cannot be read; failed deliveries are in
-    /// the returned list.
+    /// [`EngineError::Store`] if the state or the outbox cannot be read; failed
+    /// deliveries are in the returned list.
     pub async fn flush(&self) -> Result<Vec<Delivery>, EngineError> {
+        let mut out: Vec<Delivery> = self
+            .tick()
+            .await?
+            .into_iter()
+            .flat_map(|r| r.deliveries)
+            .collect();
         let names: Vec<String> = self.notifier_names().map(str::to_owned).collect();
-        self.flush_only(&names).await
+        out.extend(self.flush_only(&names).await?);
+        Ok(out)
     }
 
-    /// [`Engine::flush`] for the named notifiers only.
+    /// Asks every failing service whether time alone has made a notification due (an
+    /// [`Event::Tick`]): a reminder every `repeat` while it stays failed, the first
+    /// alert once its streak has lasted `min_duration`, a rule matching on the streak's
+    /// duration. Sends those; returns one report per service that sent something.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`] if the state cannot be read or written.
+    pub async fn tick(&self) -> Result<Vec<Report>, EngineError> {
+        let store = Arc::clone(&self.store);
+        let states = self.blocking(move || store.states()).await?;
+        let now = self.clock.now();
+        let mut reports = Vec::new();
+        for (service, state) in states.iter().filter(|(_, s)| s.is_failing()) {
+            // a read first: most ticks send nothing and should write nothing
+            let plan = self.plan(service, state, Event::Tick, None, now);
+            if plan.decisions.iter().any(|d| d.send_kind().is_some()) {
+                reports.push(self.process(service, Event::Tick, None).await?);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// [`Engine::flush`] for the named notifiers only, without the tick.
     ///
     /// # Errors
     /// As for [`Engine::flush`].

@@ -16,6 +16,11 @@
 //! given up) counts as sent, so twenty handler processes for one restart loop send one
 //! mail; an alert the outbox gave up on is sent again on the next event.
 //!
+//! On a [`Event::Tick`] (a flush: no new run, only time passed) only what time alone
+//! makes due is sent: the first alert once the streak has lasted `min_duration`, and
+//! reminders every `repeat`, so a unit that failed once and stays failed is still
+//! reminded. Nothing else changes in the streak.
+//!
 //! On a success, a [`EventKind::Recovery`] goes to exactly the notifiers that had a
 //! failure alert delivered in this streak, or still pending in the outbox (which then
 //! delivers the two in order), unless `recovery = false`; and the streak ends.
@@ -146,6 +151,9 @@ pub enum Event {
     Failure(Severity),
     /// A successful run.
     Success,
+    /// No new run, only time passed: a flush asking a failing service whether a
+    /// reminder is due, or whether its streak has now lasted a `min_duration`.
+    Tick,
 }
 
 /// The result of [`step`].
@@ -163,6 +171,7 @@ pub fn step(state: &ServiceState, event: Event, now: Timestamp, targets: &[Targe
     match event {
         Event::Failure(severity) => on_failure(state, severity, now, targets),
         Event::Success => on_success(state, now, targets),
+        Event::Tick => on_tick(state, now, targets),
     }
 }
 
@@ -197,6 +206,50 @@ fn on_failure(
     }
     streak.max_severity = streak.max_severity.max(severity);
 
+    let decisions = decide(streak, targets, now, |r, p| {
+        failure_action(r, escalation, now, p)
+    });
+    Step { next, decisions }
+}
+
+/// A tick sends only what time alone makes due: the first alert of a streak that has
+/// now lasted `min_duration`, and reminders. An alert the outbox gave up on waits for
+/// the next real failure (resending it every minute would repeat what just failed).
+fn on_tick(state: &ServiceState, now: Timestamp, targets: &[Target<'_>]) -> Step {
+    let mut next = state.clone();
+    let Some(streak) = next.streak.as_mut() else {
+        let decisions = targets
+            .iter()
+            .map(|t| Decision {
+                notifier: t.name.to_owned(),
+                action: suppress(Reason::NotFailing),
+                rule: t.rule,
+            })
+            .collect();
+        return Step { next, decisions };
+    };
+    let decisions = decide(streak, targets, now, |r, p| match r {
+        None => send(EventKind::Failure),
+        Some(r) if r.outcome == Outcome::Pending => suppress(Reason::InFlight {
+            since: r.last_alert,
+        }),
+        Some(r) if !r.delivered => suppress(Reason::Undelivered {
+            since: r.last_alert,
+        }),
+        Some(r) => reminder_action(r, now, p),
+    });
+    Step { next, decisions }
+}
+
+/// The decision for each target on a failing `streak`: `threshold` and `min_duration`
+/// gate, then `act` decides from the recipient's state, then the rule's `events`
+/// filter; what is sent is recorded in the streak.
+fn decide(
+    streak: &mut Streak,
+    targets: &[Target<'_>],
+    now: Timestamp,
+    mut act: impl FnMut(Option<&RecipientState>, &Policy) -> Action,
+) -> Vec<Decision> {
     let lasted = now.saturating_duration_since(streak.started);
     let mut decisions = Vec::with_capacity(targets.len());
     for t in targets {
@@ -213,30 +266,14 @@ fn on_failure(
                 min_duration_s: p.min_duration.as_secs(),
             })
         } else {
-            failure_action(streak.recipients.get(t.name), escalation, now, p)
+            act(streak.recipients.get(t.name), p)
         };
         let action = match action {
             Action::Send { kind } if !t.sends(kind) => suppress(Reason::KindNotRouted { kind }),
             other => other,
         };
         if let Action::Send { kind } = action {
-            let r = streak
-                .recipients
-                .entry(t.name.to_owned())
-                .or_insert(RecipientState {
-                    first_alert: now,
-                    last_alert: now,
-                    last_kind: kind,
-                    alerts: 0,
-                    delivered: false,
-                    outcome: Outcome::Pending,
-                    rule: t.rule,
-                });
-            r.rule = t.rule;
-            r.last_alert = now;
-            r.last_kind = kind;
-            r.alerts = r.alerts.saturating_add(1);
-            r.outcome = Outcome::Pending;
+            streak.mark_sent(t, kind, now);
         }
         decisions.push(Decision {
             notifier: t.name.to_owned(),
@@ -244,7 +281,30 @@ fn on_failure(
             rule: t.rule,
         });
     }
-    Step { next, decisions }
+    decisions
+}
+
+impl Streak {
+    /// Records in the recipient's state that `kind` goes to `t` now.
+    fn mark_sent(&mut self, t: &Target<'_>, kind: EventKind, now: Timestamp) {
+        let r = self
+            .recipients
+            .entry(t.name.to_owned())
+            .or_insert(RecipientState {
+                first_alert: now,
+                last_alert: now,
+                last_kind: kind,
+                alerts: 0,
+                delivered: false,
+                outcome: Outcome::Pending,
+                rule: t.rule,
+            });
+        r.rule = t.rule;
+        r.last_alert = now;
+        r.last_kind = kind;
+        r.alerts = r.alerts.saturating_add(1);
+        r.outcome = Outcome::Pending;
+    }
 }
 
 fn failure_action(
@@ -274,6 +334,11 @@ fn failure_action(
         // The latest reminder or escalation was lost: send it again.
         return send(r.last_kind);
     }
+    reminder_action(r, now, p)
+}
+
+/// For a recipient alerted in this streak: a reminder once `repeat` has passed.
+fn reminder_action(r: &RecipientState, now: Timestamp, p: &Policy) -> Action {
     if p.repeat.is_zero() {
         return suppress(Reason::AlreadyAlerted {
             since: r.first_alert,

@@ -195,19 +195,19 @@ impl Rule {
         {
             return Some(format!("kind {:?} not in kind {kinds:?}", e.kind));
         }
-        if let (Event::Failure(sev), Some(list)) = (e.event, &self.severity)
+        if let (Some(sev), Some(list)) = (e.severity, &self.severity)
             && !list.contains(&sev)
         {
             return Some(format!("severity {sev} not in severity {}", join(list)));
         }
         if let Some(list) = &self.events {
             let wanted = match e.event {
-                Event::Failure(_) => list.iter().any(|k| k.is_failure()),
+                Event::Failure(_) | Event::Tick => list.iter().any(|k| k.is_failure()),
                 Event::Success => list.contains(&EventKind::Recovery),
             };
             if !wanted {
                 let what = match e.event {
-                    Event::Failure(_) => "a failure",
+                    Event::Failure(_) | Event::Tick => "a failure",
                     Event::Success => "a recovery",
                 };
                 return Some(format!("{what} is not in events {}", join(list)));
@@ -311,8 +311,10 @@ pub struct Subject<'a> {
     pub host: &'a str,
     /// The source kind (`service` for systemd units).
     pub kind: &'a str,
-    /// A failure of some severity, or a success.
+    /// A failure of some severity, a success, or a tick.
     pub event: Event,
+    /// The failure's severity; for a tick, the streak's highest so far.
+    pub severity: Option<Severity>,
     /// When.
     pub at: Timestamp,
     /// How long the streak has lasted at `at` (zero for a first failure).
@@ -338,6 +340,11 @@ impl<'a> Subject<'a> {
                 .or_else(|| streak.and_then(|s| s.kind.as_deref()))
                 .unwrap_or("service"),
             event,
+            severity: match event {
+                Event::Failure(s) => Some(s),
+                Event::Tick => streak.map(|s| s.max_severity),
+                Event::Success => None,
+            },
             at,
             lasted: streak.map_or(Duration::ZERO, |s| at.saturating_duration_since(s.started)),
         }
@@ -480,7 +487,7 @@ impl Router {
         global: &Policy,
     ) -> Plan {
         let mut plan = match subject.event {
-            Event::Failure(_) => self.plan_failure(state, subject, notifiers, global),
+            Event::Failure(_) | Event::Tick => self.plan_failure(state, subject, notifiers, global),
             Event::Success => self.plan_success(state, subject, notifiers, global),
         };
         if let (Event::Failure(_), Some(streak)) = (subject.event, plan.next.streak.as_mut())

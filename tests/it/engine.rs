@@ -279,8 +279,8 @@ mod prediction {
         fn test_predicts_the_real_path(
             rules in arb_rules(),
             fail_first in prop::collection::vec(0usize..3, 3),
-            // (service a/b, 0 success / 1 warning / 2 critical, minutes later)
-            events in prop::collection::vec((0u8..2, 0u8..3, 0u64..25), 1..25),
+            // (service a/b, 0 success / 1 warning / 2 critical / 3 tick, minutes later)
+            events in prop::collection::vec((0u8..2, 0u8..4, 0u64..25), 1..25),
         ) {
             let mut text = String::from("timezone = \"UTC\"\n[policy]\nrepeat = \"20m\"\n");
             for n in NAMES {
@@ -307,15 +307,23 @@ mod prediction {
                 let event = match e {
                     0 => Event::Success,
                     1 => Event::Failure(Severity::Warning),
-                    _ => Event::Failure(Severity::Critical),
+                    2 => Event::Failure(Severity::Critical),
+                    _ => Event::Tick,
                 };
                 let predicted = engine.preview(service, event, None).unwrap();
                 let report = rt.block_on(async {
                     match event {
-                        Event::Success => engine.success(service).await,
-                        Event::Failure(s) => engine.failure(service, FailureReport::new("exit-code").severity(s)).await,
+                        Event::Success => engine.success(service).await.map(Some),
+                        Event::Failure(s) => engine.failure(service, FailureReport::new("exit-code").severity(s)).await.map(Some),
+                        // a tick reports only the services it sent something for
+                        Event::Tick => engine.tick().await.map(|r| r.into_iter().find(|r| r.service == service)),
                     }
                 }).unwrap();
+                let sends = predicted.decisions.iter().any(|d| d.send_kind().is_some());
+                let Some(report) = report else {
+                    prop_assert!(!sends, "predicted sends, the tick sent nothing");
+                    continue;
+                };
                 prop_assert_eq!(&predicted.decisions, &report.decisions);
                 let predicted_rules = serde_json::to_value(&predicted.rules).unwrap();
                 let real_rules = serde_json::to_value(&report.rules).unwrap();
@@ -435,4 +443,70 @@ async fn a_row_without_a_readable_payload_is_given_up_at_the_flush() {
     let row = &store.notifications(Some("db.service"), 1).unwrap()[0];
     assert_eq!(row.status, alertcore::policy::Outcome::Failed);
     assert!(engine.flush().await.unwrap().is_empty(), "not retried");
+}
+
+#[tokio::test]
+async fn flush_reminds_a_service_that_stays_failed_and_escalates_by_duration() {
+    use std::time::Duration;
+    let text = r#"
+[notifiers.ops]
+type = "console"
+
+[notifiers.manager]
+type = "console"
+
+[[rules]]
+notify = "ops"
+repeat = "1h"
+
+[[rules]]
+min_duration = "30m"
+notify = "manager"
+"#;
+    let config = Config::parse(text, "t.toml").unwrap();
+    let mut notifiers = config.build_notifiers(&Registry::new()).unwrap();
+    let router = config.build_router(&notifiers).unwrap();
+    let (ops, manager) = (RecordingNotifier::new(), RecordingNotifier::new());
+    for n in &mut notifiers {
+        n.notifier = if n.name == "ops" {
+            ops.clone()
+        } else {
+            manager.clone()
+        };
+    }
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let engine = Engine::builder(Arc::new(SqliteStore::open_in_memory().unwrap()))
+        .configured(notifiers)
+        .router(router)
+        .clock(clock.clone())
+        .host("h1")
+        .build();
+    engine.failure("web.service", report("1")).await.unwrap();
+    assert_eq!(ops.events(), [EventKind::Failure]);
+    assert!(manager.events().is_empty());
+
+    // nothing is due yet: a flush writes nothing and sends nothing
+    clock.advance(Duration::from_secs(10 * 60));
+    assert!(engine.flush().await.unwrap().is_empty());
+    // the streak has lasted 30 minutes without another run: rule 2 matches now
+    clock.advance(Duration::from_secs(25 * 60));
+    let sent = engine.flush().await.unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(manager.events(), [EventKind::Failure]);
+    // an hour after the alert, ops is reminded; manager (repeat off) is not
+    clock.advance(Duration::from_secs(30 * 60));
+    engine.flush().await.unwrap();
+    assert_eq!(ops.events(), [EventKind::Failure, EventKind::Reminder]);
+    assert_eq!(manager.events(), [EventKind::Failure]);
+    let state = engine.store().state("web.service").unwrap().unwrap();
+    assert_eq!(state.streak.unwrap().failures, 1, "a tick is not a failure");
+
+    engine.success("web.service").await.unwrap();
+    assert_eq!(
+        ops.events(),
+        [EventKind::Failure, EventKind::Reminder, EventKind::Recovery]
+    );
+    assert_eq!(manager.events(), [EventKind::Failure, EventKind::Recovery]);
+    clock.advance(Duration::from_secs(3 * 3600));
+    assert!(engine.flush().await.unwrap().is_empty());
 }

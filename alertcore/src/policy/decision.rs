@@ -70,6 +70,12 @@ pub enum Reason {
         /// When it was sent.
         since: Timestamp,
     },
+    /// Tick: the last alert was not delivered (given up, or failed permanently); the
+    /// next failure sends it again.
+    Undelivered {
+        /// When it was sent.
+        since: Timestamp,
+    },
     /// Recovery: this notifier never received a failure alert in this streak.
     NotAlerted,
     /// Recovery: `recovery = false`.
@@ -115,6 +121,10 @@ impl fmt::Display for Reason {
             Self::InFlight { since } => {
                 write!(f, "an alert sent at {since} is still pending in the outbox")
             }
+            Self::Undelivered { since } => write!(
+                f,
+                "the alert of {since} was not delivered; the next failure sends it again"
+            ),
             Self::NotAlerted => f.write_str("no failure alert was delivered in this streak"),
             Self::RecoveryDisabled => f.write_str("recovery notifications are off"),
             Self::NotFailing => f.write_str("service was not failing"),

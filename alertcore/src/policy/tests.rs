@@ -242,6 +242,7 @@ fn threshold_zero_is_a_config_error() {
 enum Ev {
     Fail(Severity, bool),
     Success,
+    Tick,
 }
 
 fn ev() -> impl Strategy<Value = (Ev, u32)> {
@@ -250,6 +251,7 @@ fn ev() -> impl Strategy<Value = (Ev, u32)> {
             4 => (prop_oneof![Just(Severity::Warning), Just(Severity::Critical)], any::<bool>())
                 .prop_map(|(s, ok)| Ev::Fail(s, ok)),
             1 => Just(Ev::Success),
+            2 => Just(Ev::Tick),
         ],
         0u32..180, // minutes since the previous event
     )
@@ -281,6 +283,7 @@ fn simulate(p: &Policy, events: &[(Ev, u32)]) -> Vec<(Timestamp, Ev, Action, Ser
         let (event, ok) = match e {
             Ev::Fail(sev, ok) => (Event::Failure(sev), ok),
             Ev::Success => (Event::Success, true),
+            Ev::Tick => (Event::Tick, true),
         };
         let before = s.clone();
         let st = step(&s, event, now, &[Target::new("ops", p)]);
@@ -309,6 +312,10 @@ proptest! {
             if let (Ev::Fail(..), Action::Send { .. }) = (e, &action) {
                 let failures = before.streak.as_ref().map_or(0, |s| s.failures) + 1;
                 prop_assert!(failures >= p.threshold, "alert at failure {failures} < {}", p.threshold);
+            }
+            if let (Ev::Tick, Action::Send { .. }) = (e, &action) {
+                let failures = before.streak.as_ref().map_or(0, |s| s.failures);
+                prop_assert!(failures >= p.threshold, "tick alert at failure {failures} < {}", p.threshold);
             }
         }
     }
@@ -359,6 +366,31 @@ proptest! {
     }
 
     #[test]
+    fn a_tick_only_sends_what_time_made_due(p in policy(), events in prop::collection::vec(ev(), 1..60)) {
+        for (now, e, action, before) in simulate(&p, &events) {
+            if e != Ev::Tick {
+                continue;
+            }
+            let Some(streak) = before.streak.as_ref() else {
+                let not_failing = matches!(action, Action::Suppress { reason: Reason::NotFailing });
+                prop_assert!(not_failing, "{action:?}");
+                continue;
+            };
+            // the streak's counts are not touched
+            let after = step(&before, Event::Tick, now, &[Target::new("ops", &p)]).next;
+            let s = after.streak.as_ref().expect("still failing");
+            prop_assert_eq!((s.failures, s.last_failure, s.max_severity), (streak.failures, streak.last_failure, streak.max_severity));
+            if let Action::Send { kind } = action {
+                prop_assert!(kind == EventKind::Failure || kind == EventKind::Reminder, "{kind}");
+                prop_assert!(now.saturating_duration_since(streak.started) >= p.min_duration);
+                if kind == EventKind::Failure {
+                    prop_assert!(!streak.recipients.contains_key("ops"), "a tick resent a first alert");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn same_events_same_decisions(p in policy(), events in prop::collection::vec(ev(), 1..60)) {
         let a = simulate(&p, &events);
         let b = simulate(&p, &events);
@@ -378,10 +410,99 @@ proptest! {
         let restored: ServiceState = serde_json::from_str(&json).unwrap();
         prop_assert_eq!(&saved, &restored);
         let (now, e, action, _) = &all[cut];
-        let event = match e { Ev::Fail(s, _) => Event::Failure(*s), Ev::Success => Event::Success };
+        let event = match e {
+            Ev::Fail(s, _) => Event::Failure(*s),
+            Ev::Success => Event::Success,
+            Ev::Tick => Event::Tick,
+        };
         let again = step(&restored, event, *now, &[Target::new("ops", &p)]);
         prop_assert_eq!(&again.decisions[0].action, action);
     }
+}
+
+#[test]
+fn a_tick_reminds_a_service_that_failed_once_every_repeat() {
+    let p = Policy::default().repeat(Duration::from_secs(3600));
+    let mut s = ServiceState::default();
+    assert_eq!(run(&mut s, FAIL, at(0), &p), sent(EventKind::Failure));
+    assert!(matches!(
+        run(&mut s, Event::Tick, at(30), &p),
+        Action::Suppress {
+            reason: Reason::InsideRepeatInterval { .. }
+        }
+    ));
+    assert_eq!(
+        run(&mut s, Event::Tick, at(61), &p),
+        sent(EventKind::Reminder)
+    );
+    assert!(matches!(
+        run(&mut s, Event::Tick, at(62), &p),
+        Action::Suppress {
+            reason: Reason::InsideRepeatInterval { .. }
+        }
+    ));
+    assert_eq!(
+        run(&mut s, Event::Tick, at(121), &p),
+        sent(EventKind::Reminder)
+    );
+    assert_eq!(s.streak.as_ref().map(|s| s.failures), Some(1));
+    assert_eq!(
+        run(&mut s, Event::Success, at(122), &p),
+        sent(EventKind::Recovery)
+    );
+    assert!(matches!(
+        run(&mut s, Event::Tick, at(200), &p),
+        Action::Suppress {
+            reason: Reason::NotFailing
+        }
+    ));
+}
+
+#[test]
+fn a_tick_sends_the_alert_min_duration_held_back() {
+    let p = Policy::default().min_duration(Duration::from_secs(600));
+    let mut s = ServiceState::default();
+    assert!(matches!(
+        run(&mut s, FAIL, at(0), &p),
+        Action::Suppress {
+            reason: Reason::BelowMinDuration { .. }
+        }
+    ));
+    assert!(matches!(
+        run(&mut s, Event::Tick, at(9), &p),
+        Action::Suppress {
+            reason: Reason::BelowMinDuration { .. }
+        }
+    ));
+    assert_eq!(
+        run(&mut s, Event::Tick, at(10), &p),
+        sent(EventKind::Failure)
+    );
+    assert!(matches!(
+        run(&mut s, Event::Tick, at(11), &p),
+        Action::Suppress {
+            reason: Reason::AlreadyAlerted { .. }
+        }
+    ));
+}
+
+#[test]
+fn a_tick_leaves_an_undelivered_alert_to_the_next_failure() {
+    let p = Policy::default().repeat(Duration::from_secs(60));
+    let t = [Target::new("ops", &p)];
+    let mut s = step(&ServiceState::default(), FAIL, at(0), &t).next;
+    s.record_outcome(1, "ops", at(0), Outcome::Failed);
+    let st = step(&s, Event::Tick, at(5), &t);
+    assert!(matches!(
+        st.decisions[0].action,
+        Action::Suppress {
+            reason: Reason::Undelivered { .. }
+        }
+    ));
+    assert_eq!(
+        step(&s, FAIL, at(6), &t).decisions[0].action,
+        sent(EventKind::Failure)
+    );
 }
 
 #[test]
