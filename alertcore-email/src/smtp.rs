@@ -35,7 +35,8 @@ use crate::tls::ImplicitTls;
 /// a few minutes, and a fresh connection is cheap next to a stale one timing out.
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
-/// How long a reused connection may take to answer `NOOP` before we open a new one.
+/// How long a reused connection may take to answer `NOOP` before we open a new one
+/// (and never more than half a delivery's `timeout`, so a fresh connection has time).
 const NOOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// SMTP AUTH settings.
@@ -137,7 +138,8 @@ impl Smtp {
     /// Sends one message, reusing the kept connection when it is still alive.
     ///
     /// Concurrent sends through one notifier take turns on the connection; `timeout`
-    /// counts from a send's turn, not from the call.
+    /// counts from a send's turn, not from the call, and covers everything from there:
+    /// checking the kept connection (at most half of it), connecting, sending.
     pub(crate) async fn send(
         &self,
         envelope: &Envelope,
@@ -145,9 +147,10 @@ impl Smtp {
         timeout: Duration,
     ) -> Result<(), NotifyError> {
         let mut idle = self.idle.lock().await;
+        let deadline = tokio::time::Instant::now() + timeout;
         let reused = match idle.take() {
             Some(i) if i.since.elapsed() < MAX_IDLE && !i.conn.has_broken() => {
-                Self::alive(i.conn).await
+                Self::alive(i.conn, NOOP_TIMEOUT.min(timeout / 2)).await
             }
             _ => None,
         };
@@ -164,7 +167,7 @@ impl Smtp {
                 .map_err(|source| self.smtp_error(Stage::Send, source))?;
             Ok::<_, NotifyError>(conn)
         };
-        match tokio::time::timeout(timeout, attempt).await {
+        match tokio::time::timeout_at(deadline, attempt).await {
             Ok(Ok(conn)) => {
                 *idle = Some(Idle {
                     conn,
@@ -188,8 +191,8 @@ impl Smtp {
         }
     }
 
-    async fn alive(mut conn: AsyncSmtpConnection) -> Option<AsyncSmtpConnection> {
-        match tokio::time::timeout(NOOP_TIMEOUT, conn.test_connected()).await {
+    async fn alive(mut conn: AsyncSmtpConnection, limit: Duration) -> Option<AsyncSmtpConnection> {
+        match tokio::time::timeout(limit, conn.test_connected()).await {
             Ok(true) => Some(conn),
             _ => None,
         }
@@ -267,5 +270,101 @@ impl Smtp {
             source,
         }
         .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A minimal SMTP server on 127.0.0.1: accepts every mail; on its first connection
+    /// it goes silent at the first `NOOP` (a kept connection whose server stalls), and
+    /// stays so until `stop`.
+    fn stalling_server(stop: Arc<AtomicBool>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(stream) = stream else { return };
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || converse(stream, n == 0, &stop));
+            }
+        });
+        port
+    }
+
+    fn converse(stream: TcpStream, stall_at_noop: bool, stop: &AtomicBool) {
+        let mut out = stream.try_clone().unwrap();
+        let mut lines = BufReader::new(stream);
+        let mut say = |s: &str| out.write_all(s.as_bytes()).is_ok();
+        if !say("220 test ESMTP\r\n") {
+            return;
+        }
+        let mut line = String::new();
+        while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let cmd = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+            let ok = match cmd.as_str() {
+                "EHLO" | "HELO" => say("250 test\r\n"),
+                "MAIL" | "RCPT" | "RSET" => say("250 ok\r\n"),
+                "DATA" => {
+                    say("354 go ahead\r\n");
+                    let mut data = String::new();
+                    while lines.read_line(&mut data).is_ok_and(|n| n > 0) && data != ".\r\n" {
+                        data.clear();
+                    }
+                    say("250 queued\r\n")
+                }
+                "NOOP" if stall_at_noop => {
+                    while !stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    return;
+                }
+                "NOOP" => say("250 ok\r\n"),
+                _ => {
+                    say("221 bye\r\n");
+                    return;
+                }
+            };
+            if !ok {
+                return;
+            }
+            line.clear();
+        }
+    }
+
+    /// `timeout` bounds the whole delivery, the check of a kept connection included: a
+    /// server that stalls on `NOOP` cannot stretch a delivery to `NOOP_TIMEOUT` (5 s)
+    /// plus `timeout`; a fresh connection gets what is left of it.
+    #[tokio::test]
+    async fn a_stalled_kept_connection_does_not_stretch_the_timeout() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let port = stalling_server(Arc::clone(&stop));
+        let smtp = Smtp::new(
+            "127.0.0.1".to_owned(),
+            port,
+            TlsMode::None,
+            None,
+            None,
+            ClientId::Domain("client.test".to_owned()),
+        );
+        let address: lettre::Address = "a@example.org".parse().unwrap();
+        let envelope = Envelope::new(Some(address.clone()), vec![address]).unwrap();
+        let message = b"Subject: test\r\n\r\nbody\r\n";
+        let timeout = Duration::from_secs(1);
+        smtp.send(&envelope, message, timeout).await.unwrap();
+        // the kept connection now stalls; the fresh one works
+        let started = Instant::now();
+        let second = smtp.send(&envelope, message, timeout).await;
+        let took = started.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        second.unwrap();
+        // with the NOOP check outside the budget, this took NOOP_TIMEOUT at least
+        assert!(took < NOOP_TIMEOUT, "{took:?} for a {timeout:?} timeout");
     }
 }
