@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::notifier::Notifier;
-use crate::outbox::RetrySpec;
+use crate::outbox::DeliverySpec;
 use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::rules::Router;
@@ -174,8 +174,9 @@ pub struct ConfiguredNotifier {
     pub config: Arc<toml::Table>,
     /// Its message format (`format`, `subject`, `body`, ... of its table).
     pub format: Format,
-    /// Its outbox retry settings (`retry_for`, `max_attempts`).
-    pub retry: RetrySpec,
+    /// Its outbox settings (`retry_for`, `max_attempts`, `fallback`, `max_per_minute`,
+    /// `max_concurrent`).
+    pub delivery: DeliverySpec,
 }
 
 impl fmt::Debug for ConfiguredNotifier {
@@ -185,7 +186,7 @@ impl fmt::Debug for ConfiguredNotifier {
             .field("notifier", &self.notifier.kind())
             .field("config", &redact(&self.config))
             .field("format", &self.format.name())
-            .field("retry", &self.retry)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
@@ -252,10 +253,11 @@ impl Config {
                 notifier,
                 config,
                 format: Format::full().clone(),
-                retry: RetrySpec::default(),
+                delivery: DeliverySpec::default(),
             }]);
         }
-        self.notifiers
+        let list = self
+            .notifiers
             .iter()
             .map(|(name, table)| {
                 let at = table.span().start;
@@ -287,10 +289,10 @@ impl Config {
                     ));
                 }
                 let located = |e| self.located(at, &format!("notifier {name:?}"), e);
-                // the format and retry keys are common to every type: the factory sees
-                // the rest
+                // the format and delivery keys are common to every type: the factory
+                // sees the rest
                 let (spec, rest) = FormatSpec::split(table.get_ref()).map_err(located)?;
-                let (retry, rest) = RetrySpec::split(&rest).map_err(located)?;
+                let (delivery, rest) = DeliverySpec::split(&rest).map_err(located)?;
                 let format = Format::compile(&spec, &formats, Format::full()).map_err(located)?;
                 let notifier = registry.build(kind, &rest).map_err(located)?;
                 notifier.check_format(&format).map_err(located)?;
@@ -299,10 +301,51 @@ impl Config {
                     notifier,
                     config: Arc::new(table.get_ref().clone()),
                     format,
-                    retry,
+                    delivery,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        self.check_fallbacks(&list)?;
+        Ok(list)
+    }
+
+    /// Every `fallback` names another configured notifier, and following them never
+    /// comes back (an alert handed on must end somewhere).
+    fn check_fallbacks(&self, list: &[ConfiguredNotifier]) -> Result<(), ConfigError> {
+        let fallback_of = |name: &str| {
+            list.iter()
+                .find(|n| n.name == name)
+                .and_then(|n| n.delivery.fallback.as_deref())
+        };
+        for n in list {
+            let Some(first) = n.delivery.fallback.as_deref() else {
+                continue;
+            };
+            let at = self.notifiers.get(&n.name).map_or(0, |t| t.span().start);
+            let error = |message: String| {
+                let pos = self.key_offset(at, "fallback").unwrap_or(at);
+                self.error_at(pos, format!("notifier {:?}: {message}", n.name))
+            };
+            if !list.iter().any(|m| m.name == first) {
+                let names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
+                return Err(error(format!(
+                    "fallback: unknown notifier {first:?} (configured: {})",
+                    names.join(", ")
+                )));
+            }
+            let mut chain = vec![n.name.as_str(), first];
+            while let Some(next) = chain.last().and_then(|last| fallback_of(last)) {
+                let looped = chain.contains(&next);
+                chain.push(next);
+                if looped {
+                    return Err(error(format!(
+                        "fallback: the chain {} comes back, so an alert would never be given up",
+                        chain.join(" → ")
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The named formats of `[formats.NAME]`.

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 use crate::config::ConfiguredNotifier;
 use crate::error::{EngineError, NotifyError, StoreError, chain};
-use crate::notifier::{Context, Notifier};
-use crate::outbox::RetrySpec;
+use crate::notifier::{Context, FallbackOf, Notifier};
+use crate::outbox::{DeliverySpec, Limits};
 use crate::policy::{Decision, Event, Policy, ServiceState};
 use crate::rules::{Plan, Router, RuleTrace, Subject};
 use crate::store::{
@@ -48,7 +48,7 @@ struct Entry {
     notifier: Arc<dyn Notifier>,
     config: Arc<toml::Table>,
     format: Format,
-    retry: RetrySpec,
+    delivery: DeliverySpec,
 }
 
 /// Processes failure and success events for services.
@@ -95,7 +95,7 @@ impl EngineBuilder {
             notifier,
             config: Arc::new(config),
             format: Format::full().clone(),
-            retry: RetrySpec::default(),
+            delivery: DeliverySpec::default(),
         });
         self
     }
@@ -107,7 +107,7 @@ impl EngineBuilder {
             notifier: c.notifier,
             config: c.config,
             format: c.format,
-            retry: c.retry,
+            delivery: c.delivery,
         }));
         self
     }
@@ -209,6 +209,9 @@ pub struct Delivery {
     /// When the outbox tries again (a retryable failure within `retry_for`); `None`
     /// when delivered or given up.
     pub next_attempt: Option<Timestamp>,
+    /// The notifier's `fallback`, when this delivery was given up and the alert handed
+    /// to it (then it is not lost).
+    pub handed_to: Option<String>,
 }
 
 impl Report {
@@ -363,11 +366,17 @@ impl Engine {
                                 streak_start: streak.1,
                                 at: now,
                                 rule: d.rule,
+                                fallback_for: None,
                             };
+                            let limits = notifiers
+                                .iter()
+                                .find(|e| e.name == d.notifier)
+                                .map_or(Limits::NONE, |e| e.delivery.limits());
                             Some(
                                 NewNotification::new(d.notifier.clone(), kind, streak.0)
                                     .payload(payload.to_json())
-                                    .lease(lease),
+                                    .lease(lease)
+                                    .limits(limits),
                             )
                         })
                         .collect();
@@ -393,7 +402,7 @@ impl Engine {
             planned.ok_or_else(|| StoreError::Task("the store did not run the policy".into()))?;
 
         let (streak_id, streak_start, failures) = streak;
-        let deliveries = self
+        let mut deliveries = self
             .dispatch(
                 service,
                 &plan.decisions,
@@ -402,6 +411,23 @@ impl Engine {
                 now,
             )
             .await;
+        // rows left for a flush because their notifier was at a limit (sending ours
+        // freed a slot, or another process will), and alerts handed to a fallback
+        let mut more: Vec<String> = plan
+            .decisions
+            .iter()
+            .filter(|d| d.send_kind().is_some())
+            .zip(&applied.notifications)
+            .filter(|(_, id)| applied.deferred.contains(id))
+            .map(|(d, _)| d.notifier.clone())
+            .collect();
+        more.extend(deliveries.iter().filter_map(|d| d.handed_to.clone()));
+        if !more.is_empty() {
+            match self.flush_only(&more).await {
+                Ok(sent) => deliveries.extend(sent),
+                Err(e) => tracing::warn!(error = %chain(&e), "cannot flush the outbox"),
+            }
+        }
         Ok(Report {
             service: service.to_owned(),
             at: now,
@@ -441,6 +467,7 @@ impl Engine {
             created: now,
             attempts: 0,
             history: &applied.history,
+            fallback_for: None,
         });
         join_all(jobs.map(|job| self.send(job)))
             .await
@@ -497,21 +524,34 @@ impl Engine {
     /// # Errors
     /// As for [`Engine::flush`].
     pub async fn flush_only(&self, notifiers: &[String]) -> Result<Vec<Delivery>, EngineError> {
-        let mut out = Vec::new();
-        if notifiers.is_empty() {
-            return Ok(out);
+        let mut out: Vec<Delivery> = Vec::new();
+        let mut names: Vec<(String, Limits)> = Vec::new();
+        let add = |names: &mut Vec<(String, Limits)>, name: &str| {
+            if let Some(e) = self.notifiers.iter().find(|e| e.name == name)
+                && !names.iter().any(|(n, _)| n == name)
+            {
+                names.push((e.name.clone(), e.delivery.limits()));
+            }
+        };
+        for n in notifiers {
+            add(&mut names, n);
         }
         // each round may free the next notification of an incident (a recovery behind
-        // its failure alert); a bound keeps a misbehaving store from spinning forever
+        // its failure alert) or hand one to a fallback; a bound keeps a misbehaving
+        // store from spinning forever
         for _ in 0..FLUSH_ROUNDS {
+            if names.is_empty() {
+                break;
+            }
             let store = Arc::clone(&self.store);
-            let names = notifiers.to_vec();
+            let list = names.clone();
             let now = self.clock.now();
             let lease = self.send_lease();
             let claimed = self
                 .blocking(move || {
-                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                    store.claim_due(now, lease, FLUSH_BATCH, Some(&names))
+                    let list: Vec<(&str, Limits)> =
+                        list.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+                    store.claim_due(now, lease, FLUSH_BATCH, Some(&list))
                 })
                 .await?;
             if claimed.is_empty() {
@@ -544,10 +584,15 @@ impl Engine {
                     created: r.created,
                     attempts: c.attempts,
                     history: &c.history,
+                    fallback_for: p.fallback_for.as_ref(),
                 })
                 .await
             });
-            out.extend(join_all(sends).await.into_iter().flatten());
+            let sent: Vec<Delivery> = join_all(sends).await.into_iter().flatten().collect();
+            for to in sent.iter().filter_map(|d| d.handed_to.as_deref()) {
+                add(&mut names, to);
+            }
+            out.extend(sent);
         }
         Ok(out)
     }
@@ -587,7 +632,8 @@ impl Engine {
             .rule(job.rule.and_then(|i| self.router.rule_ref(i)))
             .sequence(job.sequence)
             .streak(job.streak.0, job.streak.1)
-            .now(job.at);
+            .now(job.at)
+            .fallback_for(job.fallback_for);
         let (service, history) = (job.service, job.history);
         let call = async {
             if job.kind == EventKind::Recovery {
@@ -610,7 +656,7 @@ impl Engine {
         let error = result.as_ref().err().map(|e| chain(e));
         let retryable = result.as_ref().is_err_and(NotifyError::is_retryable);
         let next_attempt = match &result {
-            Err(e) if e.is_retryable() => entry.retry.next_attempt(
+            Err(e) if e.is_retryable() => entry.delivery.next_attempt(
                 job.created,
                 now,
                 job.attempts + 1,
@@ -619,19 +665,47 @@ impl Engine {
             ),
             _ => None,
         };
-        let attempt = match (&error, next_attempt) {
-            (None, _) => Attempt::Delivered,
-            (Some(error), Some(next_at)) => Attempt::Retry { error, next_at },
-            (Some(error), None) => Attempt::GaveUp { error },
+        let fallback = entry.delivery.fallback.as_deref();
+        let handover = match (&error, next_attempt, fallback) {
+            (Some(e), None, Some(_)) => Payload {
+                host: job.host.to_owned(),
+                streak_start: job.streak.1,
+                at: job.at,
+                rule: job.rule,
+                fallback_for: Some(FallbackOf::new(&entry.name, e)),
+            }
+            .to_json(),
+            _ => String::new(),
+        };
+        let attempt = match (&error, next_attempt, fallback) {
+            (None, ..) => Attempt::Delivered,
+            (Some(error), Some(next_at), _) => Attempt::Retry { error, next_at },
+            (Some(error), None, Some(to)) => Attempt::HandedOver {
+                error,
+                to,
+                payload: &handover,
+            },
+            (Some(error), None, None) => Attempt::GaveUp { error },
         };
         if let Some(e) = &error {
-            let outcome = match next_attempt {
-                Some(t) => format!("will retry at {t}"),
-                None if retryable => format!("given up ({})", entry.retry.describe()),
-                None => "not retryable".to_owned(),
-            };
-            tracing::warn!(notifier = %entry.name, service, error = %e, "delivery failed, {outcome}");
+            let kind = job.kind;
+            match (next_attempt, fallback) {
+                (Some(t), _) => {
+                    tracing::warn!(notifier = %entry.name, service, error = %e, "{kind} not delivered, will retry at {t}")
+                }
+                (None, Some(to)) => {
+                    tracing::warn!(notifier = %entry.name, service, error = %e, "{kind} not delivered, handed to its fallback {to}")
+                }
+                // the meta-alert when there is nowhere else to go: the log says what
+                // was lost (and `alertctl status`/`outbox` keep showing it)
+                (None, None) => {
+                    tracing::error!(notifier = %entry.name, service, id = %job.id, error = %e, "LOST: {kind} of {service} to {} ({})", entry.name, if retryable { entry.delivery.describe() } else { "not retryable".to_owned() })
+                }
+            }
         }
+        let handed_to = matches!(attempt, Attempt::HandedOver { .. })
+            .then(|| fallback.map(str::to_owned))
+            .flatten();
         self.record(job.id, attempt, now, &entry.name, service)
             .await;
         Some(Delivery {
@@ -642,6 +716,7 @@ impl Engine {
             retryable,
             service: service.to_owned(),
             next_attempt,
+            handed_to,
         })
     }
 
@@ -664,6 +739,7 @@ impl Engine {
             retryable: false,
             service: r.service.clone(),
             next_attempt: None,
+            handed_to: None,
         })
     }
 
@@ -710,6 +786,8 @@ struct Job<'a> {
     /// Attempts made before this one.
     attempts: u32,
     history: &'a [Failure],
+    /// Set when the job was handed over from a notifier that gave it up.
+    fallback_for: Option<&'a FallbackOf>,
 }
 
 /// What an outbox row carries beyond its columns, to be sent again by any process.
@@ -720,6 +798,8 @@ struct Payload {
     at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rule: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fallback_for: Option<FallbackOf>,
 }
 
 impl Payload {
@@ -734,6 +814,7 @@ enum OwnedAttempt {
     Delivered,
     Retry(String, Timestamp),
     GaveUp(String),
+    HandedOver(String, String, String),
 }
 
 impl From<Attempt<'_>> for OwnedAttempt {
@@ -742,6 +823,9 @@ impl From<Attempt<'_>> for OwnedAttempt {
             Attempt::Delivered => Self::Delivered,
             Attempt::Retry { error, next_at } => Self::Retry(error.to_owned(), next_at),
             Attempt::GaveUp { error } => Self::GaveUp(error.to_owned()),
+            Attempt::HandedOver { error, to, payload } => {
+                Self::HandedOver(error.to_owned(), to.to_owned(), payload.to_owned())
+            }
         }
     }
 }
@@ -755,6 +839,7 @@ impl OwnedAttempt {
                 next_at: *next_at,
             },
             Self::GaveUp(error) => Attempt::GaveUp { error },
+            Self::HandedOver(error, to, payload) => Attempt::HandedOver { error, to, payload },
         }
     }
 }

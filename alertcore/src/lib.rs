@@ -27,7 +27,7 @@ pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock, ho
 pub use error::{EngineError, NotifyError, StoreError, chain};
 pub use exec::{ExecConfig, ExecError, ExecNotifier, FACTORY as EXEC_FACTORY};
 pub use file::{FACTORY as FILE_FACTORY, FileConfig, FileNotifier};
-pub use notifier::{Context, Notifier, RuleRef, sanitize_id};
+pub use notifier::{Context, FallbackOf, Notifier, RuleRef, sanitize_id};
 pub use policy::{Policy, ServiceState};
 pub use registry::{NotifierFactory, Registry};
 pub use store::{MemoryStore, SqliteStore, Store};

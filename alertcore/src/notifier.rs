@@ -131,6 +131,29 @@ pub struct Context<'a> {
     /// The journal excerpt of the failed run, when the transport read one (see
     /// [`crate::template`]).
     pub journal: Option<&'a JournalExcerpt>,
+    /// Set when this notifier gets the alert as another one's `fallback`: that one
+    /// gave it up.
+    pub fallback_for: Option<&'a FallbackOf>,
+}
+
+/// The notifier that lost an alert handed to its `fallback`, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct FallbackOf {
+    /// The notifier that gave the alert up.
+    pub notifier: String,
+    /// Its last error.
+    pub error: String,
+}
+
+impl FallbackOf {
+    /// `notifier` gave an alert up with `error`.
+    pub fn new(notifier: impl Into<String>, error: impl Into<String>) -> Self {
+        Self {
+            notifier: notifier.into(),
+            error: error.into(),
+        }
+    }
 }
 
 /// Which `[[rules]]` entry routed an alert: its 1-based position and the config line
@@ -163,6 +186,7 @@ impl fmt::Debug for Context<'_> {
             .field("format", &self.format.name())
             .field("rule", &self.rule)
             .field("journal", &self.journal.is_some())
+            .field("fallback_for", &self.fallback_for)
             .finish()
     }
 }
@@ -184,7 +208,14 @@ impl<'a> Context<'a> {
             format: Format::full(),
             rule: None,
             journal: None,
+            fallback_for: None,
         }
+    }
+
+    /// Marks the alert as handed over from a notifier that gave it up.
+    pub fn fallback_for(mut self, lost: impl Into<Option<&'a FallbackOf>>) -> Self {
+        self.fallback_for = lost.into();
+        self
     }
 
     /// Sets the format subject and body are rendered with.

@@ -6,7 +6,13 @@
 //! fails with a retryable error, the row stays pending with its next attempt time, and
 //! whoever flushes next ([`Engine::flush`](crate::Engine::flush), `alertctl flush`, the
 //! next `alertctl failure`) sends it again, until it is delivered, fails permanently, or
-//! `retry_for` / `max_attempts` run out. Then it is failed, and reported.
+//! `retry_for` / `max_attempts` run out. Then it is failed, and reported; with a
+//! `fallback`, the alert is handed to that notifier in the same transaction, naming the
+//! notifier that lost it.
+//!
+//! Limits (`max_concurrent`, `max_per_minute`) are enforced by the store where rows are
+//! claimed, so they hold across every process sharing the state file: a row over a limit
+//! stays pending (due when the limit allows) and whoever flushes next sends it.
 
 use std::time::Duration;
 
@@ -28,12 +34,16 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
 /// The default of `retry_for`.
 pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
 
+/// The default of `max_concurrent`: deliveries of one notifier in flight at once, over
+/// all processes sharing the state file.
+pub const DEFAULT_MAX_CONCURRENT: u32 = 8;
+
 /// The outbox settings a notifier table may carry; like the format keys, they are the
 /// same for every transport and the transport never sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
-pub struct RetrySpec {
+pub struct DeliverySpec {
     /// How long to keep trying a retryable failure (default 24 h).
     #[serde(
         default,
@@ -44,25 +54,59 @@ pub struct RetrySpec {
     /// Give up after this many attempts (default: only `retry_for` limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// The notifier that gets the alert when this one fails permanently or gives up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// At most this many deliveries started per minute (default: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_minute: Option<u32>,
+    /// At most this many deliveries in flight at once (default
+    /// [`DEFAULT_MAX_CONCURRENT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
 }
 
-impl RetrySpec {
+impl DeliverySpec {
     /// The keys above, as they appear in a notifier's table.
-    pub const KEYS: &'static [&'static str] = &["retry_for", "max_attempts"];
+    pub const KEYS: &'static [&'static str] = &[
+        "retry_for",
+        "max_attempts",
+        "fallback",
+        "max_per_minute",
+        "max_concurrent",
+    ];
 
-    /// Splits a notifier's table into its retry settings and the rest.
+    /// Splits a notifier's table into its delivery settings and the rest.
     ///
     /// # Errors
     /// A [`BuildError`] naming the bad key.
     pub fn split(table: &toml::Table) -> Result<(Self, toml::Table), BuildError> {
         let (spec, rest): (Self, _) = split_keys(table, Self::KEYS)?;
-        if spec.max_attempts == Some(0) {
-            return Err(BuildError::key(
-                "max_attempts",
-                "max_attempts must be at least 1 (1: never retry)",
-            ));
+        for (key, value, what) in [
+            ("max_attempts", spec.max_attempts, "1: never retry"),
+            (
+                "max_per_minute",
+                spec.max_per_minute,
+                "leave it out for no limit",
+            ),
+            ("max_concurrent", spec.max_concurrent, "1: one at a time"),
+        ] {
+            if value == Some(0) {
+                return Err(BuildError::key(
+                    key,
+                    format!("{key} must be at least 1 ({what})"),
+                ));
+            }
         }
         Ok((spec, rest))
+    }
+
+    /// The limits the store enforces when it hands out this notifier's rows.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_concurrent: Some(self.max_concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT)),
+            max_per_minute: self.max_per_minute,
+        }
     }
 
     /// The effective `retry_for`.
@@ -108,6 +152,83 @@ impl RetrySpec {
     }
 }
 
+/// How many of one notifier's rows the store may have in flight, and start per minute.
+/// `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Rows claimed (leased, not yet finished) at once.
+    pub max_concurrent: Option<u32>,
+    /// Rows claimed per minute.
+    pub max_per_minute: Option<u32>,
+}
+
+impl Limits {
+    /// No limits.
+    pub const NONE: Self = Self {
+        max_concurrent: None,
+        max_per_minute: None,
+    };
+
+    /// Sets `max_concurrent`.
+    #[must_use]
+    pub fn max_concurrent(mut self, n: Option<u32>) -> Self {
+        self.max_concurrent = n;
+        self
+    }
+
+    /// Sets `max_per_minute`.
+    #[must_use]
+    pub fn max_per_minute(mut self, n: Option<u32>) -> Self {
+        self.max_per_minute = n;
+        self
+    }
+}
+
+/// The per-minute limit as a generic cell rate algorithm over one stored number, the
+/// theoretical arrival time `tat` (ms; `None` before the first row): a burst of up to
+/// `per_minute` rows, then one every `60 s / per_minute`. Returns the new `tat` when a
+/// row may start at `now`, or the time from which one may.
+///
+/// # Errors
+/// The earliest time (ms) a row may start, when it may not now.
+pub fn admit(tat: Option<i64>, now: i64, per_minute: u32) -> Result<i64, i64> {
+    let interval = 60_000 / i64::from(per_minute.max(1));
+    let tolerance = 60_000 - interval;
+    let tat = tat.unwrap_or(now).max(now);
+    if tat - now > tolerance {
+        Err(tat - tolerance)
+    } else {
+        Ok(tat + interval)
+    }
+}
+
+/// What a store does with a row its caller wants to claim, given the notifier's
+/// limits, how many of its rows are in flight, and its stored rate state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Claim it; store the new rate state (when there is a per-minute limit).
+    Claim(Option<i64>),
+    /// `max_concurrent` are in flight: leave it due for whoever frees a slot.
+    Busy,
+    /// Over `max_per_minute`: make it due at this time (ms).
+    Later(i64),
+}
+
+impl Limits {
+    /// Decides for one row at `now` (ms).
+    pub(crate) fn admit(self, in_flight: u32, tat: Option<i64>, now: i64) -> Admission {
+        if self.max_concurrent.is_some_and(|max| in_flight >= max) {
+            return Admission::Busy;
+        }
+        match self.max_per_minute.map(|n| admit(tat, now, n)) {
+            None => Admission::Claim(None),
+            Some(Ok(tat)) => Admission::Claim(Some(tat)),
+            Some(Err(at)) => Admission::Later(at),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,7 +239,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap_then_stops_at_retry_for() {
-        let spec = RetrySpec::default();
+        let spec = DeliverySpec::default();
         let waits: Vec<i64> = (1..=9)
             .map(|n| {
                 spec.next_attempt(at(0), at(0), n, None, 0.0)
@@ -141,9 +262,10 @@ mod tests {
 
     #[test]
     fn max_attempts_and_retry_after_and_jitter() {
-        let spec = RetrySpec {
+        let spec = DeliverySpec {
             retry_for: Some(Duration::from_secs(7200)),
             max_attempts: Some(3),
+            ..DeliverySpec::default()
         };
         assert!(spec.next_attempt(at(0), at(0), 2, None, 0.0).is_some());
         assert!(spec.next_attempt(at(0), at(0), 3, None, 0.0).is_none());
@@ -160,17 +282,57 @@ mod tests {
     fn split_takes_its_keys_and_checks_them() {
         let t: toml::Table =
             toml::from_str("type = \"console\"\nretry_for = \"2h\"\nmax_attempts = 5\n").unwrap();
-        let (spec, rest) = RetrySpec::split(&t).unwrap();
+        let (spec, rest) = DeliverySpec::split(&t).unwrap();
         assert_eq!(spec.retry_for(), Duration::from_secs(7200));
         assert_eq!(spec.max_attempts, Some(5));
         assert_eq!(rest.len(), 1);
         let bad: toml::Table = toml::from_str("max_attempts = 0\n").unwrap();
-        let e = RetrySpec::split(&bad).unwrap_err();
+        let e = DeliverySpec::split(&bad).unwrap_err();
         assert_eq!(e.offending_key(), Some("max_attempts"));
         let bad: toml::Table = toml::from_str("retry_for = \"later\"\n").unwrap();
         assert_eq!(
-            RetrySpec::split(&bad).unwrap_err().offending_key(),
+            DeliverySpec::split(&bad).unwrap_err().offending_key(),
             Some("retry_for")
         );
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_one_per_interval() {
+        // 6 per minute: six at once, then one every 10 s
+        let mut tat = None;
+        for _ in 0..6 {
+            tat = Some(admit(tat, 0, 6).expect("within the burst"));
+        }
+        assert_eq!(admit(tat, 0, 6), Err(10_000));
+        assert_eq!(admit(tat, 9_999, 6), Err(10_000));
+        let t = admit(tat, 10_000, 6).expect("one slot freed");
+        assert_eq!(admit(Some(t), 10_000, 6), Err(20_000));
+        // after a quiet minute the whole burst is back
+        let mut tat = Some(t);
+        for _ in 0..6 {
+            tat = Some(admit(tat, 200_000, 6).expect("burst again"));
+        }
+        assert!(admit(tat, 200_000, 6).is_err());
+    }
+
+    #[test]
+    fn limits_default_to_a_concurrency_cap_and_reject_zero() {
+        let t: toml::Table = toml::from_str("fallback = \"ops\"\nmax_per_minute = 10\n").unwrap();
+        let (spec, rest) = DeliverySpec::split(&t).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(spec.fallback.as_deref(), Some("ops"));
+        assert_eq!(
+            spec.limits(),
+            Limits::NONE
+                .max_concurrent(Some(DEFAULT_MAX_CONCURRENT))
+                .max_per_minute(Some(10))
+        );
+        for key in ["max_per_minute", "max_concurrent"] {
+            let bad: toml::Table = toml::from_str(&format!("{key} = 0\n")).unwrap();
+            assert_eq!(
+                DeliverySpec::split(&bad).unwrap_err().offending_key(),
+                Some(key)
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ pub use sqlite::SqliteStore;
 
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
+use crate::outbox::Limits;
 use crate::policy::{Outcome, ServiceState};
 
 /// The id of a notification log row.
@@ -74,6 +75,8 @@ pub struct NewNotification {
     pub payload: String,
     /// Claim the new row for this long (from `now`), for the caller to send it.
     pub lease: Option<Duration>,
+    /// The notifier's limits: the row is claimed only within them.
+    pub limits: Limits,
 }
 
 impl NewNotification {
@@ -86,6 +89,7 @@ impl NewNotification {
             streak,
             payload: String::new(),
             lease: None,
+            limits: Limits::NONE,
         }
     }
 
@@ -100,6 +104,14 @@ impl NewNotification {
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
+        self
+    }
+
+    /// Claims the row only within the notifier's `limits` (else it is left due, or due
+    /// when the per-minute limit allows, for a flush; see [`Applied::deferred`]).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 }
@@ -124,6 +136,9 @@ pub struct Applied {
     /// [`Store::claim_due`] hands it out after the older one is finished, so the two
     /// are delivered in order.
     pub claimed: Vec<NotificationId>,
+    /// The notifications asked for with a lease but not claimed because their notifier
+    /// was at a limit ([`NewNotification::limits`]): whoever flushes next sends them.
+    pub deferred: Vec<NotificationId>,
     /// The per-host sequence number given to this event (0 if it notified nobody).
     pub sequence: u64,
 }
@@ -184,6 +199,31 @@ pub enum Attempt<'a> {
         /// What went wrong.
         error: &'a str,
     },
+    /// As [`Attempt::GaveUp`], and in the same transaction the notification is handed
+    /// to the notifier `to`: a new pending row, due at once, with the same service,
+    /// kind, streak, sequence and history and the given `payload`. For a failure alert,
+    /// `to` becomes a recipient of the streak (pending) unless it already is one, so a
+    /// recovery follows it there.
+    HandedOver {
+        /// What went wrong.
+        error: &'a str,
+        /// The fallback notifier.
+        to: &'a str,
+        /// The new row's payload.
+        payload: &'a str,
+    },
+}
+
+impl Attempt<'_> {
+    /// The error, unless delivered.
+    fn error(&self) -> Option<&str> {
+        match *self {
+            Self::Delivered => None,
+            Self::Retry { error, .. } | Self::GaveUp { error } | Self::HandedOver { error, .. } => {
+                Some(error).filter(|e| !e.is_empty())
+            }
+        }
+    }
 }
 
 /// A due notification claimed by [`Store::claim_due`].
@@ -296,7 +336,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// releases the lease, and
     /// - [`Attempt::Delivered`]: the row is delivered (finished at `at`);
     /// - [`Attempt::Retry`]: the row stays pending, with the error, due at `next_at`;
-    /// - [`Attempt::GaveUp`]: the row is failed (finished at `at`), with the error.
+    /// - [`Attempt::GaveUp`]: the row is failed (finished at `at`), with the error;
+    /// - [`Attempt::HandedOver`]: as `GaveUp`, and a row for the fallback is added.
     ///
     /// For failure alerts (failure, reminder, escalation) it also updates the recipient
     /// in the service state, so a recovery follows only delivered alerts: delivered, or
@@ -316,8 +357,13 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// In one transaction: claims up to `limit` due rows (pending, next attempt at or
     /// before `now`, no lease running) for `lease` from `now`, oldest first, only for
-    /// `notifiers` if given. Of the pending rows of one service, notifier and streak,
-    /// only the oldest is ever returned (and only when it is due).
+    /// `notifiers` if given, each within its [`Limits`]. Of the pending rows of one
+    /// service, notifier and streak, only the oldest is ever returned (and only when it
+    /// is due).
+    ///
+    /// Limits count every caller sharing the store: `max_concurrent` the rows whose
+    /// lease runs, `max_per_minute` the rows claimed (a row over it is made due when
+    /// the limit allows it; one over `max_concurrent` stays due).
     ///
     /// Two callers, in one process or several, never get the same row while its
     /// lease runs.
@@ -329,7 +375,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: Timestamp,
         lease: Duration,
         limit: usize,
-        notifiers: Option<&[&str]>,
+        notifiers: Option<&[(&str, Limits)]>,
     ) -> Result<Vec<Claimed>, StoreError>;
 
     /// Pending and failed (not dropped) rows, newest first, as `filter` says.

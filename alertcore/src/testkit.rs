@@ -9,6 +9,7 @@ use crate::alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
 use crate::engine::Clock;
 use crate::error::NotifyError;
 use crate::notifier::{Context, Notifier};
+use crate::outbox::Limits;
 use crate::policy::{Outcome, RecipientState, ServiceState, Streak};
 use crate::store::{Attempt, Change, NewNotification, Store};
 
@@ -49,6 +50,8 @@ pub struct Call {
     pub sequence: u64,
     /// The context's incident id.
     pub incident: String,
+    /// The notifier that gave the alert up, when it came as a `fallback`.
+    pub fallback_for: Option<String>,
 }
 
 /// Records every call; fails the first `fail_first` of them.
@@ -97,6 +100,7 @@ impl RecordingNotifier {
                 failures: failures.len(),
                 sequence: ctx.sequence,
                 incident: ctx.incident_id(service),
+                fallback_for: ctx.fallback_for.map(|f| f.notifier.clone()),
             });
         let fail = self
             .fail_first
@@ -360,6 +364,8 @@ pub fn store_conformance(store: &dyn Store) {
     let log = store.notifications(None, 10).expect("log");
     assert!(log.iter().all(|r| r.attempts == 1), "{log:#?}");
     outbox_conformance(store);
+    limits_conformance(store);
+    fallback_conformance(store);
 }
 
 /// A service in streak 1 that alerted each of `notifiers` at `at`, outcome pending.
@@ -500,7 +506,7 @@ fn outbox_conformance(store: &dyn Store) {
     assert_eq!(recipient_outcome(store, web, "ops"), Outcome::Pending);
     assert!(
         store
-            .claim_due(at(99_999), lease, 10, Some(&["ops"]))
+            .claim_due(at(99_999), lease, 10, Some(&[("ops", Limits::NONE)]))
             .expect("claim")
             .is_empty(),
         "not due before next_at"
@@ -508,7 +514,12 @@ fn outbox_conformance(store: &dyn Store) {
 
     // notifier filter, limit, oldest first
     let c = store
-        .claim_due(at(100_000), lease, 10, Some(&["mail", "nobody"]))
+        .claim_due(
+            at(100_000),
+            lease,
+            10,
+            Some(&[("mail", Limits::NONE), ("nobody", Limits::NONE)]),
+        )
         .expect("claim");
     assert_eq!(ids(&c), vec![mail], "only the notifiers asked for");
     assert!(
@@ -805,4 +816,150 @@ fn outbox_conformance(store: &dyn Store) {
 
 fn ids_of(rows: &[crate::store::NotificationRecord]) -> Vec<crate::store::NotificationId> {
     rows.iter().map(|r| r.id).collect()
+}
+
+/// `max_concurrent` and `max_per_minute` count every caller of the store.
+fn limits_conformance(store: &dyn Store) {
+    let at = Timestamp::from_millis;
+    let lease = Duration::from_secs(60);
+    let ids = |c: &[crate::store::Claimed]| c.iter().map(|c| c.record.id).collect::<Vec<_>>();
+    let event = |service: &str, notifier: &str, limits: Limits, t: i64| {
+        store
+            .apply(service, at(t), &mut |_| Change {
+                next: alerted_state(&[notifier], at(t)),
+                notifications: vec![
+                    NewNotification::new(notifier, EventKind::Failure, 1)
+                        .lease(lease)
+                        .limits(limits),
+                ],
+                ..Change::default()
+            })
+            .expect("apply")
+    };
+
+    // two in flight at once: the third row is left due for whoever frees a slot
+    let two = Limits::NONE.max_concurrent(Some(2));
+    let a = event("cap-a.service", "capped", two, 1_000_000);
+    let b = event("cap-b.service", "capped", two, 1_000_000);
+    let c = event("cap-c.service", "capped", two, 1_000_000);
+    assert_eq!((a.claimed.len(), b.claimed.len()), (1, 1));
+    assert_eq!((c.claimed.len(), c.deferred.len()), (0, 1), "{c:?}");
+    let c = c.deferred[0];
+    assert_eq!(record(store, c).next_attempt, Some(at(1_000_000)));
+    let only = [("capped", two)];
+    assert!(
+        store
+            .claim_due(at(1_000_001), lease, 10, Some(&only))
+            .expect("claim")
+            .is_empty(),
+        "both slots are taken"
+    );
+    store
+        .record_attempt(a.claimed[0], Attempt::Delivered, at(1_000_002))
+        .expect("record");
+    let got = store
+        .claim_due(at(1_000_003), lease, 10, Some(&only))
+        .expect("claim");
+    assert_eq!(ids(&got), vec![c], "a freed slot goes to the waiting row");
+    // an expired lease frees its slot too (its sender died)
+    let d = event("cap-d.service", "capped", two, 1_000_004);
+    assert!(d.claimed.is_empty());
+    let later = at(1_000_004 + 61_000);
+    let got = store
+        .claim_due(later, lease, 10, Some(&only))
+        .expect("claim");
+    assert_eq!(got.len(), 2, "b's and c's leases ran out: {got:?}");
+
+    // two per minute: a burst of two, then one every 30 s
+    let rate = Limits::NONE.max_per_minute(Some(2));
+    let t = 2_000_000;
+    let r1 = event("rate-a.service", "rated", rate, t);
+    let r2 = event("rate-b.service", "rated", rate, t);
+    let r3 = event("rate-c.service", "rated", rate, t);
+    assert_eq!((r1.claimed.len(), r2.claimed.len()), (1, 1));
+    let r3 = r3.deferred[0];
+    assert_eq!(
+        record(store, r3).next_attempt,
+        Some(at(t + 30_000)),
+        "due when the limit allows it"
+    );
+    let only = [("rated", rate)];
+    assert!(
+        store
+            .claim_due(at(t + 29_999), lease, 10, Some(&only))
+            .expect("claim")
+            .is_empty()
+    );
+    let got = store
+        .claim_due(at(t + 30_000), lease, 10, Some(&only))
+        .expect("claim");
+    assert_eq!(ids(&got), vec![r3]);
+}
+
+/// A given-up row handed to a fallback: a new row in the same transaction, and the
+/// fallback becomes a recipient of the streak.
+fn fallback_conformance(store: &dyn Store) {
+    use crate::store::Attempt;
+
+    let at = Timestamp::from_millis;
+    let t = 3_000_000;
+    let svc = "fb.service";
+    let applied = store
+        .apply(svc, at(t), &mut |_| Change {
+            next: alerted_state(&["primary"], at(t)),
+            failure: Some(failure(30, Severity::Critical)),
+            notifications: vec![
+                NewNotification::new("primary", EventKind::Failure, 1)
+                    .payload("p1")
+                    .lease(Duration::from_secs(60)),
+            ],
+            ..Change::default()
+        })
+        .expect("apply");
+    let primary = applied.notifications[0];
+    let handover = Attempt::HandedOver {
+        error: "550 no such user",
+        to: "backup",
+        payload: "p2",
+    };
+    store
+        .record_attempt(primary, handover, at(t + 1))
+        .expect("hand over");
+    // a late second report of the same give-up hands nothing over again
+    store
+        .record_attempt(primary, handover, at(t + 2))
+        .expect("late report");
+    let r = record(store, primary);
+    assert_eq!(
+        (r.status, r.error.as_deref()),
+        (Outcome::Failed, Some("550 no such user"))
+    );
+    let only = [("backup", Limits::NONE)];
+    let got = store
+        .claim_due(at(t + 3), Duration::from_secs(60), 10, Some(&only))
+        .expect("claim");
+    assert_eq!(got.len(), 1, "one row for the fallback: {got:?}");
+    let row = &got[0];
+    assert_eq!(
+        (
+            row.record.service.as_str(),
+            row.record.kind,
+            row.record.streak,
+            row.record.sequence,
+            row.payload.as_str(),
+            row.history.len(),
+        ),
+        (svc, EventKind::Failure, 1, r.sequence, "p2", 1)
+    );
+    assert_eq!(recipient_outcome(store, svc, "primary"), Outcome::Failed);
+    assert_eq!(recipient_outcome(store, svc, "backup"), Outcome::Pending);
+    store
+        .record_attempt(row.record.id, Attempt::Delivered, at(t + 4))
+        .expect("deliver");
+    let state = store.state(svc).expect("state").expect("some");
+    let backup = &state.streak.expect("streak").recipients["backup"];
+    assert!(
+        backup.delivered,
+        "a recovery follows the alert to the fallback"
+    );
 }

@@ -510,3 +510,107 @@ notify = "manager"
     clock.advance(Duration::from_secs(3 * 3600));
     assert!(engine.flush().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_given_up_alert_goes_to_the_fallback_and_its_recovery_follows() {
+    let text = r#"
+[notifiers.primary]
+type = "console"
+max_attempts = 1
+fallback = "backup"
+
+[notifiers.backup]
+type = "console"
+"#;
+    let config = Config::parse(text, "t.toml").unwrap();
+    let mut notifiers = config.build_notifiers(&Registry::new()).unwrap();
+    let (primary, backup) = (
+        RecordingNotifier::failing(usize::MAX),
+        RecordingNotifier::new(),
+    );
+    for n in &mut notifiers {
+        n.notifier = if n.name == "primary" {
+            primary.clone()
+        } else {
+            backup.clone()
+        };
+    }
+    let engine = Engine::builder(Arc::new(SqliteStore::open_in_memory().unwrap()))
+        .configured(notifiers)
+        .host("h1")
+        .build();
+    let r = engine.failure("web.service", report("1")).await.unwrap();
+    let handed: Vec<_> = r
+        .deliveries
+        .iter()
+        .map(|d| {
+            (
+                d.notifier.as_str(),
+                d.handed_to.as_deref(),
+                d.error.is_some(),
+            )
+        })
+        .collect();
+    assert!(
+        handed.contains(&("primary", Some("backup"), true)),
+        "{handed:?}"
+    );
+    assert!(handed.contains(&("backup", None, false)), "{handed:?}");
+    // backup got the alert once, saying whose it was; it also got its own
+    let calls = backup.calls();
+    let from: Vec<_> = calls.iter().map(|c| c.fallback_for.as_deref()).collect();
+    assert_eq!(
+        from.iter().filter(|f| **f == Some("primary")).count(),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(primary.events(), [EventKind::Failure]);
+    assert!(
+        engine
+            .store()
+            .outbox(
+                &alertcore::store::OutboxFilter::new().status(alertcore::policy::Outcome::Pending)
+            )
+            .unwrap()
+            .is_empty()
+    );
+
+    // the recovery goes where the alert was delivered: backup, not primary
+    engine.success("web.service").await.unwrap();
+    assert_eq!(primary.events(), [EventKind::Failure]);
+    assert_eq!(backup.events().last(), Some(&EventKind::Recovery));
+}
+
+#[test]
+fn a_fallback_must_name_another_notifier_and_never_come_back() {
+    let registry = Registry::new();
+    let cases = [
+        (
+            "[notifiers.a]\ntype = \"console\"\nfallback = \"nope\"\n",
+            "3:1",
+            "unknown notifier \"nope\"",
+        ),
+        (
+            "[notifiers.a]\ntype = \"console\"\nfallback = \"a\"\n",
+            "3:1",
+            "a → a",
+        ),
+        (
+            "[notifiers.a]\ntype = \"console\"\nfallback = \"b\"\n[notifiers.b]\ntype = \"console\"\nfallback = \"a\"\n",
+            "3:1",
+            "a → b → a",
+        ),
+    ];
+    for (text, at, what) in cases {
+        let e = Config::parse(text, "t.toml")
+            .unwrap()
+            .build_notifiers(&registry)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("t.toml:{at}: notifier \"a\": fallback")),
+            "{e}"
+        );
+        assert!(e.contains(what), "{e}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Cross-crate integration tests, against real local servers (one test binary).
 
 mod cli;
+mod delivery;
 mod email;
 mod engine;
 mod exec;

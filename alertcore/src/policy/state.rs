@@ -166,6 +166,35 @@ impl std::str::FromStr for Outcome {
 }
 
 impl ServiceState {
+    /// Makes `to` a pending recipient of streak `streak_id` (its alert of `kind` was
+    /// handed over from `from` at `at`), unless it already is one: then it has its own
+    /// alert and state. Ignored when the streak has ended.
+    pub fn hand_over(
+        &mut self,
+        streak_id: u64,
+        from: &str,
+        to: &str,
+        kind: EventKind,
+        at: Timestamp,
+    ) {
+        let Some(streak) = self.streak.as_mut().filter(|s| s.id == streak_id) else {
+            return;
+        };
+        let rule = streak.recipients.get(from).and_then(|r| r.rule);
+        streak
+            .recipients
+            .entry(to.to_owned())
+            .or_insert(RecipientState {
+                first_alert: at,
+                last_alert: at,
+                last_kind: kind,
+                alerts: 1,
+                delivered: false,
+                outcome: Outcome::Pending,
+                rule,
+            });
+    }
+
     /// Records the outcome of an alert to `notifier` in streak `streak_id`.
     ///
     /// Ignored when the streak has ended or the notifier was sent something newer

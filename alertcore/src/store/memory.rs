@@ -10,6 +10,7 @@ use super::{
 };
 use crate::alert::{Failure, Timestamp};
 use crate::error::StoreError;
+use crate::outbox::{Admission, Limits};
 use crate::policy::{Outcome, ServiceState};
 
 /// A [`Store`] in process memory; gone when dropped.
@@ -27,6 +28,8 @@ struct Inner {
     sequence: u64,
     /// The streak counters of cleared services.
     cleared: BTreeMap<String, u64>,
+    /// Per-minute limit state per notifier (see [`crate::outbox::admit`]).
+    rates: BTreeMap<String, i64>,
 }
 
 #[derive(Debug)]
@@ -58,6 +61,58 @@ impl Inner {
         usize::try_from(id.0 - 1)
             .ok()
             .and_then(|i| self.log.get_mut(i))
+    }
+
+    /// As `SqliteStore`'s: whether `notifier` may have one more row claimed at `now`.
+    fn admit(&mut self, notifier: &str, limits: Limits, now: Timestamp) -> Admission {
+        let busy = self
+            .log
+            .iter()
+            .filter(|r| {
+                r.is_pending()
+                    && r.record.notifier == notifier
+                    && r.record.leased_until.is_some_and(|l| l >= now)
+            })
+            .count();
+        let admission = limits.admit(
+            u32::try_from(busy).unwrap_or(u32::MAX),
+            self.rates.get(notifier).copied(),
+            now.as_millis(),
+        );
+        if let Admission::Claim(Some(tat)) = admission {
+            self.rates.insert(notifier.to_owned(), tat);
+        }
+        admission
+    }
+
+    /// As `SqliteStore`'s: the fallback's row for given-up row `id`, and its place in
+    /// the streak.
+    fn hand_over(&mut self, id: NotificationId, to: &str, payload: &str, at: Timestamp) {
+        let Some(row) = self.row_mut(id) else {
+            return;
+        };
+        let mut record = row.record.clone();
+        let history = row.history.clone();
+        if record.kind.is_failure()
+            && let Some(state) = self.states.get_mut(&record.service)
+        {
+            state.hand_over(record.streak, &record.notifier, to, record.kind, at);
+        }
+        record.id = NotificationId(i64::try_from(self.log.len()).unwrap_or(i64::MAX) + 1);
+        record.notifier = to.to_owned();
+        record.created = at;
+        record.status = Outcome::Pending;
+        record.dropped = false;
+        record.error = None;
+        record.finished = None;
+        record.attempts = 0;
+        record.next_attempt = Some(at);
+        record.leased_until = None;
+        self.log.push(Row {
+            record,
+            payload: payload.to_owned(),
+            history,
+        });
     }
 
     /// Sets the recipient of a failure alert in its service's state.
@@ -122,15 +177,19 @@ impl Store for MemoryStore {
             applied.sequence = inner.sequence;
             for n in change.notifications {
                 let id = NotificationId(i64::try_from(inner.log.len()).unwrap_or(i64::MAX) + 1);
-                // an older pending row of the group goes first: this one waits, unclaimed
-                let lease = n
-                    .lease
-                    .filter(|_| {
-                        !inner.log.iter().any(|r| {
-                            r.is_pending() && r.group() == (service, &n.notifier, n.streak)
-                        })
-                    })
-                    .map(|d| now.saturating_add(d));
+                // an older pending row of the group goes first: this one waits, unclaimed;
+                // so does one over its notifier's limits, for a flush
+                let first = n.lease.is_some()
+                    && !inner
+                        .log
+                        .iter()
+                        .any(|r| r.is_pending() && r.group() == (service, &n.notifier, n.streak));
+                let admission = first.then(|| inner.admit(&n.notifier, n.limits, now));
+                let (lease, due) = match (admission, n.lease) {
+                    (Some(Admission::Claim(_)), Some(d)) => (Some(now.saturating_add(d)), now),
+                    (Some(Admission::Later(at)), _) => (None, Timestamp::from_millis(at)),
+                    _ => (None, now),
+                };
                 inner.log.push(Row {
                     record: NotificationRecord {
                         id,
@@ -145,15 +204,17 @@ impl Store for MemoryStore {
                         error: None,
                         finished: None,
                         attempts: 0,
-                        next_attempt: Some(now),
+                        next_attempt: Some(due),
                         leased_until: lease,
                     },
                     payload: n.payload,
                     history: applied.history.clone(),
                 });
                 applied.notifications.push(id);
-                if lease.is_some() {
-                    applied.claimed.push(id);
+                match admission {
+                    Some(Admission::Claim(_)) => applied.claimed.push(id),
+                    Some(_) => applied.deferred.push(id),
+                    None => {}
                 }
             }
         }
@@ -177,21 +238,28 @@ impl Store for MemoryStore {
         let changes = r.status == Outcome::Pending
             || (attempt == Attempt::Delivered && r.status != Outcome::Delivered);
         if changes {
-            let (status, error, next_at, finished) = match attempt {
-                Attempt::Delivered => (Outcome::Delivered, None, None, Some(at)),
-                Attempt::Retry { error, next_at } => {
-                    (Outcome::Pending, Some(error), Some(next_at), None)
+            let (status, next_at, finished) = match attempt {
+                Attempt::Delivered => (Outcome::Delivered, None, Some(at)),
+                Attempt::Retry { next_at, .. } => (Outcome::Pending, Some(next_at), None),
+                Attempt::GaveUp { .. } | Attempt::HandedOver { .. } => {
+                    (Outcome::Failed, None, Some(at))
                 }
-                Attempt::GaveUp { error } => (Outcome::Failed, Some(error), None, Some(at)),
             };
             r.status = status;
             r.dropped = false;
-            r.error = error.filter(|e| !e.is_empty()).map(str::to_owned);
+            r.error = attempt.error().map(str::to_owned);
             r.next_attempt = next_at;
             r.finished = finished;
         }
+        let handed = match attempt {
+            Attempt::HandedOver { to, payload, .. } if changes => Some((to, payload)),
+            _ => None,
+        };
         if let Some(outcome) = finished_outcome(r) {
             inner.set_recipient(id, outcome);
+        }
+        if let Some((to, payload)) = handed {
+            inner.hand_over(id, to, payload, at);
         }
         Ok(())
     }
@@ -201,15 +269,12 @@ impl Store for MemoryStore {
         now: Timestamp,
         lease: Duration,
         limit: usize,
-        notifiers: Option<&[&str]>,
+        notifiers: Option<&[(&str, Limits)]>,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut inner = self.lock();
         let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for row in &mut inner.log {
-            if out.len() >= limit {
-                break;
-            }
+        let mut due = Vec::new();
+        for row in &inner.log {
             // only the oldest pending row of each group, due or not
             if !row.is_pending() {
                 continue;
@@ -218,18 +283,42 @@ impl Store for MemoryStore {
             if !seen.insert((service.to_owned(), notifier.to_owned(), streak)) {
                 continue;
             }
-            let r = &mut row.record;
-            let due = r.next_attempt.is_some_and(|t| t <= now)
+            let r = &row.record;
+            let limits = match notifiers {
+                None => Some(Limits::NONE),
+                Some(list) => list.iter().find(|(n, _)| *n == r.notifier).map(|(_, l)| *l),
+            };
+            if let Some(limits) = limits
+                && r.next_attempt.is_some_and(|t| t <= now)
                 && r.leased_until.is_none_or(|l| l < now)
-                && notifiers.is_none_or(|ns| ns.contains(&r.notifier.as_str()));
-            if due {
-                r.leased_until = Some(now.saturating_add(lease));
-                out.push(Claimed {
-                    record: r.clone(),
-                    payload: row.payload.clone(),
-                    history: row.history.clone(),
-                    attempts: r.attempts,
-                });
+            {
+                due.push((r.id, limits));
+            }
+        }
+        let mut out = Vec::new();
+        for (id, limits) in due {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(notifier) = inner.row_mut(id).map(|r| r.record.notifier.clone()) else {
+                continue;
+            };
+            let admission = inner.admit(&notifier, limits, now);
+            let Some(row) = inner.row_mut(id) else {
+                continue;
+            };
+            match admission {
+                Admission::Claim(_) => {
+                    row.record.leased_until = Some(now.saturating_add(lease));
+                    out.push(Claimed {
+                        record: row.record.clone(),
+                        payload: row.payload.clone(),
+                        history: row.history.clone(),
+                        attempts: row.record.attempts,
+                    });
+                }
+                Admission::Busy => {}
+                Admission::Later(at) => row.record.next_attempt = Some(Timestamp::from_millis(at)),
             }
         }
         Ok(out)

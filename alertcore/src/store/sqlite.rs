@@ -13,6 +13,7 @@ use super::{
 };
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
+use crate::outbox::{Admission, Limits};
 use crate::policy::{Outcome, ServiceState};
 
 /// The schema migrations, in order; migration `i` brings `user_version` to `i + 1`.
@@ -333,6 +334,61 @@ fn any_due(conn: &Connection, now: Timestamp) -> Result<bool, StoreError> {
         .query_row([now.as_millis()], |r| r.get(0))?)
 }
 
+/// How many of `notifier`'s rows are in flight (pending, with a lease running at `now`).
+fn in_flight(conn: &Connection, notifier: &str, now: Timestamp) -> Result<u32, StoreError> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM notifications INDEXED BY notifications_due
+             WHERE status IN ('pending', 'failed') AND status = 'pending'
+               AND notifier = ?1 AND lease_ms >= ?2",
+        )?
+        .query_row(params![notifier, now.as_millis()], |r| r.get(0))?;
+    Ok(to_u32(n))
+}
+
+/// The per-minute limit's state of `notifier` (see [`crate::outbox::admit`]).
+fn rate_state(conn: &Connection, notifier: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'rate:' || ?1")?
+        .query_row([notifier], |r| r.get(0))
+        .optional()?)
+}
+
+fn save_rate_state(conn: &Connection, notifier: &str, tat: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('rate:' || ?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![notifier, tat])?;
+    Ok(())
+}
+
+/// Whether `notifier` may have one more row claimed at `now` under `limits`; records
+/// the claim in the rate state when it may.
+fn admit(
+    conn: &Connection,
+    notifier: &str,
+    limits: Limits,
+    now: Timestamp,
+) -> Result<Admission, StoreError> {
+    if limits == Limits::NONE {
+        return Ok(Admission::Claim(None));
+    }
+    let busy = match limits.max_concurrent {
+        Some(_) => in_flight(conn, notifier, now)?,
+        None => 0,
+    };
+    let tat = match limits.max_per_minute {
+        Some(_) => rate_state(conn, notifier)?,
+        None => None,
+    };
+    let admission = limits.admit(busy, tat, now.as_millis());
+    if let Admission::Claim(Some(tat)) = admission {
+        save_rate_state(conn, notifier, tat)?;
+    }
+    Ok(admission)
+}
+
 /// Sets the recipient of a failure alert `row` to `outcome` in its service's state,
 /// keeping the state's `updated_ms` (an operator's action is not an event).
 fn set_recipient(
@@ -397,15 +453,21 @@ impl Store for SqliteStore {
                 "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms,
                                             status, attempts, next_attempt_ms, lease_ms, payload,
                                             history)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6, ?7, ?8, ?9)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?10, ?7, ?8, ?9)",
             )?;
             for n in &change.notifications {
-                // an older pending row of the group goes first: this one waits, unclaimed
-                let lease = match n.lease {
-                    Some(d) if !has_pending(&tx, service, &n.notifier, n.streak)? => {
-                        Some(now.saturating_add(d))
+                // an older pending row of the group goes first: this one waits, unclaimed;
+                // so does one over its notifier's limits, for a flush
+                let admission = match n.lease {
+                    Some(_) if !has_pending(&tx, service, &n.notifier, n.streak)? => {
+                        Some(admit(&tx, &n.notifier, n.limits, now)?)
                     }
                     _ => None,
+                };
+                let (lease, due) = match (admission, n.lease) {
+                    (Some(Admission::Claim(_)), Some(d)) => (Some(now.saturating_add(d)), now),
+                    (Some(Admission::Later(at)), _) => (None, Timestamp::from_millis(at)),
+                    _ => (None, now),
                 };
                 insert.execute(params![
                     service,
@@ -417,11 +479,14 @@ impl Store for SqliteStore {
                     lease.map(Timestamp::as_millis),
                     n.payload,
                     history,
+                    due.as_millis(),
                 ])?;
                 let id = NotificationId(tx.last_insert_rowid());
                 applied.notifications.push(id);
-                if lease.is_some() {
-                    applied.claimed.push(id);
+                match admission {
+                    Some(Admission::Claim(_)) => applied.claimed.push(id),
+                    Some(_) => applied.deferred.push(id),
+                    None => {}
                 }
             }
         }
@@ -451,15 +516,11 @@ impl Store for SqliteStore {
         now: Timestamp,
         lease: Duration,
         limit: usize,
-        notifiers: Option<&[&str]>,
+        notifiers: Option<&[(&str, Limits)]>,
     ) -> Result<Vec<Claimed>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let notifiers = notifiers
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.lock();
         // Most calls (every `alertctl failure` asks for its notifiers) find nothing due:
         // say so from a read, without queueing for the write lock.
@@ -470,30 +531,55 @@ impl Store for SqliteStore {
         // The window keeps only the oldest pending row of each service, notifier and
         // streak: a younger one (a recovery) waits until that one is finished, even
         // while it is leased or waiting for its retry.
-        let mut claimed = tx
-            .prepare_cached(&format!(
-                "UPDATE notifications SET lease_ms = ?2
-                 WHERE id IN (
-                     SELECT id FROM (
-                         SELECT id, notifier, next_attempt_ms, lease_ms,
-                                row_number() OVER (PARTITION BY service, notifier, streak
-                                                   ORDER BY id) AS rn
-                         FROM notifications INDEXED BY notifications_due
-                         WHERE status IN ('pending', 'failed') AND status = 'pending')
-                     WHERE rn = 1 AND next_attempt_ms <= ?1
-                       AND (lease_ms IS NULL OR lease_ms < ?1)
-                       AND (?3 IS NULL OR notifier IN (SELECT value FROM json_each(?3)))
-                     ORDER BY id LIMIT ?4)
-                 RETURNING {NOTIFICATION_COLUMNS}, payload, history"
-            ))?
-            .query_map(
-                params![
-                    now.as_millis(),
-                    now.saturating_add(lease).as_millis(),
-                    notifiers,
-                    i64::try_from(limit).unwrap_or(i64::MAX)
-                ],
-                |r| {
+        let due: Vec<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT id, notifier FROM (
+                     SELECT id, notifier, next_attempt_ms, lease_ms,
+                            row_number() OVER (PARTITION BY service, notifier, streak
+                                               ORDER BY id) AS rn
+                     FROM notifications INDEXED BY notifications_due
+                     WHERE status IN ('pending', 'failed') AND status = 'pending')
+                 WHERE rn = 1 AND next_attempt_ms <= ?1
+                   AND (lease_ms IS NULL OR lease_ms < ?1)
+                 ORDER BY id",
+            )?
+            .query_map([now.as_millis()], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut picked = Vec::new();
+        for (id, notifier) in due {
+            if picked.len() >= limit {
+                break;
+            }
+            let limits = match notifiers {
+                None => Limits::NONE,
+                Some(list) => match list.iter().find(|(n, _)| *n == notifier) {
+                    Some((_, limits)) => *limits,
+                    None => continue,
+                },
+            };
+            match admit(&tx, &notifier, limits, now)? {
+                Admission::Claim(_) => {
+                    // leased at once, so the next row's in-flight count sees it
+                    tx.prepare_cached("UPDATE notifications SET lease_ms = ?2 WHERE id = ?1")?
+                        .execute(params![id, now.saturating_add(lease).as_millis()])?;
+                    picked.push(id);
+                }
+                Admission::Busy => {}
+                Admission::Later(at) => {
+                    tx.prepare_cached(
+                        "UPDATE notifications SET next_attempt_ms = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![id, at])?;
+                }
+            }
+        }
+        let mut claimed = Vec::with_capacity(picked.len());
+        {
+            let mut get = tx.prepare_cached(&format!(
+                "SELECT {NOTIFICATION_COLUMNS}, payload, history FROM notifications WHERE id = ?1"
+            ))?;
+            for id in picked {
+                claimed.push(get.query_row([id], |r| {
                     let record = notification_from_row(r)?;
                     let history: Option<String> = r.get(14)?;
                     Ok(Claimed {
@@ -512,12 +598,10 @@ impl Store for SqliteStore {
                             .unwrap_or_default(),
                         record,
                     })
-                },
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
+                })?);
+            }
+        }
         tx.commit()?;
-        // RETURNING comes in no promised order
-        claimed.sort_by_key(|c| c.record.id);
         Ok(claimed)
     }
 
@@ -652,12 +736,12 @@ fn record_attempt(
     attempt: Attempt<'_>,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let (status, error, next_at, finished) = match attempt {
-        Attempt::Delivered => ("delivered", None, None, Some(at)),
-        Attempt::Retry { error, next_at } => ("pending", Some(error), Some(next_at), None),
-        Attempt::GaveUp { error } => ("failed", Some(error), None, Some(at)),
+    let (status, next_at, finished) = match attempt {
+        Attempt::Delivered => ("delivered", None, Some(at)),
+        Attempt::Retry { next_at, .. } => ("pending", Some(next_at), None),
+        Attempt::GaveUp { .. } | Attempt::HandedOver { .. } => ("failed", None, Some(at)),
     };
-    let error = error.filter(|e| !e.is_empty());
+    let error = attempt.error();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // One statement on the hot path (a delivered recovery needs nothing else). The row
     // changes only while pending, or to delivered (a fact even after a drop); a late
@@ -680,6 +764,9 @@ fn record_attempt(
             notification_from_row,
         )
         .optional()?;
+    if let (Some(row), Attempt::HandedOver { to, payload, .. }) = (&row, attempt) {
+        hand_over(&tx, row, to, payload, at)?;
+    }
     let row = match row {
         Some(row) => row,
         None => tx
@@ -695,5 +782,38 @@ fn record_attempt(
         set_recipient(&tx, &row, outcome)?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Adds the fallback's row for the given-up `row` (same service, kind, streak, sequence
+/// and history), due at `at`, and makes the fallback a recipient of the streak.
+fn hand_over(
+    conn: &Connection,
+    row: &NotificationRecord,
+    to: &str,
+    payload: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms,
+                                    status, attempts, next_attempt_ms, payload, history)
+         SELECT service, ?2, kind, streak, sequence, ?3, 'pending', 0, ?3, ?4, history
+         FROM notifications WHERE id = ?1",
+    )?
+    .execute(params![row.id.0, to, at.as_millis(), payload])?;
+    if !row.kind.is_failure() {
+        return Ok(());
+    }
+    let Some(mut state) = load_state(conn, &row.service)? else {
+        return Ok(());
+    };
+    let before = state.clone();
+    state.hand_over(row.streak, &row.notifier, to, row.kind, at);
+    if state != before {
+        let json = serde_json::to_string(&state)
+            .map_err(|e| StoreError::Corrupt(format!("state of {:?}: {e}", row.service)))?;
+        conn.prepare_cached("UPDATE services SET state = ?2 WHERE name = ?1")?
+            .execute(params![row.service, json])?;
+    }
     Ok(())
 }

@@ -16,6 +16,7 @@ pub(super) const FULL_LINE: &str = concat!(
     "{{ subject }}{% if event != \"recovery\" %}, {{ streak_length }} failure",
     "{{ \"s\" if streak_length != 1 else \"\" }} since {{ streak_start }}",
     "{% if message %}: {{ message }}{% endif %}{% endif %}",
+    "{% if fallback_for %} (instead of {{ fallback_for.notifier }}: {{ fallback_for.error }}){% endif %}",
 );
 
 /// The summary, the failure history as a table, and the journal excerpt if there is one.
@@ -31,7 +32,8 @@ Status:    {{ exit_status or "-" }}
 {% endif %}{% if message %}Message:   {{ message }}
 {% endif %}{% endif %}{% if event == "recovery" %}Recovered at {{ time }} after {{ streak }}{% else %}Streak:    {{ streak }}{% endif %}
 Sequence:  {{ sequence }}
-{% if show_rule_id and rule %}Rule:      {{ rule.text }}
+{% if fallback_for %}Instead of: {{ fallback_for.notifier }}, which gave this alert up: {{ fallback_for.error }}
+{% endif %}{% if show_rule_id and rule %}Rule:      {{ rule.text }}
 {% endif %}
 Failure history (oldest first):
   {{ "#"|pad(3) }} {{ "time"|pad(20) }} {{ "severity"|pad(8) }} {{ "result"|pad(16) }} {{ "code"|pad(8) }} {{ "status"|pad(7) }} invocation

@@ -114,6 +114,7 @@ pub(super) struct Model {
     rule: Option<RuleData>,
     show_rule_id: bool,
     journal: Option<JournalExcerpt>,
+    fallback_for: Option<crate::notifier::FallbackOf>,
     /// Only in bodies and lines: a subject template that names it fails on the samples.
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<String>,
@@ -217,6 +218,9 @@ impl Model {
             }),
             show_rule_id,
             journal: ctx.journal.cloned(),
+            fallback_for: ctx
+                .fallback_for
+                .map(|f| crate::notifier::FallbackOf::new(text(&f.notifier), text(&f.error))),
             subject,
         }
     }
