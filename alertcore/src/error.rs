@@ -118,6 +118,18 @@ pub enum StoreError {
         /// The newest this build knows.
         supported: i64,
     },
+    /// The state file cannot be used as needed: read-only, disk full, locked too long,
+    /// not a database.
+    #[error("state file {path}: {problem}")]
+    File {
+        /// The path.
+        path: String,
+        /// What is wrong, in words an operator can act on.
+        problem: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// A stored row could not be decoded.
     #[error("corrupt state record: {0}")]
     Corrupt(String),

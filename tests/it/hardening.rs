@@ -747,8 +747,6 @@ fn full_disk_refuses_the_event_without_corruption() {
 /// The wording the operator needs, beyond exit 1 and a sound file (see the two tests
 /// above): the error names the file and says "read-only" / "disk full".
 #[test]
-#[ignore = "known gap: the store's errors say \"unable to open database file\" (read-only) \
-            and \"database or disk is full\" without the path (disk full)"]
 fn state_file_faults_say_what_is_wrong() {
     if let Err(why) = namespaces_work() {
         skip(&why);

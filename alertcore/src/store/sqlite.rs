@@ -64,7 +64,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: Some(path.to_owned()),
         };
-        match store.init() {
+        match store.init().map_err(|e| store.explain(e)) {
             Err(StoreError::Sqlite(e)) => Err(open_error(e)),
             other => other.map(|()| store),
         }
@@ -132,6 +132,66 @@ impl SqliteStore {
             found,
             supported: Self::SCHEMA_VERSION,
         }
+    }
+
+    /// Runs `f`, turning an SQLite error about the file itself into one that names the
+    /// file and says what is wrong with it.
+    fn on_file<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f().map_err(|e| self.explain(e))
+    }
+
+    fn explain(&self, e: StoreError) -> StoreError {
+        let StoreError::Sqlite(source) = e else {
+            return e;
+        };
+        match self.problem(&source) {
+            Some(problem) => StoreError::File {
+                path: self.display_path(),
+                problem,
+                source,
+            },
+            None => StoreError::Sqlite(source),
+        }
+    }
+
+    /// What is wrong with the file, when SQLite's error is about the file.
+    fn problem(&self, e: &rusqlite::Error) -> Option<String> {
+        use rusqlite::ErrorCode;
+        let rusqlite::Error::SqliteFailure(f, _) = e else {
+            return None;
+        };
+        let why = match f.code {
+            ErrorCode::DiskFull => "disk full: no space left to record the event",
+            ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied => {
+                return Some(self.why_not_writable().unwrap_or_else(|| {
+                    format!("cannot be opened for writing ({e}); is its directory writable?")
+                }));
+            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                "locked by another process for longer than the busy timeout (60 s)"
+            }
+            ErrorCode::SystemIoFailure => "I/O error reading or writing it",
+            ErrorCode::NotADatabase => "not an alertcore state file (not an SQLite database)",
+            ErrorCode::DatabaseCorrupt => "corrupt (SQLite: the disk image is malformed)",
+            _ => return None,
+        };
+        Some(why.to_owned())
+    }
+
+    /// Why the state file cannot be written, found by trying to open it for appending.
+    fn why_not_writable(&self) -> Option<String> {
+        let path = self.path.as_ref()?;
+        let e = std::fs::OpenOptions::new().append(true).open(path).err()?;
+        Some(match e.kind() {
+            std::io::ErrorKind::ReadOnlyFilesystem => {
+                "read-only: its file system is mounted read-only".to_owned()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "read-only for this user (permission denied)".to_owned()
+            }
+            std::io::ErrorKind::NotFound => return None,
+            _ => format!("cannot be opened for writing: {e}"),
+        })
     }
 
     fn display_path(&self) -> String {
@@ -420,78 +480,80 @@ impl Store for SqliteStore {
         now: Timestamp,
         f: &mut dyn FnMut(&ServiceState) -> Change,
     ) -> Result<Applied, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = match load_state(&tx, service)? {
-            Some(state) => state,
-            None => ServiceState::after_clear(cleared_streaks(&tx, service)?),
-        };
-        let change = f(&state);
-        save_state(&tx, service, &change.next, now)?;
-        if let Some(failure) = &change.failure {
-            insert_failure(&tx, service, failure)?;
-        }
-        // only the notifiers read the history: skip it for a suppressed event
-        let history = if change.notifications.is_empty() {
-            Vec::new()
-        } else {
-            load_history(&tx, service)?
-        };
-        if change.end_streak {
-            tx.prepare_cached("DELETE FROM failures WHERE service = ?1")?
-                .execute([service])?;
-        }
-        let mut applied = Applied {
-            history,
-            ..Applied::default()
-        };
-        if !change.notifications.is_empty() {
-            applied.sequence = next_sequence(&tx)?;
-            let history = serde_json::to_string(&applied.history)
-                .map_err(|e| StoreError::Corrupt(format!("history of {service:?}: {e}")))?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms,
-                                            status, attempts, next_attempt_ms, lease_ms, payload,
-                                            history)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?10, ?7, ?8, ?9)",
-            )?;
-            for n in &change.notifications {
-                // an older pending row of the group goes first: this one waits, unclaimed;
-                // so does one over its notifier's limits, for a flush
-                let admission = match n.lease {
-                    Some(_) if !has_pending(&tx, service, &n.notifier, n.streak)? => {
-                        Some(admit(&tx, &n.notifier, n.limits, now)?)
+        self.on_file(|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let state = match load_state(&tx, service)? {
+                Some(state) => state,
+                None => ServiceState::after_clear(cleared_streaks(&tx, service)?),
+            };
+            let change = f(&state);
+            save_state(&tx, service, &change.next, now)?;
+            if let Some(failure) = &change.failure {
+                insert_failure(&tx, service, failure)?;
+            }
+            // only the notifiers read the history: skip it for a suppressed event
+            let history = if change.notifications.is_empty() {
+                Vec::new()
+            } else {
+                load_history(&tx, service)?
+            };
+            if change.end_streak {
+                tx.prepare_cached("DELETE FROM failures WHERE service = ?1")?
+                    .execute([service])?;
+            }
+            let mut applied = Applied {
+                history,
+                ..Applied::default()
+            };
+            if !change.notifications.is_empty() {
+                applied.sequence = next_sequence(&tx)?;
+                let history = serde_json::to_string(&applied.history)
+                    .map_err(|e| StoreError::Corrupt(format!("history of {service:?}: {e}")))?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms,
+                                                status, attempts, next_attempt_ms, lease_ms, payload,
+                                                history)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?10, ?7, ?8, ?9)",
+                )?;
+                for n in &change.notifications {
+                    // an older pending row of the group goes first: this one waits, unclaimed;
+                    // so does one over its notifier's limits, for a flush
+                    let admission = match n.lease {
+                        Some(_) if !has_pending(&tx, service, &n.notifier, n.streak)? => {
+                            Some(admit(&tx, &n.notifier, n.limits, now)?)
+                        }
+                        _ => None,
+                    };
+                    let (lease, due) = match (admission, n.lease) {
+                        (Some(Admission::Claim(_)), Some(d)) => (Some(now.saturating_add(d)), now),
+                        (Some(Admission::Later(at)), _) => (None, Timestamp::from_millis(at)),
+                        _ => (None, now),
+                    };
+                    insert.execute(params![
+                        service,
+                        n.notifier,
+                        n.kind.as_str(),
+                        to_i64(n.streak),
+                        to_i64(applied.sequence),
+                        now.as_millis(),
+                        lease.map(Timestamp::as_millis),
+                        n.payload,
+                        history,
+                        due.as_millis(),
+                    ])?;
+                    let id = NotificationId(tx.last_insert_rowid());
+                    applied.notifications.push(id);
+                    match admission {
+                        Some(Admission::Claim(_)) => applied.claimed.push(id),
+                        Some(_) => applied.deferred.push(id),
+                        None => {}
                     }
-                    _ => None,
-                };
-                let (lease, due) = match (admission, n.lease) {
-                    (Some(Admission::Claim(_)), Some(d)) => (Some(now.saturating_add(d)), now),
-                    (Some(Admission::Later(at)), _) => (None, Timestamp::from_millis(at)),
-                    _ => (None, now),
-                };
-                insert.execute(params![
-                    service,
-                    n.notifier,
-                    n.kind.as_str(),
-                    to_i64(n.streak),
-                    to_i64(applied.sequence),
-                    now.as_millis(),
-                    lease.map(Timestamp::as_millis),
-                    n.payload,
-                    history,
-                    due.as_millis(),
-                ])?;
-                let id = NotificationId(tx.last_insert_rowid());
-                applied.notifications.push(id);
-                match admission {
-                    Some(Admission::Claim(_)) => applied.claimed.push(id),
-                    Some(_) => applied.deferred.push(id),
-                    None => {}
                 }
             }
-        }
-        tx.commit()?;
-        Ok(applied)
+            tx.commit()?;
+            Ok(applied)
+        })
     }
 
     fn record_attempt(
@@ -500,15 +562,17 @@ impl Store for SqliteStore {
         attempt: Attempt<'_>,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        // The outcome need not survive a power cut on its own: the next event's commit
-        // (or the checkpoint when the last connection closes) syncs it, and a lost
-        // outcome only leaves the row pending and leased until its lease ends, when it
-        // is sent again (at least once).
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let result = record_attempt(&mut conn, id, attempt, at);
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        result
+        self.on_file(|| {
+            let mut conn = self.lock();
+            // The outcome need not survive a power cut on its own: the next event's commit
+            // (or the checkpoint when the last connection closes) syncs it, and a lost
+            // outcome only leaves the row pending and leased until its lease ends, when it
+            // is sent again (at least once).
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let result = record_attempt(&mut conn, id, attempt, at);
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            result
+        })
     }
 
     fn claim_due(
@@ -518,183 +582,194 @@ impl Store for SqliteStore {
         limit: usize,
         notifiers: Option<&[(&str, Limits)]>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.lock();
-        // Most calls (every `alertctl failure` asks for its notifiers) find nothing due:
-        // say so from a read, without queueing for the write lock.
-        if !any_due(&conn, now)? {
-            return Ok(Vec::new());
-        }
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // The window keeps only the oldest pending row of each service, notifier and
-        // streak: a younger one (a recovery) waits until that one is finished, even
-        // while it is leased or waiting for its retry.
-        let due: Vec<(i64, String)> = tx
-            .prepare_cached(
-                "SELECT id, notifier FROM (
-                     SELECT id, notifier, next_attempt_ms, lease_ms,
-                            row_number() OVER (PARTITION BY service, notifier, streak
-                                               ORDER BY id) AS rn
-                     FROM notifications INDEXED BY notifications_due
-                     WHERE status IN ('pending', 'failed') AND status = 'pending')
-                 WHERE rn = 1 AND next_attempt_ms <= ?1
-                   AND (lease_ms IS NULL OR lease_ms < ?1)
-                 ORDER BY id",
-            )?
-            .query_map([now.as_millis()], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let mut picked = Vec::new();
-        for (id, notifier) in due {
-            if picked.len() >= limit {
-                break;
+        self.on_file(|| {
+            if limit == 0 {
+                return Ok(Vec::new());
             }
-            let limits = match notifiers {
-                None => Limits::NONE,
-                Some(list) => match list.iter().find(|(n, _)| *n == notifier) {
-                    Some((_, limits)) => *limits,
-                    None => continue,
-                },
-            };
-            match admit(&tx, &notifier, limits, now)? {
-                Admission::Claim(_) => {
-                    // leased at once, so the next row's in-flight count sees it
-                    tx.prepare_cached("UPDATE notifications SET lease_ms = ?2 WHERE id = ?1")?
-                        .execute(params![id, now.saturating_add(lease).as_millis()])?;
-                    picked.push(id);
+            let mut conn = self.lock();
+            // Most calls (every `alertctl failure` asks for its notifiers) find nothing due:
+            // say so from a read, without queueing for the write lock.
+            if !any_due(&conn, now)? {
+                return Ok(Vec::new());
+            }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // The window keeps only the oldest pending row of each service, notifier and
+            // streak: a younger one (a recovery) waits until that one is finished, even
+            // while it is leased or waiting for its retry.
+            let due: Vec<(i64, String)> = tx
+                .prepare_cached(
+                    "SELECT id, notifier FROM (
+                         SELECT id, notifier, next_attempt_ms, lease_ms,
+                                row_number() OVER (PARTITION BY service, notifier, streak
+                                                   ORDER BY id) AS rn
+                         FROM notifications INDEXED BY notifications_due
+                         WHERE status IN ('pending', 'failed') AND status = 'pending')
+                     WHERE rn = 1 AND next_attempt_ms <= ?1
+                       AND (lease_ms IS NULL OR lease_ms < ?1)
+                     ORDER BY id",
+                )?
+                .query_map([now.as_millis()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut picked = Vec::new();
+            for (id, notifier) in due {
+                if picked.len() >= limit {
+                    break;
                 }
-                Admission::Busy => {}
-                Admission::Later(at) => {
-                    tx.prepare_cached(
-                        "UPDATE notifications SET next_attempt_ms = ?2 WHERE id = ?1",
-                    )?
-                    .execute(params![id, at])?;
+                let limits = match notifiers {
+                    None => Limits::NONE,
+                    Some(list) => match list.iter().find(|(n, _)| *n == notifier) {
+                        Some((_, limits)) => *limits,
+                        None => continue,
+                    },
+                };
+                match admit(&tx, &notifier, limits, now)? {
+                    Admission::Claim(_) => {
+                        // leased at once, so the next row's in-flight count sees it
+                        tx.prepare_cached("UPDATE notifications SET lease_ms = ?2 WHERE id = ?1")?
+                            .execute(params![id, now.saturating_add(lease).as_millis()])?;
+                        picked.push(id);
+                    }
+                    Admission::Busy => {}
+                    Admission::Later(at) => {
+                        tx.prepare_cached(
+                            "UPDATE notifications SET next_attempt_ms = ?2 WHERE id = ?1",
+                        )?
+                        .execute(params![id, at])?;
+                    }
                 }
             }
-        }
-        let mut claimed = Vec::with_capacity(picked.len());
-        {
-            let mut get = tx.prepare_cached(&format!(
-                "SELECT {NOTIFICATION_COLUMNS}, payload, history FROM notifications WHERE id = ?1"
-            ))?;
-            for id in picked {
-                claimed.push(get.query_row([id], |r| {
-                    let record = notification_from_row(r)?;
-                    let history: Option<String> = r.get(14)?;
-                    Ok(Claimed {
-                        attempts: record.attempts,
-                        payload: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
-                        history: history
-                            .map(|h| serde_json::from_str(&h))
-                            .transpose()
-                            .map_err(|e| {
-                                rusqlite::Error::FromSqlConversionFailure(
-                                    14,
-                                    rusqlite::types::Type::Text,
-                                    e.into(),
-                                )
-                            })?
-                            .unwrap_or_default(),
-                        record,
-                    })
-                })?);
+            let mut claimed = Vec::with_capacity(picked.len());
+            {
+                let mut get = tx.prepare_cached(&format!(
+                    "SELECT {NOTIFICATION_COLUMNS}, payload, history FROM notifications WHERE id = ?1"
+                ))?;
+                for id in picked {
+                    claimed.push(get.query_row([id], |r| {
+                        let record = notification_from_row(r)?;
+                        let history: Option<String> = r.get(14)?;
+                        Ok(Claimed {
+                            attempts: record.attempts,
+                            payload: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
+                            history: history
+                                .map(|h| serde_json::from_str(&h))
+                                .transpose()
+                                .map_err(|e| {
+                                    rusqlite::Error::FromSqlConversionFailure(
+                                        14,
+                                        rusqlite::types::Type::Text,
+                                        e.into(),
+                                    )
+                                })?
+                                .unwrap_or_default(),
+                            record,
+                        })
+                    })?);
+                }
             }
-        }
-        tx.commit()?;
-        Ok(claimed)
+            tx.commit()?;
+            Ok(claimed)
+        })
     }
 
     fn outbox(&self, filter: &OutboxFilter) -> Result<Vec<NotificationRecord>, StoreError> {
-        let conn = self.lock();
-        let limit = filter
-            .limit
-            .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications
-             WHERE status IN ('pending', 'failed') AND (?1 IS NULL OR service = ?1)
-               AND (?2 IS NULL OR notifier = ?2) AND (?3 IS NULL OR status = ?3)
-             ORDER BY id DESC LIMIT ?4"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                filter.service,
-                filter.notifier,
-                filter.status.map(Outcome::as_str),
-                limit
-            ],
-            notification_from_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.on_file(|| {
+            let conn = self.lock();
+            let limit = filter
+                .limit
+                .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+                 WHERE status IN ('pending', 'failed') AND (?1 IS NULL OR service = ?1)
+                   AND (?2 IS NULL OR notifier = ?2) AND (?3 IS NULL OR status = ?3)
+                 ORDER BY id DESC LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    filter.service,
+                    filter.notifier,
+                    filter.status.map(Outcome::as_str),
+                    limit
+                ],
+                notification_from_row,
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     fn retry(&self, id: Option<NotificationId>, now: Timestamp) -> Result<usize, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let set = "UPDATE notifications
-                   SET status = 'pending', next_attempt_ms = ?1, lease_ms = NULL, finished_ms = NULL
-                   WHERE status IN ('pending', 'failed')";
-        let rows = {
-            let mut stmt = match id {
-                Some(_) => tx.prepare(&format!(
-                    "{set} AND id = ?2 RETURNING {NOTIFICATION_COLUMNS}"
-                ))?,
-                None => tx.prepare(&format!("{set} RETURNING {NOTIFICATION_COLUMNS}"))?,
+        self.on_file(|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let set = "UPDATE notifications
+                       SET status = 'pending', next_attempt_ms = ?1, lease_ms = NULL, finished_ms = NULL
+                       WHERE status IN ('pending', 'failed')";
+            let rows = {
+                let mut stmt = match id {
+                    Some(_) => tx.prepare(&format!(
+                        "{set} AND id = ?2 RETURNING {NOTIFICATION_COLUMNS}"
+                    ))?,
+                    None => tx.prepare(&format!("{set} RETURNING {NOTIFICATION_COLUMNS}"))?,
+                };
+                let rows = match id {
+                    Some(id) => {
+                        stmt.query_map(params![now.as_millis(), id.0], notification_from_row)?
+                    }
+                    None => stmt.query_map(params![now.as_millis()], notification_from_row)?,
+                };
+                rows.collect::<Result<Vec<_>, _>>()?
             };
-            let rows = match id {
-                Some(id) => {
-                    stmt.query_map(params![now.as_millis(), id.0], notification_from_row)?
-                }
-                None => stmt.query_map(params![now.as_millis()], notification_from_row)?,
-            };
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        for row in &rows {
-            // the outbox owns the alert again
-            set_recipient(&tx, row, Outcome::Pending)?;
-        }
-        tx.commit()?;
-        Ok(rows.len())
+            for row in &rows {
+                // the outbox owns the alert again
+                set_recipient(&tx, row, Outcome::Pending)?;
+            }
+            tx.commit()?;
+            Ok(rows.len())
+        })
     }
 
     fn drop_notification(&self, id: NotificationId) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .prepare_cached(&format!(
-                "UPDATE notifications
-                 SET status = 'dropped', next_attempt_ms = NULL, lease_ms = NULL
-                 WHERE id = ?1 AND status IN ('pending', 'failed')
-                 RETURNING {NOTIFICATION_COLUMNS}"
-            ))?
-            .query_row([id.0], notification_from_row)
-            .optional()?;
-        if let Some(row) = &row {
-            set_recipient(&tx, row, Outcome::Failed)?;
-        }
-        tx.commit()?;
-        Ok(row.is_some())
+        self.on_file(|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let row = tx
+                .prepare_cached(&format!(
+                    "UPDATE notifications
+                     SET status = 'dropped', next_attempt_ms = NULL, lease_ms = NULL
+                     WHERE id = ?1 AND status IN ('pending', 'failed')
+                     RETURNING {NOTIFICATION_COLUMNS}"
+                ))?
+                .query_row([id.0], notification_from_row)
+                .optional()?;
+            if let Some(row) = &row {
+                set_recipient(&tx, row, Outcome::Failed)?;
+            }
+            tx.commit()?;
+            Ok(row.is_some())
+        })
     }
 
     fn state(&self, service: &str) -> Result<Option<ServiceState>, StoreError> {
-        load_state(&self.lock(), service)
+        self.on_file(|| load_state(&self.lock(), service))
     }
 
     fn states(&self) -> Result<Vec<(String, ServiceState)>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare("SELECT name, state FROM services ORDER BY name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (name, json) = row?;
-            let state = decode_state(&name, &json)?;
-            out.push((name, state));
-        }
-        Ok(out)
+        self.on_file(|| {
+            let conn = self.lock();
+            let mut stmt = conn.prepare("SELECT name, state FROM services ORDER BY name")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, json) = row?;
+                let state = decode_state(&name, &json)?;
+                out.push((name, state));
+            }
+            Ok(out)
+        })
     }
 
     fn history(&self, service: &str) -> Result<Vec<Failure>, StoreError> {
-        load_history(&self.lock(), service)
+        self.on_file(|| load_history(&self.lock(), service))
     }
 
     fn notifications(
@@ -702,31 +777,35 @@ impl Store for SqliteStore {
         service: Option<&str>,
         limit: usize,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        let conn = self.lock();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications
-             WHERE ?1 IS NULL OR service = ?1 ORDER BY id DESC LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![service, limit], notification_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.on_file(|| {
+            let conn = self.lock();
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+                 WHERE ?1 IS NULL OR service = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![service, limit], notification_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     fn clear(&self, service: &str) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // keep the streak counter: see Store::clear
-        if let Some(old) = load_state(&tx, service)? {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('streaks:' || ?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-                params![service, to_i64(old.streaks)],
-            )?;
-        }
-        let n = tx.execute("DELETE FROM services WHERE name = ?1", [service])?;
-        let m = tx.execute("DELETE FROM failures WHERE service = ?1", [service])?;
-        tx.commit()?;
-        Ok(n + m > 0)
+        self.on_file(|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // keep the streak counter: see Store::clear
+            if let Some(old) = load_state(&tx, service)? {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('streaks:' || ?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                    params![service, to_i64(old.streaks)],
+                )?;
+            }
+            let n = tx.execute("DELETE FROM services WHERE name = ?1", [service])?;
+            let m = tx.execute("DELETE FROM failures WHERE service = ?1", [service])?;
+            tx.commit()?;
+            Ok(n + m > 0)
+        })
     }
 }
 
