@@ -5,6 +5,7 @@ mod delivery;
 mod email;
 mod engine;
 mod exec;
+mod faults;
 mod hardening;
 mod peers;
 mod syslog;

@@ -5,7 +5,7 @@
 //! every message it accepts. The process is killed when the sink is dropped.
 //!
 //! ```ignore
-//! use crate::peers::{SinkOptions, SmtpSink};
+//! use crate::peers::{SinkOptions, SmtpCommand, SmtpSink};
 //!
 //! // A plain sink: `url = "smtp://127.0.0.1:{port}"`.
 //! let sink = SmtpSink::start();
@@ -17,6 +17,12 @@
 //! // is the CA to trust (`ca_file = ...`); the certificate names 127.0.0.1 and localhost.
 //! let sink = SmtpSink::start_with(
 //!     SinkOptions::starttls().auth("alice", "s3cret").fail("bad@example.org", 550),
+//! );
+//!
+//! // The first DATA answered 451 (try later), later ones accepted, on a chosen port
+//! // (say, one a client was refused on a moment ago).
+//! let sink = SmtpSink::start_with(
+//!     SinkOptions::plain().refuse(SmtpCommand::Data, 451, Some(1)).port(port),
 //! );
 //!
 //! // In a test that should skip (pass, saying why) where python3-aiosmtpd is missing:
@@ -76,6 +82,33 @@ pub(crate) struct SinkOptions {
     pub(crate) auth: Option<(String, String)>,
     /// Recipients answered with an SMTP code (451: try later, 550: rejected).
     pub(crate) fail: Vec<(String, u16)>,
+    /// Commands answered with a code, for the first `times` transactions (`None`:
+    /// every one); see [`SinkOptions::refuse`].
+    pub(crate) refuse: Vec<(SmtpCommand, u16, Option<u32>)>,
+    /// The port to listen on instead of a free one: a server that comes up where a
+    /// client was refused before.
+    pub(crate) port: Option<u16>,
+}
+
+/// An SMTP command the sink can refuse ([`SinkOptions::refuse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SmtpCommand {
+    /// `MAIL FROM`.
+    Mail,
+    /// `RCPT TO` (every recipient).
+    Rcpt,
+    /// `DATA`: the reply after the message, which is then not stored.
+    Data,
+}
+
+impl SmtpCommand {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Mail => "mail",
+            Self::Rcpt => "rcpt",
+            Self::Data => "data",
+        }
+    }
 }
 
 impl SinkOptions {
@@ -109,6 +142,21 @@ impl SinkOptions {
     /// Answers `RCPT TO:<rcpt>` with `code`.
     pub(crate) fn fail(mut self, rcpt: &str, code: u16) -> Self {
         self.fail.push((rcpt.to_owned(), code));
+        self
+    }
+
+    /// Answers `command` with `code` in the first `times` transactions that reach it
+    /// (`None`: in every one), then as usual: `refuse(SmtpCommand::Data, 451, Some(1))`
+    /// defers the first mail and accepts the next. One rule per command.
+    pub(crate) fn refuse(mut self, command: SmtpCommand, code: u16, times: Option<u32>) -> Self {
+        self.refuse.retain(|(c, _, _)| *c != command);
+        self.refuse.push((command, code, times));
+        self
+    }
+
+    /// Listens on `port` (free, or the sink fails to start) instead of a free one.
+    pub(crate) fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 }
@@ -229,7 +277,7 @@ impl SmtpSink {
             .prefix("alertcore-smtp-sink-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
-        let port = free_port();
+        let port = opts.port.unwrap_or_else(free_port);
         let ready = dir.path().join("ready");
         let maildir = dir.path().join("maildir");
         let stderr = std::fs::File::create(dir.path().join("stderr"))
@@ -266,6 +314,11 @@ impl SmtpSink {
         }
         for (rcpt, code) in &opts.fail {
             cmd.arg("--fail").arg(format!("{rcpt}={code}"));
+        }
+        for (command, code, times) in &opts.refuse {
+            let times = times.map(|n| format!(":{n}")).unwrap_or_default();
+            cmd.arg("--refuse")
+                .arg(format!("{}={code}{times}", command.as_str()));
         }
         let child = cmd
             .stdin(Stdio::null())

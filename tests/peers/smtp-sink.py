@@ -8,6 +8,10 @@ Features:
   --auth-user/--auth-pass        enables AUTH PLAIN + LOGIN and makes AUTH mandatory
   --auth-allow-plaintext         allow AUTH without TLS (aiosmtpd refuses it by default)
   --fail RCPT=CODE               answer RCPT TO:<RCPT> with CODE (e.g. 451 temp, 550 perm)
+  --refuse CMD=CODE[:N]          answer the first N MAIL, RCPT or DATA commands (CMD: mail,
+                                 rcpt, data; DATA: the reply after the message) with CODE,
+                                 then accept as usual; without :N every one. Refused
+                                 messages are not stored. Repeatable, one per CMD.
   --maildir DIR                  every message -> DIR/NNNNNN.eml + DIR/NNNNNN.json
                                  (json: mail_from, rcpt_tos, auth_user, tls, peer, headers, body)
   --http-port P                  JSON API: GET /messages, GET /messages/N, GET /messages/N/raw,
@@ -44,15 +48,51 @@ class Handler:
         for spec in args.fail or []:
             rcpt, code = spec.rsplit("=", 1)
             self.fail[rcpt.lower()] = int(code)
+        # cmd -> [code, remaining or None (always)]
+        self.refuse = {}
+        for spec in args.refuse or []:
+            cmd, rest = spec.split("=", 1)
+            code, _, times = rest.partition(":")
+            cmd = cmd.strip().lower()
+            if cmd not in ("mail", "rcpt", "data"):
+                raise SystemExit(f"--refuse {spec!r}: CMD must be mail, rcpt or data")
+            self.refuse[cmd] = [int(code), int(times) if times else None]
+
+    def refused(self, cmd):
+        """The reply refusing this command, while --refuse says so (and counts it)."""
+        rule = self.refuse.get(cmd)
+        if rule is None:
+            return None
+        code, left = rule
+        if left is not None:
+            if left <= 0:
+                return None
+            rule[1] = left - 1
+        text = "4.3.0 try again later (test sink)" if code < 500 else "5.7.1 refused by test sink"
+        return f"{code} {text}"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self.refused("mail")
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         code = self.fail.get(address.lower())
         if code:
             return f"{code} {'4.0.0 try again later' if code < 500 else '5.1.1 rejected by test sink'}"
+        reply = self.refused("rcpt")
+        if reply:
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        reply = self.refused("data")
+        if reply:
+            return reply
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode()
@@ -152,6 +192,7 @@ def main():
     ap.add_argument("--auth-pass")
     ap.add_argument("--auth-allow-plaintext", action="store_true")
     ap.add_argument("--fail", action="append", help="RCPT=CODE")
+    ap.add_argument("--refuse", action="append", help="mail|rcpt|data=CODE[:N]")
     ap.add_argument("--maildir")
     ap.add_argument("--http-port", type=int)
     ap.add_argument("--ready-file")
