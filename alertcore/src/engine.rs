@@ -367,17 +367,26 @@ impl Engine {
                                 at: now,
                                 rule: d.rule,
                                 fallback_for: None,
+                                collapsed: false,
                             };
-                            let limits = notifiers
-                                .iter()
-                                .find(|e| e.name == d.notifier)
-                                .map_or(Limits::NONE, |e| e.delivery.limits());
-                            Some(
-                                NewNotification::new(d.notifier.clone(), kind, streak.0)
-                                    .payload(payload.to_json())
-                                    .lease(lease)
-                                    .limits(limits),
-                            )
+                            let entry = notifiers.iter().find(|e| e.name == d.notifier);
+                            let limits = entry.map_or(Limits::NONE, |e| e.delivery.limits());
+                            let mut n = NewNotification::new(d.notifier.clone(), kind, streak.0)
+                                .payload(payload.to_json())
+                                .lease(lease)
+                                .limits(limits);
+                            if kind == EventKind::Recovery
+                                && entry.is_some_and(|e| e.delivery.collapse)
+                            {
+                                n = n.collapse(
+                                    Payload {
+                                        collapsed: true,
+                                        ..payload
+                                    }
+                                    .to_json(),
+                                );
+                            }
+                            Some(n)
                         })
                         .collect();
                     let failure = report.as_ref().map(|r| {
@@ -468,6 +477,7 @@ impl Engine {
             attempts: 0,
             history: &applied.history,
             fallback_for: None,
+            collapsed: applied.collapsed.contains(&id),
         });
         join_all(jobs.map(|job| self.send(job)))
             .await
@@ -585,6 +595,7 @@ impl Engine {
                     attempts: c.attempts,
                     history: &c.history,
                     fallback_for: p.fallback_for.as_ref(),
+                    collapsed: p.collapsed,
                 })
                 .await
             });
@@ -633,7 +644,8 @@ impl Engine {
             .sequence(job.sequence)
             .streak(job.streak.0, job.streak.1)
             .now(job.at)
-            .fallback_for(job.fallback_for);
+            .fallback_for(job.fallback_for)
+            .collapsed(job.collapsed);
         let (service, history) = (job.service, job.history);
         let call = async {
             if job.kind == EventKind::Recovery {
@@ -673,6 +685,7 @@ impl Engine {
                 at: job.at,
                 rule: job.rule,
                 fallback_for: Some(FallbackOf::new(&entry.name, e)),
+                collapsed: job.collapsed,
             }
             .to_json(),
             _ => String::new(),
@@ -788,6 +801,8 @@ struct Job<'a> {
     history: &'a [Failure],
     /// Set when the job was handed over from a notifier that gave it up.
     fallback_for: Option<&'a FallbackOf>,
+    /// A recovery that replaced its failure alert.
+    collapsed: bool,
 }
 
 /// What an outbox row carries beyond its columns, to be sent again by any process.
@@ -800,6 +815,8 @@ struct Payload {
     rule: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fallback_for: Option<FallbackOf>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    collapsed: bool,
 }
 
 impl Payload {

@@ -134,6 +134,9 @@ pub struct Context<'a> {
     /// Set when this notifier gets the alert as another one's `fallback`: that one
     /// gave it up.
     pub fallback_for: Option<&'a FallbackOf>,
+    /// A recovery that replaced its failure alert, which was still waiting to be sent
+    /// (the notifier's `collapse`): one "failed and recovered" notice.
+    pub collapsed: bool,
 }
 
 /// The notifier that lost an alert handed to its `fallback`, and why.
@@ -187,6 +190,7 @@ impl fmt::Debug for Context<'_> {
             .field("rule", &self.rule)
             .field("journal", &self.journal.is_some())
             .field("fallback_for", &self.fallback_for)
+            .field("collapsed", &self.collapsed)
             .finish()
     }
 }
@@ -209,7 +213,14 @@ impl<'a> Context<'a> {
             rule: None,
             journal: None,
             fallback_for: None,
+            collapsed: false,
         }
+    }
+
+    /// Marks a recovery as replacing its unsent failure alert.
+    pub fn collapsed(mut self, collapsed: bool) -> Self {
+        self.collapsed = collapsed;
+        self
     }
 
     /// Marks the alert as handed over from a notifier that gave it up.

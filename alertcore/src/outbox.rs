@@ -64,6 +64,10 @@ pub struct DeliverySpec {
     /// [`DEFAULT_MAX_CONCURRENT`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u32>,
+    /// A recovery that comes while its failure alert still waits for a retry replaces
+    /// it: one "failed and recovered" notice instead of two (default: both, in order).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub collapse: bool,
 }
 
 impl DeliverySpec {
@@ -74,6 +78,7 @@ impl DeliverySpec {
         "fallback",
         "max_per_minute",
         "max_concurrent",
+        "collapse",
     ];
 
     /// Splits a notifier's table into its delivery settings and the rest.

@@ -77,6 +77,9 @@ pub struct NewNotification {
     pub lease: Option<Duration>,
     /// The notifier's limits: the row is claimed only within them.
     pub limits: Limits,
+    /// For a recovery: the payload to use when it replaces its failure alert (see
+    /// [`NewNotification::collapse`]).
+    pub collapse: Option<String>,
 }
 
 impl NewNotification {
@@ -90,6 +93,7 @@ impl NewNotification {
             payload: String::new(),
             lease: None,
             limits: Limits::NONE,
+            collapse: None,
         }
     }
 
@@ -104,6 +108,16 @@ impl NewNotification {
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
+        self
+    }
+
+    /// For a recovery: when the older notifications of its incident to this notifier
+    /// are all waiting (for a retry or a limit, none being sent), they are dropped in
+    /// this transaction and the recovery, with `payload`, takes their place: one
+    /// "failed and recovered" notice. See [`Applied::collapsed`].
+    #[must_use]
+    pub fn collapse(mut self, payload: impl Into<String>) -> Self {
+        self.collapse = Some(payload.into());
         self
     }
 
@@ -139,6 +153,9 @@ pub struct Applied {
     /// The notifications asked for with a lease but not claimed because their notifier
     /// was at a limit ([`NewNotification::limits`]): whoever flushes next sends them.
     pub deferred: Vec<NotificationId>,
+    /// The recoveries that replaced their waiting failure alerts
+    /// ([`NewNotification::collapse`]).
+    pub collapsed: Vec<NotificationId>,
     /// The per-host sequence number given to this event (0 if it notified nobody).
     pub sequence: u64,
 }

@@ -614,3 +614,104 @@ fn a_fallback_must_name_another_notifier_and_never_come_back() {
         assert!(e.contains(what), "{e}");
     }
 }
+
+/// Fails its first `n` calls (retryably); records the subject of every call.
+#[derive(Debug, Default)]
+struct Flaky {
+    fail: std::sync::atomic::AtomicUsize,
+    subjects: std::sync::Mutex<Vec<String>>,
+}
+
+impl Flaky {
+    async fn call(
+        &self,
+        service: &str,
+        failures: &[Failure],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        let subject = ctx.format.subject(service, failures, ctx)?;
+        self.subjects.lock().expect("subjects").push(subject);
+        let failing = self
+            .fail
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if failing {
+            return Err(NotifyError::transport("flaky", true, "down"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for Flaky {
+    fn kind(&self) -> &'static str {
+        "flaky"
+    }
+    async fn failure(&self, s: &str, f: &[Failure], ctx: &Context<'_>) -> Result<(), NotifyError> {
+        self.call(s, f, ctx).await
+    }
+    async fn success(&self, s: &str, f: &[Failure], ctx: &Context<'_>) -> Result<(), NotifyError> {
+        self.call(s, f, ctx).await
+    }
+}
+
+#[tokio::test]
+async fn collapse_turns_an_unsent_failure_and_its_recovery_into_one_notice() {
+    use std::time::Duration;
+    let stores: [fn() -> Arc<dyn Store>; 2] = [
+        || Arc::new(SqliteStore::open_in_memory().unwrap()),
+        || Arc::new(MemoryStore::new()),
+    ];
+    for (collapse, store) in [true, false]
+        .into_iter()
+        .flat_map(|c| stores.map(|s| (c, s)))
+    {
+        let text = format!("[notifiers.pager]\ntype = \"console\"\ncollapse = {collapse}\n");
+        let config = Config::parse(&text, "t.toml").unwrap();
+        let mut notifiers = config.build_notifiers(&Registry::new()).unwrap();
+        let pager = Arc::new(Flaky {
+            fail: 1.into(),
+            ..Flaky::default()
+        });
+        notifiers[0].notifier = pager.clone();
+        let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+        let engine = Engine::builder(store())
+            .configured(notifiers)
+            .clock(clock.clone())
+            .host("h1")
+            .build();
+        // the failure alert fails and waits for its retry; then the service recovers
+        engine.failure("web.service", report("1")).await.unwrap();
+        clock.advance(Duration::from_secs(5));
+        engine.success("web.service").await.unwrap();
+        clock.advance(Duration::from_secs(60));
+        engine.flush().await.unwrap();
+        let subjects = pager.subjects.lock().unwrap().clone();
+        let sent: Vec<&str> = subjects[1..].iter().map(String::as_str).collect();
+        if collapse {
+            assert_eq!(
+                sent,
+                ["[h1] FAILED AND RECOVERED: web.service (after 1 failure)"],
+                "{subjects:?}"
+            );
+        } else {
+            assert_eq!(
+                sent,
+                [
+                    "[h1] FAILED: web.service (exit-code, status=1)",
+                    "[h1] RECOVERED: web.service (after 1 failure)"
+                ],
+                "{subjects:?}"
+            );
+        }
+        let open = engine
+            .store()
+            .outbox(&alertcore::store::OutboxFilter::new())
+            .unwrap();
+        assert!(open.is_empty(), "{open:?}");
+    }
+}

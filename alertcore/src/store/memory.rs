@@ -177,6 +177,33 @@ impl Store for MemoryStore {
             applied.sequence = inner.sequence;
             for n in change.notifications {
                 let id = NotificationId(i64::try_from(inner.log.len()).unwrap_or(i64::MAX) + 1);
+                // a collapsing recovery replaces its waiting group (as in SqliteStore)
+                let group: Vec<usize> = (0..inner.log.len())
+                    .filter(|&i| {
+                        let r = &inner.log[i];
+                        r.is_pending() && r.group() == (service, &n.notifier, n.streak)
+                    })
+                    .collect();
+                let collapsed = n.collapse.is_some()
+                    && !group.is_empty()
+                    && group
+                        .iter()
+                        .all(|&i| inner.log[i].record.leased_until.is_none_or(|l| l < now));
+                if collapsed {
+                    for &i in &group {
+                        let r = &mut inner.log[i].record;
+                        r.status = Outcome::Failed;
+                        r.dropped = true;
+                        r.error = Some("collapsed into its recovery".to_owned());
+                        r.finished = Some(now);
+                        r.next_attempt = None;
+                        r.leased_until = None;
+                    }
+                }
+                let payload = match n.collapse {
+                    Some(p) if collapsed => p,
+                    _ => n.payload,
+                };
                 // an older pending row of the group goes first: this one waits, unclaimed;
                 // so does one over its notifier's limits, for a flush
                 let first = n.lease.is_some()
@@ -207,10 +234,13 @@ impl Store for MemoryStore {
                         next_attempt: Some(due),
                         leased_until: lease,
                     },
-                    payload: n.payload,
+                    payload,
                     history: applied.history.clone(),
                 });
                 applied.notifications.push(id);
+                if collapsed {
+                    applied.collapsed.push(id);
+                }
                 match admission {
                     Some(Admission::Claim(_)) => applied.claimed.push(id),
                     Some(_) => applied.deferred.push(id),

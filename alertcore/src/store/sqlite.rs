@@ -371,6 +371,39 @@ fn has_pending(
         .query_row(params![service, notifier, to_i64(streak)], |r| r.get(0))?)
 }
 
+/// Drops the pending rows of this service, notifier and streak for a recovery that
+/// replaces them, when there are some and none is being sent (a leased row may be on
+/// the wire: then the recovery goes after it). Whether it did.
+fn collapse_waiting(
+    conn: &Connection,
+    service: &str,
+    notifier: &str,
+    streak: u64,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let group = "status IN ('pending', 'failed') AND status = 'pending'
+                 AND service = ?1 AND notifier = ?2 AND streak = ?3";
+    let (waiting, sending): (i64, i64) = conn
+        .prepare_cached(&format!(
+            "SELECT count(*), count(*) FILTER (WHERE lease_ms >= ?4)
+             FROM notifications INDEXED BY notifications_due WHERE {group}"
+        ))?
+        .query_row(
+            params![service, notifier, to_i64(streak), now.as_millis()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+    if waiting == 0 || sending > 0 {
+        return Ok(false);
+    }
+    conn.prepare_cached(&format!(
+        "UPDATE notifications SET status = 'dropped', error = 'collapsed into its recovery',
+             finished_ms = ?4, next_attempt_ms = NULL, lease_ms = NULL
+         WHERE {group}"
+    ))?
+    .execute(params![service, notifier, to_i64(streak), now.as_millis()])?;
+    Ok(true)
+}
+
 /// The streak counter a cleared service had (0 if it never was cleared). Read only for
 /// a service without state: its first event, or the first after a clear.
 fn cleared_streaks(conn: &Connection, service: &str) -> Result<u64, StoreError> {
@@ -517,6 +550,14 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?10, ?7, ?8, ?9)",
                 )?;
                 for n in &change.notifications {
+                    let collapsed = match n.collapse {
+                        Some(_) => collapse_waiting(&tx, service, &n.notifier, n.streak, now)?,
+                        None => false,
+                    };
+                    let payload = match &n.collapse {
+                        Some(p) if collapsed => p,
+                        _ => &n.payload,
+                    };
                     // an older pending row of the group goes first: this one waits, unclaimed;
                     // so does one over its notifier's limits, for a flush
                     let admission = match n.lease {
@@ -538,12 +579,15 @@ impl Store for SqliteStore {
                         to_i64(applied.sequence),
                         now.as_millis(),
                         lease.map(Timestamp::as_millis),
-                        n.payload,
+                        payload,
                         history,
                         due.as_millis(),
                     ])?;
                     let id = NotificationId(tx.last_insert_rowid());
                     applied.notifications.push(id);
+                    if collapsed {
+                        applied.collapsed.push(id);
+                    }
                     match admission {
                         Some(Admission::Claim(_)) => applied.claimed.push(id),
                         Some(_) => applied.deferred.push(id),

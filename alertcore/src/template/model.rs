@@ -115,6 +115,7 @@ pub(super) struct Model {
     show_rule_id: bool,
     journal: Option<JournalExcerpt>,
     fallback_for: Option<crate::notifier::FallbackOf>,
+    collapsed: bool,
     /// Only in bodies and lines: a subject template that names it fails on the samples.
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<String>,
@@ -176,7 +177,11 @@ impl Model {
             host: text(ctx.host),
             notifier: text(ctx.notifier),
             event: ctx.event.as_str(),
-            event_word: event_word(ctx.event),
+            event_word: if ctx.collapsed {
+                "FAILED AND RECOVERED"
+            } else {
+                event_word(ctx.event)
+            },
             severity: last.map_or(Severity::Critical, |f| f.severity).as_str(),
             result: last.map(|f| text(&f.service_result)),
             exit_code: opt(last.and_then(|f| f.exit_code.as_ref())),
@@ -221,6 +226,7 @@ impl Model {
             fallback_for: ctx
                 .fallback_for
                 .map(|f| crate::notifier::FallbackOf::new(text(&f.notifier), text(&f.error))),
+            collapsed: ctx.collapsed,
             subject,
         }
     }
