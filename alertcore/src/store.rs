@@ -17,7 +17,7 @@ pub use sqlite::SqliteStore;
 
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
-use crate::outbox::Limits;
+use crate::outbox::{Admission, Limits};
 use crate::policy::{Outcome, ServiceState};
 
 /// The id of a notification log row.
@@ -158,6 +158,36 @@ pub struct Applied {
     pub collapsed: Vec<NotificationId>,
     /// The per-host sequence number given to this event (0 if it notified nobody).
     pub sequence: u64,
+}
+
+impl Applied {
+    /// Records new row `id`: claimed, deferred by a limit, or waiting behind an older
+    /// row (`admission` is `None` then); `collapsed` if it replaced its waiting group.
+    fn add(&mut self, id: NotificationId, admission: Option<Admission>, collapsed: bool) {
+        self.notifications.push(id);
+        if collapsed {
+            self.collapsed.push(id);
+        }
+        match admission {
+            Some(Admission::Claim(_)) => self.claimed.push(id),
+            Some(_) => self.deferred.push(id),
+            None => {}
+        }
+    }
+}
+
+/// Where a new row starts, by its admission: its lease (claimed for `lease` from `now`)
+/// and when it is due (now, or when the per-minute limit allows).
+fn placement(
+    admission: Option<Admission>,
+    lease: Option<Duration>,
+    now: Timestamp,
+) -> (Option<Timestamp>, Timestamp) {
+    match (admission, lease) {
+        (Some(Admission::Claim(_)), Some(d)) => (Some(now.saturating_add(d)), now),
+        (Some(Admission::Later(at)), _) => (None, Timestamp::from_millis(at)),
+        _ => (None, now),
+    }
 }
 
 /// One row of the notification log (the outbox).

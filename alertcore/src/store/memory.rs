@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter, Store,
-    finished_outcome,
+    finished_outcome, placement,
 };
 use crate::alert::{Failure, Timestamp};
 use crate::error::StoreError;
@@ -212,11 +212,7 @@ impl Store for MemoryStore {
                         .iter()
                         .any(|r| r.is_pending() && r.group() == (service, &n.notifier, n.streak));
                 let admission = first.then(|| inner.admit(&n.notifier, n.limits, now));
-                let (lease, due) = match (admission, n.lease) {
-                    (Some(Admission::Claim(_)), Some(d)) => (Some(now.saturating_add(d)), now),
-                    (Some(Admission::Later(at)), _) => (None, Timestamp::from_millis(at)),
-                    _ => (None, now),
-                };
+                let (lease, due) = placement(admission, n.lease, now);
                 inner.log.push(Row {
                     record: NotificationRecord {
                         id,
@@ -237,15 +233,7 @@ impl Store for MemoryStore {
                     payload,
                     history: applied.history.clone(),
                 });
-                applied.notifications.push(id);
-                if collapsed {
-                    applied.collapsed.push(id);
-                }
-                match admission {
-                    Some(Admission::Claim(_)) => applied.claimed.push(id),
-                    Some(_) => applied.deferred.push(id),
-                    None => {}
-                }
+                applied.add(id, admission, collapsed);
             }
         }
         Ok(applied)

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
     Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter, Store,
-    finished_outcome,
+    finished_outcome, placement,
 };
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
@@ -492,16 +492,28 @@ fn set_recipient(
     if !row.kind.is_failure() {
         return Ok(());
     }
-    let Some(mut state) = load_state(conn, &row.service)? else {
+    update_state(conn, &row.service, |state| {
+        state.record_outcome(row.streak, &row.notifier, row.created, outcome);
+    })
+}
+
+/// Changes the stored state of `service` with `f`, keeping its `updated_ms` (this is
+/// not an event); writes only if `f` changed it.
+fn update_state(
+    conn: &Connection,
+    service: &str,
+    f: impl FnOnce(&mut ServiceState),
+) -> Result<(), StoreError> {
+    let Some(mut state) = load_state(conn, service)? else {
         return Ok(());
     };
     let before = state.clone();
-    state.record_outcome(row.streak, &row.notifier, row.created, outcome);
+    f(&mut state);
     if state != before {
         let json = serde_json::to_string(&state)
-            .map_err(|e| StoreError::Corrupt(format!("state of {:?}: {e}", row.service)))?;
+            .map_err(|e| StoreError::Corrupt(format!("state of {service:?}: {e}")))?;
         conn.prepare_cached("UPDATE services SET state = ?2 WHERE name = ?1")?
-            .execute(params![row.service, json])?;
+            .execute(params![service, json])?;
     }
     Ok(())
 }
@@ -566,11 +578,7 @@ impl Store for SqliteStore {
                         }
                         _ => None,
                     };
-                    let (lease, due) = match (admission, n.lease) {
-                        (Some(Admission::Claim(_)), Some(d)) => (Some(now.saturating_add(d)), now),
-                        (Some(Admission::Later(at)), _) => (None, Timestamp::from_millis(at)),
-                        _ => (None, now),
-                    };
+                    let (lease, due) = placement(admission, n.lease, now);
                     insert.execute(params![
                         service,
                         n.notifier,
@@ -584,15 +592,7 @@ impl Store for SqliteStore {
                         due.as_millis(),
                     ])?;
                     let id = NotificationId(tx.last_insert_rowid());
-                    applied.notifications.push(id);
-                    if collapsed {
-                        applied.collapsed.push(id);
-                    }
-                    match admission {
-                        Some(Admission::Claim(_)) => applied.claimed.push(id),
-                        Some(_) => applied.deferred.push(id),
-                        None => {}
-                    }
+                    applied.add(id, admission, collapsed);
                 }
             }
             tx.commit()?;
@@ -927,16 +927,7 @@ fn hand_over(
     if !row.kind.is_failure() {
         return Ok(());
     }
-    let Some(mut state) = load_state(conn, &row.service)? else {
-        return Ok(());
-    };
-    let before = state.clone();
-    state.hand_over(row.streak, &row.notifier, to, row.kind, at);
-    if state != before {
-        let json = serde_json::to_string(&state)
-            .map_err(|e| StoreError::Corrupt(format!("state of {:?}: {e}", row.service)))?;
-        conn.prepare_cached("UPDATE services SET state = ?2 WHERE name = ?1")?
-            .execute(params![row.service, json])?;
-    }
-    Ok(())
+    update_state(conn, &row.service, |state| {
+        state.hand_over(row.streak, &row.notifier, to, row.kind, at);
+    })
 }
