@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertcore::{Context, EventKind, Failure, Format, Severity, Timestamp};
+use alertcore::{Context, EventKind, Failure, FallbackOf, Format, Severity, Timestamp};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,10 @@ struct Document<'a> {
     title: String,
     text: String,
     failures: &'a [Failure],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_for: Option<&'a FallbackOf>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    collapsed: bool,
 }
 
 impl<'a> Document<'a> {
@@ -102,6 +106,8 @@ impl<'a> Document<'a> {
             title,
             text,
             failures,
+            fallback_for: ctx.fallback_for,
+            collapsed: ctx.collapsed,
         })
     }
 }
@@ -411,6 +417,29 @@ mod tests {
         // the README's field table lists exactly these
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 15, "{keys:?}");
+    }
+
+    #[test]
+    fn a_fallback_or_collapsed_alert_says_so() {
+        let (service, failures, _) = samples(false).remove(0);
+        let lost = FallbackOf::new("mail", "550 no such user");
+        let c = ctx(EventKind::Recovery, "web1")
+            .fallback_for(&lost)
+            .collapsed(true);
+        let bytes = Body::Document
+            .render(&service, &failures, &c, "application/json")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["fallback_for"]["notifier"], "mail");
+        assert_eq!(v["fallback_for"]["error"], "550 no such user");
+        assert_eq!(v["collapsed"], true);
+        assert!(
+            v["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("[web1] FAILED AND RECOVERED:"),
+            "{v}"
+        );
     }
 
     #[test]
