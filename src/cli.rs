@@ -1,7 +1,11 @@
 //! Command-line arguments.
 
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 pub(crate) const EXIT_CODES: &str = "\
@@ -46,11 +50,13 @@ pub(crate) enum Command {
     /// Record a successful run of UNIT; send recoveries as the policy says.
     Success {
         /// The unit (e.g. backup.service).
+        #[arg(value_parser = unit_arg())]
         unit: String,
     },
     /// Show failing services, their alerts and delivery errors.
     Status {
         /// Only this unit.
+        #[arg(value_parser = unit_arg())]
         unit: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
@@ -59,6 +65,7 @@ pub(crate) enum Command {
     /// Show the failure history of UNIT's current streak and its recent notifications.
     History {
         /// The unit.
+        #[arg(value_parser = unit_arg())]
         unit: String,
         /// Machine-readable output.
         #[arg(long)]
@@ -67,7 +74,7 @@ pub(crate) enum Command {
     /// Forget the state and failure history of units (the notification log stays).
     Clear {
         /// The units to clear.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = unit_arg())]
         units: Vec<String>,
         /// Clear every unit.
         #[arg(long)]
@@ -127,6 +134,7 @@ pub(crate) enum ConfigCommand {
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
     /// The service (e.g. backup.service).
+    #[arg(value_parser = unit_arg())]
     pub(crate) service: String,
     /// The host [default: this host, or `host` from the config]
     #[arg(long)]
@@ -159,25 +167,67 @@ pub(crate) struct TestArgs {
 #[derive(Debug, Args)]
 pub(crate) struct FailureArgs {
     /// The unit that failed (e.g. backup.service).
+    #[arg(value_parser = unit_arg())]
     pub(crate) unit: String,
     /// systemd's Result (exit-code, signal, timeout, core-dump, ...).
-    #[arg(long)]
+    #[arg(long, value_parser = text_arg())]
     pub(crate) result: Option<String>,
     /// exited, killed or dumped.
-    #[arg(long)]
+    #[arg(long, value_parser = text_arg())]
     pub(crate) exit_code: Option<String>,
     /// The exit status or signal name.
-    #[arg(long)]
+    #[arg(long, value_parser = text_arg())]
     pub(crate) exit_status: Option<String>,
     /// The invocation id of the failed run.
-    #[arg(long)]
+    #[arg(long, value_parser = text_arg())]
     pub(crate) invocation_id: Option<String>,
     /// warning or critical [default: critical]
     #[arg(long)]
     pub(crate) severity: Option<alertcore::Severity>,
     /// Free text to include in the alert.
-    #[arg(long)]
+    #[arg(long, value_parser = text_arg())]
     pub(crate) message: Option<String>,
+}
+
+/// A unit name from argv (or the environment) as the text that is stored, shown and sent.
+///
+/// Valid UTF-8 is taken as it is: systemd's unit names are ASCII, already escaped by
+/// systemd (`mnt-a\x2db.mount`), and must match `MONITOR_UNIT`, the rules and the state.
+/// A name that is not valid UTF-8 (systemd never passes one; a script may) is neither
+/// refused, which would lose the event, nor made lossy with U+FFFD, which would make the
+/// bytes `a` 0xFF and `a` 0xFE one service: each invalid byte and each backslash is
+/// written `\xNN`, as `systemd-escape` writes them (`a\xff`). So two such names never
+/// become one, and the name as shown, typed back, names the same service in `status`,
+/// `history` and `clear` (as do the raw bytes).
+pub(crate) fn unit_name(name: &OsStr) -> String {
+    let bytes = name.as_bytes();
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\x5c"),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// A unit name argument: any bytes, see [`unit_name`].
+fn unit_arg() -> impl TypedValueParser<Value = String> {
+    OsStringValueParser::new().map(|s| unit_name(&s))
+}
+
+/// A free-text argument (`--message`, `--result`, ...): any bytes, invalid UTF-8 becoming
+/// U+FFFD, so that it never costs the event.
+fn text_arg() -> impl TypedValueParser<Value = String> {
+    OsStringValueParser::new().map(|s| s.to_string_lossy().into_owned())
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -188,4 +238,49 @@ fn parse_time(s: &str) -> Result<alertcore::Timestamp, String> {
     humantime::parse_rfc3339_weak(s)
         .map(alertcore::Timestamp::from_system_time)
         .map_err(|e| format!("{e}; write e.g. 2026-11-23T03:00:00Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(bytes: &[u8]) -> String {
+        unit_name(OsStr::from_bytes(bytes))
+    }
+
+    #[test]
+    fn valid_unit_names_are_kept_as_they_are() {
+        assert_eq!(name(b"backup.service"), "backup.service");
+        assert_eq!(name(br"mnt-a\x2db.mount"), r"mnt-a\x2db.mount");
+        assert_eq!(name("caf\u{e9}.service".as_bytes()), "caf\u{e9}.service");
+    }
+
+    #[test]
+    fn invalid_bytes_and_backslashes_of_invalid_names_are_escaped() {
+        assert_eq!(name(b"bad\xff\xfe.service"), r"bad\xff\xfe.service");
+        // a truncated sequence, valid text after it
+        assert_eq!(name(b"\xc3(caf\xc3\xa9"), "\\xc3(caf\u{e9}");
+        assert_eq!(name(b"a\\b\xff"), r"a\x5cb\xff");
+        // no two invalid names collide, even with a backslash spelling an escape
+        assert_ne!(name(b"\\xff\xfe"), name(b"\xff\xfe"));
+        assert_ne!(name(b"a\xff"), name(b"a\xfe"));
+    }
+
+    #[test]
+    fn failure_takes_any_bytes() {
+        let cli = Cli::try_parse_from([
+            OsStr::new("alertctl"),
+            OsStr::new("failure"),
+            OsStr::new("--message"),
+            OsStr::from_bytes(b"m\xff"),
+            OsStr::new("--"),
+            OsStr::from_bytes(b"-x\xff.service"),
+        ])
+        .expect("parses");
+        let Command::Failure(args) = cli.command else {
+            panic!("not failure: {:?}", cli.command);
+        };
+        assert_eq!(args.unit, r"-x\xff.service");
+        assert_eq!(args.message.as_deref(), Some("m\u{fffd}"));
+    }
 }

@@ -185,7 +185,8 @@ enum Event<'a> {
 }
 
 async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fail> {
-    let env = |k: &str| std::env::var(k).ok();
+    // as the unit name is read, so that `MONITOR_UNIT` compares equal to it
+    let env = |k: &str| std::env::var_os(k).map(|v| cli::unit_name(&v));
     let (what, r) = match event {
         Event::Failure(args) => {
             let report = systemd::failure_report(args, &env);

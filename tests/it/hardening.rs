@@ -559,9 +559,10 @@ path = "{file}"
 }
 
 /// Raw invalid UTF-8 in a unit name or message (systemd never passes one: unit names are
-/// ASCII, but a script may call `alertctl failure` with any bytes).
+/// ASCII, but a script may call `alertctl failure` with any bytes): the event is recorded,
+/// the name with each invalid byte written `\xNN` as `systemd-escape` does, so two names
+/// that differ only in invalid bytes stay two services; the message lossily (U+FFFD).
 #[test]
-#[ignore = "known bug: clap refuses non-UTF-8 arguments with exit 2 and the event is lost"]
 fn non_utf8_arguments_still_record_the_event() {
     let ctl = Ctl::new();
     let out = ctl
@@ -576,6 +577,40 @@ fn non_utf8_arguments_still_record_the_event() {
         "event lost: {}",
         text(&out)
     );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(r"bad\xff\xfe.service: failure recorded"),
+        "{}",
+        text(&out)
+    );
+    // the same bytes in another order: another service, not a collision
+    let out = ctl
+        .command(&["failure", "--"])
+        .arg(OsStr::from_bytes(b"bad\xfe\xff.service"))
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
+
+    let status = ctl.json(&["status", "--json"]);
+    let mut names: Vec<&str> = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, [r"bad\xfe\xff.service", r"bad\xff\xfe.service"]);
+
+    // the raw bytes and the name as shown both name the service
+    let out = ctl
+        .command(&["history", "--json"])
+        .arg(OsStr::from_bytes(b"bad\xff\xfe.service"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history["failures"][0]["message"], "m\u{fffd}\n<13>forged");
+    let history = ctl.json(&["history", "--json", r"bad\xff\xfe.service"]);
+    assert_eq!(history["failures"].as_array().map(Vec::len), Some(1));
 }
 
 // ---------------------------------------------------------------------------------------
