@@ -377,7 +377,13 @@ fn print_deliveries(
                 } else {
                     "not retryable"
                 };
-                eprintln!("alertctl: {what}: not delivered ({why}): {e}");
+                // with nowhere else to go, this line is the meta-alert: say it was lost
+                match &d.handed_to {
+                    Some(to) => eprintln!(
+                        "alertctl: {what}: not delivered ({why}), handed to its fallback {to}: {e}"
+                    ),
+                    None => eprintln!("alertctl: LOST: {what}: not delivered ({why}): {e}"),
+                }
             }
         }
     }

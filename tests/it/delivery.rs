@@ -199,6 +199,8 @@ fn a_given_up_webhook_alert_goes_to_the_fallback_file_naming_what_failed() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hook failure of web.service"), "{err}");
+    assert!(err.contains("handed to its fallback log"), "{err}");
+    assert!(!err.contains("LOST"), "{err}");
     let line = std::fs::read_to_string(&log).expect("the fallback wrote");
     assert_eq!(line.lines().count(), 1, "{line}");
     assert!(line.contains("web.service"), "{line}");

@@ -1104,7 +1104,7 @@ fn alertctl_failure_reports_a_refused_webhook_without_its_secrets() {
     // recorded, but not delivered, and not worth retrying
     assert_eq!(out.status.code(), Some(3), "{all}");
     assert!(
-        all.contains("hook failure of backup.service (#1): not delivered (not retryable): webhook delivery failed: http://127.0.0.1:"),
+        all.contains("alertctl: LOST: hook failure of backup.service (#1): not delivered (not retryable): webhook delivery failed: http://127.0.0.1:"),
         "{all}"
     );
     assert!(all.contains("answered 403 Forbidden"), "{all}");
