@@ -2,6 +2,7 @@
 
 mod cli;
 mod delivery;
+mod durability;
 mod email;
 mod engine;
 mod exec;
