@@ -97,7 +97,7 @@ impl SqliteStore {
         // journal_mode is persistent in the file: only the first opener pays for the switch.
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") && self.path.is_some() {
-            let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            switch_to_wal(&conn)?;
         }
         conn.execute_batch("PRAGMA synchronous = FULL")?;
         self.migrate(&mut conn)
@@ -204,6 +204,27 @@ impl SqliteStore {
         // A panic while holding the lock left at most an open transaction, which was
         // rolled back when it was dropped: the connection is still good.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `PRAGMA journal_mode = WAL`, waiting for other connections like `busy_timeout` would.
+///
+/// SQLite answers the switch with "database is locked" at once, without calling the busy
+/// handler, while another connection holds a lock; on a new state file that is every
+/// handler but the first of a burst, and failing would lose their events.
+fn switch_to_wal(conn: &Connection) -> Result<(), StoreError> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DatabaseBusy
+                    && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(fastrand::u64(2..20)));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
