@@ -61,6 +61,18 @@
 //! | `subject` | the rendered subject (in the body only) |
 //! | `version` | alertcore's version |
 //!
+//! **Limits.** One render may take 100,000 steps (about one per tag, expression and
+//! piece of output) plus 1,000 per failure of the streak and per journal line (the
+//! built-in `full` body takes about 50 per failure), and write 64 MiB; `pad`, `indent`,
+//! `tojson`'s indent and `format`'s widths and precisions are at most 1,000, `slice` and
+//! `batch` counts at most 100,000 (as `range()`), and one `{{ ... }}` or `{% ... %}` tag
+//! at most 1,000 bytes besides its strings. Past a limit the template fails, which the
+//! samples make a config error. These stop runaway loops, typos and parser stack
+//! overflows; they do not make a template written to do harm harmless: one step may cost
+//! 100 MB of work (minijinja lets `"x" * n` make that much), `~` and `join` join such
+//! strings without a limit, and `{% set x %}...{% endset %}` collects output outside the
+//! 64 MiB cap. Templates are configuration, and trusted as such.
+//!
 //! Times (`time`, `streak_start`, `failures[].time`) are text in `timestamp_format`;
 //! the `_ms` twins are Unix milliseconds. Filters besides minijinja's built-ins:
 //! `cut(n)` keeps at most `n` bytes (cut on a character boundary, ending in `…` when
@@ -114,8 +126,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
-use minijinja::value::Serde;
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use minijinja::value::{Kwargs, Rest, Serde, StringInput, ValueOrKwargs};
+use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Failure;
@@ -136,6 +148,28 @@ const SUBJECT_MAX_BYTES: usize = 900;
 
 /// The names of the built-in formats.
 pub const BUILTIN: [&str; 3] = ["full", "short", "json"];
+
+/// The steps (minijinja's fuel: about one per tag, expression and piece of output) one
+/// render may take, plus [`FUEL_PER_ITEM`] per failure of the streak and per line of
+/// the journal excerpt, so that a loop that never ends (`range()` in `range()`) is an
+/// error rather than a hung handler, while the built-in `full` body, which takes about
+/// 110 steps and 50 per failure, renders any streak.
+const FUEL: u64 = 100_000;
+const FUEL_PER_ITEM: u64 = 1_000;
+
+/// The most bytes one render may write, so that a loop cannot write without end.
+const MAX_RENDER_BYTES: usize = 64 << 20;
+
+/// The largest width `pad`, `indent`, `tojson`'s indent and `format`'s width and
+/// precision take: each makes one string of that many characters per use.
+const MAX_WIDTH: usize = 1_000;
+
+/// The largest count `slice` and `batch` take (`range()` makes no more items either).
+const MAX_COUNT: usize = 100_000;
+
+/// The most bytes of one `{{ ... }}` or `{% ... %}` tag, not counting its string
+/// literals: see [`check_tags`].
+const MAX_TAG_BYTES: usize = 1_000;
 
 /// The template settings a notifier table, a `[formats.NAME]` table or a rule
 /// recipient may carry (see the [module documentation](self)).
@@ -415,9 +449,17 @@ impl Format {
                 format!("`{}`: template error: {}", origin.key(), describe(&e)),
             )
         };
+        let long_tag = |origin: &Origin, why: String| {
+            BuildError::key(
+                origin.key(),
+                format!("`{}`: template error: {why}", origin.key()),
+            )
+        };
+        check_tags(&resolved.subject).map_err(|why| long_tag(&resolved.subject_origin, why))?;
         env.add_template_owned("subject", resolved.subject.clone())
             .map_err(|e| compile_error(&resolved.subject_origin, e))?;
         if let BodySource::Template(b) = &resolved.body {
+            check_tags(b).map_err(|why| long_tag(&resolved.body_origin, why))?;
             env.add_template_owned("body", b.clone())
                 .map_err(|e| compile_error(&resolved.body_origin, e))?;
         }
@@ -486,7 +528,7 @@ impl Format {
         max: usize,
     ) -> Result<String, NotifyError> {
         let data = self.data(service, failures, ctx, None);
-        let text = self.render("subject", &data)?;
+        let text = self.render("subject", &data, fuel(failures, ctx))?;
         Ok(self.one_line_bounded(&text, max))
     }
 
@@ -517,12 +559,14 @@ impl Format {
         ctx: &Context<'_>,
     ) -> Result<(String, String), NotifyError> {
         let mut data = self.data(service, failures, ctx, None);
-        let subject = self.one_line_bounded(&self.render("subject", &data)?, SUBJECT_MAX_BYTES);
+        let fuel = fuel(failures, ctx);
+        let subject =
+            self.one_line_bounded(&self.render("subject", &data, fuel)?, SUBJECT_MAX_BYTES);
         data.set_subject(subject.clone());
         let body = match &self.0.resolved.body {
             BodySource::Json => one_line(&json(&data)),
             BodySource::Template(_) => {
-                let text = clean_body(&self.render("body", &data)?);
+                let text = clean_body(&self.render("body", &data, fuel)?);
                 match (self.0.resolved.max_bytes, &self.0.resolved.body_origin) {
                     (Some(max), Origin::Builtin(_)) => cut(&one_line(&text), max),
                     _ => text,
@@ -552,7 +596,7 @@ impl Format {
             LineSource::Full => {
                 let subject = self.subject(service, failures, ctx)?;
                 let data = self.data(service, failures, ctx, Some(subject));
-                let text = self.render("line", &data)?;
+                let text = self.render("line", &data, fuel(failures, ctx))?;
                 Ok(self.one_line_bounded(&text, usize::MAX))
             }
         }
@@ -623,20 +667,146 @@ impl Format {
         )
     }
 
-    fn render(&self, name: &str, data: &model::Model) -> Result<String, NotifyError> {
-        self.0
-            .env
-            .get_template(name)
-            .and_then(|t| t.render(minijinja::Value::from(Serde(data))))
+    /// Renders template `name` with at most `fuel` steps and [`MAX_RENDER_BYTES`].
+    fn render(&self, name: &str, data: &model::Model, fuel: u64) -> Result<String, NotifyError> {
+        // The fuel is per environment: a clone is a few reference counts.
+        let mut env = self.0.env.clone();
+        env.set_fuel(Some(fuel));
+        let mut out = Bounded(Vec::new());
+        env.get_template(name)
+            .and_then(|t| t.render_captured_to(minijinja::Value::from(Serde(data)), &mut out))
             .map_err(|e| {
-                NotifyError::config("template", format!("{name} template: {}", describe(&e)))
-            })
+                let why = match e.kind() {
+                    ErrorKind::OutOfFuel => format!(
+                        "takes more than {fuel} steps (a loop that does not end?): {}",
+                        describe(&e)
+                    ),
+                    _ => describe(&e),
+                };
+                NotifyError::config("template", format!("{name} template: {why}"))
+            })?;
+        // minijinja writes whole `str`s, and `Bounded` refuses whole writes
+        Ok(String::from_utf8_lossy(&out.0).into_owned())
     }
 
     fn one_line_bounded(&self, text: &str, max: usize) -> String {
         let line = one_line(text);
         let line = line.trim();
         cut(line, self.0.resolved.max_bytes.unwrap_or(max).min(max))
+    }
+}
+
+/// Refuses a tag longer than [`MAX_TAG_BYTES`] (string literals aside). minijinja's
+/// parser, code generator and syntax tree recurse once per operator of an expression,
+/// without a limit for chains like `- - - 1` or `a ~ b ~ c`: a few thousand of them
+/// overflow a 2 MiB thread stack, which aborts the process. No tag a person writes is
+/// that long; the error names the line.
+fn check_tags(source: &str) -> Result<(), String> {
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        let close: &[u8] = match (bytes[i], bytes[i + 1]) {
+            (b'{', b'{') => b"}}",
+            (b'{', b'%') => b"%}",
+            (b'{', b'#') => {
+                // a comment: to its end
+                i = find(bytes, i + 2, b"#}").map_or(bytes.len(), |end| end + 2);
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let start = i;
+        let (mut counted, mut depth, mut quote) = (0_usize, 0_usize, None);
+        i += 2;
+        while i < bytes.len() {
+            let b = bytes[i];
+            match quote {
+                Some(q) => {
+                    if b == b'\\' {
+                        i += 1;
+                    } else if b == q {
+                        quote = None;
+                    }
+                }
+                None if depth == 0 && bytes[i..].starts_with(close) => break,
+                None => {
+                    counted += 1;
+                    match b {
+                        b'"' | b'\'' => quote = Some(b),
+                        b'(' | b'[' | b'{' => depth += 1,
+                        b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+            }
+            i += 1;
+        }
+        if counted > MAX_TAG_BYTES {
+            let line = source[..start].matches('\n').count() + 1;
+            return Err(format!(
+                "the tag on line {line} has more than {MAX_TAG_BYTES} bytes besides its \
+                 strings, which minijinja cannot parse safely: split it with `{{% set %}}`"
+            ));
+        }
+        let tag = source.get(start + 2..i).unwrap_or("");
+        i += close.len();
+        if tag.trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace()) == "raw" {
+            // `{% raw %}`: text up to `{% endraw %}`
+            let mut from = i;
+            i = bytes.len();
+            while let Some(at) = find(bytes, from, b"{%") {
+                let end = find(bytes, at, b"%}").unwrap_or(bytes.len());
+                let inner = source.get(at + 2..end).unwrap_or("");
+                if inner.trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace())
+                    == "endraw"
+                {
+                    i = at;
+                    break;
+                }
+                from = at + 2;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where `needle` first occurs in `haystack` at or after `from`.
+fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// The steps a render for this alert may take: [`FUEL`] and [`FUEL_PER_ITEM`].
+fn fuel(failures: &[Failure], ctx: &Context<'_>) -> u64 {
+    let journal = ctx.journal.map_or(0, |j| j.text.lines().count());
+    let items = u64::try_from(failures.len().saturating_add(journal)).unwrap_or(u64::MAX);
+    FUEL.saturating_add(FUEL_PER_ITEM.saturating_mul(items))
+}
+
+/// The output of a render: refuses a write that would make it longer than
+/// [`MAX_RENDER_BYTES`], which fails the render.
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len().saturating_add(buf.len()) > MAX_RENDER_BYTES {
+            return Err(std::io::Error::other(format!(
+                "more than {} MiB of output",
+                MAX_RENDER_BYTES >> 20
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -781,10 +951,116 @@ fn environment() -> Environment<'static> {
     env.add_filter("tojson", strict_tojson);
     env.add_filter("cut", |s: String, n: usize| cut(&s, n));
     env.add_filter("pad", |s: String, n: usize| {
+        check_width("pad", n)?;
         let len = s.chars().count();
-        format!("{s}{}", " ".repeat(n.saturating_sub(len)))
+        Ok::<_, minijinja::Error>(format!("{s}{}", " ".repeat(n.saturating_sub(len))))
     });
+    // minijinja's filters that make something as large as a number says, bounded
+    env.add_filter("indent", indent);
+    env.add_filter("format", format_filter);
+    env.add_filter(
+        "slice",
+        |state: &State<'_, '_>, v: Value, n: usize, fill: Option<Value>| {
+            check_count("slice", n)?;
+            minijinja::filters::slice(state, v, n, fill)
+        },
+    );
+    env.add_filter(
+        "batch",
+        |state: &State<'_, '_>, v: Value, n: usize, fill: Option<Value>| {
+            check_count("batch", n)?;
+            minijinja::filters::batch(state, v, n, fill)
+        },
+    );
     env
+}
+
+fn check_width(filter: &str, n: usize) -> Result<(), minijinja::Error> {
+    if n > MAX_WIDTH {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{filter}: a width of {n} is more than {MAX_WIDTH}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_count(filter: &str, n: usize) -> Result<(), minijinja::Error> {
+    if n > MAX_COUNT {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{filter}: a count of {n} is more than {MAX_COUNT}"),
+        ));
+    }
+    Ok(())
+}
+
+/// minijinja's `indent`, with the width at most [`MAX_WIDTH`].
+fn indent(
+    value: StringInput<'_>,
+    width: Option<usize>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<Value, minijinja::Error> {
+    let w = match width {
+        Some(w) => Some(w),
+        None => kwargs.get::<Option<usize>>("width")?,
+    };
+    check_width("indent", w.unwrap_or(0))?;
+    minijinja::filters::indent(value, width, first, blank, kwargs)
+}
+
+/// minijinja's `format` (printf style), with every width and precision at most
+/// [`MAX_WIDTH`].
+fn format_filter(
+    state: &mut State<'_, '_>,
+    format: &Value,
+    args: Rest<ValueOrKwargs>,
+) -> Result<Value, minijinja::Error> {
+    if let Some(s) = format.as_str() {
+        for n in printf_numbers(s) {
+            check_width("format", n)?;
+        }
+    }
+    minijinja::filters::format(state, format, args)
+}
+
+/// The widths and precisions of a printf-style format: `%` [`(key)`] flags* [width]
+/// [`.` precision] ...; `%%` is a literal `%`. A number too large for `usize` is
+/// `usize::MAX`.
+fn printf_numbers(format: &str) -> Vec<usize> {
+    fn number(s: &str) -> (usize, &str) {
+        let rest = s.trim_start_matches(|c: char| c.is_ascii_digit());
+        let digits = &s[..s.len() - rest.len()];
+        (
+            digits
+                .parse()
+                .unwrap_or(if digits.is_empty() { 0 } else { usize::MAX }),
+            rest,
+        )
+    }
+    let mut out = Vec::new();
+    let mut rest = format;
+    while let Some(at) = rest.find('%') {
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('%') {
+            rest = after;
+            continue;
+        }
+        if rest.starts_with('(') {
+            rest = rest.find(')').map_or("", |end| &rest[end + 1..]);
+        }
+        let (width, after) = number(rest.trim_start_matches(['#', '0', '-', ' ', '+']));
+        out.push(width);
+        rest = after;
+        if let Some(after) = rest.strip_prefix('.') {
+            let (precision, after) = number(after);
+            out.push(precision);
+            rest = after;
+        }
+    }
+    out
 }
 
 /// minijinja's `tojson`, except that an undefined value (a misspelt name) is an error
@@ -803,6 +1079,13 @@ pub fn strict_tojson(
             ErrorKind::UndefinedError,
             "tojson of an undefined value (a misspelt name?)",
         ));
+    }
+    let width = match &indent {
+        Some(i) => Some(i.clone()),
+        None => args.get::<Option<minijinja::Value>>("indent")?,
+    };
+    if let Some(w) = width.and_then(|w| w.as_usize()) {
+        check_width("tojson", w)?;
     }
     minijinja::filters::tojson(value, indent, args)
 }

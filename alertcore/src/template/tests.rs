@@ -529,3 +529,160 @@ fn builtins_pass_every_sample() {
         assert_eq!(f.name(), name);
     }
 }
+
+#[test]
+fn runaway_templates_are_config_errors() {
+    let cases = [
+        // a loop that would take 10^10 steps: out of fuel
+        (
+            "body = '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}'",
+            "body",
+            "takes more than",
+        ),
+        // minijinja's own caps
+        (
+            "body = '{% for i in range(99999999) %}{% endfor %}'",
+            "body",
+            "too many elements",
+        ),
+        ("body = '{{ \"x\" * 1000000000 }}'", "body", "too large"),
+        // more than 64 MiB of output
+        (
+            "body = '{% for i in range(1000) %}{{ \"x\" * 99999999 }}{% endfor %}'",
+            "body",
+            "more than 64 MiB of output",
+        ),
+        // widths and counts that would allocate without bound
+        (
+            "body = '{{ service|pad(99999999999999) }}'",
+            "body",
+            "pad: a width of",
+        ),
+        (
+            "body = '{{ service|indent(99999999999999) }}'",
+            "body",
+            "indent: a width of",
+        ),
+        (
+            "body = '{{ service|indent(width=9999999) }}'",
+            "body",
+            "indent: a width of",
+        ),
+        (
+            "body = '{{ failures|tojson(indent=9999999999) }}'",
+            "body",
+            "tojson: a width of",
+        ),
+        (
+            "body = '{{ failures|tojson(9999999999) }}'",
+            "body",
+            "tojson: a width of",
+        ),
+        (
+            "body = '{{ \"%99999999999s\"|format(service) }}'",
+            "body",
+            "format: a width of",
+        ),
+        (
+            "body = '{{ \"%(a)-.99999999999999999999999f\"|format(a=1.5) }}'",
+            "body",
+            "format: a width of",
+        ),
+        (
+            "body = '{{ failures|slice(99999999999) }}'",
+            "body",
+            "slice: a count of",
+        ),
+        (
+            "body = '{{ failures|batch(99999999999, 0) }}'",
+            "body",
+            "batch: a count of",
+        ),
+    ];
+    for (text, key, want) in cases {
+        let started = std::time::Instant::now();
+        let e = compile(text).unwrap_err();
+        assert_eq!(e.offending_key(), Some(key), "{text}: {e}");
+        assert!(e.to_string().contains(want), "{text}: {e}");
+        assert!(e.to_string().contains("fails on a sample"), "{text}: {e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{text}: {:?}",
+            started.elapsed()
+        );
+    }
+    // within the limits, the same filters work as minijinja's
+    let f = compile(
+        "body = '{{ \"%-5s|%5.1f|%%|%03d\"|format(\"ab\", 1.25, 7) }} {{ \"a\\nb\"|indent(2) }} \
+         {{ [1]|tojson(indent=2) }} {{ [1, 2, 3]|slice(2)|list }} {{ [1, 2, 3]|batch(2, 0)|list }} \
+         {{ \"x\"|pad(3) }}|'",
+    )
+    .unwrap();
+    assert_eq!(
+        render(&f, EventKind::Failure).1,
+        "ab   |  1.2|%|007 a\n  b [\n  1\n] [[1, 2], [3]] [[1, 2], [3, 0]] x  |"
+    );
+}
+
+#[test]
+fn printf_widths_and_precisions_are_found() {
+    assert_eq!(
+        printf_numbers("%s %5d %-3.2f %% %(k)#08x %.7s"),
+        [0, 5, 3, 2, 8, 0, 7]
+    );
+    assert_eq!(printf_numbers("100%% sure"), Vec::<usize>::new());
+    assert_eq!(printf_numbers("%99999999999999999999999s"), [usize::MAX]);
+}
+
+#[test]
+fn the_fuel_grows_with_the_streak() {
+    // the built-in full body lists every failure: a long streak must still render
+    let f = Format::full();
+    let one = history(Some("disk full")).remove(0);
+    let many = vec![one; 50_000];
+    let c = ctx(EventKind::Failure, f);
+    let body = f.body("backup.service", &many, &c).unwrap();
+    assert_eq!(body.matches("exit-code").count(), 50_001, "{:.500}", body);
+}
+
+#[test]
+fn long_tags_are_refused_before_they_reach_the_parser() {
+    // thousands of chained operators overflow minijinja's recursive parser
+    for chain in ["- ", "1 + ", "x ~ ", "not "] {
+        let text = format!("body = \"\"\"a\n{{{{ {}1 }}}}\"\"\"", chain.repeat(5_000));
+        let e = compile(&text).unwrap_err();
+        assert_eq!(e.offending_key(), Some("body"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("the tag on line 2 has more than 1000 bytes"),
+            "{e}"
+        );
+    }
+    let e = compile(&format!(
+        "subject = '{{% if {}1 %}}x{{% endif %}}'",
+        "-".repeat(2_000)
+    ))
+    .unwrap_err();
+    assert_eq!(e.offending_key(), Some("subject"), "{e}");
+    // strings, text, comments and raw blocks do not count; nor `}}` inside brackets
+    let long = "x".repeat(5_000);
+    compile(&format!(
+        "body = \"\"\"{long} {{{{ '{long}' ~ \"{long}\\\\\\\" }}}}\" }}}} {{# {long} #}} \
+         {{% raw %}}{{{{ {long} }}}}{{% endraw %}} {{{{ {{'a': {{'b': 1}}}}|length }}}}\"\"\""
+    ))
+    .unwrap();
+    // the longest tags allowed parse on a 2 MiB stack, even in a debug build
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            for chain in ["-", "1+", "x~", "not ", "1 if 1 else "] {
+                let n = (MAX_TAG_BYTES - 4) / chain.len();
+                let text = format!("body = '{{{{ {}1 }}}}'", chain.repeat(n));
+                // an error or not, but no overflow
+                let _ = compile(&text);
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
