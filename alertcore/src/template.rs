@@ -58,6 +58,8 @@
 //! | `rule` | the rule that routed the alert, `none` if none did: `rule.index` (1-based position in `[[rules]]`), `rule.line` (config line), `rule.text` (`rule 3 (line 42)`) |
 //! | `show_rule_id` | the format's `show_rule_id` |
 //! | `journal` | the journal excerpt of the failed run, `none` unless the transport read one: `journal.invocation_id`, `journal.lines`, `journal.text` (lines joined by `\n`) |
+//! | `fallback_for` | set when this notifier gets the alert as another one's `fallback`: `fallback_for.notifier` (the one that gave it up) and `fallback_for.error`; `none` otherwise |
+//! | `collapsed` | `true` for a recovery that replaced its failure alert, still waiting to be sent (the notifier's `collapse`); `event_word` is then `FAILED AND RECOVERED` |
 //! | `subject` | the rendered subject (in the body only) |
 //! | `version` | alertcore's version |
 //!
