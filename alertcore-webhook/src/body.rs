@@ -19,6 +19,9 @@ pub(crate) const DOCUMENT_VERSION: &str = "1";
 /// The name templates are registered under (it only shows in error messages).
 const TEMPLATE_NAME: &str = "body";
 
+/// The steps (minijinja's fuel) one render of a template body may take.
+const TEMPLATE_FUEL: u64 = 2_000_000;
+
 /// A ready-made body for a common receiver, chosen with `preset = "..."`. Each is a
 /// template shipped with the crate ([`Preset::template`]); copy one into `template`
 /// to adapt it.
@@ -179,6 +182,9 @@ impl Body {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Bodies are JSON or text, not HTML; JSON escaping is explicit, with `tojson`.
         env.set_auto_escape_callback(|_| AutoEscape::None);
+        // A loop that does not end must not hold the handler: a render gets at most
+        // this many steps (the presets take a few hundred plus ~50 per failure).
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_filter("tojson", alertcore::template::strict_tojson);
         env.add_filter("rfc3339", rfc3339_filter);
         env.add_filter("slack_escape", slack_escape);
@@ -563,6 +569,29 @@ mod tests {
         let critical = &v[1];
         assert_eq!(critical["labels"]["alertname"], "ServiceFailed");
         assert!(critical.get("endsAt").is_none(), "{v:#}");
+    }
+
+    #[test]
+    fn a_template_that_never_ends_is_stopped() {
+        let body = Body::template(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+                .to_owned(),
+            "template".to_owned(),
+            TemplateVars::default(),
+            false,
+        )
+        .unwrap();
+        let (service, failures, _) = samples(false).remove(0);
+        let e = body
+            .render(
+                &service,
+                &failures,
+                &ctx(EventKind::Failure, "h"),
+                "text/plain",
+            )
+            .unwrap_err();
+        let why = alertcore::chain(&e);
+        assert!(why.contains("fuel"), "{why}");
     }
 
     #[test]
