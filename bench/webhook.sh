@@ -22,8 +22,10 @@
 #
 # Reference rows, to tell where the time goes: (a) the same alertctl run with the console
 # notifier (alertctl without any transport); (b) the engine with its state file on tmpfs
-# (where fsync costs nothing) and the webhook notifier called alone, without engine and
-# store (webhook_throughput MODE=notifier).
+# (where fsync costs nothing), the engine with the notifier's max_concurrent raised to
+# BENCH_CONCURRENCY (so no row waits in the outbox for a free slot; the measured row uses
+# the default, 8), and the webhook notifier called alone, without engine and store
+# (webhook_throughput MODE=notifier).
 #
 # Needs hyperfine, sqlite3, curl, prometheus-alertmanager and /usr/bin/python3 (Debian
 # packages; installed here when running as root). Paths must not contain spaces.
@@ -208,7 +210,7 @@ engine_run() {
 }
 
 tb() {
-  local dir=$work/b rep ams=() engines=() tmpfs=() alone=() a e t n r all
+  local dir=$work/b rep ams=() engines=() tmpfs=() alone=() raised=() a e t n l r all
   bash tests/peers/start-alertmanager.sh "$dir" "$SINK/am" "$am_port" --group-by-alert >&2
   am_pid=$(cat "$dir/alertmanager.pid")
   mkdir -p "$shm"
@@ -220,8 +222,9 @@ tb() {
     # free there), and the notifier alone (no engine, no store)
     t=$(engine_run TMPDIR="$shm")
     n=$(engine_run MODE=notifier)
-    echo "   alertmanager $a/s, engine $e/s (state on tmpfs $t/s, notifier alone $n/s)" >&2
-    ams+=("$a"); engines+=("$e"); tmpfs+=("$t"); alone+=("$n")
+    l=$(engine_run MAX_CONCURRENT="$CONCURRENCY")
+    echo "   alertmanager $a/s, engine $e/s (state on tmpfs $t/s, notifier alone $n/s, max_concurrent $CONCURRENCY $l/s)" >&2
+    ams+=("$a"); engines+=("$e"); tmpfs+=("$t"); alone+=("$n"); raised+=("$l")
   done
   median() { "$PY" -c 'import statistics, sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.0f}")' "$@"; }
   read -r a e r all <<<"$("$PY" - "${ams[*]}" "${engines[*]}" <<'EOF'
@@ -236,6 +239,7 @@ EOF
   record "b. $N webhooks/s, engine in one process (higher is better)" "Alertmanager $a/s" "$e/s" "$r ($all)" ">= 1" "$(verdict "$r" 1 ge)"
   record "(ref) the same, state file on tmpfs" "Alertmanager $a/s" "$(median "${tmpfs[@]}")/s" "-" "-" "info"
   record "(ref) the webhook notifier alone, no engine" "Alertmanager $a/s" "$(median "${alone[@]}")/s" "-" "-" "info"
+  record "(ref) engine, max_concurrent = $CONCURRENCY (default 8)" "Alertmanager $a/s" "$(median "${raised[@]}")/s" "-" "-" "info"
 }
 
 log "machine: $(nproc) cores, kernel $(uname -r), load $(load)"
