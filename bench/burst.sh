@@ -223,8 +223,10 @@ want = {f"burst-{u}.service failure" for u in range(int(units))}
 missing = want - set(s["by_key"])
 problems = []
 if dups:
-    # each copy: (header read, answered) in s from the start, connection number
-    rel = {k: [(round(a - start, 2), round(b - start, 2), c) for a, b, c in v]
+    # each copy: (connection accepted, header read, answered) in s from the start, and
+    # the connection's number
+    rel = {k: [(round(a - start, 2), round(b - start, 2), round(e - start, 2), c)
+               for a, b, e, c in v]
            for k, v in list(s["repeats"].items())[:5]}
     problems.append(f"duplicated ({len(dups)}): {rel}")
 if missing: problems.append(f"missing: {sorted(missing)[:5]} ({len(missing)})")

@@ -7,9 +7,9 @@ does to it (stdlib only, one asyncio thread, so every counter is updated without
     writing its response; with --delay-ms the answer waits that long first);
   * requests, by path and by (service, event) of alertcore's JSON document, and the
     time of the first and the last answer;
-  * for a (service, event) received more than once: when each copy's header was read,
-    when it was answered, and on which connection (numbered from 1), to tell a sender's
-    retry from a second delivery.
+  * for a (service, event) received more than once: for each copy, when its
+    connection was accepted, when its header was read and when it was answered, and the
+    connection's number (from 1), to tell a sender's retry from a second delivery.
 
 Every request on the data port is answered 200 '{"ok":true}' (HTTP/1.1, keep-alive,
 Content-Length or chunked bodies). The statistics are served on a second port, so that
@@ -88,7 +88,7 @@ async def serve(reader, writer):
     s = STATS
     s.connections += 1
     s.accepted += 1
-    conn_no = s.accepted
+    conn_no, accepted = s.accepted, time.time()
     s.peak_connections = max(s.peak_connections, s.connections)
     try:
         while True:
@@ -126,7 +126,8 @@ async def serve(reader, writer):
                 key = "(not alertcore JSON)"
             s.by_key[key] = s.by_key.get(key, 0) + 1
             now = time.time()
-            s.seen.setdefault(key, []).append((round(t_read, 4), round(now, 4), conn_no))
+            s.seen.setdefault(key, []).append(
+                (round(accepted, 4), round(t_read, 4), round(now, 4), conn_no))
             if s.first is None:
                 s.first = now
             s.last = now
