@@ -234,6 +234,107 @@ impl Limits {
     }
 }
 
+/// The admission of the rows of one claim, notifier by notifier. Each notifier's
+/// in-flight count and rate state are read once, at its first row, and then kept up to
+/// date as its rows are claimed; once a notifier is busy its other rows are passed over
+/// without a look at the store. So a claim over `P` waiting rows costs `O(P)` reads, not
+/// `O(P²)` (a burst leaves hundreds of rows behind a busy notifier, and every handler's
+/// flush claims).
+pub(crate) struct Gates<'a> {
+    wanted: Option<&'a [(&'a str, Limits)]>,
+    open: Vec<Gate>,
+}
+
+struct Gate {
+    notifier: String,
+    limits: Limits,
+    in_flight: u32,
+    tat: Option<i64>,
+    rate_changed: bool,
+    busy: bool,
+}
+
+impl<'a> Gates<'a> {
+    /// For the notifiers a caller asked for (`None`: every notifier, without limits).
+    pub(crate) fn new(wanted: Option<&'a [(&'a str, Limits)]>) -> Self {
+        Self {
+            wanted,
+            open: Vec::new(),
+        }
+    }
+
+    /// Decides for one row of `notifier` at `now` (ms); `None` when the caller did not
+    /// ask for that notifier. `load` reads the notifier's rows in flight and its rate
+    /// state, the first time only, and only for the limits it has.
+    pub(crate) fn admit<E>(
+        &mut self,
+        notifier: &str,
+        now: i64,
+        load: impl FnOnce(&str, Limits) -> Result<(u32, Option<i64>), E>,
+    ) -> Result<Option<Admission>, E> {
+        let i = match self.open.iter().position(|g| g.notifier == notifier) {
+            Some(i) => i,
+            None => {
+                let limits = match self.wanted {
+                    None => Limits::NONE,
+                    Some(list) => match list.iter().find(|(n, _)| *n == notifier) {
+                        Some((_, limits)) => *limits,
+                        None => return Ok(None),
+                    },
+                };
+                let (in_flight, tat) = if limits == Limits::NONE {
+                    (0, None)
+                } else {
+                    load(notifier, limits)?
+                };
+                self.open.push(Gate {
+                    notifier: notifier.to_owned(),
+                    limits,
+                    in_flight,
+                    tat,
+                    rate_changed: false,
+                    busy: false,
+                });
+                self.open.len() - 1
+            }
+        };
+        let gate = &mut self.open[i];
+        if gate.busy {
+            return Ok(Some(Admission::Busy));
+        }
+        let admission = gate.limits.admit(gate.in_flight, gate.tat, now);
+        match admission {
+            Admission::Claim(tat) => {
+                gate.in_flight = gate.in_flight.saturating_add(1);
+                if tat.is_some() {
+                    gate.tat = tat;
+                    gate.rate_changed = true;
+                }
+            }
+            Admission::Busy => gate.busy = true,
+            Admission::Later(_) => {}
+        }
+        Ok(Some(admission))
+    }
+
+    /// Whether every notifier asked for is known to be busy: nothing more can be
+    /// claimed in this call.
+    pub(crate) fn all_busy(&self) -> bool {
+        self.wanted.is_some_and(|list| {
+            list.iter()
+                .all(|(n, _)| self.open.iter().any(|g| g.notifier == *n && g.busy))
+        })
+    }
+
+    /// The rate states this claim changed, to be stored with it.
+    pub(crate) fn rates(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.open
+            .iter()
+            .filter(|g| g.rate_changed)
+            .filter_map(|g| Some((g.notifier.as_str(), g.tat?)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +440,66 @@ mod tests {
                 Some(key)
             );
         }
+    }
+
+    #[test]
+    fn gates_read_each_notifier_once_and_keep_count() {
+        let hook = Limits::NONE.max_concurrent(Some(2));
+        let mail = Limits::NONE.max_per_minute(Some(2));
+        let wanted = [("hook", hook), ("mail", mail)];
+        let mut gates = Gates::new(Some(&wanted));
+        let mut loads = Vec::new();
+        let mut admit = |gates: &mut Gates<'_>, n: &str| {
+            gates
+                .admit(n, 0, |n, l| {
+                    loads.push((n.to_owned(), l));
+                    Ok::<_, ()>((1, None))
+                })
+                .unwrap()
+        };
+        assert_eq!(admit(&mut gates, "other"), None);
+        // one in flight already: one more, then busy for good
+        assert_eq!(admit(&mut gates, "hook"), Some(Admission::Claim(None)));
+        assert_eq!(admit(&mut gates, "hook"), Some(Admission::Busy));
+        assert_eq!(admit(&mut gates, "hook"), Some(Admission::Busy));
+        assert!(!gates.all_busy());
+        // two per minute: a burst of two, then the third is due 30 s on
+        assert_eq!(
+            admit(&mut gates, "mail"),
+            Some(Admission::Claim(Some(30_000)))
+        );
+        assert_eq!(
+            admit(&mut gates, "mail"),
+            Some(Admission::Claim(Some(60_000)))
+        );
+        assert_eq!(admit(&mut gates, "mail"), Some(Admission::Later(30_000)));
+        assert!(!gates.all_busy());
+        assert_eq!(gates.rates().collect::<Vec<_>>(), [("mail", 60_000)]);
+        assert_eq!(
+            loads,
+            [("hook".to_owned(), hook), ("mail".to_owned(), mail)]
+        );
+        let only_hook = [("hook", hook)];
+        let mut gates = Gates::new(Some(&only_hook));
+        for _ in 0..2 {
+            gates
+                .admit("hook", 0, |_, _| Ok::<_, ()>((0, None)))
+                .unwrap();
+        }
+        assert!(!gates.all_busy());
+        gates
+            .admit("hook", 0, |_, _| Ok::<_, ()>((0, None)))
+            .unwrap();
+        assert!(gates.all_busy());
+    }
+
+    #[test]
+    fn gates_without_a_list_claim_everything_unread() {
+        let mut gates = Gates::new(None);
+        for _ in 0..100 {
+            let a = gates.admit("any", 0, |_, _| Err("read")).unwrap();
+            assert_eq!(a, Some(Admission::Claim(None)));
+        }
+        assert!(!gates.all_busy());
     }
 }

@@ -804,6 +804,67 @@ mod tests {
         );
     }
 
+    /// SQLite VM steps (in hundreds) of one `claim_due` while `hook` has all its
+    /// `max_concurrent` rows in flight and `waiting` rows wait behind it; with `idle` in
+    /// the list too (a notifier with nothing due), so the claim cannot stop at the door.
+    fn steps_of_a_claim_behind_a_busy_notifier(waiting: usize, idle: bool) -> u64 {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let store = SqliteStore::open_in_memory().unwrap();
+        let limits = Limits::NONE.max_concurrent(Some(2));
+        let now = Timestamp::from_millis(1_000);
+        for i in 0..waiting + 2 {
+            store
+                .apply(&format!("svc-{i}"), now, &mut |state| {
+                    let mut change = Change::new(state.clone());
+                    change.notifications = vec![
+                        NewNotification::new("hook", EventKind::Failure, 1)
+                            .lease(Duration::from_secs(60))
+                            .limits(limits),
+                    ];
+                    change
+                })
+                .unwrap();
+        }
+        let steps = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&steps);
+        store
+            .lock()
+            .progress_handler(
+                100,
+                Some(move || {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    false
+                }),
+            )
+            .unwrap();
+        let mut list = vec![("hook", limits)];
+        if idle {
+            list.push(("idle", Limits::NONE));
+        }
+        let claimed = store
+            .claim_due(now, Duration::from_secs(60), 64, Some(&list))
+            .unwrap();
+        assert!(claimed.is_empty(), "{claimed:?}");
+        steps.load(Ordering::Relaxed)
+    }
+
+    /// A burst leaves hundreds of rows behind a busy notifier and every handler claims:
+    /// a claim that looked at the notifier's rows in flight once per waiting row held the
+    /// write lock for O(P²) and made a burst of 1000 handlers time out on the lock.
+    #[test]
+    fn a_claim_behind_a_busy_notifier_does_work_linear_in_the_rows_waiting() {
+        for idle in [false, true] {
+            let small = steps_of_a_claim_behind_a_busy_notifier(400, idle);
+            let large = steps_of_a_claim_behind_a_busy_notifier(1600, idle);
+            // linear: 4x; quadratic: 16x
+            assert!(
+                large <= 6 * small.max(1),
+                "idle {idle}: {small} then {large} hundred steps for 4x the rows"
+            );
+        }
+    }
+
     #[test]
     fn outbox_queries_use_the_due_index() {
         let store = SqliteStore::open_in_memory().unwrap();

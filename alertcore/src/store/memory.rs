@@ -10,7 +10,7 @@ use super::{
 };
 use crate::alert::{Failure, Timestamp};
 use crate::error::StoreError;
-use crate::outbox::{Admission, Limits};
+use crate::outbox::{Admission, Gates, Limits};
 use crate::policy::{Outcome, ServiceState};
 
 /// A [`Store`] in process memory; gone when dropped.
@@ -65,7 +65,20 @@ impl Inner {
 
     /// As `SqliteStore`'s: whether `notifier` may have one more row claimed at `now`.
     fn admit(&mut self, notifier: &str, limits: Limits, now: Timestamp) -> Admission {
-        let busy = self
+        let admission = limits.admit(
+            self.in_flight(notifier, now),
+            self.rates.get(notifier).copied(),
+            now.as_millis(),
+        );
+        if let Admission::Claim(Some(tat)) = admission {
+            self.rates.insert(notifier.to_owned(), tat);
+        }
+        admission
+    }
+
+    /// `notifier`'s rows in flight (pending and leased) at `now`.
+    fn in_flight(&self, notifier: &str, now: Timestamp) -> u32 {
+        let n = self
             .log
             .iter()
             .filter(|r| {
@@ -74,15 +87,7 @@ impl Inner {
                     && r.record.leased_until.is_some_and(|l| l >= now)
             })
             .count();
-        let admission = limits.admit(
-            u32::try_from(busy).unwrap_or(u32::MAX),
-            self.rates.get(notifier).copied(),
-            now.as_millis(),
-        );
-        if let Admission::Claim(Some(tat)) = admission {
-            self.rates.insert(notifier.to_owned(), tat);
-        }
-        admission
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     /// As `SqliteStore`'s: the fallback's row for given-up row `id`, and its place in
@@ -290,6 +295,8 @@ impl Store for MemoryStore {
         notifiers: Option<&[(&str, Limits)]>,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut inner = self.lock();
+        let inner = &mut *inner;
+        let mut gates = Gates::new(notifiers);
         let mut seen = BTreeSet::new();
         let mut due = Vec::new();
         for row in &inner.log {
@@ -302,31 +309,27 @@ impl Store for MemoryStore {
                 continue;
             }
             let r = &row.record;
-            let limits = match notifiers {
-                None => Some(Limits::NONE),
-                Some(list) => list.iter().find(|(n, _)| *n == r.notifier).map(|(_, l)| *l),
-            };
-            if let Some(limits) = limits
-                && r.next_attempt.is_some_and(|t| t <= now)
-                && r.leased_until.is_none_or(|l| l < now)
-            {
-                due.push((r.id, limits));
+            if r.next_attempt.is_some_and(|t| t <= now) && r.leased_until.is_none_or(|l| l < now) {
+                due.push(r.id);
             }
         }
         let mut out = Vec::new();
-        for (id, limits) in due {
-            if out.len() >= limit {
+        for id in due {
+            if out.len() >= limit || gates.all_busy() {
                 break;
             }
             let Some(notifier) = inner.row_mut(id).map(|r| r.record.notifier.clone()) else {
                 continue;
             };
-            let admission = inner.admit(&notifier, limits, now);
+            let admission = gates.admit(&notifier, now.as_millis(), |n, _| {
+                Ok::<_, StoreError>((inner.in_flight(n, now), inner.rates.get(n).copied()))
+            })?;
             let Some(row) = inner.row_mut(id) else {
                 continue;
             };
             match admission {
-                Admission::Claim(_) => {
+                None | Some(Admission::Busy) => {}
+                Some(Admission::Claim(_)) => {
                     row.record.leased_until = Some(now.saturating_add(lease));
                     out.push(Claimed {
                         record: row.record.clone(),
@@ -335,9 +338,13 @@ impl Store for MemoryStore {
                         attempts: row.record.attempts,
                     });
                 }
-                Admission::Busy => {}
-                Admission::Later(at) => row.record.next_attempt = Some(Timestamp::from_millis(at)),
+                Some(Admission::Later(at)) => {
+                    row.record.next_attempt = Some(Timestamp::from_millis(at));
+                }
             }
+        }
+        for (notifier, tat) in gates.rates() {
+            inner.rates.insert(notifier.to_owned(), tat);
         }
         Ok(out)
     }

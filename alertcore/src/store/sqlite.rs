@@ -13,7 +13,7 @@ use super::{
 };
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
-use crate::outbox::{Admission, Limits};
+use crate::outbox::{Admission, Gates, Limits};
 use crate::policy::{Outcome, ServiceState};
 
 /// The schema migrations, in order; migration `i` brings `user_version` to `i + 1`.
@@ -488,6 +488,22 @@ fn admit(
     if limits == Limits::NONE {
         return Ok(Admission::Claim(None));
     }
+    let (busy, tat) = gate_state(conn, notifier, limits, now)?;
+    let admission = limits.admit(busy, tat, now.as_millis());
+    if let Admission::Claim(Some(tat)) = admission {
+        save_rate_state(conn, notifier, tat)?;
+    }
+    Ok(admission)
+}
+
+/// What `limits` need to know of `notifier`: its rows in flight at `now` and its rate
+/// state (each read only when there is that limit).
+fn gate_state(
+    conn: &Connection,
+    notifier: &str,
+    limits: Limits,
+    now: Timestamp,
+) -> Result<(u32, Option<i64>), StoreError> {
     let busy = match limits.max_concurrent {
         Some(_) => in_flight(conn, notifier, now)?,
         None => 0,
@@ -496,11 +512,120 @@ fn admit(
         Some(_) => rate_state(conn, notifier)?,
         None => None,
     };
-    let admission = limits.admit(busy, tat, now.as_millis());
-    if let Admission::Claim(Some(tat)) = admission {
-        save_rate_state(conn, notifier, tat)?;
+    Ok((busy, tat))
+}
+
+/// Whether every notifier of `list` has `max_concurrent` rows in flight at `now`, so a
+/// claim for them can take nothing (a read, without the write lock: whoever frees a
+/// slot claims after it).
+fn all_busy(
+    conn: &Connection,
+    list: &[(&str, Limits)],
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    for (notifier, limits) in list {
+        match limits.max_concurrent {
+            Some(max) if in_flight(conn, notifier, now)? >= max => {}
+            _ => return Ok(false),
+        }
     }
-    Ok(admission)
+    Ok(true)
+}
+
+/// Runs `f` with `synchronous = NORMAL`: its commit is not flushed to the disk (the next
+/// synchronous commit, or the checkpoint, does it). For writes whose loss in a power cut
+/// does no harm.
+fn unsynced<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = f(conn);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    result
+}
+
+/// [`Store::claim_due`] in one transaction on `conn`.
+fn claim(
+    conn: &mut Connection,
+    now: Timestamp,
+    lease: Duration,
+    limit: usize,
+    notifiers: Option<&[(&str, Limits)]>,
+) -> Result<Vec<Claimed>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // The window keeps only the oldest pending row of each service, notifier and
+    // streak: a younger one (a recovery) waits until that one is finished, even
+    // while it is leased or waiting for its retry.
+    let due: Vec<(i64, String)> = tx
+        .prepare_cached(
+            "SELECT id, notifier FROM (
+                 SELECT id, notifier, next_attempt_ms, lease_ms,
+                        row_number() OVER (PARTITION BY service, notifier, streak
+                                           ORDER BY id) AS rn
+                 FROM notifications INDEXED BY notifications_due
+                 WHERE status IN ('pending', 'failed') AND status = 'pending')
+             WHERE rn = 1 AND next_attempt_ms <= ?1
+               AND (lease_ms IS NULL OR lease_ms < ?1)
+             ORDER BY id",
+        )?
+        .query_map([now.as_millis()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut gates = Gates::new(notifiers);
+    let mut picked = Vec::new();
+    for (id, notifier) in due {
+        if picked.len() >= limit || gates.all_busy() {
+            break;
+        }
+        let admission = gates.admit(&notifier, now.as_millis(), |n, limits| {
+            gate_state(&tx, n, limits, now)
+        })?;
+        match admission {
+            None | Some(Admission::Busy) => {}
+            Some(Admission::Claim(_)) => {
+                tx.prepare_cached("UPDATE notifications SET lease_ms = ?2 WHERE id = ?1")?
+                    .execute(params![id, now.saturating_add(lease).as_millis()])?;
+                picked.push(id);
+            }
+            Some(Admission::Later(at)) => {
+                tx.prepare_cached("UPDATE notifications SET next_attempt_ms = ?2 WHERE id = ?1")?
+                    .execute(params![id, at])?;
+            }
+        }
+    }
+    for (notifier, tat) in gates.rates() {
+        save_rate_state(&tx, notifier, tat)?;
+    }
+    let mut claimed = Vec::with_capacity(picked.len());
+    {
+        let mut get = tx.prepare_cached(&format!(
+            "SELECT {NOTIFICATION_COLUMNS}, payload, history FROM notifications WHERE id = ?1"
+        ))?;
+        for id in picked {
+            claimed.push(get.query_row([id], |r| {
+                let record = notification_from_row(r)?;
+                let history: Option<String> = r.get(14)?;
+                Ok(Claimed {
+                    attempts: record.attempts,
+                    payload: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
+                    history: history
+                        .map(|h| serde_json::from_str(&h))
+                        .transpose()
+                        .map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                14,
+                                rusqlite::types::Type::Text,
+                                e.into(),
+                            )
+                        })?
+                        .unwrap_or_default(),
+                    record,
+                })
+            })?);
+        }
+    }
+    tx.commit()?;
+    Ok(claimed)
 }
 
 /// Sets the recipient of a failure alert `row` to `outcome` in its service's state,
@@ -628,15 +753,13 @@ impl Store for SqliteStore {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         self.on_file(|| {
-            let mut conn = self.lock();
             // The outcome need not survive a power cut on its own: the next event's commit
             // (or the checkpoint when the last connection closes) syncs it, and a lost
             // outcome only leaves the row pending and leased until its lease ends, when it
             // is sent again (at least once).
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            let result = record_attempt(&mut conn, id, attempt, at);
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            result
+            unsynced(&mut self.lock(), |conn| {
+                record_attempt(conn, id, attempt, at)
+            })
         })
     }
 
@@ -652,87 +775,20 @@ impl Store for SqliteStore {
                 return Ok(Vec::new());
             }
             let mut conn = self.lock();
-            // Most calls (every `alertctl failure` asks for its notifiers) find nothing due:
-            // say so from a read, without queueing for the write lock.
+            // Most calls (every `alertctl failure` asks for its notifiers) find nothing due,
+            // or, in a burst, their notifiers busy: say so from reads, without queueing for
+            // the write lock.
             if !any_due(&conn, now)? {
                 return Ok(Vec::new());
             }
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // The window keeps only the oldest pending row of each service, notifier and
-            // streak: a younger one (a recovery) waits until that one is finished, even
-            // while it is leased or waiting for its retry.
-            let due: Vec<(i64, String)> = tx
-                .prepare_cached(
-                    "SELECT id, notifier FROM (
-                         SELECT id, notifier, next_attempt_ms, lease_ms,
-                                row_number() OVER (PARTITION BY service, notifier, streak
-                                                   ORDER BY id) AS rn
-                         FROM notifications INDEXED BY notifications_due
-                         WHERE status IN ('pending', 'failed') AND status = 'pending')
-                     WHERE rn = 1 AND next_attempt_ms <= ?1
-                       AND (lease_ms IS NULL OR lease_ms < ?1)
-                     ORDER BY id",
-                )?
-                .query_map([now.as_millis()], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            let mut picked = Vec::new();
-            for (id, notifier) in due {
-                if picked.len() >= limit {
-                    break;
-                }
-                let limits = match notifiers {
-                    None => Limits::NONE,
-                    Some(list) => match list.iter().find(|(n, _)| *n == notifier) {
-                        Some((_, limits)) => *limits,
-                        None => continue,
-                    },
-                };
-                match admit(&tx, &notifier, limits, now)? {
-                    Admission::Claim(_) => {
-                        // leased at once, so the next row's in-flight count sees it
-                        tx.prepare_cached("UPDATE notifications SET lease_ms = ?2 WHERE id = ?1")?
-                            .execute(params![id, now.saturating_add(lease).as_millis()])?;
-                        picked.push(id);
-                    }
-                    Admission::Busy => {}
-                    Admission::Later(at) => {
-                        tx.prepare_cached(
-                            "UPDATE notifications SET next_attempt_ms = ?2 WHERE id = ?1",
-                        )?
-                        .execute(params![id, at])?;
-                    }
-                }
-            }
-            let mut claimed = Vec::with_capacity(picked.len());
+            if let Some(list) = notifiers
+                && all_busy(&conn, list, now)?
             {
-                let mut get = tx.prepare_cached(&format!(
-                    "SELECT {NOTIFICATION_COLUMNS}, payload, history FROM notifications WHERE id = ?1"
-                ))?;
-                for id in picked {
-                    claimed.push(get.query_row([id], |r| {
-                        let record = notification_from_row(r)?;
-                        let history: Option<String> = r.get(14)?;
-                        Ok(Claimed {
-                            attempts: record.attempts,
-                            payload: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
-                            history: history
-                                .map(|h| serde_json::from_str(&h))
-                                .transpose()
-                                .map_err(|e| {
-                                    rusqlite::Error::FromSqlConversionFailure(
-                                        14,
-                                        rusqlite::types::Type::Text,
-                                        e.into(),
-                                    )
-                                })?
-                                .unwrap_or_default(),
-                            record,
-                        })
-                    })?);
-                }
+                return Ok(Vec::new());
             }
-            tx.commit()?;
-            Ok(claimed)
+            // A claim need not survive a power cut: no sender survives it either, and a
+            // lost lease only makes the row due again (sent at least once).
+            unsynced(&mut conn, |conn| claim(conn, now, lease, limit, notifiers))
         })
     }
 
