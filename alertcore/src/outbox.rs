@@ -272,33 +272,9 @@ impl<'a> Gates<'a> {
         now: i64,
         load: impl FnOnce(&str, Limits) -> Result<(u32, Option<i64>), E>,
     ) -> Result<Option<Admission>, E> {
-        let i = match self.open.iter().position(|g| g.notifier == notifier) {
-            Some(i) => i,
-            None => {
-                let limits = match self.wanted {
-                    None => Limits::NONE,
-                    Some(list) => match list.iter().find(|(n, _)| *n == notifier) {
-                        Some((_, limits)) => *limits,
-                        None => return Ok(None),
-                    },
-                };
-                let (in_flight, tat) = if limits == Limits::NONE {
-                    (0, None)
-                } else {
-                    load(notifier, limits)?
-                };
-                self.open.push(Gate {
-                    notifier: notifier.to_owned(),
-                    limits,
-                    in_flight,
-                    tat,
-                    rate_changed: false,
-                    busy: false,
-                });
-                self.open.len() - 1
-            }
+        let Some(gate) = self.gate(notifier, load)? else {
+            return Ok(None);
         };
-        let gate = &mut self.open[i];
         if gate.busy {
             return Ok(Some(Admission::Busy));
         }
@@ -315,6 +291,53 @@ impl<'a> Gates<'a> {
             Admission::Later(_) => {}
         }
         Ok(Some(admission))
+    }
+
+    /// Whether `notifier` (asked for) has `max_concurrent` rows in flight, so none of its
+    /// rows need be looked at; `load` as for [`Gates::admit`].
+    pub(crate) fn busy<E>(
+        &mut self,
+        notifier: &str,
+        load: impl FnOnce(&str, Limits) -> Result<(u32, Option<i64>), E>,
+    ) -> Result<bool, E> {
+        Ok(self.gate(notifier, load)?.is_some_and(|gate| {
+            gate.busy |= gate
+                .limits
+                .max_concurrent
+                .is_some_and(|max| gate.in_flight >= max);
+            gate.busy
+        }))
+    }
+
+    fn gate<E>(
+        &mut self,
+        notifier: &str,
+        load: impl FnOnce(&str, Limits) -> Result<(u32, Option<i64>), E>,
+    ) -> Result<Option<&mut Gate>, E> {
+        if let Some(i) = self.open.iter().position(|g| g.notifier == notifier) {
+            return Ok(Some(&mut self.open[i]));
+        }
+        let limits = match self.wanted {
+            None => Limits::NONE,
+            Some(list) => match list.iter().find(|(n, _)| *n == notifier) {
+                Some((_, limits)) => *limits,
+                None => return Ok(None),
+            },
+        };
+        let (in_flight, tat) = if limits == Limits::NONE {
+            (0, None)
+        } else {
+            load(notifier, limits)?
+        };
+        self.open.push(Gate {
+            notifier: notifier.to_owned(),
+            limits,
+            in_flight,
+            tat,
+            rate_changed: false,
+            busy: false,
+        });
+        Ok(self.open.last_mut())
     }
 
     /// Whether every notifier asked for is known to be busy: nothing more can be

@@ -646,7 +646,7 @@ mod tests {
             "the v1 file has a pending recipient in compact JSON"
         );
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(SqliteStore::SCHEMA_VERSION, 2);
+        assert_eq!(SqliteStore::SCHEMA_VERSION, 3);
         let log = store.notifications(None, 10).unwrap();
         let by = |s: &str| log.iter().find(|r| r.service == s).unwrap();
         let (a, b, c) = (by("a.service"), by("b.service"), by("c.service"));

@@ -20,6 +20,7 @@ use crate::policy::{Outcome, ServiceState};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_outbox.sql"),
+    include_str!("../../migrations/0003_pending_index.sql"),
 ];
 
 /// How long a writer waits for another process's transaction before failing.
@@ -374,8 +375,7 @@ const NOTIFICATION_COLUMNS: &str = "id, service, notifier, kind, streak, sequenc
      status, error, finished_ms, attempts, next_attempt_ms, lease_ms";
 
 /// Whether an older row of this service, notifier and streak is still pending: then a
-/// new row must wait for it. Scans the pending rows (few, normally none) rather than
-/// the service's whole log.
+/// new row must wait for it (an index seek).
 fn has_pending(
     conn: &Connection,
     service: &str,
@@ -384,9 +384,8 @@ fn has_pending(
 ) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM notifications INDEXED BY notifications_due
-                            WHERE status IN ('pending', 'failed') AND status = 'pending'
-                              AND service = ?1 AND notifier = ?2
+            "SELECT EXISTS (SELECT 1 FROM notifications INDEXED BY notifications_pending
+                            WHERE status = 'pending' AND notifier = ?2 AND service = ?1
                               AND streak = ?3)",
         )?
         .query_row(params![service, notifier, to_i64(streak)], |r| r.get(0))?)
@@ -402,12 +401,11 @@ fn collapse_waiting(
     streak: u64,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let group = "status IN ('pending', 'failed') AND status = 'pending'
-                 AND service = ?1 AND notifier = ?2 AND streak = ?3";
+    let group = "status = 'pending' AND notifier = ?2 AND service = ?1 AND streak = ?3";
     let (waiting, sending): (i64, i64) = conn
         .prepare_cached(&format!(
             "SELECT count(*), count(*) FILTER (WHERE lease_ms >= ?4)
-             FROM notifications INDEXED BY notifications_due WHERE {group}"
+             FROM notifications INDEXED BY notifications_pending WHERE {group}"
         ))?
         .query_row(
             params![service, notifier, to_i64(streak), now.as_millis()],
@@ -448,13 +446,13 @@ fn any_due(conn: &Connection, now: Timestamp) -> Result<bool, StoreError> {
         .query_row([now.as_millis()], |r| r.get(0))?)
 }
 
-/// How many of `notifier`'s rows are in flight (pending, with a lease running at `now`).
+/// How many of `notifier`'s rows are in flight (pending, with a lease running at `now`):
+/// a walk over its pending rows in the index, without reading the table.
 fn in_flight(conn: &Connection, notifier: &str, now: Timestamp) -> Result<u32, StoreError> {
     let n: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM notifications INDEXED BY notifications_due
-             WHERE status IN ('pending', 'failed') AND status = 'pending'
-               AND notifier = ?1 AND lease_ms >= ?2",
+            "SELECT count(*) FROM notifications INDEXED BY notifications_pending
+             WHERE status = 'pending' AND notifier = ?1 AND lease_ms >= ?2",
         )?
         .query_row(params![notifier, now.as_millis()], |r| r.get(0))?;
     Ok(to_u32(n))
@@ -554,24 +552,47 @@ fn claim(
     notifiers: Option<&[(&str, Limits)]>,
 ) -> Result<Vec<Claimed>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // The window keeps only the oldest pending row of each service, notifier and
-    // streak: a younger one (a recovery) waits until that one is finished, even
-    // while it is leased or waiting for its retry.
-    let due: Vec<(i64, String)> = tx
-        .prepare_cached(
+    let mut gates = Gates::new(notifiers);
+    // The window keeps only the oldest pending row of each notifier, service and streak:
+    // a younger one (a recovery) waits until that one is finished, even while it is
+    // leased or waiting for its retry. It reads notifications_pending only (which holds
+    // every column it needs, in the order it partitions by); a busy notifier's rows are
+    // not read at all.
+    let window = |only: &str| {
+        format!(
             "SELECT id, notifier FROM (
                  SELECT id, notifier, next_attempt_ms, lease_ms,
-                        row_number() OVER (PARTITION BY service, notifier, streak
+                        row_number() OVER (PARTITION BY notifier, service, streak
                                            ORDER BY id) AS rn
-                 FROM notifications INDEXED BY notifications_due
-                 WHERE status IN ('pending', 'failed') AND status = 'pending')
-             WHERE rn = 1 AND next_attempt_ms <= ?1
-               AND (lease_ms IS NULL OR lease_ms < ?1)
-             ORDER BY id",
-        )?
-        .query_map([now.as_millis()], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut gates = Gates::new(notifiers);
+                 FROM notifications INDEXED BY notifications_pending
+                 WHERE status = 'pending' {only})
+             WHERE rn = 1 AND next_attempt_ms <= ?1 AND (lease_ms IS NULL OR lease_ms < ?1)"
+        )
+    };
+    let row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?));
+    let mut due: Vec<(i64, String)> = Vec::new();
+    match notifiers {
+        None => {
+            let mut stmt = tx.prepare_cached(&window(""))?;
+            for r in stmt.query_map([now.as_millis()], row)? {
+                due.push(r?);
+            }
+        }
+        Some(list) => {
+            let mut stmt = tx.prepare_cached(&window("AND notifier = ?2"))?;
+            for (notifier, _) in list {
+                if gates.busy(notifier, |n, limits| gate_state(&tx, n, limits, now))? {
+                    continue;
+                }
+                for r in stmt.query_map(params![now.as_millis(), notifier], row)? {
+                    due.push(r?);
+                }
+            }
+        }
+    }
+    // the oldest first (and each once, should a caller name a notifier twice)
+    due.sort_unstable_by_key(|(id, _)| *id);
+    due.dedup_by_key(|(id, _)| *id);
     let mut picked = Vec::new();
     for (id, notifier) in due {
         if picked.len() >= limit || gates.all_busy() {
