@@ -293,20 +293,23 @@ impl<'a> Gates<'a> {
         Ok(Some(admission))
     }
 
-    /// Whether `notifier` (asked for) has `max_concurrent` rows in flight, so none of its
-    /// rows need be looked at; `load` as for [`Gates::admit`].
-    pub(crate) fn busy<E>(
+    /// How many more rows of `notifier` may be claimed at once: 0 when the caller did not
+    /// ask for it or it has `max_concurrent` rows in flight (then it is busy), else the
+    /// slots left (`usize::MAX` without that limit); `load` as for [`Gates::admit`].
+    pub(crate) fn room<E>(
         &mut self,
         notifier: &str,
         load: impl FnOnce(&str, Limits) -> Result<(u32, Option<i64>), E>,
-    ) -> Result<bool, E> {
-        Ok(self.gate(notifier, load)?.is_some_and(|gate| {
-            gate.busy |= gate
-                .limits
-                .max_concurrent
-                .is_some_and(|max| gate.in_flight >= max);
-            gate.busy
-        }))
+    ) -> Result<usize, E> {
+        let Some(gate) = self.gate(notifier, load)? else {
+            return Ok(0);
+        };
+        let room = match gate.limits.max_concurrent {
+            None => usize::MAX,
+            Some(max) => usize::try_from(max.saturating_sub(gate.in_flight)).unwrap_or(0),
+        };
+        gate.busy |= room == 0;
+        Ok(if gate.busy { 0 } else { room })
     }
 
     fn gate<E>(

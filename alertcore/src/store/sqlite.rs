@@ -1,7 +1,8 @@
 //! `SqliteStore`: rusqlite with bundled SQLite, WAL, `busy_timeout`, numbered migrations.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -35,10 +36,109 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// `BEGIN IMMEDIATE` transaction (taking the write lock up front, so a concurrent
 /// writer waits in `busy_timeout` instead of failing with `SQLITE_BUSY` on upgrade).
 /// `synchronous = FULL`: a recorded event survives a power cut.
+///
+/// Events that threads of one process apply at the same time share a transaction and
+/// its commit (group commit): each runs in its own savepoint inside the open
+/// transaction, and the last one in, when nobody else is waiting for the connection,
+/// commits for all; every [`Store::apply`] returns after the commit that made its event
+/// durable. One fsync then covers many events, which is what bounds an embedder's rate
+/// on a real disk.
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Mutex<Shared>,
+    /// Signalled when a group transaction is finished.
+    finished: Condvar,
+    /// Threads waiting for `conn` (not counting those waiting for a commit).
+    pub(super) wanting: AtomicUsize,
     path: Option<PathBuf>,
+}
+
+/// At most this many events share one commit.
+const MAX_GROUP: usize = 64;
+
+/// The connection, and the group transaction open on it.
+#[derive(Debug)]
+pub(super) struct Shared {
+    conn: Connection,
+    /// The open group transaction: its number and how many events it holds.
+    group: Option<(u64, usize)>,
+    /// The number of the last group transaction, open or finished.
+    pub(super) groups: u64,
+    /// The last group transaction finished, and the errors of the last failed ones.
+    finished: u64,
+    failed: Vec<(u64, rusqlite::Error)>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Shared {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl Shared {
+    fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            group: None,
+            groups: 0,
+            finished: 0,
+            failed: Vec::new(),
+        }
+    }
+
+    /// Commits the open group transaction, if any (rolling it back if the commit
+    /// fails, or finding it already rolled back by an error), and wakes its members.
+    fn settle(&mut self, finished: &Condvar) {
+        let Some((id, _)) = self.group.take() else {
+            return;
+        };
+        let result = if self.conn.is_autocommit() {
+            Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some("the transaction was rolled back by an error".to_owned()),
+            ))
+        } else {
+            self.conn.execute_batch("COMMIT")
+        };
+        if let Err(e) = result {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            // a member reads its group's error once it wakes; a few are enough
+            if self.failed.len() >= 16 {
+                self.failed.remove(0);
+            }
+            self.failed.push((id, e));
+        }
+        self.finished = id;
+        finished.notify_all();
+    }
+
+    /// The outcome of finished group transaction `id`.
+    fn outcome(&self, id: u64) -> Result<(), StoreError> {
+        match self.failed.iter().find(|(g, _)| *g == id) {
+            None => Ok(()),
+            Some((_, e)) => Err(StoreError::Sqlite(copy_error(e))),
+        }
+    }
+}
+
+/// A copy of an SQLite error, for every member of a group transaction that failed.
+fn copy_error(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, m) => rusqlite::Error::SqliteFailure(*f, m.clone()),
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
 }
 
 impl SqliteStore {
@@ -61,10 +161,7 @@ impl SqliteStore {
             source,
         };
         let conn = Connection::open(path).map_err(open_error)?;
-        let store = Self {
-            conn: Mutex::new(conn),
-            path: Some(path.to_owned()),
-        };
+        let store = Self::new(conn, Some(path.to_owned()));
         match store.init().map_err(|e| store.explain(e)) {
             Err(StoreError::Sqlite(e)) => Err(open_error(e)),
             other => other.map(|()| store),
@@ -76,12 +173,18 @@ impl SqliteStore {
     /// # Errors
     /// SQLite errors.
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        let store = Self {
-            conn: Mutex::new(Connection::open_in_memory()?),
-            path: None,
-        };
+        let store = Self::new(Connection::open_in_memory()?, None);
         store.init()?;
         Ok(store)
+    }
+
+    fn new(conn: Connection, path: Option<PathBuf>) -> Self {
+        Self {
+            conn: Mutex::new(Shared::new(conn)),
+            finished: Condvar::new(),
+            wanting: AtomicUsize::new(0),
+            path,
+        }
     }
 
     /// The newest schema version this build knows.
@@ -201,10 +304,78 @@ impl SqliteStore {
             .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string())
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock left at most an open transaction, which was
-        // rolled back when it was dropped: the connection is still good.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// The connection, with no group transaction open on it.
+    pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
+        let mut shared = self.acquire();
+        shared.settle(&self.finished);
+        shared
+    }
+
+    fn acquire(&self) -> MutexGuard<'_, Shared> {
+        self.wanting.fetch_add(1, Ordering::SeqCst);
+        // A panic while holding the lock left at most an open transaction or savepoint,
+        // which was rolled back when it was dropped: the connection is still good.
+        let shared = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        self.wanting.fetch_sub(1, Ordering::SeqCst);
+        shared
+    }
+
+    /// [`Store::apply`] as a member of the open group transaction (or of a new one), in
+    /// a savepoint of its own: an event that fails takes back only its own writes.
+    /// Commits the group when nobody else waits for the connection (or it is full),
+    /// else leaves that to whoever comes next; returns once the group is committed.
+    fn apply_grouped(
+        &self,
+        service: &str,
+        now: Timestamp,
+        f: &mut dyn FnMut(&ServiceState) -> Change,
+    ) -> Result<Applied, StoreError> {
+        let mut shared = self.acquire();
+        let id = match &mut shared.group {
+            Some((id, members)) if *members < MAX_GROUP => {
+                *members += 1;
+                *id
+            }
+            _ => {
+                shared.settle(&self.finished);
+                shared.execute_batch("BEGIN IMMEDIATE")?;
+                shared.groups += 1;
+                let id = shared.groups;
+                shared.group = Some((id, 1));
+                id
+            }
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let savepoint = shared.savepoint().map_err(StoreError::from)?;
+            let applied = apply_in(&savepoint, service, now, f)?;
+            savepoint.commit()?;
+            Ok::<_, StoreError>(applied)
+        }));
+        let result = match result {
+            Ok(result) => result,
+            Err(panic) => {
+                // the others' events are still good: commit them before unwinding
+                shared.settle(&self.finished);
+                std::panic::resume_unwind(panic);
+            }
+        };
+        if shared
+            .group
+            .is_some_and(|(_, members)| members >= MAX_GROUP)
+            || self.wanting.load(Ordering::SeqCst) == 0
+            || shared.is_autocommit()
+        {
+            shared.settle(&self.finished);
+        }
+        let applied = result?;
+        while shared.finished < id {
+            shared = self
+                .finished
+                .wait(shared)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        shared.outcome(id)?;
+        Ok(applied)
     }
 }
 
@@ -447,11 +618,11 @@ fn any_due(conn: &Connection, now: Timestamp) -> Result<bool, StoreError> {
 }
 
 /// How many of `notifier`'s rows are in flight (pending, with a lease running at `now`):
-/// a walk over its pending rows in the index, without reading the table.
+/// a walk over just those rows in the index.
 fn in_flight(conn: &Connection, notifier: &str, now: Timestamp) -> Result<u32, StoreError> {
     let n: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM notifications INDEXED BY notifications_pending
+            "SELECT count(*) FROM notifications INDEXED BY notifications_queue
              WHERE status = 'pending' AND notifier = ?1 AND lease_ms >= ?2",
         )?
         .query_row(params![notifier, now.as_millis()], |r| r.get(0))?;
@@ -530,6 +701,83 @@ fn all_busy(
     Ok(true)
 }
 
+/// [`Store::apply`]'s reads and writes, in the transaction open on `tx`.
+fn apply_in(
+    tx: &Connection,
+    service: &str,
+    now: Timestamp,
+    f: &mut dyn FnMut(&ServiceState) -> Change,
+) -> Result<Applied, StoreError> {
+    let state = match load_state(tx, service)? {
+        Some(state) => state,
+        None => ServiceState::after_clear(cleared_streaks(tx, service)?),
+    };
+    let change = f(&state);
+    save_state(tx, service, &change.next, now)?;
+    if let Some(failure) = &change.failure {
+        insert_failure(tx, service, failure)?;
+    }
+    // only the notifiers read the history: skip it for a suppressed event
+    let history = if change.notifications.is_empty() {
+        Vec::new()
+    } else {
+        load_history(tx, service)?
+    };
+    if change.end_streak {
+        tx.prepare_cached("DELETE FROM failures WHERE service = ?1")?
+            .execute([service])?;
+    }
+    let mut applied = Applied {
+        history,
+        ..Applied::default()
+    };
+    if !change.notifications.is_empty() {
+        applied.sequence = next_sequence(tx)?;
+        let history = serde_json::to_string(&applied.history)
+            .map_err(|e| StoreError::Corrupt(format!("history of {service:?}: {e}")))?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms,
+                                        status, attempts, next_attempt_ms, lease_ms, payload,
+                                        history)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?10, ?7, ?8, ?9)",
+        )?;
+        for n in &change.notifications {
+            let collapsed = match n.collapse {
+                Some(_) => collapse_waiting(tx, service, &n.notifier, n.streak, now)?,
+                None => false,
+            };
+            let payload = match &n.collapse {
+                Some(p) if collapsed => p,
+                _ => &n.payload,
+            };
+            // an older pending row of the group goes first: this one waits, unclaimed;
+            // so does one over its notifier's limits, for a flush
+            let admission = match n.lease {
+                Some(_) if !has_pending(tx, service, &n.notifier, n.streak)? => {
+                    Some(admit(tx, &n.notifier, n.limits, now)?)
+                }
+                _ => None,
+            };
+            let (lease, due) = placement(admission, n.lease, now);
+            insert.execute(params![
+                service,
+                n.notifier,
+                n.kind.as_str(),
+                to_i64(n.streak),
+                to_i64(applied.sequence),
+                now.as_millis(),
+                lease.map(Timestamp::as_millis),
+                payload,
+                history,
+                due.as_millis(),
+            ])?;
+            let id = NotificationId(tx.last_insert_rowid());
+            applied.add(id, admission, collapsed);
+        }
+    }
+    Ok(applied)
+}
+
 /// Runs `f` with `synchronous = NORMAL`: its commit is not flushed to the disk (the next
 /// synchronous commit, or the checkpoint, does it). For writes whose loss in a power cut
 /// does no harm.
@@ -553,40 +801,46 @@ fn claim(
 ) -> Result<Vec<Claimed>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut gates = Gates::new(notifiers);
-    // The window keeps only the oldest pending row of each notifier, service and streak:
-    // a younger one (a recovery) waits until that one is finished, even while it is
-    // leased or waiting for its retry. It reads notifications_pending only (which holds
-    // every column it needs, in the order it partitions by); a busy notifier's rows are
-    // not read at all.
-    let window = |only: &str| {
+    // Each notifier's due rows in the order they fell due, up to its free slots; only the
+    // oldest pending row of a service, notifier and streak goes: a younger one (a
+    // recovery) waits until that one is finished, even while it is leased or waiting
+    // for its retry. Both indexes are walked only as far as the rows taken (and the rare
+    // rows whose sender died holding the lease), however many wait.
+    let queue = |lease: &str| {
         format!(
-            "SELECT id, notifier FROM (
-                 SELECT id, notifier, next_attempt_ms, lease_ms,
-                        row_number() OVER (PARTITION BY notifier, service, streak
-                                           ORDER BY id) AS rn
-                 FROM notifications INDEXED BY notifications_pending
-                 WHERE status = 'pending' {only})
-             WHERE rn = 1 AND next_attempt_ms <= ?1 AND (lease_ms IS NULL OR lease_ms < ?1)"
+            "SELECT id, notifier FROM notifications AS q INDEXED BY notifications_queue
+             WHERE status = 'pending' AND notifier = ?1 AND {lease} AND next_attempt_ms <= ?2
+               AND NOT EXISTS (
+                   SELECT 1 FROM notifications AS o INDEXED BY notifications_pending
+                   WHERE o.status = 'pending' AND o.notifier = q.notifier
+                     AND o.service = q.service AND o.streak = q.streak AND o.id < q.id)
+             ORDER BY next_attempt_ms, id LIMIT ?3"
         )
     };
-    let row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?));
+    let names: Vec<String> = match notifiers {
+        Some(list) => list.iter().map(|(n, _)| (*n).to_owned()).collect(),
+        None => tx
+            .prepare_cached(
+                "SELECT DISTINCT notifier FROM notifications INDEXED BY notifications_pending
+                 WHERE status = 'pending'",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?,
+    };
     let mut due: Vec<(i64, String)> = Vec::new();
-    match notifiers {
-        None => {
-            let mut stmt = tx.prepare_cached(&window(""))?;
-            for r in stmt.query_map([now.as_millis()], row)? {
-                due.push(r?);
-            }
+    for notifier in &names {
+        let room = gates.room(notifier, |n, limits| gate_state(&tx, n, limits, now))?;
+        let room = i64::try_from(room.min(limit)).unwrap_or(i64::MAX);
+        if room == 0 {
+            continue;
         }
-        Some(list) => {
-            let mut stmt = tx.prepare_cached(&window("AND notifier = ?2"))?;
-            for (notifier, _) in list {
-                if gates.busy(notifier, |n, limits| gate_state(&tx, n, limits, now))? {
-                    continue;
-                }
-                for r in stmt.query_map(params![now.as_millis(), notifier], row)? {
-                    due.push(r?);
-                }
+        for lease in ["lease_ms IS NULL", "lease_ms < ?2"] {
+            let mut stmt = tx.prepare_cached(&queue(lease))?;
+            let rows = stmt.query_map(params![notifier, now.as_millis(), room], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for r in rows {
+                due.push(r?);
             }
         }
     }
@@ -692,79 +946,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         f: &mut dyn FnMut(&ServiceState) -> Change,
     ) -> Result<Applied, StoreError> {
-        self.on_file(|| {
-            let mut conn = self.lock();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let state = match load_state(&tx, service)? {
-                Some(state) => state,
-                None => ServiceState::after_clear(cleared_streaks(&tx, service)?),
-            };
-            let change = f(&state);
-            save_state(&tx, service, &change.next, now)?;
-            if let Some(failure) = &change.failure {
-                insert_failure(&tx, service, failure)?;
-            }
-            // only the notifiers read the history: skip it for a suppressed event
-            let history = if change.notifications.is_empty() {
-                Vec::new()
-            } else {
-                load_history(&tx, service)?
-            };
-            if change.end_streak {
-                tx.prepare_cached("DELETE FROM failures WHERE service = ?1")?
-                    .execute([service])?;
-            }
-            let mut applied = Applied {
-                history,
-                ..Applied::default()
-            };
-            if !change.notifications.is_empty() {
-                applied.sequence = next_sequence(&tx)?;
-                let history = serde_json::to_string(&applied.history)
-                    .map_err(|e| StoreError::Corrupt(format!("history of {service:?}: {e}")))?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO notifications (service, notifier, kind, streak, sequence, created_ms,
-                                                status, attempts, next_attempt_ms, lease_ms, payload,
-                                                history)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?10, ?7, ?8, ?9)",
-                )?;
-                for n in &change.notifications {
-                    let collapsed = match n.collapse {
-                        Some(_) => collapse_waiting(&tx, service, &n.notifier, n.streak, now)?,
-                        None => false,
-                    };
-                    let payload = match &n.collapse {
-                        Some(p) if collapsed => p,
-                        _ => &n.payload,
-                    };
-                    // an older pending row of the group goes first: this one waits, unclaimed;
-                    // so does one over its notifier's limits, for a flush
-                    let admission = match n.lease {
-                        Some(_) if !has_pending(&tx, service, &n.notifier, n.streak)? => {
-                            Some(admit(&tx, &n.notifier, n.limits, now)?)
-                        }
-                        _ => None,
-                    };
-                    let (lease, due) = placement(admission, n.lease, now);
-                    insert.execute(params![
-                        service,
-                        n.notifier,
-                        n.kind.as_str(),
-                        to_i64(n.streak),
-                        to_i64(applied.sequence),
-                        now.as_millis(),
-                        lease.map(Timestamp::as_millis),
-                        payload,
-                        history,
-                        due.as_millis(),
-                    ])?;
-                    let id = NotificationId(tx.last_insert_rowid());
-                    applied.add(id, admission, collapsed);
-                }
-            }
-            tx.commit()?;
-            Ok(applied)
-        })
+        self.on_file(|| self.apply_grouped(service, now, f))
     }
 
     fn record_attempt(
