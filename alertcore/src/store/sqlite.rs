@@ -60,13 +60,25 @@ const MAX_GROUP: usize = 64;
 #[derive(Debug)]
 pub(super) struct Shared {
     conn: Connection,
-    /// The open group transaction: its number and how many events it holds.
-    group: Option<(u64, usize)>,
+    /// The open group transaction.
+    group: Option<Group>,
     /// The number of the last group transaction, open or finished.
     pub(super) groups: u64,
-    /// The last group transaction finished, and the errors of the last failed ones.
+    /// The last group transaction finished.
     finished: u64,
-    failed: Vec<(u64, rusqlite::Error)>,
+    /// Failed group transactions whose members have not all read the error yet: its
+    /// number, the error, and how many are still to read it.
+    failed: Vec<(u64, rusqlite::Error, usize)>,
+}
+
+/// A group transaction open on the connection.
+#[derive(Debug)]
+struct Group {
+    id: u64,
+    /// Events in it.
+    members: usize,
+    /// Events in it that wait for its commit (those that did not fail on their own).
+    waiting: usize,
 }
 
 impl std::ops::Deref for Shared {
@@ -96,7 +108,7 @@ impl Shared {
     /// Commits the open group transaction, if any (rolling it back if the commit
     /// fails, or finding it already rolled back by an error), and wakes its members.
     fn settle(&mut self, finished: &Condvar) {
-        let Some((id, _)) = self.group.take() else {
+        let Some(Group { id, waiting, .. }) = self.group.take() else {
             return;
         };
         let result = if self.conn.is_autocommit() {
@@ -111,22 +123,25 @@ impl Shared {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
-            // a member reads its group's error once it wakes; a few are enough
-            if self.failed.len() >= 16 {
-                self.failed.remove(0);
+            if waiting > 0 {
+                self.failed.push((id, e, waiting));
             }
-            self.failed.push((id, e));
         }
         self.finished = id;
         finished.notify_all();
     }
 
-    /// The outcome of finished group transaction `id`.
-    fn outcome(&self, id: u64) -> Result<(), StoreError> {
-        match self.failed.iter().find(|(g, _)| *g == id) {
-            None => Ok(()),
-            Some((_, e)) => Err(StoreError::Sqlite(copy_error(e))),
+    /// The outcome of finished group transaction `id`, for one of its waiting members.
+    fn outcome(&mut self, id: u64) -> Result<(), StoreError> {
+        let Some(i) = self.failed.iter().position(|(g, ..)| *g == id) else {
+            return Ok(());
+        };
+        let error = copy_error(&self.failed[i].1);
+        self.failed[i].2 -= 1;
+        if self.failed[i].2 == 0 {
+            self.failed.remove(i);
         }
+        Err(StoreError::Sqlite(error))
     }
 }
 
@@ -332,16 +347,20 @@ impl SqliteStore {
     ) -> Result<Applied, StoreError> {
         let mut shared = self.acquire();
         let id = match &mut shared.group {
-            Some((id, members)) if *members < MAX_GROUP => {
-                *members += 1;
-                *id
+            Some(group) if group.members < MAX_GROUP => {
+                group.members += 1;
+                group.id
             }
             _ => {
                 shared.settle(&self.finished);
                 shared.execute_batch("BEGIN IMMEDIATE")?;
                 shared.groups += 1;
                 let id = shared.groups;
-                shared.group = Some((id, 1));
+                shared.group = Some(Group {
+                    id,
+                    members: 1,
+                    waiting: 0,
+                });
                 id
             }
         };
@@ -359,9 +378,13 @@ impl SqliteStore {
                 std::panic::resume_unwind(panic);
             }
         };
+        if let (Ok(_), Some(group)) = (&result, &mut shared.group) {
+            group.waiting += 1;
+        }
         if shared
             .group
-            .is_some_and(|(_, members)| members >= MAX_GROUP)
+            .as_ref()
+            .is_some_and(|g| g.members >= MAX_GROUP)
             || self.wanting.load(Ordering::SeqCst) == 0
             || shared.is_autocommit()
         {
