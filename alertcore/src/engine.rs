@@ -678,47 +678,47 @@ impl Engine {
             _ => None,
         };
         let fallback = entry.delivery.fallback.as_deref();
-        let handover = match (&error, next_attempt, fallback) {
-            (Some(e), None, Some(_)) => Payload {
-                host: job.host.to_owned(),
-                streak_start: job.streak.1,
-                at: job.at,
-                rule: job.rule,
-                fallback_for: Some(FallbackOf::new(&entry.name, e)),
-                collapsed: job.collapsed,
-            }
-            .to_json(),
-            _ => String::new(),
-        };
+        let kind = job.kind;
+        let handover: String;
         let attempt = match (&error, next_attempt, fallback) {
             (None, ..) => Attempt::Delivered,
-            (Some(error), Some(next_at), _) => Attempt::Retry { error, next_at },
-            (Some(error), None, Some(to)) => Attempt::HandedOver {
-                error,
-                to,
-                payload: &handover,
-            },
-            (Some(error), None, None) => Attempt::GaveUp { error },
-        };
-        if let Some(e) = &error {
-            let kind = job.kind;
-            match (next_attempt, fallback) {
-                (Some(t), _) => {
-                    tracing::warn!(notifier = %entry.name, service, error = %e, "{kind} not delivered, will retry at {t}")
+            (Some(error), Some(next_at), _) => {
+                tracing::warn!(notifier = %entry.name, service, %error, "{kind} not delivered, will retry at {next_at}");
+                Attempt::Retry { error, next_at }
+            }
+            (Some(error), None, Some(to)) => {
+                tracing::warn!(notifier = %entry.name, service, %error, "{kind} not delivered, handed to its fallback {to}");
+                handover = Payload {
+                    host: job.host.to_owned(),
+                    streak_start: job.streak.1,
+                    at: job.at,
+                    rule: job.rule,
+                    fallback_for: Some(FallbackOf::new(&entry.name, error)),
+                    collapsed: job.collapsed,
                 }
-                (None, Some(to)) => {
-                    tracing::warn!(notifier = %entry.name, service, error = %e, "{kind} not delivered, handed to its fallback {to}")
-                }
-                // the meta-alert when there is nowhere else to go: the log says what
-                // was lost (and `alertctl status`/`outbox` keep showing it)
-                (None, None) => {
-                    tracing::error!(notifier = %entry.name, service, id = %job.id, error = %e, "LOST: {kind} of {service} to {} ({})", entry.name, if retryable { entry.delivery.describe() } else { "not retryable".to_owned() })
+                .to_json();
+                Attempt::HandedOver {
+                    error,
+                    to,
+                    payload: &handover,
                 }
             }
-        }
-        let handed_to = matches!(attempt, Attempt::HandedOver { .. })
-            .then(|| fallback.map(str::to_owned))
-            .flatten();
+            // the meta-alert when there is nowhere else to go: the log says what was lost
+            // (and `alertctl status`/`outbox` keep showing it)
+            (Some(error), None, None) => {
+                let why = if retryable {
+                    entry.delivery.describe()
+                } else {
+                    "not retryable".to_owned()
+                };
+                tracing::error!(notifier = %entry.name, service, id = %job.id, %error, "LOST: {kind} of {service} to {} ({why})", entry.name);
+                Attempt::GaveUp { error }
+            }
+        };
+        let handed_to = match &attempt {
+            Attempt::HandedOver { to, .. } => Some((*to).to_owned()),
+            _ => None,
+        };
         self.record(job.id, attempt, now, &entry.name, service)
             .await;
         Some(Delivery {
