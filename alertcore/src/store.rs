@@ -881,7 +881,7 @@ mod tests {
 
     /// Applies an event of `service` that stores its state as it is, running `inside`
     /// within the policy callback.
-    fn fail_with(store: &SqliteStore, service: &str, inside: impl Fn()) -> Applied {
+    fn apply_with(store: &SqliteStore, service: &str, inside: impl Fn()) -> Applied {
         store
             .apply(service, Timestamp::from_millis(1), &mut |state| {
                 inside();
@@ -908,13 +908,13 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             let first = s.spawn(|| {
-                fail_with(&store, "a", || {
+                apply_with(&store, "a", || {
                     tx.send(()).unwrap();
                     until_someone_waits(&store);
                 })
             });
             rx.recv().unwrap();
-            let second = s.spawn(|| fail_with(&store, "b", || {}));
+            let second = s.spawn(|| apply_with(&store, "b", || {}));
             first.join().unwrap();
             second.join().unwrap();
         });
@@ -935,19 +935,19 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             let first = s.spawn(|| {
-                fail_with(&store, "good", || {
+                apply_with(&store, "good", || {
                     tx.send(()).unwrap();
                     until_someone_waits(&store);
                 })
             });
             rx.recv().unwrap();
-            let second = s.spawn(|| fail_with(&store, "bad", || panic!("policy bug")));
+            let second = s.spawn(|| apply_with(&store, "bad", || panic!("policy bug")));
             first.join().unwrap();
             assert!(second.join().is_err());
         });
         assert!(store.state("good").unwrap().is_some());
         assert!(store.state("bad").unwrap().is_none());
-        fail_with(&store, "bad", || {});
+        apply_with(&store, "bad", || {});
         assert!(store.state("bad").unwrap().is_some());
     }
 

@@ -335,16 +335,15 @@ impl SqliteStore {
         shared
     }
 
-    /// [`Store::apply`] as a member of the open group transaction (or of a new one), in
-    /// a savepoint of its own: an event that fails takes back only its own writes.
-    /// Commits the group when nobody else waits for the connection (or it is full),
-    /// else leaves that to whoever comes next; returns once the group is committed.
-    fn apply_grouped(
+    /// Runs `f` (an event's reads and writes) as a member of the open group transaction
+    /// (or of a new one), in a savepoint of its own: a member that fails takes back only
+    /// its own writes. Commits the group when nobody else waits for the connection (or
+    /// it is full), else leaves that to whoever comes next; returns once the group is
+    /// committed, with the group's error if it was not.
+    fn grouped<T>(
         &self,
-        service: &str,
-        now: Timestamp,
-        f: &mut dyn FnMut(&ServiceState) -> Change,
-    ) -> Result<Applied, StoreError> {
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut shared = self.acquire();
         let id = match &mut shared.group {
             Some(group) if group.members < MAX_GROUP => {
@@ -366,9 +365,9 @@ impl SqliteStore {
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let savepoint = shared.savepoint().map_err(StoreError::from)?;
-            let applied = apply_in(&savepoint, service, now, f)?;
+            let out = f(&savepoint)?;
             savepoint.commit()?;
-            Ok::<_, StoreError>(applied)
+            Ok::<_, StoreError>(out)
         }));
         let result = match result {
             Ok(result) => result,
@@ -390,7 +389,7 @@ impl SqliteStore {
         {
             shared.settle(&self.finished);
         }
-        let applied = result?;
+        let out = result?;
         while shared.finished < id {
             shared = self
                 .finished
@@ -398,7 +397,7 @@ impl SqliteStore {
                 .unwrap_or_else(|e| e.into_inner());
         }
         shared.outcome(id)?;
-        Ok(applied)
+        Ok(out)
     }
 }
 
@@ -969,7 +968,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         f: &mut dyn FnMut(&ServiceState) -> Change,
     ) -> Result<Applied, StoreError> {
-        self.on_file(|| self.apply_grouped(service, now, f))
+        self.on_file(|| self.grouped(|tx| apply_in(tx, service, now, f)))
     }
 
     fn record_attempt(
@@ -1233,4 +1232,57 @@ fn hand_over(
     update_state(conn, &row.service, |state| {
         state.hand_over(row.streak, &row.notifier, to, row.kind, at);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event whose group transaction is rolled back (here by another member that
+    /// broke it) is reported failed, not accepted: its writes are gone.
+    #[test]
+    fn a_member_of_a_group_that_was_rolled_back_gets_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let write = |tx: &Connection, key: &str| {
+            tx.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [key])?;
+            Ok::<_, StoreError>(())
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (first, second) = std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                store.grouped(|c| {
+                    tx.send(()).unwrap();
+                    while store.wanting.load(Ordering::SeqCst) == 0 {
+                        std::thread::yield_now();
+                    }
+                    write(c, "first")
+                })
+            });
+            rx.recv().unwrap();
+            let second = s.spawn(|| {
+                store.grouped(|c| {
+                    write(c, "second")?;
+                    c.execute_batch("ROLLBACK")?;
+                    Ok(())
+                })
+            });
+            (first.join().unwrap(), second.join().unwrap())
+        });
+        let first = crate::error::chain(&first.unwrap_err());
+        assert!(first.contains("rolled back"), "{first}");
+        assert!(second.is_err());
+        let count = |key: &str| -> i64 {
+            store
+                .lock()
+                .query_row("SELECT count(*) FROM meta WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!((count("first"), count("second")), (0, 0));
+        // the connection is good for the next event
+        store.grouped(|c| write(c, "third")).unwrap();
+        assert_eq!(count("third"), 1);
+    }
 }
