@@ -721,6 +721,25 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_delivery_limit_is_located_and_says_what_to_write() {
+        for (key, hint) in [
+            ("max_attempts", "1: never retry"),
+            ("max_per_minute", "leave it out for no limit"),
+            ("max_concurrent", "1: one at a time"),
+        ] {
+            let text = format!("[notifiers.screen]\ntype = \"console\"\n{key} = 0\n");
+            let c = Config::parse(&text, "a.toml").unwrap();
+            let e = c.build_notifiers(&Registry::new()).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "a.toml:3:1: notifier \"screen\": {key} must be at least 1 ({hint})"
+                )),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn wrong_type_in_a_notifier_names_and_locates_the_key() {
         #[derive(Debug, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
