@@ -71,15 +71,9 @@ trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # --- the receiver ------------------------------------------------------------------
-read -r port ctl <<<"$("$PY" -c 'import socket
-ps = [socket.socket() for _ in range(2)]
-for s in ps: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ps])')"
-"$PY" bench/http-counter.py --port "$port" --control-port "$ctl" --delay-ms "$DELAY" \
-  --ready-file "$work/recv.ready" >"$work/recv.log" 2>&1 &
-recv_pid=$!
-for _ in $(seq 100); do [ -s "$work/recv.ready" ] && break; sleep 0.1; done
-[ -s "$work/recv.ready" ] || die "the receiver did not start: $(cat "$work/recv.log")"
+# shellcheck source=bench/receiver.sh
+. bench/receiver.sh
+start_receiver "$work" "$DELAY"
 stats() { curl -sf "http://127.0.0.1:$ctl/stats${1:-}"; }
 stats_reset() { curl -sf -X DELETE "http://127.0.0.1:$ctl/stats" >/dev/null; }
 

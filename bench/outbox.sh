@@ -49,15 +49,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r port ctl <<<"$("$PY" -c 'import socket
-ps = [socket.socket() for _ in range(2)]
-for s in ps: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ps])')"
-"$PY" bench/http-counter.py --port "$port" --control-port "$ctl" --delay-ms "$DELAY" \
-  --ready-file "$work/recv.ready" >"$work/recv.log" 2>&1 &
-recv_pid=$!
-for _ in $(seq 100); do [ -s "$work/recv.ready" ] && break; sleep 0.1; done
-[ -s "$work/recv.ready" ] || die "the receiver did not start: $(cat "$work/recv.log")"
+# shellcheck source=bench/receiver.sh
+. bench/receiver.sh
+start_receiver "$work" "$DELAY"
 
 # one LIMIT N DIR: one run; prints "rate drained peak_connections"
 one() {
@@ -82,7 +76,7 @@ EOF
 
 : >"$work/results.txt"
 series() { # series LABEL LIMIT N DIR
-  local label=$1 limit=$2 n=$3 dir=$4 rep line rates=() drains=() conns=()
+  local label=$1 limit=$2 n=$3 dir=$4 rep rates=() drains=() conns=()
   for ((rep = 1; rep <= REPS; rep++)); do
     one "$limit" "$n" "$dir" >"$work/one.txt"
     read -r r d c <"$work/one.txt"
