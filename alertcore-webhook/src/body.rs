@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alertcore::{Context, EventKind, Failure, FallbackOf, Format, Severity, Timestamp};
 use minijinja::value::Serde;
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{Environment, ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::error::WebhookError;
@@ -19,7 +19,8 @@ pub(crate) const DOCUMENT_VERSION: &str = "1";
 /// The name templates are registered under (it only shows in error messages).
 const TEMPLATE_NAME: &str = "body";
 
-/// The steps (minijinja's fuel) one render of a template body may take.
+/// The steps (minijinja's fuel) one render of a template body may take (the presets take
+/// a few hundred plus ~50 per failure).
 const TEMPLATE_FUEL: u64 = 2_000_000;
 
 /// A ready-made body for a common receiver, chosen with `preset = "..."`. Each is a
@@ -174,18 +175,14 @@ impl Body {
         vars: TemplateVars,
         json: bool,
     ) -> Result<Self, minijinja::Error> {
-        let mut env = Environment::new();
-        // A misspelt variable must fail loudly (when the template is tried at build
-        // time) rather than send an empty field. Every documented variable is always
-        // defined (`none` where a value is missing), so `{% if x %}` never needs one
-        // that is not.
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // Bodies are JSON or text, not HTML; JSON escaping is explicit, with `tojson`.
-        env.set_auto_escape_callback(|_| AutoEscape::None);
-        // A loop that does not end must not hold the handler: a render gets at most
-        // this many steps (the presets take a few hundred plus ~50 per failure).
-        env.set_fuel(Some(TEMPLATE_FUEL));
-        env.add_filter("tojson", alertcore::template::strict_tojson);
+        // The core's rules: a misspelt variable fails loudly when the template is tried
+        // at build time (every documented variable is always defined, `none` where a
+        // value is missing), nothing is HTML-escaped (JSON escaping is explicit, with
+        // `tojson`), and the filters that make large strings are bounded. A tag too long
+        // for minijinja's parser is refused before it sees it.
+        alertcore::template::check_tags(&source)
+            .map_err(|why| minijinja::Error::new(ErrorKind::SyntaxError, why))?;
+        let mut env = alertcore::template::environment();
         env.add_filter("rfc3339", rfc3339_filter);
         env.add_filter("slack_escape", slack_escape);
         env.add_template_owned(TEMPLATE_NAME, source)?;
@@ -252,10 +249,15 @@ impl Body {
                     topic: &vars.topic,
                     default_body: ctx.format.is_default_body(),
                 };
-                let text = env
-                    .get_template(TEMPLATE_NAME)
-                    .and_then(|t| t.render(minijinja::Value::from(Serde(&data))))
-                    .map_err(WebhookError::Render)?;
+                // a loop that does not end must not hold the handler, nor one that
+                // writes without end fill its memory
+                let text = alertcore::template::render_bounded(
+                    env,
+                    TEMPLATE_NAME,
+                    minijinja::Value::from(Serde(&data)),
+                    TEMPLATE_FUEL,
+                )
+                .map_err(WebhookError::Render)?;
                 if *json {
                     serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|source| {
                         WebhookError::NotJson {
@@ -592,6 +594,37 @@ mod tests {
             .unwrap_err();
         let why = alertcore::chain(&e);
         assert!(why.contains("fuel"), "{why}");
+    }
+
+    /// A few thousand operators in one tag overflowed minijinja's parser stack, which
+    /// aborted the process as the config was loaded; a template that writes without end
+    /// fills memory: both are errors now, as in the core's formats.
+    #[test]
+    fn a_template_too_deep_or_too_large_is_an_error() {
+        let deep = format!("{{{{ {}1 }}}}", "- ".repeat(5000));
+        let e = Body::template(deep, "template".to_owned(), TemplateVars::default(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 1000 bytes"), "{e}");
+
+        let huge = Body::template(
+            "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}".to_owned(),
+            "template".to_owned(),
+            TemplateVars::default(),
+            false,
+        )
+        .unwrap();
+        let (service, failures, _) = samples(false).remove(0);
+        let e = huge
+            .render(
+                &service,
+                &failures,
+                &ctx(EventKind::Failure, "h"),
+                "text/plain",
+            )
+            .unwrap_err();
+        let why = alertcore::chain(&e);
+        assert!(why.contains("MiB of output"), "{why}");
     }
 
     #[test]

@@ -671,24 +671,16 @@ impl Format {
 
     /// Renders template `name` with at most `fuel` steps and [`MAX_RENDER_BYTES`].
     fn render(&self, name: &str, data: &model::Model, fuel: u64) -> Result<String, NotifyError> {
-        // The fuel is per environment: a clone is a few reference counts.
-        let mut env = self.0.env.clone();
-        env.set_fuel(Some(fuel));
-        let mut out = Bounded(Vec::new());
-        env.get_template(name)
-            .and_then(|t| t.render_captured_to(minijinja::Value::from(Serde(data)), &mut out))
-            .map_err(|e| {
-                let why = match e.kind() {
-                    ErrorKind::OutOfFuel => format!(
-                        "takes more than {fuel} steps (a loop that does not end?): {}",
-                        describe(&e)
-                    ),
-                    _ => describe(&e),
-                };
-                NotifyError::config("template", format!("{name} template: {why}"))
-            })?;
-        // minijinja writes whole `str`s, and `Bounded` refuses whole writes
-        Ok(String::from_utf8_lossy(&out.0).into_owned())
+        render_bounded(&self.0.env, name, Value::from(Serde(data)), fuel).map_err(|e| {
+            let why = match e.kind() {
+                ErrorKind::OutOfFuel => format!(
+                    "takes more than {fuel} steps (a loop that does not end?): {}",
+                    describe(&e)
+                ),
+                _ => describe(&e),
+            };
+            NotifyError::config("template", format!("{name} template: {why}"))
+        })
     }
 
     fn one_line_bounded(&self, text: &str, max: usize) -> String {
@@ -703,7 +695,13 @@ impl Format {
 /// without a limit for chains like `- - - 1` or `a ~ b ~ c`: a few thousand of them
 /// overflow a 2 MiB thread stack, which aborts the process. No tag a person writes is
 /// that long; the error names the line.
-fn check_tags(source: &str) -> Result<(), String> {
+///
+/// Transports that compile templates of their own call it before minijinja sees the
+/// source.
+///
+/// # Errors
+/// Which line has the long tag, and what to do about it.
+pub fn check_tags(source: &str) -> Result<(), String> {
     let bytes = source.as_bytes();
     let mut i = 0;
     while i + 1 < bytes.len() {
@@ -782,6 +780,27 @@ fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .windows(needle.len())
         .position(|w| w == needle)
         .map(|p| p + from)
+}
+
+/// Renders template `name` of `env` with `ctx`, taking at most `fuel` steps and writing
+/// at most [`MAX_RENDER_BYTES`]; for transports with templates of their own, as for the
+/// formats.
+///
+/// # Errors
+/// minijinja's error, [`ErrorKind::OutOfFuel`] past the steps.
+pub fn render_bounded(
+    env: &Environment<'static>,
+    name: &str,
+    ctx: Value,
+    fuel: u64,
+) -> Result<String, minijinja::Error> {
+    // The fuel is per environment: a clone is a few reference counts.
+    let mut env = env.clone();
+    env.set_fuel(Some(fuel));
+    let mut out = Bounded(Vec::new());
+    env.get_template(name)?.render_captured_to(ctx, &mut out)?;
+    // minijinja writes whole `str`s, and `Bounded` refuses whole writes
+    Ok(String::from_utf8_lossy(&out.0).into_owned())
 }
 
 /// The steps a render for this alert may take: [`FUEL`] and [`FUEL_PER_ITEM`].
@@ -943,8 +962,12 @@ impl Formats {
     }
 }
 
-/// The environment every format's templates live in.
-fn environment() -> Environment<'static> {
+/// The environment every format's templates live in: a misspelt variable is an error,
+/// nothing is HTML-escaped, `tojson` refuses what is not JSON, and the filters that
+/// make something as large as a number says (`pad`, `indent`, `format`, `slice`,
+/// `batch`) are bounded. Transports with templates of their own start from it, and
+/// render with [`render_bounded`] after [`check_tags`].
+pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     // A misspelt variable must fail when the samples are tried, not send an empty field.
     env.set_undefined_behavior(UndefinedBehavior::Strict);
