@@ -1001,20 +1001,18 @@ pub fn environment() -> Environment<'static> {
 }
 
 fn check_width(filter: &str, n: usize) -> Result<(), minijinja::Error> {
-    if n > MAX_WIDTH {
-        return Err(minijinja::Error::new(
-            ErrorKind::InvalidOperation,
-            format!("{filter}: a width of {n} is more than {MAX_WIDTH}"),
-        ));
-    }
-    Ok(())
+    at_most(filter, "width", n, MAX_WIDTH)
 }
 
 fn check_count(filter: &str, n: usize) -> Result<(), minijinja::Error> {
-    if n > MAX_COUNT {
+    at_most(filter, "count", n, MAX_COUNT)
+}
+
+fn at_most(filter: &str, what: &str, n: usize, max: usize) -> Result<(), minijinja::Error> {
+    if n > max {
         return Err(minijinja::Error::new(
             ErrorKind::InvalidOperation,
-            format!("{filter}: a count of {n} is more than {MAX_COUNT}"),
+            format!("{filter}: a {what} of {n} is more than {max}"),
         ));
     }
     Ok(())
