@@ -1,7 +1,8 @@
 //! `alertctl` end to end: real processes on a real state file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -54,15 +55,20 @@ impl Ctl {
         cmd
     }
 
+    /// [`Ctl::command`] at a given time (`--now`).
+    pub(crate) fn command_at(&self, now: &str, args: &[&str]) -> Command {
+        let mut all = vec!["--now", now];
+        all.extend_from_slice(args);
+        self.command(&all)
+    }
+
     pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run alertctl")
     }
 
     /// Runs at a given time (`--now`).
     pub(crate) fn run_at(&self, now: &str, args: &[&str]) -> Output {
-        let mut all = vec!["--now", now];
-        all.extend_from_slice(args);
-        self.run(&all)
+        self.command_at(now, args).output().expect("run alertctl")
     }
 
     pub(crate) fn json(&self, args: &[&str]) -> Value {
@@ -70,6 +76,42 @@ impl Ctl {
         assert!(out.status.success(), "{}", text(&out));
         serde_json::from_slice(&out.stdout).expect("json output")
     }
+}
+
+/// The arguments of `alertctl failure UNIT` as the `OnFailure=` handler gets them for a
+/// unit whose main process exited with status 1; more options may follow.
+pub(crate) fn failure_args(unit: &str) -> Vec<&str> {
+    vec![
+        "failure",
+        unit,
+        "--result",
+        "exit-code",
+        "--exit-code",
+        "exited",
+        "--exit-status",
+        "1",
+    ]
+}
+
+/// Waits for `child` until `deadline`. Past it, kills (and reaps) the child and returns
+/// `None`: the caller fails the test, saying what did not finish.
+pub(crate) fn wait_or_kill(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits for `child` until `deadline`; kills it and fails the test after that.
+pub(crate) fn wait_until(child: &mut Child, deadline: Instant, what: &str) -> ExitStatus {
+    wait_or_kill(child, deadline).unwrap_or_else(|| panic!("{what} did not finish in time"))
 }
 
 pub(crate) fn text(out: &Output) -> String {
@@ -95,16 +137,7 @@ fn alerts(out: &Output) -> Vec<String> {
 }
 
 fn fail(ctl: &Ctl, now: &str, unit: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "failure",
-        unit,
-        "--result",
-        "exit-code",
-        "--exit-code",
-        "exited",
-        "--exit-status",
-        "1",
-    ];
+    let mut args = failure_args(unit);
     args.extend_from_slice(extra);
     let out = ctl.run_at(now, &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -674,18 +707,9 @@ fn outbox_lists_retries_and_drops_deliveries() {
     assert!(text(&out).contains("nothing due"), "{}", text(&out));
 }
 
+/// `alertctl failure` as [`fail`] runs it, whatever its exit code.
 fn fail_code(ctl: &Ctl, now: &str, unit: &str) -> Output {
-    ctl.run_at(
-        now,
-        &[
-            "failure",
-            unit,
-            "--result",
-            "exit-code",
-            "--exit-status",
-            "1",
-        ],
-    )
+    ctl.run_at(now, &failure_args(unit))
 }
 
 /// After `clear`, the service's next alert is a new incident: it is sent at once, not

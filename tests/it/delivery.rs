@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cli::{Ctl, text};
+use crate::cli::{Ctl, failure_args, text};
 
 /// A keep-alive HTTP/1.1 receiver that answers every POST with 200 after `delay`,
 /// recording the bodies and the most requests it ever had in hand at once.
@@ -90,10 +90,6 @@ fn serve(
             return;
         }
     }
-}
-
-fn failure_args(unit: &str) -> Vec<&str> {
-    vec!["failure", unit, "--result", "exit-code"]
 }
 
 /// The open outbox rows (pending and failed), as `alertctl outbox --json` lists them.

@@ -27,7 +27,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use alertcore::Timestamp;
 use serde_json::Value;
 
-use crate::cli::{Ctl, text};
+use crate::cli::{Ctl, failure_args, text, wait_until};
 
 /// What no process may ever print: the store is meant to queue writers, not fail them.
 const LOCKED: &str = "database is locked";
@@ -93,21 +93,6 @@ fn integrity(path: &Path) -> String {
     open(path)
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity_check")
-}
-
-/// Waits for `child` until `deadline`; kills it and fails the test after that.
-fn wait_until(child: &mut Child, deadline: Instant, what: &str) -> ExitStatus {
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish in time");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Runs `alertctl flush` (with `extra` global options) until `alertctl outbox` is empty;
@@ -294,18 +279,9 @@ fn five_hundred_handlers_at_once_lose_nothing_and_alert_once_per_streak() {
     let (gate_r, gate_w) = std::io::pipe().expect("pipe");
     let mut children = Vec::with_capacity(PROCESSES);
     for (i, unit) in jobs.iter().enumerate() {
-        let inner = ctl.command(&[
-            "failure",
-            unit,
-            "--result",
-            "exit-code",
-            "--exit-code",
-            "exited",
-            "--exit-status",
-            "1",
-            "--invocation-id",
-            &format!("inv-{i:03}"),
-        ]);
+        let invocation = format!("inv-{i:03}");
+        let inner =
+            ctl.command(&[failure_args(unit), vec!["--invocation-id", &invocation]].concat());
         let child = gated(&inner)
             .stdin(gate_r.try_clone().expect("dup the gate"))
             .stdout(File::create(out_dir.join(format!("{i}.out"))).expect("stdout file"))
@@ -606,18 +582,7 @@ fn drive(
         };
         let invocation = format!("inv-{n:05}");
         let args: Vec<&str> = match what {
-            What::Failure => vec![
-                "failure",
-                &unit,
-                "--result",
-                "exit-code",
-                "--exit-code",
-                "exited",
-                "--exit-status",
-                "1",
-                "--invocation-id",
-                &invocation,
-            ],
+            What::Failure => [failure_args(&unit), vec!["--invocation-id", &invocation]].concat(),
             What::Success => vec!["success", &unit],
             What::Flush => vec!["flush"],
         };
@@ -971,16 +936,7 @@ fn a_new_state_file_waits_for_a_concurrent_writer() {
         .execute_batch("BEGIN IMMEDIATE")
         .expect("hold the write lock");
     let mut child = ctl
-        .command(&[
-            "failure",
-            "first.service",
-            "--result",
-            "exit-code",
-            "--exit-code",
-            "exited",
-            "--exit-status",
-            "1",
-        ])
+        .command(&failure_args("first.service"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

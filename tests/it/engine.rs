@@ -333,15 +333,44 @@ mod prediction {
     }
 }
 
-/// Renders what a transport would: the subject by the format in its context.
+/// One call of [`Subjects`]: the notifier's name, the subject, the rule.
+type Call = (String, String, Option<alertcore::RuleRef>);
+
+/// Renders what a transport would: the subject by the format in its context. Records
+/// every call, alert or recovery, and fails its first `fail` calls (retryably).
 #[derive(Debug, Default)]
-struct Subjects(std::sync::Mutex<Vec<(String, String, Option<alertcore::RuleRef>)>>);
+struct Subjects {
+    fail: std::sync::atomic::AtomicUsize,
+    calls: std::sync::Mutex<Vec<Call>>,
+}
+
+impl Subjects {
+    fn failing(n: usize) -> Self {
+        Self {
+            fail: n.into(),
+            ..Self::default()
+        }
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The subjects of every call, in order.
+    fn subjects(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .map(|(_, subject, _)| subject)
+            .collect()
+    }
+}
 
 #[async_trait::async_trait]
 impl Notifier for Subjects {
     fn kind(&self) -> &'static str {
         "subjects"
     }
+    // `success` is the trait's own: it calls this
     async fn failure(
         &self,
         service: &str,
@@ -349,11 +378,22 @@ impl Notifier for Subjects {
         ctx: &Context<'_>,
     ) -> Result<(), NotifyError> {
         let subject = ctx.format.subject(service, failures, ctx)?;
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
             ctx.notifier.to_owned(),
             subject,
             ctx.rule,
         ));
+        let failing = self
+            .fail
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if failing {
+            return Err(NotifyError::transport("subjects", true, "down"));
+        }
         Ok(())
     }
 }
@@ -387,7 +427,7 @@ notify = ["ops", { to = "pager", format = "sms", show_rule_id = true }]
         .host("h1")
         .build();
     engine.failure("web.service", report("1")).await.unwrap();
-    let mut got = probe.0.lock().unwrap().clone();
+    let mut got = probe.calls();
     got.sort_by(|a, b| a.0.cmp(&b.0));
     let rule = Some(alertcore::RuleRef { index: 1, line: 12 });
     assert_eq!(
@@ -615,50 +655,6 @@ fn a_fallback_must_name_another_notifier_and_never_come_back() {
     }
 }
 
-/// Fails its first `n` calls (retryably); records the subject of every call.
-#[derive(Debug, Default)]
-struct Flaky {
-    fail: std::sync::atomic::AtomicUsize,
-    subjects: std::sync::Mutex<Vec<String>>,
-}
-
-impl Flaky {
-    async fn call(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        let subject = ctx.format.subject(service, failures, ctx)?;
-        self.subjects.lock().expect("subjects").push(subject);
-        let failing = self
-            .fail
-            .fetch_update(
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-                |n| n.checked_sub(1),
-            )
-            .is_ok();
-        if failing {
-            return Err(NotifyError::transport("flaky", true, "down"));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl Notifier for Flaky {
-    fn kind(&self) -> &'static str {
-        "flaky"
-    }
-    async fn failure(&self, s: &str, f: &[Failure], ctx: &Context<'_>) -> Result<(), NotifyError> {
-        self.call(s, f, ctx).await
-    }
-    async fn success(&self, s: &str, f: &[Failure], ctx: &Context<'_>) -> Result<(), NotifyError> {
-        self.call(s, f, ctx).await
-    }
-}
-
 #[tokio::test]
 async fn collapse_turns_an_unsent_failure_and_its_recovery_into_one_notice() {
     use std::time::Duration;
@@ -673,10 +669,7 @@ async fn collapse_turns_an_unsent_failure_and_its_recovery_into_one_notice() {
         let text = format!("[notifiers.pager]\ntype = \"console\"\ncollapse = {collapse}\n");
         let config = Config::parse(&text, "t.toml").unwrap();
         let mut notifiers = config.build_notifiers(&Registry::new()).unwrap();
-        let pager = Arc::new(Flaky {
-            fail: 1.into(),
-            ..Flaky::default()
-        });
+        let pager = Arc::new(Subjects::failing(1));
         notifiers[0].notifier = pager.clone();
         let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
         let engine = Engine::builder(store())
@@ -690,7 +683,7 @@ async fn collapse_turns_an_unsent_failure_and_its_recovery_into_one_notice() {
         engine.success("web.service").await.unwrap();
         clock.advance(Duration::from_secs(60));
         engine.flush().await.unwrap();
-        let subjects = pager.subjects.lock().unwrap().clone();
+        let subjects = pager.subjects();
         let sent: Vec<&str> = subjects[1..].iter().map(String::as_str).collect();
         if collapse {
             assert_eq!(
