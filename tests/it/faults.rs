@@ -29,9 +29,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use alertcore::outbox::FIRST_BACKOFF;
 use serde_json::Value;
 
-use crate::cli::{Ctl, text};
+use crate::cli::{Ctl, failure_args, text, wait_or_kill};
 
 /// When the failure happens (`--now`); later steps are offsets from it.
 const T0: &str = "2026-11-23T10:00:00Z";
@@ -69,26 +70,57 @@ impl Case {
 
     /// `alertctl failure` of [`UNIT`] at [`T0`], returning within [`WAIT`].
     fn failure(&self) -> Output {
-        let mut cmd = self.ctl.command(&[
-            "--now",
-            T0,
-            "failure",
-            UNIT,
-            "--result",
-            "exit-code",
-            "--exit-code",
-            "exited",
-            "--exit-status",
-            "1",
-        ]);
+        let mut cmd = self.ctl.command_at(T0, &failure_args(UNIT));
         bounded(&mut cmd, self.ctl.dir.path())
     }
 
     /// `alertctl flush` at `secs` after [`T0`], returning within [`WAIT`].
     fn flush(&self, secs: u64) -> Output {
-        let now = at(secs);
-        let mut cmd = self.ctl.command(&["--now", &now, "flush"]);
+        let mut cmd = self.ctl.command_at(&at(secs), &["flush"]);
         bounded(&mut cmd, self.ctl.dir.path())
+    }
+
+    /// [`Case::failure`], whose alert to `notifier` fails with `error` and is left to
+    /// the outbox: the handler says it will retry, and
+    /// [`Case::assert_first_attempt_pending`]. Returns the handler's output and the
+    /// row, for the checks particular to the fault.
+    fn failure_left_for_retry(&self, notifier: &str, error: &str) -> (Output, Value) {
+        let out = self.failure();
+        assert_will_retry(&out, notifier);
+        let row = self.assert_first_attempt_pending(notifier, error);
+        (out, row)
+    }
+
+    /// After the failure at [`T0`]: `notifier`'s row is the only one in the outbox,
+    /// pending after one attempt that failed with `error`, its retry planned no sooner
+    /// than [`FIRST_BACKOFF`] later; and [`Case::assert_recorded_and_neighbour_served`].
+    /// Returns the row.
+    fn assert_first_attempt_pending(&self, notifier: &str, error: &str) -> Value {
+        let row = self.only_outbox_row(notifier);
+        assert_pending(&row, 1, error, 0, FIRST_BACKOFF);
+        self.assert_recorded_and_neighbour_served();
+        row
+    }
+
+    /// `alertctl flush` a minute after [`T0`], when the first retry is due, which fails
+    /// again with `error`: the handler says it will retry, and the row is pending after
+    /// two attempts, the next planned no sooner than twice [`FIRST_BACKOFF`] later.
+    /// Returns the row.
+    fn first_retry_fails(&self, notifier: &str, error: &str) -> Value {
+        let out = self.flush(60);
+        assert_will_retry(&out, notifier);
+        let row = self.only_outbox_row(notifier);
+        assert_pending(&row, 2, error, 60, 2 * FIRST_BACKOFF);
+        row
+    }
+
+    /// `alertctl flush` at `secs` after [`T0`] succeeds, and [`Case::assert_delivered`].
+    /// Returns the flush's output.
+    fn flush_delivers(&self, secs: u64, notifier: &str, attempts: u32) -> Output {
+        let out = self.flush(secs);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        self.assert_delivered(notifier, attempts);
+        out
     }
 
     /// The pending and failed rows (`alertctl outbox --json`).
@@ -304,21 +336,12 @@ fn bounded(cmd: &mut Command, dir: &Path) -> Output {
         .stderr(Stdio::from(stderr))
         .spawn()
         .expect("run alertctl");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for alertctl") {
-            break status;
-        }
-        if start.elapsed() > WAIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "alertctl did not return within {WAIT:?}: {}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_or_kill(&mut child, Instant::now() + WAIT).unwrap_or_else(|| {
+        panic!(
+            "alertctl did not return within {WAIT:?}: {}",
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        )
+    });
     Output {
         status,
         stdout: std::fs::read(&out_path).unwrap_or_default(),
@@ -368,18 +391,11 @@ mod smtp {
     fn server_down_then_up_is_delivered_once_after_outbox_retry() {
         let port = free_port(); // nothing listens there now
         let case = Case::new(&mail(port, "5s"));
-        let out = case.failure();
-        assert_will_retry(&out, "mail");
-        let row = case.only_outbox_row("mail");
-        assert_pending(
-            &row,
-            1,
+        let (out, _) = case.failure_left_for_retry(
+            "mail",
             &format!("cannot connect to 127.0.0.1:{port}: Connection refused"),
-            0,
-            alertcore::outbox::FIRST_BACKOFF,
         );
         assert!(text(&out).contains("Connection refused"), "{}", text(&out));
-        case.assert_recorded_and_neighbour_served();
         let s = case.status();
         assert_eq!(s["services"][0]["pending_deliveries"], 1, "{s:#}");
 
@@ -390,14 +406,12 @@ mod smtp {
         let out = case.ctl.run_at(&at(5), &["outbox", "retry", "--all"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert!(text(&out).contains("1 delivery due now"), "{}", text(&out));
-        let out = case.flush(5);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let out = case.flush_delivers(5, "mail", 2);
         assert!(
             report_line(&out, "mail").ends_with("): delivered from the outbox"),
             "{}",
             text(&out)
         );
-        case.assert_delivered("mail", 2);
         assert_one_mail(&sink);
     }
 
@@ -413,25 +427,16 @@ mod smtp {
             return;
         };
         let case = Case::new(&mail(sink.port(), "5s"));
-        let out = case.failure();
-        assert_will_retry(&out, "mail");
-        let row = case.only_outbox_row("mail");
-        assert_pending(&row, 1, "421", 0, alertcore::outbox::FIRST_BACKOFF);
-        case.assert_recorded_and_neighbour_served();
+        case.failure_left_for_retry("mail", "421");
 
         // not due yet: nothing is sent
         assert_sent_nothing(&case.flush(10));
         assert_eq!(case.only_outbox_row("mail")["attempts"], 1);
 
-        let out = case.flush(60);
-        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-        let row = case.only_outbox_row("mail");
-        assert_pending(&row, 2, "451", 60, 2 * alertcore::outbox::FIRST_BACKOFF);
+        case.first_retry_fails("mail", "451");
         assert!(sink.messages().is_empty(), "a deferred mail is not stored");
 
-        let out = case.flush(180);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("mail", 3);
+        case.flush_delivers(180, "mail", 3);
         assert_one_mail(&sink);
     }
 
@@ -498,21 +503,14 @@ mod smtp {
         let port = listener.local_addr().expect("addr").port();
         let server = drop_connections(listener, vec![Cut::ResetAfterGreeting, Cut::CloseAtOnce]);
         let case = Case::new(&mail(port, "5s"));
-        let out = case.failure();
-        assert_will_retry(&out, "mail");
         let here = format!("127.0.0.1:{port}");
-        let row = case.only_outbox_row("mail");
-        assert_pending(&row, 1, &here, 0, alertcore::outbox::FIRST_BACKOFF);
+        let (_, row) = case.failure_left_for_retry("mail", &here);
         assert!(
             str_of(&row["error"]).contains("Connection reset by peer"),
             "{row:#}"
         );
-        case.assert_recorded_and_neighbour_served();
 
-        let out = case.flush(60);
-        assert_will_retry(&out, "mail");
-        let row = case.only_outbox_row("mail");
-        assert_pending(&row, 2, &here, 60, 2 * alertcore::outbox::FIRST_BACKOFF);
+        let row = case.first_retry_fails("mail", &here);
         assert!(
             str_of(&row["error"]).contains("incomplete response"),
             "{row:#}"
@@ -522,9 +520,7 @@ mod smtp {
         let Some(sink) = SmtpSink::try_start(SinkOptions::plain().port(port)) else {
             return;
         };
-        let out = case.flush(300);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("mail", 3);
+        case.flush_delivers(300, "mail", 3);
         assert_one_mail(&sink);
     }
 
@@ -534,25 +530,16 @@ mod smtp {
         let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = silent.local_addr().expect("addr").port();
         let case = Case::new(&mail(port, "1s"));
-        let out = case.failure();
-        assert_will_retry(&out, "mail");
-        let row = case.only_outbox_row("mail");
-        assert_pending(
-            &row,
-            1,
+        case.failure_left_for_retry(
+            "mail",
             &format!("no answer from 127.0.0.1:{port} within 1s"),
-            0,
-            alertcore::outbox::FIRST_BACKOFF,
         );
-        case.assert_recorded_and_neighbour_served();
 
         drop(silent);
         let Some(sink) = SmtpSink::try_start(SinkOptions::plain().port(port)) else {
             return;
         };
-        let out = case.flush(60);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("mail", 2);
+        case.flush_delivers(60, "mail", 2);
         assert_one_mail(&sink);
     }
 }
@@ -678,6 +665,18 @@ mod http {
             let doc = ok[0].body.as_ref().expect("a JSON body");
             assert_eq!(doc["service"], UNIT, "{doc:#}");
             assert_eq!(doc["event"], "failure", "{doc:#}");
+        }
+
+        /// The server took `steps`, in order, one a request, and
+        /// [`FaultServer::assert_delivered_once`].
+        fn assert_steps_then_delivered_once(&self, steps: &[Step]) {
+            assert_eq!(
+                self.steps(),
+                steps,
+                "the requests and what was done with them: {:#?}",
+                self.seen()
+            );
+            self.assert_delivered_once();
         }
     }
 
@@ -864,26 +863,11 @@ mod http {
         let server = FaultServer::start([Step::Status(500, None)]);
         // no retry inside the delivery: the outbox does it
         let case = Case::new(&hook(&server, "retries = 0"));
-        let out = case.failure();
-        assert_will_retry(&out, "hook");
-        let row = case.only_outbox_row("hook");
-        assert_pending(
-            &row,
-            1,
-            "answered 500 Internal Server Error",
-            0,
-            alertcore::outbox::FIRST_BACKOFF,
-        );
-        case.assert_recorded_and_neighbour_served();
+        case.failure_left_for_retry("hook", "answered 500 Internal Server Error");
 
-        let out = case.flush(60);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("hook", 2);
-        assert_eq!(
-            server.steps(),
-            [Step::Status(500, None), Step::Status(200, None)]
-        );
-        server.assert_delivered_once();
+        case.flush_delivers(60, "hook", 2);
+        server
+            .assert_steps_then_delivered_once(&[Step::Status(500, None), Step::Status(200, None)]);
     }
 
     #[test]
@@ -894,11 +878,8 @@ mod http {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         case.assert_recorded_and_neighbour_served();
         case.assert_delivered("hook", 1);
-        assert_eq!(
-            server.steps(),
-            [Step::Status(500, None), Step::Status(200, None)]
-        );
-        server.assert_delivered_once();
+        server
+            .assert_steps_then_delivered_once(&[Step::Status(500, None), Step::Status(200, None)]);
     }
 
     /// With the default settings (`retries = 2`, `max_retry_after = "30s"`) a
@@ -925,14 +906,11 @@ mod http {
         assert_sent_nothing(&case.flush(300));
         assert_eq!(server.steps().len(), 1);
 
-        let out = case.flush(601);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("hook", 2);
-        assert_eq!(
-            server.steps(),
-            [Step::Status(429, Some("600")), Step::Status(200, None)]
-        );
-        server.assert_delivered_once();
+        case.flush_delivers(601, "hook", 2);
+        server.assert_steps_then_delivered_once(&[
+            Step::Status(429, Some("600")),
+            Step::Status(200, None),
+        ]);
     }
 
     /// A `Retry-After` within `max_retry_after` is waited for inside the delivery.
@@ -944,38 +922,34 @@ mod http {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         case.assert_recorded_and_neighbour_served();
         case.assert_delivered("hook", 1);
-        assert_eq!(
-            server.steps(),
-            [Step::Status(429, Some("1")), Step::Status(200, None)]
-        );
-        server.assert_delivered_once();
+        server.assert_steps_then_delivered_once(&[
+            Step::Status(429, Some("1")),
+            Step::Status(200, None),
+        ]);
     }
 
-    #[test]
-    fn a_receiver_that_never_answers_times_out_and_is_retried() {
-        let server = FaultServer::start([Step::Hang]);
+    /// The receiver's first answer does not come within the webhook's `timeout`
+    /// (`first`): the handler returns all the same, the row waits for its retry, and the
+    /// retry is delivered.
+    fn assert_timed_out_then_retried(first: Step) {
+        let server = FaultServer::start([first.clone()]);
         let case = Case::new(&hook(
             &server,
             &format!("retries = 0\ntimeout = \"{TIMEOUT}\""),
         ));
         // `bounded`: the handler returns (within the webhook's timeout, give or take)
-        let out = case.failure();
-        assert_will_retry(&out, "hook");
-        let row = case.only_outbox_row("hook");
-        assert_pending(
-            &row,
-            1,
+        case.failure_left_for_retry(
+            "hook",
             &format!("no answer from http://127.0.0.1:{} within 1s", server.port),
-            0,
-            alertcore::outbox::FIRST_BACKOFF,
         );
-        case.assert_recorded_and_neighbour_served();
 
-        let out = case.flush(60);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("hook", 2);
-        assert_eq!(server.steps(), [Step::Hang, Step::Status(200, None)]);
-        server.assert_delivered_once();
+        case.flush_delivers(60, "hook", 2);
+        server.assert_steps_then_delivered_once(&[first, Step::Status(200, None)]);
+    }
+
+    #[test]
+    fn a_receiver_that_never_answers_times_out_and_is_retried() {
+        assert_timed_out_then_retried(Step::Hang);
     }
 
     /// While the webhook waits for its receiver, the `file` notifier next to it has
@@ -987,16 +961,7 @@ mod http {
         let case = Case::new(&hook(&server, "retries = 0\ntimeout = \"60s\""));
         let mut child = case
             .ctl
-            .command(&[
-                "--now",
-                T0,
-                "failure",
-                UNIT,
-                "--result",
-                "exit-code",
-                "--exit-status",
-                "1",
-            ])
+            .command_at(T0, &failure_args(UNIT))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -1015,65 +980,28 @@ mod http {
         assert_eq!(server.steps(), [Step::Hang]);
 
         server.release();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if start.elapsed() > WAIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("alertctl did not return after the receiver hung up");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_or_kill(&mut child, Instant::now() + WAIT).unwrap_or_else(|| {
+            panic!("alertctl did not return within {WAIT:?} after the receiver hung up")
+        });
         assert_eq!(status.code(), Some(3));
-        let row = case.only_outbox_row("hook");
-        assert_pending(
-            &row,
-            1,
+        let row = case.assert_first_attempt_pending(
+            "hook",
             &format!("the exchange with http://127.0.0.1:{} failed", server.port),
-            0,
-            alertcore::outbox::FIRST_BACKOFF,
         );
         assert!(
             str_of(&row["error"]).contains("connection closed before message completed"),
             "{row:#}"
         );
-        case.assert_recorded_and_neighbour_served();
 
-        let out = case.flush(60);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("hook", 2);
-        server.assert_delivered_once();
+        case.flush_delivers(60, "hook", 2);
+        server.assert_steps_then_delivered_once(&[Step::Hang, Step::Status(200, None)]);
     }
 
     /// Slow-loris: the status line comes, then a header byte by byte, forever. The
     /// webhook's `timeout` bounds the whole exchange, not each read.
     #[test]
     fn slow_loris_headers_are_bounded_by_the_timeout() {
-        let server = FaultServer::start([Step::SlowHeaders]);
-        let case = Case::new(&hook(
-            &server,
-            &format!("retries = 0\ntimeout = \"{TIMEOUT}\""),
-        ));
-        let out = case.failure();
-        assert_will_retry(&out, "hook");
-        let row = case.only_outbox_row("hook");
-        assert_pending(
-            &row,
-            1,
-            &format!("no answer from http://127.0.0.1:{} within 1s", server.port),
-            0,
-            alertcore::outbox::FIRST_BACKOFF,
-        );
-        case.assert_recorded_and_neighbour_served();
-
-        let out = case.flush(60);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("hook", 2);
-        assert_eq!(server.steps(), [Step::SlowHeaders, Step::Status(200, None)]);
-        server.assert_delivered_once();
+        assert_timed_out_then_retried(Step::SlowHeaders);
     }
 
     /// Slow-loris in the body: a 500 whose explanation never ends is still a 500 (the
@@ -1086,21 +1014,10 @@ mod http {
             &server,
             &format!("retries = 0\ntimeout = \"{TIMEOUT}\""),
         ));
-        let out = case.failure();
-        assert_will_retry(&out, "hook");
-        let row = case.only_outbox_row("hook");
-        assert_pending(
-            &row,
-            1,
-            "answered 500 Internal Server Error",
-            0,
-            alertcore::outbox::FIRST_BACKOFF,
-        );
-        case.assert_recorded_and_neighbour_served();
+        case.failure_left_for_retry("hook", "answered 500 Internal Server Error");
 
-        let out = case.flush(60);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("hook", 2);
+        case.flush_delivers(60, "hook", 2);
+        // not `assert_steps_then_delivered_once`: it counts only `Step::Status` as accepted
         assert_eq!(server.steps(), [Step::SlowBody(500), Step::SlowBody(200)]);
         assert!(
             server.seen()[1]
@@ -1115,36 +1032,27 @@ mod http {
     fn reset_and_closed_connections_are_retried() {
         let server = FaultServer::start([Step::Reset, Step::Close]);
         let case = Case::new(&hook(&server, "retries = 0"));
-        let out = case.failure();
-        assert_will_retry(&out, "hook");
         let exchange = format!("the exchange with http://127.0.0.1:{} failed", server.port);
-        let row = case.only_outbox_row("hook");
-        assert_pending(&row, 1, &exchange, 0, alertcore::outbox::FIRST_BACKOFF);
+        let (_, row) = case.failure_left_for_retry("hook", &exchange);
         // the reset meets the client reading the answer, or still writing the body
         let error = str_of(&row["error"]);
         assert!(
             error.contains("Connection reset by peer") || error.contains("Broken pipe"),
             "{row:#}"
         );
-        case.assert_recorded_and_neighbour_served();
 
-        let out = case.flush(60);
-        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-        let row = case.only_outbox_row("hook");
-        assert_pending(&row, 2, &exchange, 60, 2 * alertcore::outbox::FIRST_BACKOFF);
+        let row = case.first_retry_fails("hook", &exchange);
         assert!(
             str_of(&row["error"]).contains("connection closed before message completed"),
             "{row:#}"
         );
 
-        let out = case.flush(300);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_delivered("hook", 3);
-        assert_eq!(
-            server.steps(),
-            [Step::Reset, Step::Close, Step::Status(200, None)]
-        );
-        server.assert_delivered_once();
+        case.flush_delivers(300, "hook", 3);
+        server.assert_steps_then_delivered_once(&[
+            Step::Reset,
+            Step::Close,
+            Step::Status(200, None),
+        ]);
     }
 
     /// The engine's `delivery_timeout` is the last bound: a transport allowed to wait
@@ -1224,8 +1132,7 @@ mod http {
                 .expect("outbox")
                 .is_empty()
         );
-        assert_eq!(server.steps(), [Step::Hang, Step::Status(200, None)]);
-        server.assert_delivered_once();
+        server.assert_steps_then_delivered_once(&[Step::Hang, Step::Status(200, None)]);
     }
 
     #[test]
