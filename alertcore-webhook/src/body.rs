@@ -573,11 +573,10 @@ mod tests {
         assert!(critical.get("endsAt").is_none(), "{v:#}");
     }
 
-    #[test]
-    fn a_template_that_never_ends_is_stopped() {
+    /// Why a text template fails to render for a sample failure.
+    fn render_error(source: &str) -> String {
         let body = Body::template(
-            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
-                .to_owned(),
+            source.to_owned(),
             "template".to_owned(),
             TemplateVars::default(),
             false,
@@ -592,7 +591,14 @@ mod tests {
                 "text/plain",
             )
             .unwrap_err();
-        let why = alertcore::chain(&e);
+        alertcore::chain(&e)
+    }
+
+    #[test]
+    fn a_template_that_never_ends_is_stopped() {
+        let why = render_error(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        );
         assert!(why.contains("fuel"), "{why}");
     }
 
@@ -606,24 +612,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("more than 1000 bytes"), "{e}");
-
-        let huge = Body::template(
-            "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}".to_owned(),
-            "template".to_owned(),
-            TemplateVars::default(),
-            false,
-        )
-        .unwrap();
-        let (service, failures, _) = samples(false).remove(0);
-        let e = huge
-            .render(
-                &service,
-                &failures,
-                &ctx(EventKind::Failure, "h"),
-                "text/plain",
-            )
-            .unwrap_err();
-        let why = alertcore::chain(&e);
+        let why = render_error("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}");
         assert!(why.contains("MiB of output"), "{why}");
     }
 
