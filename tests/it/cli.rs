@@ -78,6 +78,14 @@ impl Ctl {
     }
 }
 
+/// `PRAGMA integrity_check` of the state file at `path` ("ok" when sound).
+pub(crate) fn integrity(path: &std::path::Path) -> String {
+    rusqlite::Connection::open(path)
+        .expect("open the state file")
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check")
+}
+
 /// The arguments of `alertctl failure UNIT` as the `OnFailure=` handler gets them for a
 /// unit whose main process exited with status 1; more options may follow.
 pub(crate) fn failure_args(unit: &str) -> Vec<&str> {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use alertcore::Timestamp;
 use serde_json::Value;
 
-use crate::cli::{Ctl, failure_args, text, wait_until};
+use crate::cli::{Ctl, failure_args, integrity, text, wait_until};
 
 /// What no process may ever print: the store is meant to queue writers, not fail them.
 const LOCKED: &str = "database is locked";
@@ -87,12 +87,6 @@ fn open(path: &Path) -> rusqlite::Connection {
     conn.busy_timeout(Duration::from_secs(30))
         .expect("busy_timeout");
     conn
-}
-
-fn integrity(path: &Path) -> String {
-    open(path)
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity_check")
 }
 
 /// Runs `alertctl flush` (with `extra` global options) until `alertctl outbox` is empty;

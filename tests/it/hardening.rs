@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use alertcore::{Config, Registry};
 use serde_json::Value;
 
-use crate::cli::{Ctl, text};
+use crate::cli::{Ctl, failure_args, integrity, text};
 use crate::peers::{SinkOptions, SmtpSink, free_port, header, wait_until};
 use crate::syslog::Rsyslog;
 
@@ -234,15 +234,8 @@ fn secrets_never_appear_in_output_logs_state_or_debug() {
         record(&format!("notify-test {n}"), &run(&["notify-test", n]), &[3]);
     }
     let trace_arg = format!("--trace={}", trace.display());
-    let args = [
-        trace_arg.as_str(),
-        "failure",
-        "backup.service",
-        "--result",
-        "exit-code",
-        "--exit-status",
-        "1",
-    ];
+    let mut args = vec![trace_arg.as_str()];
+    args.extend(failure_args("backup.service"));
     record("failure", &run(&args), &[3]);
     record("failure again", &run(&args), &[0, 3]);
     record("status", &run(&["status"]), &[0]);
@@ -659,12 +652,6 @@ fn namespaces_work() -> Result<(), String> {
 
 fn open(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).expect("open state")
-}
-
-fn integrity(path: &Path) -> String {
-    open(path)
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity_check")
 }
 
 fn failures_of(path: &Path, service: &str) -> i64 {

@@ -25,7 +25,7 @@ use alertcore_webhook::{WebhookConfig, WebhookError, WebhookNotifier};
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
-use crate::cli::{Ctl, text};
+use crate::cli::{Ctl, failure_args, text};
 use crate::peers::{certs, free_port, wait_until};
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -1089,14 +1089,7 @@ fn alertctl_failure_reports_a_refused_webhook_without_its_secrets() {
         sink.url("/status/403/s3cret-path")
     ));
     let out = ctl
-        .command(&[
-            "failure",
-            "backup.service",
-            "--result",
-            "exit-code",
-            "--exit-status",
-            "1",
-        ])
+        .command(&failure_args("backup.service"))
         .env("ALERTCORE_TEST_WEBHOOK_TOKEN", "cli-t0ken")
         .output()
         .expect("run alertctl");
@@ -1126,17 +1119,7 @@ fn the_outbox_delivers_in_order_once_the_receiver_is_back() {
     let ctl = Ctl::with_config(&format!(
         "[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n"
     ));
-    let out = ctl.run_at(
-        "2026-11-23T10:00:00Z",
-        &[
-            "failure",
-            "web.service",
-            "--result",
-            "exit-code",
-            "--exit-status",
-            "1",
-        ],
-    );
+    let out = ctl.run_at("2026-11-23T10:00:00Z", &failure_args("web.service"));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         text(&out).contains("not delivered, will retry at "),
@@ -1185,19 +1168,7 @@ fn the_next_event_for_a_notifier_sends_its_due_retries() {
     let ctl = Ctl::with_config(&format!(
         "[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n"
     ));
-    let fail = |now: &str, unit: &str| {
-        ctl.run_at(
-            now,
-            &[
-                "failure",
-                unit,
-                "--result",
-                "exit-code",
-                "--exit-status",
-                "1",
-            ],
-        )
-    };
+    let fail = |now: &str, unit: &str| ctl.run_at(now, &failure_args(unit));
     let out = fail("2026-11-23T10:00:00Z", "web.service");
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let Some(sink) = HttpSink::try_start_on(port) else {
