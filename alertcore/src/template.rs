@@ -160,7 +160,7 @@ const FUEL: u64 = 100_000;
 const FUEL_PER_ITEM: u64 = 1_000;
 
 /// The most bytes one render may write, so that a loop cannot write without end.
-const MAX_RENDER_BYTES: usize = 64 << 20;
+pub const MAX_RENDER_BYTES: usize = 64 << 20;
 
 /// The largest width `pad`, `indent`, `tojson`'s indent and `format`'s width and
 /// precision take: each makes one string of that many characters per use.
@@ -171,7 +171,7 @@ const MAX_COUNT: usize = 100_000;
 
 /// The most bytes of one `{{ ... }}` or `{% ... %}` tag, not counting its string
 /// literals: see [`check_tags`].
-const MAX_TAG_BYTES: usize = 1_000;
+pub const MAX_TAG_BYTES: usize = 1_000;
 
 /// The template settings a notifier table, a `[formats.NAME]` table or a rule
 /// recipient may carry (see the [module documentation](self)).
