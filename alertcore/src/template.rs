@@ -457,23 +457,45 @@ impl Format {
                 format!("`{}`: template error: {why}", origin.key()),
             )
         };
-        check_tags(&resolved.subject).map_err(|why| long_tag(&resolved.subject_origin, why))?;
-        env.add_template_owned("subject", resolved.subject.clone())
-            .map_err(|e| compile_error(&resolved.subject_origin, e))?;
+        let mut sources = vec![(
+            "subject",
+            resolved.subject.clone(),
+            &resolved.subject_origin,
+        )];
         if let BodySource::Template(b) = &resolved.body {
-            check_tags(b).map_err(|why| long_tag(&resolved.body_origin, why))?;
-            env.add_template_owned("body", b.clone())
-                .map_err(|e| compile_error(&resolved.body_origin, e))?;
+            sources.push(("body", b.clone(), &resolved.body_origin));
         }
         if resolved.line == LineSource::Full {
-            env.add_template_owned("line", builtin::FULL_LINE.to_owned())
-                .map_err(|e| compile_error(&Origin::Builtin("full"), e))?;
+            let full = &Origin::Builtin("full");
+            sources.push(("line", builtin::FULL_LINE.to_owned(), full));
         }
+        // A configured template is compiled (and checked) now. A built-in one, known to
+        // compile, only when first rendered: a handler process renders one or two of
+        // them, and compiling `full`'s body costs as much as the rest of the start-up.
         let mut uses_journal = false;
-        for name in ["subject", "body", "line"] {
-            if let Ok(t) = env.get_template(name) {
-                uses_journal |= t.undeclared_variables(false).contains("journal");
+        let mut lazy = Vec::new();
+        for (name, source, origin) in sources {
+            if let Origin::Builtin(_) = origin {
+                // the built-ins name `journal` only as the variable (tested)
+                uses_journal |= source.contains("journal");
+                lazy.push((name, source));
+                continue;
             }
+            check_tags(&source).map_err(|why| long_tag(origin, why))?;
+            env.add_template_owned(name, source)
+                .map_err(|e| compile_error(origin, e))?;
+            let t = env
+                .get_template(name)
+                .map_err(|e| compile_error(origin, e))?;
+            uses_journal |= t.undeclared_variables(false).contains("journal");
+        }
+        if !lazy.is_empty() {
+            env.set_loader(move |name| {
+                Ok(lazy
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, source)| source.clone()))
+            });
         }
         let format = Format(Arc::new(Inner {
             resolved,
@@ -794,6 +816,9 @@ pub fn render_bounded(
     ctx: Value,
     fuel: u64,
 ) -> Result<String, minijinja::Error> {
+    // Load (compile) a template the loader gives in `env` itself, so that it is compiled
+    // once: what the clone below loads would stay in the clone.
+    env.get_template(name)?;
     // The fuel is per environment: a clone is a few reference counts.
     let mut env = env.clone();
     env.set_fuel(Some(fuel));

@@ -125,6 +125,45 @@ fn full_body_ends_with_the_journal_when_there_is_one() {
     assert!(!Format::builtin("short").unwrap().uses_journal());
 }
 
+/// A built-in template is compiled at its first render, into the format's own
+/// environment: not again at every render (each renders in a clone of it).
+#[test]
+fn a_builtin_template_is_compiled_once() {
+    let f = Format::build(Resolved::builtin("full").unwrap(), false).unwrap();
+    let loaded = |f: &Format| {
+        let mut names: Vec<String> = f.0.env.templates().map(|(n, _)| n.to_owned()).collect();
+        names.sort();
+        names
+    };
+    assert!(loaded(&f).is_empty(), "{:?}", loaded(&f));
+    let (h, c) = (history(None), ctx(EventKind::Failure, &f));
+    f.subject("backup.service", &h, &c).unwrap();
+    assert_eq!(loaded(&f), ["subject"]);
+    f.subject_and_body("backup.service", &h, &c).unwrap();
+    assert_eq!(loaded(&f), ["body", "subject"]);
+}
+
+/// A built-in template is compiled when first rendered, and whether it uses the journal
+/// is read from its text then: that must be what the compiled template says.
+#[test]
+fn the_builtins_name_journal_only_as_the_variable() {
+    for source in [
+        builtin::FULL_SUBJECT,
+        builtin::FULL_LINE,
+        builtin::FULL_BODY,
+        builtin::SHORT,
+    ] {
+        let mut env = environment();
+        env.add_template("t", source).unwrap();
+        let analysed = env
+            .get_template("t")
+            .unwrap()
+            .undeclared_variables(false)
+            .contains("journal");
+        assert_eq!(source.contains("journal"), analysed, "{source}");
+    }
+}
+
 #[test]
 fn show_rule_id_names_the_rule() {
     let f = compile("show_rule_id = true").unwrap();
