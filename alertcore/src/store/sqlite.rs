@@ -53,6 +53,9 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
 }
 
+/// Prepared statements kept per connection: more than this store has.
+const STATEMENT_CACHE: usize = 64;
+
 /// At most this many events share one commit.
 const MAX_GROUP: usize = 64;
 
@@ -208,6 +211,9 @@ impl SqliteStore {
     fn init(&self) -> Result<(), StoreError> {
         let mut conn = self.lock();
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // rusqlite keeps 16 statements by default; the engine's hot path alone uses more,
+        // and an evicted statement is compiled again at its next use.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // The bundled SQLite is built with SQLITE_ENABLE_STAT4, under which a statement
         // whose plan may depend on a bound value (the history query: `= ?1 ORDER BY id`)
         // is compiled again at every new binding, statement cache or not. Our plans never
