@@ -890,13 +890,6 @@ mod tests {
             .unwrap()
     }
 
-    /// Waits until a thread is queued for the store's connection.
-    fn until_someone_waits(store: &SqliteStore) {
-        while store.wanting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            std::thread::yield_now();
-        }
-    }
-
     /// Two events applied at once share one commit: the first, finding the second
     /// waiting for the connection, leaves the transaction open for it; the second
     /// commits both. Both return only then, and both are stored.
@@ -905,19 +898,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
         let before = store.lock().groups;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::scope(|s| {
-            let first = s.spawn(|| {
-                apply_with(&store, "a", || {
-                    tx.send(()).unwrap();
-                    until_someone_waits(&store);
-                })
-            });
-            rx.recv().unwrap();
-            let second = s.spawn(|| apply_with(&store, "b", || {}));
-            first.join().unwrap();
-            second.join().unwrap();
-        });
+        let (a, b) = store.two_at_once(
+            |inside| apply_with(&store, "a", inside),
+            || apply_with(&store, "b", || {}),
+        );
+        a.unwrap();
+        b.unwrap();
         assert_eq!(store.lock().groups - before, 1, "one group transaction");
         drop(store);
         let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
@@ -932,19 +918,12 @@ mod tests {
     fn a_panicking_event_does_not_take_its_group_down() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::scope(|s| {
-            let first = s.spawn(|| {
-                apply_with(&store, "good", || {
-                    tx.send(()).unwrap();
-                    until_someone_waits(&store);
-                })
-            });
-            rx.recv().unwrap();
-            let second = s.spawn(|| apply_with(&store, "bad", || panic!("policy bug")));
-            first.join().unwrap();
-            assert!(second.join().is_err());
-        });
+        let (good, bad) = store.two_at_once(
+            |inside| apply_with(&store, "good", inside),
+            || apply_with(&store, "bad", || panic!("policy bug")),
+        );
+        good.unwrap();
+        assert!(bad.is_err());
         assert!(store.state("good").unwrap().is_some());
         assert!(store.state("bad").unwrap().is_none());
         apply_with(&store, "bad", || {});

@@ -405,6 +405,32 @@ impl SqliteStore {
         shared.outcome(id)?;
         Ok(out)
     }
+
+    /// Runs `first` and `second` on two threads so that they meet in one group
+    /// transaction: `first` gets a hook to call inside its transaction, which returns once
+    /// `second` has started and waits for the connection. The threads' results, panics
+    /// included.
+    #[cfg(test)]
+    pub(super) fn two_at_once<A: Send, B: Send>(
+        &self,
+        first: impl FnOnce(&dyn Fn()) -> A + Send,
+        second: impl FnOnce() -> B + Send,
+    ) -> (std::thread::Result<A>, std::thread::Result<B>) {
+        let (started, wait) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let first = s.spawn(move || {
+                first(&|| {
+                    started.send(()).unwrap();
+                    while self.wanting.load(Ordering::SeqCst) == 0 {
+                        std::thread::yield_now();
+                    }
+                })
+            });
+            wait.recv().unwrap();
+            let second = s.spawn(second);
+            (first.join(), second.join())
+        })
+    }
 }
 
 /// `PRAGMA journal_mode = WAL`, waiting for other connections like `busy_timeout` would.
@@ -1254,27 +1280,22 @@ mod tests {
             tx.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [key])?;
             Ok::<_, StoreError>(())
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (first, second) = std::thread::scope(|s| {
-            let first = s.spawn(|| {
+        let (first, second) = store.two_at_once(
+            |inside| {
                 store.grouped(|c| {
-                    tx.send(()).unwrap();
-                    while store.wanting.load(Ordering::SeqCst) == 0 {
-                        std::thread::yield_now();
-                    }
+                    inside();
                     write(c, "first")
                 })
-            });
-            rx.recv().unwrap();
-            let second = s.spawn(|| {
+            },
+            || {
                 store.grouped(|c| {
                     write(c, "second")?;
                     c.execute_batch("ROLLBACK")?;
                     Ok(())
                 })
-            });
-            (first.join().unwrap(), second.join().unwrap())
-        });
+            },
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
         let first = crate::error::chain(&first.unwrap_err());
         assert!(first.contains("rolled back"), "{first}");
         assert!(second.is_err());
