@@ -21,10 +21,10 @@
 //!
 //! Every notification goes through the outbox: a row written in the event's
 //! transaction, sent after the commit when the notifier is under its `max_concurrent`,
-//! else left due for a flush (each event that finds its row deferred flushes its
-//! notifier). Rows still pending when the last event is done are sent by
-//! `Engine::flush_only` until none is left, inside the timed span (`drained=` counts
-//! them), so the rate is of notifications enqueued and delivered.
+//! else left waiting, and each sender that delivers claims the next waiting row in the
+//! slot it frees (up to 64 in a row). Rows still pending when the last event is done
+//! are sent by `Engine::flush_only` until none is left, inside the timed span
+//! (`drained=` counts them), so the rate is of notifications enqueued and delivered.
 //! Prints `notifications_per_s=N` on stdout, plus `delivered=`, `drained=`, `failed=`
 //! and `seconds=`; the clock runs from the first event to the last delivery. Exits 1
 //! if any delivery failed.

@@ -348,7 +348,7 @@ fn print_report(what: &str, r: &Report) -> u8 {
     for d in &r.decisions {
         println!("  {}: {}", d.notifier, d.action);
     }
-    print_deliveries(&r.deliveries, |_| false)
+    print_deliveries(&r.deliveries, |d| d.from_outbox)
 }
 
 /// Reports failed deliveries on stderr (and, where `show` says so, delivered ones on

@@ -184,7 +184,8 @@ pub struct Report {
     pub decisions: Vec<Decision>,
     /// How the rules routed the event (empty without `[[rules]]`).
     pub rules: Vec<RuleTrace>,
-    /// One entry per notification actually attempted.
+    /// One entry per notification actually attempted: the event's own, and rows of the
+    /// outbox its senders took in turn as they finished ([`Delivery::from_outbox`]).
     pub deliveries: Vec<Delivery>,
     /// The per-host sequence number (0 when nothing was sent).
     pub sequence: u64,
@@ -212,6 +213,9 @@ pub struct Delivery {
     /// The notifier's `fallback`, when this delivery was given up and the alert handed
     /// to it (then it is not lost).
     pub handed_to: Option<String>,
+    /// Sent from the outbox: a retry, or a row that waited for a free slot of its
+    /// notifier, not a notification of the event being processed.
+    pub from_outbox: bool,
 }
 
 impl Report {
@@ -420,17 +424,13 @@ impl Engine {
                 now,
             )
             .await;
-        // rows left for a flush because their notifier was at a limit (sending ours
-        // freed a slot, or another process will), and alerts handed to a fallback
-        let mut more: Vec<String> = plan
-            .decisions
+        // alerts handed to a fallback. (A row left waiting for a free slot of its
+        // notifier is not flushed here: each sender that finishes takes the next one
+        // in the slot it frees, see `send`.)
+        let more: Vec<String> = deliveries
             .iter()
-            .filter(|d| d.send_kind().is_some())
-            .zip(&applied.notifications)
-            .filter(|(_, id)| applied.deferred.contains(id))
-            .map(|(d, _)| d.notifier.clone())
+            .filter_map(|d| d.handed_to.clone())
             .collect();
-        more.extend(deliveries.iter().filter_map(|d| d.handed_to.clone()));
         if !more.is_empty() {
             match self.flush_only(&more).await {
                 Ok(sent) => deliveries.extend(sent),
@@ -479,7 +479,7 @@ impl Engine {
             fallback_for: None,
             collapsed: applied.collapsed.contains(&id),
         });
-        join_all(jobs.map(|job| self.send(job)))
+        join_all(jobs.map(|job| async move { self.and_next(self.send(job, true).await).await }))
             .await
             .into_iter()
             .flatten()
@@ -567,38 +567,9 @@ impl Engine {
             if claimed.is_empty() {
                 break;
             }
-            let jobs: Vec<(Claimed, Option<Payload>)> = claimed
-                .into_iter()
-                .map(|c| {
-                    let p = serde_json::from_str::<Payload>(&c.payload).ok();
-                    (c, p)
-                })
-                .collect();
-            let sends = jobs.iter().map(|(c, payload)| async move {
-                let r = &c.record;
-                let Some(p) = payload else {
-                    return self
-                        .give_up(r, "the outbox row has no readable payload")
-                        .await;
-                };
-                self.send(Job {
-                    id: r.id,
-                    service: &r.service,
-                    notifier: &r.notifier,
-                    kind: r.kind,
-                    rule: p.rule,
-                    sequence: r.sequence,
-                    streak: (r.streak, p.streak_start),
-                    host: &p.host,
-                    at: p.at,
-                    created: r.created,
-                    attempts: c.attempts,
-                    history: &c.history,
-                    fallback_for: p.fallback_for.as_ref(),
-                    collapsed: p.collapsed,
-                })
-                .await
-            });
+            let sends = claimed
+                .iter()
+                .map(|c| async move { self.and_next(self.send_claimed(c, true).await).await });
             let sent: Vec<Delivery> = join_all(sends).await.into_iter().flatten().collect();
             for to in sent.iter().filter_map(|d| d.handed_to.as_deref()) {
                 add(&mut names, to);
@@ -627,9 +598,65 @@ impl Engine {
         self.delivery_timeout.unwrap_or(DEFAULT_SEND_LEASE) + Duration::from_secs(60)
     }
 
-    /// Sends one notification and records the attempt in the outbox.
-    async fn send(&self, job: Job<'_>) -> Option<Delivery> {
-        let entry = self.notifiers.iter().find(|e| e.name == job.notifier)?;
+    /// Sends `first`'s claimed row, and each row claimed after it in turn (see
+    /// [`Engine::send`]), up to [`CHAIN`] rows; returns every delivery.
+    async fn and_next(&self, first: Sent) -> Vec<Delivery> {
+        let (mut out, mut next) = (Vec::from_iter(first.0), first.1);
+        let mut left = CHAIN;
+        while let Some(claimed) = next.take() {
+            left = left.saturating_sub(1);
+            let (delivery, claimed_next) = self.send_claimed(&claimed, left > 0).await;
+            out.extend(delivery);
+            next = claimed_next;
+        }
+        out
+    }
+
+    /// Sends a row claimed from the outbox, as [`Engine::send`] does.
+    async fn send_claimed(&self, c: &Claimed, next: bool) -> Sent {
+        let r = &c.record;
+        let Ok(p) = serde_json::from_str::<Payload>(&c.payload) else {
+            let gave_up = self
+                .give_up(r, "the outbox row has no readable payload")
+                .await;
+            return (gave_up, None);
+        };
+        let mut sent = self
+            .send(
+                Job {
+                    id: r.id,
+                    service: &r.service,
+                    notifier: &r.notifier,
+                    kind: r.kind,
+                    rule: p.rule,
+                    sequence: r.sequence,
+                    streak: (r.streak, p.streak_start),
+                    host: &p.host,
+                    at: p.at,
+                    created: r.created,
+                    attempts: c.attempts,
+                    history: &c.history,
+                    fallback_for: p.fallback_for.as_ref(),
+                    collapsed: p.collapsed,
+                },
+                next,
+            )
+            .await;
+        if let Some(d) = &mut sent.0 {
+            d.from_outbox = true;
+        }
+        sent
+    }
+
+    /// Sends one notification and records the attempt in the outbox. With `next`, a
+    /// delivered notification's sender then claims the next due row of the same
+    /// notifier, in the slot it just freed, and returns it to be sent: rows that waited
+    /// for a free slot (`max_concurrent`) go out as slots free up, without waiting for a
+    /// flush. After a failed delivery the rest waits for the flush and its backoff.
+    async fn send(&self, job: Job<'_>, next: bool) -> Sent {
+        let Some(entry) = self.notifiers.iter().find(|e| e.name == job.notifier) else {
+            return (None, None);
+        };
         // a rule's recipient may override the notifier's format
         let format = self
             .router
@@ -719,9 +746,11 @@ impl Engine {
             Attempt::HandedOver { to, .. } => Some((*to).to_owned()),
             _ => None,
         };
-        self.record(job.id, attempt, now, &entry.name, service)
+        let next = (next && matches!(attempt, Attempt::Delivered)).then(|| entry.delivery.limits());
+        let claimed = self
+            .record(job.id, attempt, now, (&entry.name, service), next)
             .await;
-        Some(Delivery {
+        let delivery = Delivery {
             notifier: entry.name.clone(),
             kind: job.kind,
             id: job.id,
@@ -730,7 +759,9 @@ impl Engine {
             service: service.to_owned(),
             next_attempt,
             handed_to,
-        })
+            from_outbox: false,
+        };
+        (Some(delivery), claimed)
     }
 
     /// Marks a claimed row failed without sending it.
@@ -740,8 +771,8 @@ impl Engine {
             r.id,
             Attempt::GaveUp { error: why },
             now,
-            &r.notifier,
-            &r.service,
+            (&r.notifier, &r.service),
+            None,
         )
         .await;
         Some(Delivery {
@@ -753,27 +784,46 @@ impl Engine {
             service: r.service.clone(),
             next_attempt: None,
             handed_to: None,
+            from_outbox: true,
         })
     }
 
+    /// Records `attempt`; then, with `next` (the notifier's limits), claims the
+    /// notifier's next due row, if any and if its limits allow.
     async fn record(
         &self,
         id: NotificationId,
         attempt: Attempt<'_>,
         at: Timestamp,
-        notifier: &str,
-        service: &str,
-    ) {
+        (notifier, service): (&str, &str),
+        next: Option<Limits>,
+    ) -> Option<Claimed> {
         let store = Arc::clone(&self.store);
         let owned = OwnedAttempt::from(attempt);
+        let (name, lease) = (notifier.to_owned(), self.send_lease());
         let recorded = self
-            .blocking(move || store.record_attempt(id, owned.borrow(), at))
+            .blocking(move || match next {
+                Some(limits) => store
+                    .record_attempt_and_claim(id, owned.borrow(), at, lease, (&name, limits))
+                    .map(|mut c| c.pop()),
+                None => store.record_attempt(id, owned.borrow(), at).map(|()| None),
+            })
             .await;
-        if let Err(e) = recorded {
+        // a row not claimed waits for the next sender or flush; an attempt not recorded
+        // is sent again when its lease ends
+        recorded.unwrap_or_else(|e| {
             tracing::warn!(notifier, service, error = %chain(&e), "cannot record the delivery attempt");
-        }
+            None
+        })
     }
 }
+
+/// What [`Engine::send`] returns: the delivery, and the row it claimed next.
+type Sent = (Option<Delivery>, Option<Claimed>);
+
+/// At most this many rows are sent one after another by one sender (see
+/// [`Engine::send`]), so a call to the engine returns in bounded time in a flood.
+const CHAIN: usize = 64;
 
 /// Rounds of claiming per flush; each round sends up to [`FLUSH_BATCH`] rows.
 const FLUSH_ROUNDS: usize = 64;

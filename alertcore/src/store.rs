@@ -402,6 +402,26 @@ pub trait Store: Send + Sync + fmt::Debug {
         at: Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// [`Store::record_attempt`], then [`Store::claim_due`] of at most one row of the
+    /// `next` notifier (with its limits), due at `at`, for `lease`: a sender that has
+    /// finished takes the next row waiting for its slot. A store may do both in one
+    /// transaction; the default calls the two.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from either; the attempt may be recorded even so (the default
+    /// records it before it claims), but nothing is claimed.
+    fn record_attempt_and_claim(
+        &self,
+        id: NotificationId,
+        attempt: Attempt<'_>,
+        at: Timestamp,
+        lease: Duration,
+        next: (&str, Limits),
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.record_attempt(id, attempt, at)?;
+        self.claim_due(at, lease, 1, Some(&[next]))
+    }
+
     /// In one transaction: claims up to `limit` due rows (pending, next attempt at or
     /// before `now`, no lease running) for `lease` from `now`, oldest first, only for
     /// `notifiers` if given, each within its [`Limits`]. Of the pending rows of one

@@ -854,21 +854,42 @@ fn limits_conformance(store: &dyn Store) {
             .is_empty(),
         "both slots are taken"
     );
-    store
-        .record_attempt(a.claimed[0], Attempt::Delivered, at(1_000_002))
-        .expect("record");
+    // the sender that frees a slot takes the waiting row, in the same call
     let got = store
-        .claim_due(at(1_000_003), lease, 10, Some(&only))
-        .expect("claim");
+        .record_attempt_and_claim(
+            a.claimed[0],
+            Attempt::Delivered,
+            at(1_000_002),
+            lease,
+            only[0],
+        )
+        .expect("record and claim");
     assert_eq!(ids(&got), vec![c], "a freed slot goes to the waiting row");
+    assert_eq!(record(store, a.claimed[0]).status, Outcome::Delivered);
+    let got = store
+        .record_attempt_and_claim(
+            b.claimed[0],
+            Attempt::Delivered,
+            at(1_000_003),
+            lease,
+            only[0],
+        )
+        .expect("record and claim");
+    assert!(got.is_empty(), "nothing else waits: {got:?}");
     // an expired lease frees its slot too (its sender died)
     let d = event("cap-d.service", "capped", two, 1_000_004);
-    assert!(d.claimed.is_empty());
+    assert_eq!(d.claimed.len(), 1, "b freed a slot");
+    let e = event("cap-e.service", "capped", two, 1_000_004);
+    assert!(e.claimed.is_empty());
     let later = at(1_000_004 + 61_000);
     let got = store
         .claim_due(later, lease, 10, Some(&only))
         .expect("claim");
-    assert_eq!(got.len(), 2, "b's and c's leases ran out: {got:?}");
+    assert_eq!(
+        got.len(),
+        2,
+        "c's and d's leases ran out, so two of the three go: {got:?}"
+    );
 
     // two per minute: a burst of two, then one every 30 s
     let rate = Limits::NONE.max_per_minute(Some(2));

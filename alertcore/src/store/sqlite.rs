@@ -224,7 +224,9 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") && self.path.is_some() {
             switch_to_wal(&conn)?;
         }
-        conn.execute_batch("PRAGMA synchronous = FULL")?;
+        // Savepoints (one per event of a group transaction) journal the pages they
+        // change; in a temporary file that is an open, writes and a close per group.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY")?;
         self.migrate(&mut conn)
     }
 
@@ -854,6 +856,19 @@ fn claim(
     notifiers: Option<&[(&str, Limits)]>,
 ) -> Result<Vec<Claimed>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let claimed = claim_in(&tx, now, lease, limit, notifiers)?;
+    tx.commit()?;
+    Ok(claimed)
+}
+
+/// [`Store::claim_due`]'s reads and writes, in the transaction open on `tx`.
+fn claim_in(
+    tx: &Connection,
+    now: Timestamp,
+    lease: Duration,
+    limit: usize,
+    notifiers: Option<&[(&str, Limits)]>,
+) -> Result<Vec<Claimed>, StoreError> {
     let mut gates = Gates::new(notifiers);
     // Each notifier's due rows in the order they fell due, up to its free slots; only the
     // oldest pending row of a service, notifier and streak goes: a younger one (a
@@ -883,7 +898,7 @@ fn claim(
     };
     let mut due: Vec<(i64, String)> = Vec::new();
     for notifier in &names {
-        let room = gates.room(notifier, |n, limits| gate_state(&tx, n, limits, now))?;
+        let room = gates.room(notifier, |n, limits| gate_state(tx, n, limits, now))?;
         let room = i64::try_from(room.min(limit)).unwrap_or(i64::MAX);
         if room == 0 {
             continue;
@@ -907,7 +922,7 @@ fn claim(
             break;
         }
         let admission = gates.admit(&notifier, now.as_millis(), |n, limits| {
-            gate_state(&tx, n, limits, now)
+            gate_state(tx, n, limits, now)
         })?;
         match admission {
             None | Some(Admission::Busy) => {}
@@ -923,7 +938,7 @@ fn claim(
         }
     }
     for (notifier, tat) in gates.rates() {
-        save_rate_state(&tx, notifier, tat)?;
+        save_rate_state(tx, notifier, tat)?;
     }
     let mut claimed = Vec::with_capacity(picked.len());
     {
@@ -953,7 +968,6 @@ fn claim(
             })?);
         }
     }
-    tx.commit()?;
     Ok(claimed)
 }
 
@@ -1015,7 +1029,30 @@ impl Store for SqliteStore {
             // outcome only leaves the row pending and leased until its lease ends, when it
             // is sent again (at least once).
             unsynced(&mut self.lock(), |conn| {
-                record_attempt(conn, id, attempt, at)
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                record_attempt_in(&tx, id, attempt, at)?;
+                Ok(tx.commit()?)
+            })
+        })
+    }
+
+    fn record_attempt_and_claim(
+        &self,
+        id: NotificationId,
+        attempt: Attempt<'_>,
+        at: Timestamp,
+        lease: Duration,
+        next: (&str, Limits),
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.on_file(|| {
+            // both unsynced, as each is alone: one transaction, one lock, and the pages
+            // the two share (the row's, the queue index's) written once
+            unsynced(&mut self.lock(), |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                record_attempt_in(&tx, id, attempt, at)?;
+                let claimed = claim_in(&tx, at, lease, 1, Some(&[next]))?;
+                tx.commit()?;
+                Ok(claimed)
             })
         })
     }
@@ -1187,8 +1224,9 @@ impl Store for SqliteStore {
     }
 }
 
-fn record_attempt(
-    conn: &mut Connection,
+/// [`Store::record_attempt`]'s reads and writes, in the transaction open on `tx`.
+fn record_attempt_in(
+    tx: &Connection,
     id: NotificationId,
     attempt: Attempt<'_>,
     at: Timestamp,
@@ -1199,7 +1237,6 @@ fn record_attempt(
         Attempt::GaveUp { .. } | Attempt::HandedOver { .. } => ("failed", None, Some(at)),
     };
     let error = attempt.error();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // One statement on the hot path (a delivered recovery needs nothing else). The row
     // changes only while pending, or to delivered (a fact even after a drop); a late
     // report for a finished row only counts the attempt.
@@ -1222,7 +1259,7 @@ fn record_attempt(
         )
         .optional()?;
     if let (Some(row), Attempt::HandedOver { to, payload, .. }) = (&row, attempt) {
-        hand_over(&tx, row, to, payload, at)?;
+        hand_over(tx, row, to, payload, at)?;
     }
     let row = match row {
         Some(row) => row,
@@ -1236,9 +1273,8 @@ fn record_attempt(
             .ok_or_else(|| StoreError::Corrupt(format!("no notification with id {id}")))?,
     };
     if let Some(outcome) = finished_outcome(&row) {
-        set_recipient(&tx, &row, outcome)?;
+        set_recipient(tx, &row, outcome)?;
     }
-    tx.commit()?;
     Ok(())
 }
 
