@@ -932,6 +932,47 @@ mod tests {
         }
     }
 
+    /// A delivery recorded while an event is in its group transaction rides along in
+    /// that transaction instead of making it commit first: one commit for both, and
+    /// both stored.
+    #[test]
+    fn a_delivery_recorded_during_a_group_shares_its_commit() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let t = Timestamp::from_millis(1);
+        let sent = store
+            .apply("sent", t, &mut |state| {
+                let mut change = Change::new(state.clone());
+                change.notifications = vec![NewNotification::new("hook", EventKind::Failure, 1)];
+                change
+            })
+            .unwrap()
+            .notifications[0];
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&commits);
+        store
+            .lock()
+            .commit_hook(Some(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+                false
+            }))
+            .unwrap();
+        let (a, b) = store.two_at_once(
+            |inside| apply_with(&store, "a", inside),
+            || store.record_attempt(sent, Attempt::Delivered, t),
+        );
+        a.unwrap();
+        b.unwrap().unwrap();
+        assert_eq!(commits.load(Ordering::Relaxed), 1, "one commit");
+        drop(store);
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        assert!(store.state("a").unwrap().is_some());
+        let row = &store.notifications(Some("sent"), 1).unwrap()[0];
+        assert_eq!(row.status, Outcome::Delivered);
+    }
+
     /// A policy callback that panics takes back its own event only: the event it shares
     /// a transaction with is committed, and the store goes on working.
     #[test]

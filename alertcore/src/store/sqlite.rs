@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -42,12 +42,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// transaction, and the last one in, when nobody else is waiting for the connection,
 /// commits for all; every [`Store::apply`] returns after the commit that made its event
 /// durable. One fsync then covers many events, which is what bounds an embedder's rate
-/// on a real disk.
+/// on a real disk. Writes that need no fsync of their own (a delivery's outcome, a
+/// claim's leases) join an open group too, without waiting for its commit, rather than
+/// making it commit early.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Shared>,
-    /// Signalled when a group transaction is finished.
-    finished: Condvar,
     /// Threads waiting for `conn` (not counting those waiting for a commit).
     pub(super) wanting: AtomicUsize,
     path: Option<PathBuf>,
@@ -65,23 +65,48 @@ pub(super) struct Shared {
     conn: Connection,
     /// The open group transaction.
     group: Option<Group>,
-    /// The number of the last group transaction, open or finished.
+    /// The number of group transactions begun.
     pub(super) groups: u64,
-    /// The last group transaction finished.
-    finished: u64,
-    /// Failed group transactions whose members have not all read the error yet: its
-    /// number, the error, and how many are still to read it.
-    failed: Vec<(u64, rusqlite::Error, usize)>,
 }
 
 /// A group transaction open on the connection.
 #[derive(Debug)]
 struct Group {
-    id: u64,
     /// Events in it.
     members: usize,
-    /// Events in it that wait for its commit (those that did not fail on their own).
-    waiting: usize,
+    /// Where its members wait for its end.
+    done: Arc<Done>,
+}
+
+/// The end of a group transaction, which its members wait for apart from the
+/// connection: a member woken by the commit returns at once, without queueing for the
+/// connection behind the next group (and its commit).
+#[derive(Debug, Default)]
+struct Done {
+    /// `None` while the group is open; then the commit's error, if any.
+    result: Mutex<Option<Option<rusqlite::Error>>>,
+    ended: Condvar,
+}
+
+impl Done {
+    fn end(&self, error: Option<rusqlite::Error>) {
+        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+        self.ended.notify_all();
+    }
+
+    /// Waits for the end; a copy of the error for each member of a group that failed.
+    fn wait(&self) -> Result<(), StoreError> {
+        let mut result = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &*result {
+                Some(None) => return Ok(()),
+                Some(Some(e)) => return Err(StoreError::Sqlite(copy_error(e))),
+                None => {
+                    result = self.ended.wait(result).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for Shared {
@@ -98,20 +123,25 @@ impl std::ops::DerefMut for Shared {
 }
 
 impl Shared {
+    /// Joins the open group transaction, if there is one with room.
+    fn join(&mut self) -> Option<Arc<Done>> {
+        let group = self.group.as_mut().filter(|g| g.members < MAX_GROUP)?;
+        group.members += 1;
+        Some(Arc::clone(&group.done))
+    }
+
     fn new(conn: Connection) -> Self {
         Self {
             conn,
             group: None,
             groups: 0,
-            finished: 0,
-            failed: Vec::new(),
         }
     }
 
     /// Commits the open group transaction, if any (rolling it back if the commit
     /// fails, or finding it already rolled back by an error), and wakes its members.
-    fn settle(&mut self, finished: &Condvar) {
-        let Some(Group { id, waiting, .. }) = self.group.take() else {
+    fn settle(&mut self) {
+        let Some(Group { done, .. }) = self.group.take() else {
             return;
         };
         let result = if self.conn.is_autocommit() {
@@ -122,29 +152,10 @@ impl Shared {
         } else {
             self.conn.execute_batch("COMMIT")
         };
-        if let Err(e) = result {
-            if !self.conn.is_autocommit() {
-                let _ = self.conn.execute_batch("ROLLBACK");
-            }
-            if waiting > 0 {
-                self.failed.push((id, e, waiting));
-            }
+        if result.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
-        self.finished = id;
-        finished.notify_all();
-    }
-
-    /// The outcome of finished group transaction `id`, for one of its waiting members.
-    fn outcome(&mut self, id: u64) -> Result<(), StoreError> {
-        let Some(i) = self.failed.iter().position(|(g, ..)| *g == id) else {
-            return Ok(());
-        };
-        let error = copy_error(&self.failed[i].1);
-        self.failed[i].2 -= 1;
-        if self.failed[i].2 == 0 {
-            self.failed.remove(i);
-        }
-        Err(StoreError::Sqlite(error))
+        done.end(result.err());
     }
 }
 
@@ -199,7 +210,6 @@ impl SqliteStore {
     fn new(conn: Connection, path: Option<PathBuf>) -> Self {
         Self {
             conn: Mutex::new(Shared::new(conn)),
-            finished: Condvar::new(),
             wanting: AtomicUsize::new(0),
             path,
         }
@@ -330,7 +340,7 @@ impl SqliteStore {
     /// The connection, with no group transaction open on it.
     pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
         let mut shared = self.acquire();
-        shared.settle(&self.finished);
+        shared.settle();
         shared
     }
 
@@ -353,24 +363,60 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut shared = self.acquire();
-        let id = match &mut shared.group {
-            Some(group) if group.members < MAX_GROUP => {
-                group.members += 1;
-                group.id
-            }
-            _ => {
-                shared.settle(&self.finished);
+        let done = match shared.join() {
+            Some(done) => done,
+            None => {
+                shared.settle();
                 shared.execute_batch("BEGIN IMMEDIATE")?;
                 shared.groups += 1;
-                let id = shared.groups;
+                let done = Arc::default();
                 shared.group = Some(Group {
-                    id,
                     members: 1,
-                    waiting: 0,
+                    done: Arc::clone(&done),
                 });
-                id
+                done
             }
         };
+        let out = self.member(&mut shared, f);
+        drop(shared);
+        let out = out?;
+        done.wait()?;
+        Ok(out)
+    }
+
+    /// Runs `f`, writes whose loss in a power cut does no harm (a delivery's outcome, a
+    /// lease), on `shared`: as a member of the open group transaction if there is one,
+    /// without waiting for its commit, else in a transaction of its own, unsynced. So a
+    /// sender does not make the events waiting in a group commit early (one fsync each)
+    /// only to record its delivery. If the group then fails to commit, `f`'s writes are
+    /// lost as in a power cut: the row is sent again (at least once).
+    fn unsynced<T>(
+        &self,
+        mut shared: MutexGuard<'_, Shared>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if shared.join().is_some() {
+            return self.member(&mut shared, f);
+        }
+        shared.settle();
+        shared.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = (|| {
+            let tx = shared.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        shared.pragma_update(None, "synchronous", "FULL")?;
+        result
+    }
+
+    /// Runs `f` in a savepoint of the group transaction `shared` has joined; then
+    /// commits the group if nobody else waits for the connection or it is full.
+    fn member<T>(
+        &self,
+        shared: &mut Shared,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let savepoint = shared.savepoint().map_err(StoreError::from)?;
             let out = f(&savepoint)?;
@@ -381,13 +427,10 @@ impl SqliteStore {
             Ok(result) => result,
             Err(panic) => {
                 // the others' events are still good: commit them before unwinding
-                shared.settle(&self.finished);
+                shared.settle();
                 std::panic::resume_unwind(panic);
             }
         };
-        if let (Ok(_), Some(group)) = (&result, &mut shared.group) {
-            group.waiting += 1;
-        }
         if shared
             .group
             .as_ref()
@@ -395,17 +438,9 @@ impl SqliteStore {
             || self.wanting.load(Ordering::SeqCst) == 0
             || shared.is_autocommit()
         {
-            shared.settle(&self.finished);
+            shared.settle();
         }
-        let out = result?;
-        while shared.finished < id {
-            shared = self
-                .finished
-                .wait(shared)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        shared.outcome(id)?;
-        Ok(out)
+        result
     }
 
     /// Runs `first` and `second` on two threads so that they meet in one group
@@ -834,33 +869,6 @@ fn apply_in(
     Ok(applied)
 }
 
-/// Runs `f` with `synchronous = NORMAL`: its commit is not flushed to the disk (the next
-/// synchronous commit, or the checkpoint, does it). For writes whose loss in a power cut
-/// does no harm.
-fn unsynced<T>(
-    conn: &mut Connection,
-    f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let result = f(conn);
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    result
-}
-
-/// [`Store::claim_due`] in one transaction on `conn`.
-fn claim(
-    conn: &mut Connection,
-    now: Timestamp,
-    lease: Duration,
-    limit: usize,
-    notifiers: Option<&[(&str, Limits)]>,
-) -> Result<Vec<Claimed>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let claimed = claim_in(&tx, now, lease, limit, notifiers)?;
-    tx.commit()?;
-    Ok(claimed)
-}
-
 /// [`Store::claim_due`]'s reads and writes, in the transaction open on `tx`.
 fn claim_in(
     tx: &Connection,
@@ -1028,11 +1036,7 @@ impl Store for SqliteStore {
             // (or the checkpoint when the last connection closes) syncs it, and a lost
             // outcome only leaves the row pending and leased until its lease ends, when it
             // is sent again (at least once).
-            unsynced(&mut self.lock(), |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                record_attempt_in(&tx, id, attempt, at)?;
-                Ok(tx.commit()?)
-            })
+            self.unsynced(self.acquire(), |tx| record_attempt_in(tx, id, attempt, at))
         })
     }
 
@@ -1047,12 +1051,9 @@ impl Store for SqliteStore {
         self.on_file(|| {
             // both unsynced, as each is alone: one transaction, one lock, and the pages
             // the two share (the row's, the queue index's) written once
-            unsynced(&mut self.lock(), |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                record_attempt_in(&tx, id, attempt, at)?;
-                let claimed = claim_in(&tx, at, lease, 1, Some(&[next]))?;
-                tx.commit()?;
-                Ok(claimed)
+            self.unsynced(self.acquire(), |tx| {
+                record_attempt_in(tx, id, attempt, at)?;
+                claim_in(tx, at, lease, 1, Some(&[next]))
             })
         })
     }
@@ -1068,7 +1069,7 @@ impl Store for SqliteStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let mut conn = self.lock();
+            let conn = self.acquire();
             // Most calls (every `alertctl failure` asks for its notifiers) find nothing due,
             // or, in a burst, their notifiers busy: say so from reads, without queueing for
             // the write lock.
@@ -1082,7 +1083,7 @@ impl Store for SqliteStore {
             }
             // A claim need not survive a power cut: no sender survives it either, and a
             // lost lease only makes the row due again (sent at least once).
-            unsynced(&mut conn, |conn| claim(conn, now, lease, limit, notifiers))
+            self.unsynced(conn, |tx| claim_in(tx, now, lease, limit, notifiers))
         })
     }
 
