@@ -321,6 +321,16 @@ struct Inner {
     env: Environment<'static>,
     timestamp: Option<TimestampFormat>,
     uses_journal: bool,
+    native: Native,
+}
+
+/// Which of the templates are `full`'s, rendered by the code in `model` that writes
+/// them out rather than by minijinja.
+#[derive(Debug, Clone, Copy)]
+struct Native {
+    subject: bool,
+    body: bool,
+    line: bool,
 }
 
 impl fmt::Debug for Format {
@@ -497,11 +507,17 @@ impl Format {
                     .map(|(_, source)| source.clone()))
             });
         }
+        let native = Native {
+            subject: resolved.subject == builtin::FULL_SUBJECT,
+            body: matches!(&resolved.body, BodySource::Template(b) if b == builtin::FULL_BODY),
+            line: resolved.line == LineSource::Full,
+        };
         let format = Format(Arc::new(Inner {
             resolved,
             env,
             timestamp,
             uses_journal,
+            native,
         }));
         if try_samples {
             format.try_samples()?;
@@ -691,8 +707,24 @@ impl Format {
         )
     }
 
-    /// Renders template `name` with at most `fuel` steps and [`MAX_RENDER_BYTES`].
+    /// Renders template `name`: `full`'s in Rust, others with [`Format::render_template`].
     fn render(&self, name: &str, data: &model::Model, fuel: u64) -> Result<String, NotifyError> {
+        let native = self.0.native;
+        match name {
+            "subject" if native.subject => Ok(data.full_subject()),
+            "body" if native.body => Ok(data.full_body()),
+            "line" if native.line => Ok(data.full_line()),
+            _ => self.render_template(name, data, fuel),
+        }
+    }
+
+    /// Renders template `name` with at most `fuel` steps and [`MAX_RENDER_BYTES`].
+    fn render_template(
+        &self,
+        name: &str,
+        data: &model::Model,
+        fuel: u64,
+    ) -> Result<String, NotifyError> {
         render_bounded(&self.0.env, name, Value::from(Serde(data)), fuel).map_err(|e| {
             let why = match e.kind() {
                 ErrorKind::OutOfFuel => format!(

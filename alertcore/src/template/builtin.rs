@@ -1,5 +1,9 @@
 //! The built-in templates. `full` reproduces what alertcore wrote before templates
 //! existed, so its output is a stable reference for every transport's tests.
+//!
+//! `full`'s three are also written out in Rust (`Model::full_subject`, `full_body`,
+//! `full_line` in `model.rs`), which is what renders them; a test holds the two equal,
+//! so a change goes into both.
 
 /// `[web1] FAILED: backup.service (exit-code, status=1)`;
 /// `[web1] RECOVERED: backup.service (after 3 failures)`.

@@ -232,6 +232,155 @@ impl Model {
     }
 }
 
+/// The built-in `full` templates ([`super::builtin`]) written out in Rust: the same text
+/// (the test `native_full_renders_as_its_template` compares the two on the sample
+/// alerts and on generated ones), at a tenth of minijinja's cost, which was a quarter
+/// of the engine's work per webhook.
+impl Model {
+    /// `FULL_SUBJECT`.
+    pub(super) fn full_subject(&self) -> String {
+        let mut out = format!("[{}] {}: {} (", self.host, self.event_word, self.service);
+        if self.event == "recovery" {
+            out.push_str("after ");
+            push_failures(&mut out, self.streak_length);
+        } else {
+            out.push_str(&self.summary);
+        }
+        out.push(')');
+        if let Some(rule) = self.rule.as_ref().filter(|_| self.show_rule_id) {
+            out.push_str(" [");
+            out.push_str(&rule.text);
+            out.push(']');
+        }
+        out
+    }
+
+    /// `FULL_LINE`.
+    pub(super) fn full_line(&self) -> String {
+        let mut out = self.subject.clone().unwrap_or_default();
+        if self.event != "recovery" {
+            out.push_str(", ");
+            push_failures(&mut out, self.streak_length);
+            out.push_str(" since ");
+            out.push_str(&self.streak_start);
+            if let Some(m) = truthy(&self.message) {
+                out.push_str(": ");
+                out.push_str(m);
+            }
+        }
+        if let Some(f) = &self.fallback_for {
+            out.push_str(&format!(" (instead of {}: {})", f.notifier, f.error));
+        }
+        out
+    }
+
+    /// `FULL_BODY`, without its last newline (minijinja drops a template's).
+    pub(super) fn full_body(&self) -> String {
+        use std::fmt::Write as _;
+        let n = self.streak_length;
+        let streak = format!(
+            "{n} consecutive failure{} since {} ({})",
+            plural(n),
+            self.streak_start,
+            self.duration
+        );
+        let or_dash = |s: &Option<String>| truthy(s).unwrap_or("-").to_owned();
+        let mut out = String::with_capacity(512 + 120 * self.failures.len());
+        // writing to a String cannot fail
+        let _ = write!(
+            out,
+            "Service:   {}\nHost:      {}\nEvent:     {}\n",
+            self.service, self.host, self.event
+        );
+        if !self.failures.is_empty() {
+            let _ = write!(
+                out,
+                "Severity:  {}\nResult:    {}\nExit code: {}\nStatus:    {}\n",
+                self.severity,
+                self.result.as_deref().unwrap_or("none"),
+                or_dash(&self.exit_code),
+                or_dash(&self.exit_status)
+            );
+            if let Some(id) = truthy(&self.invocation_id) {
+                let _ = writeln!(out, "Invocation: {id}");
+            }
+            if let Some(m) = truthy(&self.message) {
+                let _ = writeln!(out, "Message:   {m}");
+            }
+        }
+        if self.event == "recovery" {
+            let _ = writeln!(out, "Recovered at {} after {streak}", self.time);
+        } else {
+            let _ = writeln!(out, "Streak:    {streak}");
+        }
+        let _ = writeln!(out, "Sequence:  {}", self.sequence);
+        if let Some(f) = &self.fallback_for {
+            let _ = writeln!(
+                out,
+                "Instead of: {}, which gave this alert up: {}",
+                f.notifier, f.error
+            );
+        }
+        if let Some(rule) = self.rule.as_ref().filter(|_| self.show_rule_id) {
+            let _ = writeln!(out, "Rule:      {}", rule.text);
+        }
+        out.push_str("\nFailure history (oldest first):\n  ");
+        for (text, width) in [
+            ("#", 3),
+            ("time", 20),
+            ("severity", 8),
+            ("result", 16),
+            ("code", 8),
+            ("status", 7),
+        ] {
+            pad(&mut out, text, width);
+        }
+        out.push_str("invocation\n");
+        for f in &self.failures {
+            out.push_str("  ");
+            pad(&mut out, &f.number.to_string(), 3);
+            pad(&mut out, &f.time, 20);
+            pad(&mut out, f.severity, 8);
+            pad(&mut out, &f.result, 16);
+            pad(&mut out, truthy(&f.exit_code).unwrap_or("-"), 8);
+            pad(&mut out, truthy(&f.exit_status).unwrap_or("-"), 7);
+            out.push_str(truthy(&f.invocation_id).unwrap_or("-"));
+            out.push('\n');
+        }
+        if let Some(j) = &self.journal {
+            let _ = write!(
+                out,
+                "\nJournal of invocation {} (last {} lines):\n{}\n",
+                j.invocation_id, j.lines, j.text
+            );
+        }
+        out
+    }
+}
+
+/// A template's truth of an optional string: set and not empty.
+fn truthy(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `3 failures`.
+fn push_failures(out: &mut String, n: usize) {
+    out.push_str(&n.to_string());
+    out.push_str(" failure");
+    out.push_str(plural(n));
+}
+
+/// The `pad` filter and the space after it: `text` and spaces to `width` characters.
+fn pad(out: &mut String, text: &str, width: usize) {
+    out.push_str(text);
+    let len = text.chars().count();
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(len) + 1));
+}
+
 /// `t` in `timestamp` (system time zone), or RFC 3339 in UTC.
 pub(super) fn format_time(t: Timestamp, timestamp: Option<&TimestampFormat>) -> String {
     match timestamp {

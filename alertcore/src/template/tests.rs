@@ -126,21 +126,28 @@ fn full_body_ends_with_the_journal_when_there_is_one() {
 }
 
 /// A built-in template is compiled at its first render, into the format's own
-/// environment: not again at every render (each renders in a clone of it).
+/// environment: not again at every render (each renders in a clone of it). `full`'s
+/// are never compiled: they are written out in Rust.
 #[test]
 fn a_builtin_template_is_compiled_once() {
-    let f = Format::build(Resolved::builtin("full").unwrap(), false).unwrap();
     let loaded = |f: &Format| {
         let mut names: Vec<String> = f.0.env.templates().map(|(n, _)| n.to_owned()).collect();
         names.sort();
         names
     };
+    let h = history(None);
+    let f = Format::build(Resolved::builtin("short").unwrap(), false).unwrap();
     assert!(loaded(&f).is_empty(), "{:?}", loaded(&f));
-    let (h, c) = (history(None), ctx(EventKind::Failure, &f));
+    let c = ctx(EventKind::Failure, &f);
     f.subject("backup.service", &h, &c).unwrap();
     assert_eq!(loaded(&f), ["subject"]);
     f.subject_and_body("backup.service", &h, &c).unwrap();
     assert_eq!(loaded(&f), ["body", "subject"]);
+    let full = Format::build(Resolved::builtin("full").unwrap(), false).unwrap();
+    let c = ctx(EventKind::Failure, &full);
+    full.subject_and_body("backup.service", &h, &c).unwrap();
+    full.line("backup.service", &h, &c).unwrap();
+    assert!(loaded(&full).is_empty(), "{:?}", loaded(&full));
 }
 
 /// A built-in template is compiled when first rendered, and whether it uses the journal
@@ -724,4 +731,78 @@ fn long_tags_are_refused_before_they_reach_the_parser() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// `full`'s templates written out in Rust (`model.rs`) render exactly as minijinja
+/// renders the templates themselves.
+fn assert_native_as_template(f: &Format, service: &str, failures: &[Failure], c: &Context<'_>) {
+    let native = f.0.native;
+    let mut data = f.data(service, failures, c, None);
+    let fuel = u64::MAX / 2;
+    let template = |name: &str, data: &model::Model| f.render_template(name, data, fuel).unwrap();
+    if native.subject {
+        assert_eq!(data.full_subject(), template("subject", &data));
+    }
+    data.set_subject("the [subject]".to_owned());
+    if native.body {
+        assert_eq!(data.full_body(), template("body", &data), "{service:?}");
+    }
+    if native.line {
+        assert_eq!(data.full_line(), template("line", &data));
+    }
+}
+
+#[test]
+fn native_full_renders_as_its_template() {
+    let formats = [
+        Format::full().clone(),
+        Format::builtin("json").unwrap().clone(),
+        compile("show_rule_id = true").unwrap(),
+        compile("timestamp_format = '%Y-%m-%d %H:%M:%S.%3N'").unwrap(),
+    ];
+    assert!(formats.iter().all(|f| f.0.native.subject));
+    let lost = crate::notifier::FallbackOf::new("hook", "HTTP 500\nfrom <it>");
+    for f in &formats {
+        for sample in model::samples() {
+            let base = sample.context(f);
+            for (fallback, collapsed) in [(false, false), (true, false), (false, true)] {
+                let c = base
+                    .clone()
+                    .fallback_for(fallback.then_some(&lost))
+                    .collapsed(collapsed);
+                assert_native_as_template(f, &sample.service, &sample.failures, &c);
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn native_full_renders_as_its_template_on_any_text(
+        service in arb_text(),
+        host in arb_text(),
+        message in prop_oneof![Just(String::new()), arb_text()],
+        result in arb_text(),
+        code in prop_oneof![Just(String::new()), arb_text()],
+        failures in 0..4usize,
+        event in prop_oneof![
+            Just(EventKind::Failure),
+            Just(EventKind::Reminder),
+            Just(EventKind::Escalation),
+            Just(EventKind::Recovery)
+        ],
+        rule in any::<bool>(),
+    ) {
+        static F: std::sync::LazyLock<Format> =
+            std::sync::LazyLock::new(|| compile("show_rule_id = true").unwrap());
+        let f = &*F;
+        let report = FailureReport::new(result)
+            .exit_code(code.clone())
+            .exit_status(code.clone())
+            .invocation_id(code)
+            .message(message);
+        let history = vec![Failure::from_report(&report, &host, START); failures];
+        let c = ctx(event, f).rule(rule.then_some(RuleRef { index: 2, line: 7 }));
+        assert_native_as_template(f, &service, &history, &c);
+    }
 }
