@@ -973,6 +973,24 @@ mod tests {
         assert_eq!(row.status, Outcome::Delivered);
     }
 
+    /// A group transaction left open for a thread waiting for the connection is
+    /// committed by that thread even when it only reads and returns early (a claim that
+    /// finds nothing due): else the group's members wait for a commit nobody makes.
+    #[test]
+    fn a_claim_that_finds_nothing_still_commits_the_group_it_found() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let store = SqliteStore::open_in_memory().unwrap();
+            let (a, claimed) = store.two_at_once(
+                |inside| apply_with(&store, "a", inside),
+                || store.claim_due(Timestamp::from_millis(1), Duration::from_secs(60), 10, None),
+            );
+            let _ = tx.send((a.is_ok(), claimed.map(|c| c.unwrap().len()).ok()));
+        });
+        let got = rx.recv_timeout(Duration::from_secs(20));
+        assert_eq!(got, Ok((true, Some(0))), "the event waited for its commit");
+    }
+
     /// A policy callback that panics takes back its own event only: the event it shares
     /// a transaction with is committed, and the store goes on working.
     #[test]

@@ -109,6 +109,35 @@ impl Done {
     }
 }
 
+/// The connection held by one thread. Whoever lets it go while nobody else waits for
+/// it commits the open group transaction: its members wait for that, and nobody else is
+/// coming to do it (whatever the holder did, an early return and an error included).
+pub(super) struct Held<'a> {
+    shared: MutexGuard<'a, Shared>,
+    wanting: &'a AtomicUsize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.wanting.load(Ordering::SeqCst) == 0 {
+            self.shared.settle();
+        }
+    }
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Shared {
+        &mut self.shared
+    }
+}
+
 impl std::ops::Deref for Shared {
     type Target = Connection;
     fn deref(&self) -> &Connection {
@@ -338,19 +367,23 @@ impl SqliteStore {
     }
 
     /// The connection, with no group transaction open on it.
-    pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
+    pub(super) fn lock(&self) -> Held<'_> {
         let mut shared = self.acquire();
         shared.settle();
         shared
     }
 
-    fn acquire(&self) -> MutexGuard<'_, Shared> {
+    /// The connection, maybe with a group transaction open on it.
+    fn acquire(&self) -> Held<'_> {
         self.wanting.fetch_add(1, Ordering::SeqCst);
         // A panic while holding the lock left at most an open transaction or savepoint,
         // which was rolled back when it was dropped: the connection is still good.
         let shared = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         self.wanting.fetch_sub(1, Ordering::SeqCst);
-        shared
+        Held {
+            shared,
+            wanting: &self.wanting,
+        }
     }
 
     /// Runs `f` (an event's reads and writes) as a member of the open group transaction
@@ -392,7 +425,7 @@ impl SqliteStore {
     /// lost as in a power cut: the row is sent again (at least once).
     fn unsynced<T>(
         &self,
-        mut shared: MutexGuard<'_, Shared>,
+        mut shared: Held<'_>,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if shared.join().is_some() {
@@ -411,7 +444,8 @@ impl SqliteStore {
     }
 
     /// Runs `f` in a savepoint of the group transaction `shared` has joined; then
-    /// commits the group if nobody else waits for the connection or it is full.
+    /// commits the group if it is full (or if nobody else waits for the connection, as
+    /// `shared` is let go: see [`Held`]).
     fn member<T>(
         &self,
         shared: &mut Shared,
@@ -435,7 +469,6 @@ impl SqliteStore {
             .group
             .as_ref()
             .is_some_and(|g| g.members >= MAX_GROUP)
-            || self.wanting.load(Ordering::SeqCst) == 0
             || shared.is_autocommit()
         {
             shared.settle();
