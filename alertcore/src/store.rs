@@ -973,6 +973,25 @@ mod tests {
         assert_eq!(row.status, Outcome::Delivered);
     }
 
+    /// A group commits with `synchronous = NORMAL` and its members sync the log
+    /// themselves; whatever else writes (migrations, `clear`, `outbox retry`) still
+    /// commits with `synchronous = FULL`.
+    #[test]
+    fn only_group_transactions_commit_unsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let synchronous = |s: &SqliteStore| -> i64 {
+            s.lock()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(synchronous(&store), 2, "FULL");
+        apply_with(&store, "a", || {});
+        assert_eq!(synchronous(&store), 2, "FULL again after the group");
+        assert!(store.clear("a").unwrap());
+        assert_eq!(synchronous(&store), 2);
+    }
+
     /// A group transaction left open for a thread waiting for the connection is
     /// committed by that thread even when it only reads and returns early (a claim that
     /// finds nothing due): else the group's members wait for a commit nobody makes.

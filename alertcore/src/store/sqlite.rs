@@ -67,6 +67,9 @@ pub(super) struct Shared {
     group: Option<Group>,
     /// The number of group transactions begun.
     pub(super) groups: u64,
+    /// The write-ahead log of a state file (its path, then the file once opened), which
+    /// the members of a group sync after its commit (see [`Done`]).
+    wal: Option<(PathBuf, Option<Arc<std::fs::File>>)>,
 }
 
 /// A group transaction open on the connection.
@@ -79,30 +82,64 @@ struct Group {
 }
 
 /// The end of a group transaction, which its members wait for apart from the
-/// connection: a member woken by the commit returns at once, without queueing for the
-/// connection behind the next group (and its commit).
+/// connection: a member woken by the commit returns without queueing for the
+/// connection behind the next group.
+///
+/// A group commits with `synchronous = NORMAL`, which writes its pages to the
+/// write-ahead log without syncing it, and the first member woken syncs the log, with
+/// the connection free: the next group, and the senders recording their deliveries,
+/// need not wait for the disk. Every member returns after that sync, so an event is as
+/// durable when `apply` returns as under `synchronous = FULL` (which syncs the same file
+/// at the commit).
 #[derive(Debug, Default)]
 struct Done {
-    /// `None` while the group is open; then the commit's error, if any.
-    result: Mutex<Option<Option<rusqlite::Error>>>,
-    ended: Condvar,
+    state: Mutex<End>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+enum End {
+    /// The group is open.
+    #[default]
+    Open,
+    /// Committed; the log (of a state file) still to be synced.
+    Committed(Option<Arc<std::fs::File>>),
+    /// A member is syncing the log.
+    Syncing,
+    /// Durable, or failed with this error.
+    Finished(Option<rusqlite::Error>),
 }
 
 impl Done {
-    fn end(&self, error: Option<rusqlite::Error>) {
-        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
-        self.ended.notify_all();
+    fn end(&self, end: End) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = end;
+        self.changed.notify_all();
     }
 
-    /// Waits for the end; a copy of the error for each member of a group that failed.
+    /// Waits for the end (syncing the log if no other member does); a copy of the
+    /// error for each member of a group that failed.
     fn wait(&self) -> Result<(), StoreError> {
-        let mut result = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            match &*result {
-                Some(None) => return Ok(()),
-                Some(Some(e)) => return Err(StoreError::Sqlite(copy_error(e))),
-                None => {
-                    result = self.ended.wait(result).unwrap_or_else(|e| e.into_inner());
+            match &*state {
+                End::Finished(None) => return Ok(()),
+                End::Finished(Some(e)) => return Err(StoreError::Sqlite(copy_error(e))),
+                End::Committed(_) => {
+                    let End::Committed(wal) = std::mem::replace(&mut *state, End::Syncing) else {
+                        unreachable!("matched above")
+                    };
+                    drop(state);
+                    let synced = wal.map_or(Ok(()), |f| f.sync_data()).err().map(|e| {
+                        rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+                            Some(format!("cannot sync the write-ahead log: {e}")),
+                        )
+                    });
+                    self.end(End::Finished(synced));
+                    state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                }
+                End::Open | End::Syncing => {
+                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
             }
         }
@@ -159,12 +196,57 @@ impl Shared {
         Some(Arc::clone(&group.done))
     }
 
-    fn new(conn: Connection) -> Self {
+    /// `on_file`: the connection is to a state file, with a write-ahead log.
+    fn new(conn: Connection, on_file: bool) -> Self {
+        // SQLite's own name for the log: the database's full path and `-wal`
+        let wal = conn
+            .path()
+            .filter(|p| on_file && !p.is_empty())
+            .map(|p| (PathBuf::from(format!("{p}-wal")), None));
         Self {
             conn,
             group: None,
             groups: 0,
+            wal,
         }
+    }
+
+    /// Begins a group transaction (see [`Done`] for its `synchronous` setting).
+    fn begin(&mut self) -> Result<Arc<Done>, StoreError> {
+        if self.wal.is_some() {
+            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            self.synced_again();
+            return Err(e.into());
+        }
+        self.groups += 1;
+        let done = Arc::default();
+        self.group = Some(Group {
+            members: 1,
+            done: Arc::clone(&done),
+        });
+        Ok(done)
+    }
+
+    /// Back to `synchronous = FULL` for what is not a group transaction.
+    fn synced_again(&mut self) {
+        if self.wal.is_some()
+            && let Err(e) = self.conn.execute_batch("PRAGMA synchronous = FULL")
+        {
+            tracing::warn!(error = %e, "cannot set synchronous = FULL on the state file");
+        }
+    }
+
+    /// The write-ahead log, opened at the first need.
+    fn wal_file(&mut self) -> std::io::Result<Option<Arc<std::fs::File>>> {
+        let Some((path, file)) = &mut self.wal else {
+            return Ok(None);
+        };
+        if file.is_none() {
+            *file = Some(Arc::new(std::fs::File::open(path)?));
+        }
+        Ok(file.clone())
     }
 
     /// Commits the open group transaction, if any (rolling it back if the commit
@@ -184,7 +266,18 @@ impl Shared {
         if result.is_err() && !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
-        done.end(result.err());
+        self.synced_again();
+        let end = match result {
+            Err(e) => End::Finished(Some(e)),
+            Ok(()) => match self.wal_file() {
+                Ok(wal) => End::Committed(wal),
+                Err(e) => End::Finished(Some(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+                    Some(format!("cannot open the write-ahead log to sync it: {e}")),
+                ))),
+            },
+        };
+        done.end(end);
     }
 }
 
@@ -238,7 +331,7 @@ impl SqliteStore {
 
     fn new(conn: Connection, path: Option<PathBuf>) -> Self {
         Self {
-            conn: Mutex::new(Shared::new(conn)),
+            conn: Mutex::new(Shared::new(conn, path.is_some())),
             wanting: AtomicUsize::new(0),
             path,
         }
@@ -400,14 +493,7 @@ impl SqliteStore {
             Some(done) => done,
             None => {
                 shared.settle();
-                shared.execute_batch("BEGIN IMMEDIATE")?;
-                shared.groups += 1;
-                let done = Arc::default();
-                shared.group = Some(Group {
-                    members: 1,
-                    done: Arc::clone(&done),
-                });
-                done
+                shared.begin()?
             }
         };
         let out = self.member(&mut shared, f);
