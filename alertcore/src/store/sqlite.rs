@@ -35,7 +35,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// WAL mode lets readers run beside the writer; every read-modify-write runs in a
 /// `BEGIN IMMEDIATE` transaction (taking the write lock up front, so a concurrent
 /// writer waits in `busy_timeout` instead of failing with `SQLITE_BUSY` on upgrade).
-/// `synchronous = FULL`: a recorded event survives a power cut.
+/// A recorded event survives a power cut: `synchronous = FULL`, except that a group
+/// transaction (below) syncs its write-ahead log after the commit, outside the lock.
 ///
 /// Events that threads of one process apply at the same time share a transaction and
 /// its commit (group commit): each runs in its own savepoint inside the open
