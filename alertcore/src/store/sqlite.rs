@@ -122,13 +122,12 @@ impl Done {
     fn wait(&self) -> Result<(), StoreError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            match &*state {
+            match &mut *state {
                 End::Finished(None) => return Ok(()),
                 End::Finished(Some(e)) => return Err(StoreError::Sqlite(copy_error(e))),
-                End::Committed(_) => {
-                    let End::Committed(wal) = std::mem::replace(&mut *state, End::Syncing) else {
-                        unreachable!("matched above")
-                    };
+                End::Committed(wal) => {
+                    let wal = wal.take();
+                    *state = End::Syncing;
                     drop(state);
                     let synced = wal.map_or(Ok(()), |f| f.sync_data()).err().map(|e| {
                         rusqlite::Error::SqliteFailure(
