@@ -151,7 +151,8 @@ pub struct Applied {
     /// are delivered in order.
     pub claimed: Vec<NotificationId>,
     /// The notifications asked for with a lease but not claimed because their notifier
-    /// was at a limit ([`NewNotification::limits`]): whoever flushes next sends them.
+    /// was at a limit ([`NewNotification::limits`]): the sender that frees a slot claims
+    /// them in turn ([`Store::record_attempt_and_claim`]), or the next flush.
     pub deferred: Vec<NotificationId>,
     /// The recoveries that replaced their waiting failure alerts
     /// ([`NewNotification::collapse`]).
