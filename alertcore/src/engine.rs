@@ -415,13 +415,17 @@ impl Engine {
             planned.ok_or_else(|| StoreError::Task("the store did not run the policy".into()))?;
 
         let (streak_id, streak_start, failures) = streak;
+        // A tick's senders take no further rows: it asks one service after another, and a
+        // row sent for one would change what the next is told after `Engine::preview`
+        // (`alertctl test`) predicted it. `Engine::flush` sends them right after.
+        let take_next = !matches!(event, Event::Tick);
         let mut deliveries = self
             .dispatch(
                 service,
                 &plan.decisions,
                 &applied,
-                (streak_id, streak_start),
-                now,
+                (streak_id, streak_start, now),
+                take_next,
             )
             .await;
         // alerts handed to a fallback. (A row left waiting for a free slot of its
@@ -455,8 +459,8 @@ impl Engine {
         service: &str,
         decisions: &[Decision],
         applied: &Applied,
-        streak: (u64, Timestamp),
-        now: Timestamp,
+        (streak_id, streak_start, now): (u64, Timestamp, Timestamp),
+        take_next: bool,
     ) -> Vec<Delivery> {
         let sends = decisions
             .iter()
@@ -470,7 +474,7 @@ impl Engine {
             kind,
             rule: d.rule,
             sequence: applied.sequence,
-            streak,
+            streak: (streak_id, streak_start),
             host: &self.host,
             at: now,
             created: now,
@@ -479,11 +483,13 @@ impl Engine {
             fallback_for: None,
             collapsed: applied.collapsed.contains(&id),
         });
-        join_all(jobs.map(|job| async move { self.and_next(self.send(job, true).await).await }))
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        join_all(
+            jobs.map(|job| async move { self.and_next(self.send(job, take_next).await).await }),
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Sends what time alone has made due ([`Engine::tick`]: reminders, alerts held
