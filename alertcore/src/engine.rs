@@ -516,7 +516,10 @@ impl Engine {
     /// Asks every failing service whether time alone has made a notification due (an
     /// [`Event::Tick`]): a reminder every `repeat` while it stays failed, the first
     /// alert once its streak has lasted `min_duration`, a rule matching on the streak's
-    /// duration. Sends those; returns one report per service that sent something.
+    /// duration. Sends those; returns one report per service that sent something. Rows
+    /// of the outbox that wait for a notifier's free slot are left to the flush that
+    /// follows in [`Engine::flush`], so each service is told what [`Engine::preview`]
+    /// predicted for it.
     ///
     /// # Errors
     /// [`EngineError::Store`] if the state cannot be read or written.
