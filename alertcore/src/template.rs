@@ -126,7 +126,7 @@ mod model;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use minijinja::value::{Kwargs, Rest, Serde, StringInput, ValueOrKwargs};
 use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior, Value};
@@ -318,7 +318,12 @@ pub struct Format(Arc<Inner>);
 
 struct Inner {
     resolved: Resolved,
-    env: Environment<'static>,
+    /// Built when the format is compiled if it has a configured template, else when a
+    /// template is first rendered: `full` is rendered natively, and a handler process
+    /// that only renders it need not build an environment at all.
+    env: OnceLock<Environment<'static>>,
+    /// The built-in templates, loaded into `env` when first rendered.
+    lazy: Arc<[(&'static str, String)]>,
     timestamp: Option<TimestampFormat>,
     uses_journal: bool,
     native: Native,
@@ -454,7 +459,7 @@ impl Format {
                 BuildError::key("timestamp_format", format!("`timestamp_format`: {e}"))
             })?),
         };
-        let mut env = environment();
+        let env = OnceLock::new();
         let compile_error = |origin: &Origin, e: minijinja::Error| {
             BuildError::key(
                 origin.key(),
@@ -483,29 +488,27 @@ impl Format {
         // compile, only when first rendered: a handler process renders one or two of
         // them, and compiling `full`'s body costs as much as the rest of the start-up.
         let mut uses_journal = false;
-        let mut lazy = Vec::new();
-        for (name, source, origin) in sources {
-            if let Origin::Builtin(_) = origin {
+        let (builtins, configured): (Vec<_>, Vec<_>) = sources
+            .into_iter()
+            .partition(|(_, _, origin)| matches!(origin, Origin::Builtin(_)));
+        let lazy: Arc<[(&'static str, String)]> = builtins
+            .into_iter()
+            .map(|(name, source, _)| {
                 // the built-ins name `journal` only as the variable (tested)
                 uses_journal |= source.contains("journal");
-                lazy.push((name, source));
-                continue;
+                (name, source)
+            })
+            .collect();
+        if !configured.is_empty() {
+            let mut e = environment_loading(&lazy);
+            for (name, source, origin) in configured {
+                check_tags(&source).map_err(|why| long_tag(origin, why))?;
+                e.add_template_owned(name, source)
+                    .map_err(|e| compile_error(origin, e))?;
+                let t = e.get_template(name).map_err(|e| compile_error(origin, e))?;
+                uses_journal |= t.undeclared_variables(false).contains("journal");
             }
-            check_tags(&source).map_err(|why| long_tag(origin, why))?;
-            env.add_template_owned(name, source)
-                .map_err(|e| compile_error(origin, e))?;
-            let t = env
-                .get_template(name)
-                .map_err(|e| compile_error(origin, e))?;
-            uses_journal |= t.undeclared_variables(false).contains("journal");
-        }
-        if !lazy.is_empty() {
-            env.set_loader(move |name| {
-                Ok(lazy
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, source)| source.clone()))
-            });
+            let _ = env.set(e);
         }
         let native = Native {
             subject: resolved.subject == builtin::FULL_SUBJECT,
@@ -515,6 +518,7 @@ impl Format {
         let format = Format(Arc::new(Inner {
             resolved,
             env,
+            lazy,
             timestamp,
             uses_journal,
             native,
@@ -718,6 +722,10 @@ impl Format {
         }
     }
 
+    fn env(&self) -> &Environment<'static> {
+        self.0.env.get_or_init(|| environment_loading(&self.0.lazy))
+    }
+
     /// Renders template `name` with at most `fuel` steps and [`MAX_RENDER_BYTES`].
     fn render_template(
         &self,
@@ -725,7 +733,7 @@ impl Format {
         data: &model::Model,
         fuel: u64,
     ) -> Result<String, NotifyError> {
-        render_bounded(&self.0.env, name, Value::from(Serde(data)), fuel).map_err(|e| {
+        render_bounded(self.env(), name, Value::from(Serde(data)), fuel).map_err(|e| {
             let why = match e.kind() {
                 ErrorKind::OutOfFuel => format!(
                     "takes more than {fuel} steps (a loop that does not end?): {}",
@@ -1017,6 +1025,21 @@ impl Formats {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.formats.keys().map(String::as_str)
     }
+}
+
+/// [`environment`], loading the built-in templates of `lazy` when first asked for.
+fn environment_loading(lazy: &Arc<[(&'static str, String)]>) -> Environment<'static> {
+    let mut env = environment();
+    if !lazy.is_empty() {
+        let lazy = Arc::clone(lazy);
+        env.set_loader(move |name| {
+            Ok(lazy
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, source)| source.clone()))
+        });
+    }
+    env
 }
 
 /// The environment every format's templates live in: a misspelt variable is an error,

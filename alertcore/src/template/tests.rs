@@ -131,7 +131,9 @@ fn full_body_ends_with_the_journal_when_there_is_one() {
 #[test]
 fn a_builtin_template_is_compiled_once() {
     let loaded = |f: &Format| {
-        let mut names: Vec<String> = f.0.env.templates().map(|(n, _)| n.to_owned()).collect();
+        let mut names: Vec<String> = f.0.env.get().map_or_else(Vec::new, |e| {
+            e.templates().map(|(n, _)| n.to_owned()).collect()
+        });
         names.sort();
         names
     };
@@ -148,6 +150,8 @@ fn a_builtin_template_is_compiled_once() {
     full.subject_and_body("backup.service", &h, &c).unwrap();
     full.line("backup.service", &h, &c).unwrap();
     assert!(loaded(&full).is_empty(), "{:?}", loaded(&full));
+    // nor is its environment built: a handler that renders only `full` does without
+    assert!(full.0.env.get().is_none());
 }
 
 /// A built-in template is compiled when first rendered, and whether it uses the journal
