@@ -1172,6 +1172,11 @@ impl Store for SqliteStore {
             // the two share (the row's, the queue index's) written once
             self.unsynced(self.acquire(), |tx| {
                 record_attempt_in(tx, id, attempt, at)?;
+                // Mostly nothing waits: then the claim's statements (the costliest to
+                // compile, which a handler process does for each) are not needed.
+                if !any_due(tx, at)? {
+                    return Ok(Vec::new());
+                }
                 claim_in(tx, at, lease, 1, Some(&[next]))
             })
         })
@@ -1357,41 +1362,41 @@ fn record_attempt_in(
         Attempt::GaveUp { .. } | Attempt::HandedOver { .. } => ("failed", None, Some(at)),
     };
     let error = attempt.error();
-    // One statement on the hot path (a delivered recovery needs nothing else). The row
-    // changes only while pending, or to delivered (a fact even after a drop); a late
-    // report for a finished row only counts the attempt.
-    let row = tx
-        .prepare_cached(&format!(
+    // The row changes only while pending, or to delivered (a fact even after a drop); a
+    // late report for a finished row only counts the attempt. No RETURNING: SQLite runs
+    // it as a trigger, and compiling that costs a handler process more than the read.
+    let changed = tx
+        .prepare_cached(
             "UPDATE notifications SET attempts = attempts + 1, lease_ms = NULL, status = ?2,
                  error = ?3, next_attempt_ms = ?4, finished_ms = ?5
-             WHERE id = ?1 AND (status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered'))
-             RETURNING {NOTIFICATION_COLUMNS}"
-        ))?
-        .query_row(
-            params![
-                id.0,
-                status,
-                error,
-                next_at.map(Timestamp::as_millis),
-                finished.map(Timestamp::as_millis)
-            ],
-            notification_from_row,
-        )
-        .optional()?;
-    if let (Some(row), Attempt::HandedOver { to, payload, .. }) = (&row, attempt) {
-        hand_over(tx, row, to, payload, at)?;
+             WHERE id = ?1 AND (status = 'pending' OR (?2 = 'delivered' AND status <> 'delivered'))",
+        )?
+        .execute(params![
+            id.0,
+            status,
+            error,
+            next_at.map(Timestamp::as_millis),
+            finished.map(Timestamp::as_millis)
+        ])?
+        > 0;
+    if !changed
+        && tx
+            .prepare_cached(
+                "UPDATE notifications SET attempts = attempts + 1, lease_ms = NULL WHERE id = ?1",
+            )?
+            .execute([id.0])?
+            == 0
+    {
+        return Err(StoreError::Corrupt(format!("no notification with id {id}")));
     }
-    let row = match row {
-        Some(row) => row,
-        None => tx
-            .prepare_cached(&format!(
-                "UPDATE notifications SET attempts = attempts + 1, lease_ms = NULL WHERE id = ?1
-                 RETURNING {NOTIFICATION_COLUMNS}"
-            ))?
-            .query_row([id.0], notification_from_row)
-            .optional()?
-            .ok_or_else(|| StoreError::Corrupt(format!("no notification with id {id}")))?,
-    };
+    let row = tx
+        .prepare_cached(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?1"
+        ))?
+        .query_row([id.0], notification_from_row)?;
+    if let (true, Attempt::HandedOver { to, payload, .. }) = (changed, attempt) {
+        hand_over(tx, &row, to, payload, at)?;
+    }
     if let Some(outcome) = finished_outcome(&row) {
         set_recipient(tx, &row, outcome)?;
     }
