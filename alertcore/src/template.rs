@@ -459,7 +459,6 @@ impl Format {
                 BuildError::key("timestamp_format", format!("`timestamp_format`: {e}"))
             })?),
         };
-        let env = OnceLock::new();
         let compile_error = |origin: &Origin, e: minijinja::Error| {
             BuildError::key(
                 origin.key(),
@@ -499,17 +498,21 @@ impl Format {
                 (name, source)
             })
             .collect();
-        if !configured.is_empty() {
-            let mut e = environment_loading(&lazy);
+        let env = if configured.is_empty() {
+            OnceLock::new()
+        } else {
+            let mut env = environment_loading(&lazy);
             for (name, source, origin) in configured {
                 check_tags(&source).map_err(|why| long_tag(origin, why))?;
-                e.add_template_owned(name, source)
+                env.add_template_owned(name, source)
                     .map_err(|e| compile_error(origin, e))?;
-                let t = e.get_template(name).map_err(|e| compile_error(origin, e))?;
+                let t = env
+                    .get_template(name)
+                    .map_err(|e| compile_error(origin, e))?;
                 uses_journal |= t.undeclared_variables(false).contains("journal");
             }
-            let _ = env.set(e);
-        }
+            OnceLock::from(env)
+        };
         let native = Native {
             subject: resolved.subject == builtin::FULL_SUBJECT,
             body: matches!(&resolved.body, BodySource::Template(b) if b == builtin::FULL_BODY),

@@ -1394,7 +1394,7 @@ fn record_attempt_in(
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?1"
         ))?
         .query_row([id.0], notification_from_row)?;
-    if let (true, Attempt::HandedOver { to, payload, .. }) = (changed, attempt) {
+    if changed && let Attempt::HandedOver { to, payload, .. } = attempt {
         hand_over(tx, &row, to, payload, at)?;
     }
     if let Some(outcome) = finished_outcome(&row) {
