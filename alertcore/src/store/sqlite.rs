@@ -1320,11 +1320,11 @@ impl Store for SqliteStore {
         self.on_file(|| {
             let conn = self.lock();
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {NOTIFICATION_COLUMNS} FROM notifications
-                 WHERE ?1 IS NULL OR service = ?1 ORDER BY id DESC LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(params![service, limit], notification_from_row)?;
+            let mut stmt = conn.prepare(&log_query(service.is_some()))?;
+            let rows = match service {
+                Some(s) => stmt.query_map(params![limit, s], notification_from_row)?,
+                None => stmt.query_map(params![limit], notification_from_row)?,
+            };
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
@@ -1403,6 +1403,14 @@ fn record_attempt_in(
     Ok(())
 }
 
+/// The newest rows of the notification log, at most `?1`, of service `?2` if
+/// `of_service`: then a walk of `notifications_by_service` back from the service's
+/// newest row (an `?2 IS NULL OR` in one query would scan the whole log instead).
+fn log_query(of_service: bool) -> String {
+    let filter = if of_service { "WHERE service = ?2" } else { "" };
+    format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications {filter} ORDER BY id DESC LIMIT ?1")
+}
+
 /// Adds the fallback's row for the given-up `row` (same service, kind, streak, sequence
 /// and history), due at `at`, and makes the fallback a recipient of the streak.
 fn hand_over(
@@ -1430,6 +1438,37 @@ fn hand_over(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Listing one service's notifications walks that service's entries in
+    /// `notifications_by_service`, however long the log: it does not scan the log.
+    #[test]
+    fn a_service_log_is_read_through_its_index() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let plan = |of_service: bool| -> String {
+            let conn = store.lock();
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", log_query(of_service)))
+                .unwrap();
+            let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(unbound), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let one = plan(true);
+        assert!(
+            one.contains("USING INDEX notifications_by_service"),
+            "{one}"
+        );
+        assert!(!one.contains("TEMP B-TREE"), "sorted by the index: {one}");
+        let all = plan(false);
+        assert!(
+            all.starts_with("SCAN notifications") && !all.contains("TEMP B-TREE"),
+            "{all}"
+        );
+    }
 
     /// An event whose group transaction is rolled back (here by another member that
     /// broke it) is reported failed, not accepted: its writes are gone.
