@@ -403,6 +403,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         at: Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// Whether nobody else is using the store at this moment, so a short call would not
+    /// wait for another caller: a hint (another caller may come just after). The engine
+    /// records deliveries on its async thread when the store is idle, and hands the call
+    /// to a blocking thread otherwise. The default, `false`, always hands it off.
+    fn idle(&self) -> bool {
+        false
+    }
+
     /// [`Store::record_attempt`], then [`Store::claim_due`] of at most one row of the
     /// `next` notifier (with its limits), due at `at`, for `lease`: a sender that has
     /// finished takes the next row waiting for its slot. A store may do both in one

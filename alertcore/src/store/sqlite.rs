@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -1182,6 +1182,14 @@ impl Store for SqliteStore {
         })
     }
 
+    /// Nobody holds or waits for the connection. A delivery recorded now takes no lock
+    /// but the connection's (it rides in an open group, or commits unsynced), unless
+    /// another process holds the file's write lock.
+    fn idle(&self) -> bool {
+        self.wanting.load(Ordering::SeqCst) == 0
+            && !matches!(self.conn.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
     fn claim_due(
         &self,
         now: Timestamp,
@@ -1438,6 +1446,23 @@ fn hand_over(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The store is idle (the engine may record on its async thread) only while nobody
+    /// holds its connection.
+    #[test]
+    fn a_store_is_idle_only_while_nobody_holds_its_connection() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert!(store.idle());
+        let mut inside = None;
+        store
+            .grouped(|_| {
+                inside = Some(store.idle());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(inside, Some(false));
+        assert!(store.idle());
+    }
 
     /// Listing one service's notifications walks that service's entries in
     /// `notifications_by_service`, however long the log: it does not scan the log.
