@@ -65,7 +65,7 @@
 //!
 //! **Limits.** One render may take 100,000 steps (about one per tag, expression and
 //! piece of output) plus 1,000 per failure of the streak and per journal line (the
-//! built-in `full` body takes about 50 per failure), and write 64 MiB; `pad`, `indent`,
+//! built-in `full` body takes about 50 per failure), and write 4 MiB; `pad`, `indent`,
 //! `tojson`'s indent and `format`'s widths and precisions are at most 1,000, `slice` and
 //! `batch` counts at most 100,000 (as `range()`), and one `{{ ... }}` or `{% ... %}` tag
 //! at most 1,000 bytes besides its strings. Past a limit the template fails, which the
@@ -73,7 +73,7 @@
 //! overflows; they do not make a template written to do harm harmless: one step may cost
 //! 100 MB of work (minijinja lets `"x" * n` make that much), `~` and `join` join such
 //! strings without a limit, and `{% set x %}...{% endset %}` collects output outside the
-//! 64 MiB cap. Templates are configuration, and trusted as such.
+//! 4 MiB cap. Templates are configuration, and trusted as such.
 //!
 //! Times (`time`, `streak_start`, `failures[].time`) are text in `timestamp_format`;
 //! the `_ms` twins are Unix milliseconds. Filters besides minijinja's built-ins:
@@ -159,8 +159,11 @@ pub const BUILTIN: [&str; 3] = ["full", "short", "json"];
 const FUEL: u64 = 100_000;
 const FUEL_PER_ITEM: u64 = 1_000;
 
-/// The most bytes one render may write, so that a loop cannot write without end.
-pub const MAX_RENDER_BYTES: usize = 64 << 20;
+/// The most bytes one render may write, so that a loop cannot write without end, nor a
+/// template make every render of a subject or body handle a string of many megabytes
+/// (`"x" * 50000000` once made checking a format at config load take 40 s). The
+/// built-in `full`, rendered in Rust, is not bounded by it.
+pub const MAX_RENDER_BYTES: usize = 4 << 20;
 
 /// The largest width `pad`, `indent`, `tojson`'s indent and `format`'s width and
 /// precision take: each makes one string of that many characters per use.

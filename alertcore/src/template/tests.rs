@@ -596,11 +596,16 @@ fn runaway_templates_are_config_errors() {
             "too many elements",
         ),
         ("body = '{{ \"x\" * 1000000000 }}'", "body", "too large"),
-        // more than 64 MiB of output
+        // more than 4 MiB of output, in one piece or in many
         (
-            "body = '{% for i in range(1000) %}{{ \"x\" * 99999999 }}{% endfor %}'",
+            "body = '{{ \"x\" * 49999999 }}'",
             "body",
-            "more than 64 MiB of output",
+            "more than 4 MiB of output",
+        ),
+        (
+            "body = '{% for i in range(1000) %}{{ \"x\" * 9999 }}{% endfor %}'",
+            "body",
+            "more than 4 MiB of output",
         ),
         // widths and counts that would allocate without bound
         (
