@@ -66,6 +66,17 @@ cargo build --release --quiet --bin alertctl --example bench_webhook_floor --exa
 target_dir=$(cargo metadata --format-version 1 --no-deps |
   "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 work=$(mktemp -d "${TMPDIR:-/tmp}/alertcore-bench-webhook.XXXXXX")
+sink_pid=
+am_pid=
+shm=/dev/shm/alertcore-bench-webhook.$$
+cleanup() {
+  if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; fi
+  if [ -n "$am_pid" ]; then kill "$am_pid" 2>/dev/null || true; fi
+  rm -rf "$shm"
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
 # Every program runs from a copy, as it would once installed. The linker writes its
 # output through a shared mapping, which leaves the file in the page cache as 4 KiB
 # pages, and loading a program from those costs more than from the large folios a
@@ -77,16 +88,6 @@ cp "$target_dir/release/alertctl" "$target_dir/release/examples/bench_webhook_fl
 ALERTCTL=$work/bin/alertctl
 FLOOR=$work/bin/bench_webhook_floor
 THROUGHPUT=$work/bin/webhook_throughput
-sink_pid=
-am_pid=
-shm=/dev/shm/alertcore-bench-webhook.$$
-cleanup() {
-  if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; fi
-  if [ -n "$am_pid" ]; then kill "$am_pid" 2>/dev/null || true; fi
-  rm -rf "$shm"
-  if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
 
 results=$work/results.txt
 : >"$results"
