@@ -810,7 +810,6 @@ impl Engine {
         let store = Arc::clone(&self.store);
         let owned = OwnedAttempt::from(attempt);
         let (name, lease) = (notifier.to_owned(), self.send_lease());
-        let idle = self.store.idle();
         let call = move || match next {
             Some(limits) => store
                 .record_attempt_and_claim(id, owned.borrow(), at, lease, (&name, limits))
@@ -819,7 +818,7 @@ impl Engine {
         };
         // Recording waits for no sync: on an idle store it is quicker done here than
         // handed to a blocking thread and back (two thread switches per delivery).
-        let recorded = if idle {
+        let recorded = if self.store.idle() {
             call()
         } else {
             self.blocking(call).await
