@@ -87,9 +87,10 @@ struct Group {
 /// connection behind the next group.
 ///
 /// A group commits with `synchronous = NORMAL`, which writes its pages to the
-/// write-ahead log without syncing it, and the first member woken syncs the log, with
-/// the connection free: the next group, and the senders recording their deliveries,
-/// need not wait for the disk. Every member returns after that sync, so an event is as
+/// write-ahead log without syncing it, and one member, woken alone by the commit (or the
+/// first to look after it), syncs the log with the connection free: the next group, and
+/// the senders recording their deliveries, need not wait for the disk, and the other
+/// members are woken once, by the sync. Every member returns after it, so an event is as
 /// durable when `apply` returns as under `synchronous = FULL` (which syncs the same file
 /// at the commit).
 #[derive(Debug, Default)]
@@ -103,8 +104,8 @@ enum End {
     /// The group is open.
     #[default]
     Open,
-    /// Committed; the log (of a state file) still to be synced.
-    Committed(Option<Arc<std::fs::File>>),
+    /// Committed; the write-ahead log still to be synced.
+    Committed(Arc<std::fs::File>),
     /// A member is syncing the log.
     Syncing,
     /// Durable, or failed with this error.
@@ -113,8 +114,14 @@ enum End {
 
 impl Done {
     fn end(&self, end: End) {
+        // A commit wakes one member to sync the log; the others sleep on until it has.
+        let all = !matches!(end, End::Committed(_));
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = end;
-        self.changed.notify_all();
+        if all {
+            self.changed.notify_all();
+        } else {
+            self.changed.notify_one();
+        }
     }
 
     /// Waits for the end (syncing the log if no other member does); a copy of the
@@ -126,10 +133,10 @@ impl Done {
                 End::Finished(None) => return Ok(()),
                 End::Finished(Some(e)) => return Err(StoreError::Sqlite(copy_error(e))),
                 End::Committed(wal) => {
-                    let wal = wal.take();
+                    let wal = Arc::clone(wal);
                     *state = End::Syncing;
                     drop(state);
-                    let synced = wal.map_or(Ok(()), |f| f.sync_data()).err().map(|e| {
+                    let synced = wal.sync_data().err().map(|e| {
                         rusqlite::Error::SqliteFailure(
                             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
                             Some(format!("cannot sync the write-ahead log: {e}")),
@@ -270,7 +277,8 @@ impl Shared {
         let end = match result {
             Err(e) => End::Finished(Some(e)),
             Ok(()) => match self.wal_file() {
-                Ok(wal) => End::Committed(wal),
+                Ok(None) => End::Finished(None),
+                Ok(Some(wal)) => End::Committed(wal),
                 Err(e) => End::Finished(Some(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
                     Some(format!("cannot open the write-ahead log to sync it: {e}")),
