@@ -221,9 +221,9 @@ impl Shared {
     /// Begins a group transaction (see [`Done`] for its `synchronous` setting).
     fn begin(&mut self) -> Result<Arc<Done>, StoreError> {
         if self.wal.is_some() {
-            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+            exec(&self.conn, "PRAGMA synchronous = NORMAL")?;
         }
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(&self.conn, "BEGIN IMMEDIATE") {
             self.synced_again();
             return Err(e.into());
         }
@@ -239,7 +239,7 @@ impl Shared {
     /// Back to `synchronous = FULL` for what is not a group transaction.
     fn synced_again(&mut self) {
         if self.wal.is_some()
-            && let Err(e) = self.conn.execute_batch("PRAGMA synchronous = FULL")
+            && let Err(e) = exec(&self.conn, "PRAGMA synchronous = FULL")
         {
             tracing::warn!(error = %e, "cannot set synchronous = FULL on the state file");
         }
@@ -268,10 +268,10 @@ impl Shared {
                 Some("the transaction was rolled back by an error".to_owned()),
             ))
         } else {
-            self.conn.execute_batch("COMMIT")
+            exec(&self.conn, "COMMIT")
         };
         if result.is_err() && !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = exec(&self.conn, "ROLLBACK");
         }
         self.synced_again();
         let end = match result {
@@ -287,6 +287,20 @@ impl Shared {
         };
         done.end(end);
     }
+}
+
+/// Runs `sql`, one statement without results (a transaction's or a pragma's), prepared
+/// once per connection.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Takes back what a member wrote since its savepoint. (An error that rolled back the
+/// whole transaction took the savepoint with it: then there is nothing to do here, and
+/// the group ends with that error.)
+fn take_back(conn: &Connection) {
+    let _ = exec(conn, "ROLLBACK TO member");
+    let _ = exec(conn, "RELEASE member");
 }
 
 /// A copy of an SQLite error, for every member of a group transaction that failed.
@@ -526,14 +540,14 @@ impl SqliteStore {
             return self.member(&mut shared, f);
         }
         shared.settle();
-        shared.pragma_update(None, "synchronous", "NORMAL")?;
+        exec(&shared, "PRAGMA synchronous = NORMAL")?;
         let result = (|| {
             let tx = shared.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
             Ok(out)
         })();
-        shared.pragma_update(None, "synchronous", "FULL")?;
+        exec(&shared, "PRAGMA synchronous = FULL")?;
         result
     }
 
@@ -545,20 +559,25 @@ impl SqliteStore {
         shared: &mut Shared,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let savepoint = shared.savepoint().map_err(StoreError::from)?;
-            let out = f(&savepoint)?;
-            savepoint.commit()?;
-            Ok::<_, StoreError>(out)
-        }));
+        // Not rusqlite's `Savepoint`: these statements are prepared once, not parsed
+        // for every event.
+        exec(shared, "SAVEPOINT member")?;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(shared)));
         let result = match result {
-            Ok(result) => result,
+            Ok(Ok(out)) => exec(shared, "RELEASE member")
+                .map(|()| out)
+                .map_err(StoreError::from),
+            Ok(Err(e)) => Err(e),
             Err(panic) => {
                 // the others' events are still good: commit them before unwinding
+                take_back(shared);
                 shared.settle();
                 std::panic::resume_unwind(panic);
             }
         };
+        if result.is_err() {
+            take_back(shared);
+        }
         if shared
             .group
             .as_ref()
