@@ -18,7 +18,8 @@
 #     alerts with distinct label sets, POSTed to /api/v2/alerts in batches of 64 as
 #     Prometheus sends them; its rate is N over the time from the first POST to the
 #     sink's record of the N-th webhook. webhook_throughput gets the first failure of N
-#     services (N alerts) and times the same span. The two alternate, BENCH_REPS times.
+#     services (N alerts) and times the same span. The two alternate, BENCH_REPS times,
+#     each repetition with a fresh Alertmanager that is stopped before the engine runs.
 #
 # Reference rows, to tell where the time goes: (a) the same alertctl run with the console
 # notifier (alertctl without any transport); (b) the engine with its state file on tmpfs
@@ -230,12 +231,20 @@ print(sum(1 for r in json.load(sys.stdin) if r["path"] == "/engine"))')
 
 tb() {
   local dir=$work/b rep ams=() engines=() tmpfs=() alone=() raised=() a e t n l r all
-  bash tests/peers/start-alertmanager.sh "$dir" "$SINK/am" "$am_port" --group-by-alert >&2
-  am_pid=$(cat "$dir/alertmanager.pid")
   mkdir -p "$shm"
   for ((rep = 1; rep <= REPS; rep++)); do
     log "b: $N webhooks, Alertmanager then engine, repetition $rep/$REPS (load $(load))"
+    # A fresh Alertmanager for each repetition, stopped before the engine runs: one
+    # that lives on holds every alert it got (resolve_timeout 5 min) and flushes each
+    # alert's group every group_interval (1 s), work that would run beside the engine's
+    # runs and beside its own later ones.
+    bash tests/peers/start-alertmanager.sh "$dir/$rep" "$SINK/am" "$am_port" --group-by-alert >&2
+    am_pid=$(cat "$dir/$rep/alertmanager.pid")
     a=$(am_run "$rep")
+    kill "$am_pid"
+    # (gone, or a zombie: its parent, the start script, has exited)
+    while [ "$(cut -d' ' -f3 "/proc/$am_pid/stat" 2>/dev/null || echo Z)" != Z ]; do sleep 0.05; done
+    am_pid=
     e=$(engine_run)
     # where the engine's time goes: the same with the state file on tmpfs (fsync is
     # free there), and the notifier alone (no engine, no store)
