@@ -71,6 +71,10 @@ pub struct SqliteStore {
 /// costs a handler ~0.1 ms of each on average.
 const CLOSE_CHECKPOINT_FRAMES: i32 = 128;
 
+/// The commit that leaves the write-ahead log with this many frames checkpoints it
+/// (SQLite's default `wal_autocheckpoint`).
+const AUTOCHECKPOINT_FRAMES: i32 = 1000;
+
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         if self.frames.load(Ordering::Relaxed) > CLOSE_CHECKPOINT_FRAMES {
@@ -412,12 +416,12 @@ impl SqliteStore {
         if self.path.is_some() {
             // See `Drop`: the log is checkpointed at the close only once it is long.
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-            // What SQLite's own hook does for `wal_autocheckpoint` (1000), which this one
+            // What SQLite's own hook does for `wal_autocheckpoint`, which this one
             // replaces, plus counting the frames.
             let frames = Arc::clone(&self.frames);
             conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, n: i32| {
                 frames.store(n, Ordering::Relaxed);
-                if n >= 1000 {
+                if n >= AUTOCHECKPOINT_FRAMES {
                     let _ = wal.checkpoint();
                 }
                 Ok(())
@@ -1610,6 +1614,43 @@ mod tests {
         assert_eq!(count("third"), 1);
     }
 
+    /// A member whose work fails after it wrote takes back its own writes only (its
+    /// savepoint), and the member beside it in the group is committed.
+    #[test]
+    fn a_failing_member_takes_back_only_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let write = |tx: &Connection, key: &str| {
+            tx.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [key])?;
+            Ok::<_, StoreError>(())
+        };
+        let (kept, failed) = store.two_at_once(
+            |inside| {
+                store.grouped(|c| {
+                    inside();
+                    write(c, "kept")
+                })
+            },
+            || {
+                store.grouped(|c| {
+                    write(c, "failed")?;
+                    Err::<(), _>(StoreError::Corrupt("the policy failed".into()))
+                })
+            },
+        );
+        kept.unwrap().unwrap();
+        assert!(failed.unwrap().is_err());
+        let count = |key: &str| -> i64 {
+            store
+                .lock()
+                .query_row("SELECT count(*) FROM meta WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!((count("kept"), count("failed")), (1, 0));
+    }
+
     /// Closing a store leaves a short write-ahead log in place (no fsyncs at the end of
     /// a handler process), which the next opener reads; a long one is checkpointed into
     /// the file and deleted, as SQLite's own close does.
@@ -1637,9 +1678,7 @@ mod tests {
         let count = |store: &SqliteStore| -> i64 {
             store
                 .lock()
-                .query_row("SELECT count(*) FROM meta WHERE key <> 'x'", [], |r| {
-                    r.get(0)
-                })
+                .query_row("SELECT count(*) FROM meta", [], |r| r.get(0))
                 .unwrap()
         };
         let before = count(&store);
