@@ -243,7 +243,12 @@ tb() {
     a=$(am_run "$rep")
     kill "$am_pid"
     # (gone, or a zombie: its parent, the start script, has exited)
-    while [ "$(cut -d' ' -f3 "/proc/$am_pid/stat" 2>/dev/null || echo Z)" != Z ]; do sleep 0.05; done
+    for _ in $(seq 200); do
+      [ "$(cut -d' ' -f3 "/proc/$am_pid/stat" 2>/dev/null || echo Z)" = Z ] && break
+      sleep 0.05
+    done
+    [ "$(cut -d' ' -f3 "/proc/$am_pid/stat" 2>/dev/null || echo Z)" = Z ] ||
+      die "b: Alertmanager (pid $am_pid) did not stop within 10 s"
     am_pid=
     e=$(engine_run)
     # where the engine's time goes: the same with the state file on tmpfs (fsync is
