@@ -1571,26 +1571,38 @@ mod tests {
         );
     }
 
+    /// Writes one `meta` row, as a member's work.
+    fn write_meta(tx: &Connection, key: &str) -> Result<(), StoreError> {
+        tx.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [key])?;
+        Ok(())
+    }
+
+    /// The `meta` rows with `key`.
+    fn meta_rows(store: &SqliteStore, key: &str) -> i64 {
+        store
+            .lock()
+            .query_row("SELECT count(*) FROM meta WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
     /// An event whose group transaction is rolled back (here by another member that
     /// broke it) is reported failed, not accepted: its writes are gone.
     #[test]
     fn a_member_of_a_group_that_was_rolled_back_gets_the_error() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let write = |tx: &Connection, key: &str| {
-            tx.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [key])?;
-            Ok::<_, StoreError>(())
-        };
         let (first, second) = store.two_at_once(
             |inside| {
                 store.grouped(|c| {
                     inside();
-                    write(c, "first")
+                    write_meta(c, "first")
                 })
             },
             || {
                 store.grouped(|c| {
-                    write(c, "second")?;
+                    write_meta(c, "second")?;
                     c.execute_batch("ROLLBACK")?;
                     Ok(())
                 })
@@ -1600,18 +1612,13 @@ mod tests {
         let first = crate::error::chain(&first.unwrap_err());
         assert!(first.contains("rolled back"), "{first}");
         assert!(second.is_err());
-        let count = |key: &str| -> i64 {
-            store
-                .lock()
-                .query_row("SELECT count(*) FROM meta WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .unwrap()
-        };
-        assert_eq!((count("first"), count("second")), (0, 0));
+        assert_eq!(
+            (meta_rows(&store, "first"), meta_rows(&store, "second")),
+            (0, 0)
+        );
         // the connection is good for the next event
-        store.grouped(|c| write(c, "third")).unwrap();
-        assert_eq!(count("third"), 1);
+        store.grouped(|c| write_meta(c, "third")).unwrap();
+        assert_eq!(meta_rows(&store, "third"), 1);
     }
 
     /// A member whose work fails after it wrote takes back its own writes only (its
@@ -1620,35 +1627,26 @@ mod tests {
     fn a_failing_member_takes_back_only_its_own_writes() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let write = |tx: &Connection, key: &str| {
-            tx.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [key])?;
-            Ok::<_, StoreError>(())
-        };
         let (kept, failed) = store.two_at_once(
             |inside| {
                 store.grouped(|c| {
                     inside();
-                    write(c, "kept")
+                    write_meta(c, "kept")
                 })
             },
             || {
                 store.grouped(|c| {
-                    write(c, "failed")?;
+                    write_meta(c, "failed")?;
                     Err::<(), _>(StoreError::Corrupt("the policy failed".into()))
                 })
             },
         );
         kept.unwrap().unwrap();
         assert!(failed.unwrap().is_err());
-        let count = |key: &str| -> i64 {
-            store
-                .lock()
-                .query_row("SELECT count(*) FROM meta WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .unwrap()
-        };
-        assert_eq!((count("kept"), count("failed")), (1, 0));
+        assert_eq!(
+            (meta_rows(&store, "kept"), meta_rows(&store, "failed")),
+            (1, 0)
+        );
     }
 
     /// Closing a store leaves a short write-ahead log in place (no fsyncs at the end of
