@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use alertcore::config::from_table;
 use alertcore::{
-    BuildError, Config, Context, Engine, Failure, FailureReport, MemoryStore, Notifier,
-    NotifierFactory, NotifyError, Registry,
+    BuildError, Config, Context, Engine, FailureReport, MemoryStore, Notification, Notifier,
+    NotifierFactory, NotifyError, Registry, Report,
 };
 use serde::Deserialize;
 
@@ -45,30 +45,18 @@ const FACTORY: NotifierFactory = NotifierFactory {
 alertcore::submit_notifier!(FACTORY);
 
 impl JsonlNotifier {
-    fn append(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        let doc = serde_json::json!({
-            "event": ctx.event,
-            "service": service,
-            "host": ctx.host,
-            "sequence": ctx.sequence,
-            "incident": ctx.incident_id(service),
-            "failures": failures,
-        });
-        let mut line = doc.to_string();
+    fn append(&self, n: &Notification) -> Result<(), NotifyError> {
+        // the notification is serde: its fields are the template variables' names
+        let mut line = serde_json::to_string(n).map_err(|e| NotifyError::permanent("jsonl", e))?;
         line.push('\n');
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| NotifyError::transport("jsonl", true, e))?;
+            .map_err(|e| NotifyError::retryable("jsonl", e))?;
         // one write per line: concurrent writers never interleave within a line
         file.write_all(line.as_bytes())
-            .map_err(|e| NotifyError::transport("jsonl", true, e))
+            .map_err(|e| NotifyError::retryable("jsonl", e))
     }
 }
 
@@ -78,13 +66,8 @@ impl Notifier for JsonlNotifier {
         "jsonl"
     }
 
-    async fn failure(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.append(service, failures, ctx)
+    async fn notify(&self, n: &Notification, _: &Context<'_>) -> Result<(), NotifyError> {
+        self.append(n)
     }
 }
 
@@ -111,13 +94,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .exit_status("1"),
             )
             .await?;
-        for d in &r.decisions {
-            println!("failure #{}: {}: {}", r.failures, d.notifier, d.action);
-        }
+        print_report("failure", &r);
     }
     let r = engine.success("backup.service").await?;
-    for d in &r.decisions {
-        println!("success: {}: {}", d.notifier, d.action);
-    }
+    print_report("success", &r);
     Ok(())
+}
+
+/// What the engine decided for each notifier, then what became of each delivery: the
+/// decision says "send", the delivery says whether it arrived, will be retried, or was
+/// given up (and why).
+fn print_report(what: &str, r: &Report) {
+    println!("{what} #{} of {}:", r.failures, r.service);
+    for d in &r.decisions {
+        println!("  decided: {}: {}", d.notifier, d.action);
+    }
+    for d in &r.deliveries {
+        println!("  {d}");
+    }
+    for w in &r.waiting {
+        println!("  {w}");
+    }
 }

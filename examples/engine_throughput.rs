@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alertcore::{
-    Context, Engine, Failure, FailureReport, Notifier, NotifyError, SqliteStore, Timestamp,
+    Context, Engine, EventKind, FailureReport, Notification, Notifier, NotifyError, SqliteStore,
+    Timestamp,
 };
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -48,23 +49,12 @@ impl Notifier for Counting {
         "counting"
     }
 
-    async fn failure(
-        &self,
-        _service: &str,
-        _failures: &[Failure],
-        _ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn success(
-        &self,
-        _service: &str,
-        _failures: &[Failure],
-        _ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.recoveries.fetch_add(1, Ordering::Relaxed);
+    async fn notify(&self, n: &Notification, _: &Context<'_>) -> Result<(), NotifyError> {
+        let counter = match n.event {
+            EventKind::Recovery => &self.recoveries,
+            _ => &self.failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }

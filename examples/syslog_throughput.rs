@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use alertcore::{Context, EventKind, Failure, FailureReport, Notifier, Timestamp};
+use alertcore::{Context, EventKind, Failure, FailureReport, Notification, Notifier, Timestamp};
 use alertcore_syslog::SyslogNotifier;
 
 /// How a receiver thread reports.
@@ -115,15 +115,17 @@ fn run(
             )
         })
         .collect();
-    let ctx = Context::new(EventKind::Failure, "web1")
+    let alert = Notification::new("backup.service", EventKind::Failure, "web1")
+        .failures(failures)
         .streak(7, start)
         .sequence(42);
+    let ctx = Context::new("syslog");
 
     let notify = |count: u64| -> Result<Duration, Box<dyn std::error::Error>> {
         runtime.block_on(async {
             let t = Instant::now();
             for _ in 0..count {
-                notifier.failure("backup.service", &failures, &ctx).await?;
+                notifier.notify(&alert, &ctx).await?;
             }
             Ok(t.elapsed())
         })

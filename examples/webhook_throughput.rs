@@ -35,7 +35,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use alertcore::{
-    Config, Context, Engine, EventKind, Failure, FailureReport, Registry, SqliteStore, Timestamp,
+    Config, Context, Engine, EventKind, Failure, FailureReport, Notification, Registry,
+    SqliteStore, Timestamp,
 };
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
@@ -104,12 +105,13 @@ async fn main() -> Result<()> {
                         .exit_status("1");
                     let errors: Vec<String> = if notifier_only {
                         let now = Timestamp::from_system_time(std::time::SystemTime::now());
-                        let history = [Failure::from_report(&report, "bench", now)];
-                        let ctx = Context::new(EventKind::Failure, "bench")
-                            .notifier("hook")
+                        let history = vec![Failure::from_report(&report, "bench", now)];
+                        let alert = Notification::new(&service, EventKind::Failure, "bench")
+                            .failures(history)
                             .streak(1, now)
-                            .now(now);
-                        match notifier.failure(&service, &history, &ctx).await {
+                            .time(now);
+                        let ctx = Context::new("hook");
+                        match notifier.notify(&alert, &ctx).await {
                             Ok(()) => vec![String::new()],
                             Err(e) => vec![alertcore::chain(&e)],
                         }

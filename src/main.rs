@@ -348,6 +348,9 @@ fn print_report(what: &str, r: &Report) -> u8 {
     for d in &r.decisions {
         println!("  {}: {}", d.notifier, d.action);
     }
+    for w in &r.waiting {
+        println!("  {w}");
+    }
     print_deliveries(&r.deliveries, |d| d.from_outbox)
 }
 
@@ -359,32 +362,14 @@ fn print_deliveries(
 ) -> u8 {
     let mut code = 0;
     for d in deliveries {
-        let what = format!("{} {} of {} (#{})", d.notifier, d.kind, d.service, d.id);
-        match (&d.error, d.next_attempt) {
-            (None, _) => {
-                if show(d) {
-                    println!("  {what}: delivered from the outbox");
-                }
+        if d.delivered() {
+            if show(d) {
+                println!("  {d}");
             }
-            (Some(e), Some(next)) => {
-                code = 3;
-                eprintln!("alertctl: {what}: not delivered, will retry at {next}: {e}");
-            }
-            (Some(e), None) => {
-                code = 3;
-                let why = if d.retryable {
-                    "given up"
-                } else {
-                    "not retryable"
-                };
-                // with nowhere else to go, this line is the meta-alert: say it was lost
-                match &d.handed_to {
-                    Some(to) => eprintln!(
-                        "alertctl: {what}: not delivered ({why}), handed to its fallback {to}: {e}"
-                    ),
-                    None => eprintln!("alertctl: LOST: {what}: not delivered ({why}): {e}"),
-                }
-            }
+        } else {
+            // with nowhere else to go, this line is the meta-alert: it says LOST
+            code = 3;
+            eprintln!("alertctl: {d}");
         }
     }
     code

@@ -126,8 +126,11 @@ impl EmailError {
 
 impl From<EmailError> for NotifyError {
     fn from(e: EmailError) -> Self {
-        let retryable = e.is_retryable();
-        NotifyError::transport(KIND, retryable, e)
+        if e.is_retryable() {
+            NotifyError::retryable(KIND, e)
+        } else {
+            NotifyError::permanent(KIND, e)
+        }
     }
 }
 

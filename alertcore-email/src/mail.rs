@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alertcore::{Context, EventKind};
+use alertcore::{EventKind, Notification};
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, SinglePart};
@@ -20,12 +20,11 @@ use crate::error::EmailError;
 pub(crate) fn compose(
     from: &Mailbox,
     to: &[Mailbox],
-    service: &str,
-    ctx: &Context<'_>,
+    n: &Notification,
     subject: String,
     body: String,
 ) -> Result<Message, EmailError> {
-    let root = root_message_id(service, ctx);
+    let root = root_message_id(n);
     let mut builder = Message::builder()
         .from(from.clone())
         // `Format::subject()` replaces control characters and stays under 900 bytes, and
@@ -42,11 +41,11 @@ pub(crate) fn compose(
     for rcpt in to {
         builder = builder.to(rcpt.clone());
     }
-    builder = if ctx.event == EventKind::Failure {
+    builder = if n.event == EventKind::Failure {
         builder.message_id(Some(root))
     } else {
         builder
-            .message_id(Some(unique_message_id(service, ctx)))
+            .message_id(Some(unique_message_id(n)))
             .in_reply_to(root.clone())
             .references(root)
     };
@@ -56,23 +55,23 @@ pub(crate) fn compose(
 }
 
 /// `<incident@alertcore>`: the same for every mail about one incident.
-pub(crate) fn root_message_id(service: &str, ctx: &Context<'_>) -> String {
-    format!("<{}@alertcore>", ctx.incident_id(service))
+pub(crate) fn root_message_id(n: &Notification) -> String {
+    format!("<{}@alertcore>", n.incident_id())
 }
 
 /// A Message-ID no other mail has: the root's parts plus the event, the time and a
 /// per-process counter.
-fn unique_message_id(service: &str, ctx: &Context<'_>) -> String {
+fn unique_message_id(n: &Notification) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!(
-        "<{}.{}.{}.{nanos}.{}.{n}@alertcore>",
-        ctx.incident_id(service),
-        ctx.event,
-        ctx.sequence,
+        "<{}.{}.{}.{nanos}.{}.{count}@alertcore>",
+        n.incident_id(),
+        n.event,
+        n.sequence,
         std::process::id(),
     )
 }
@@ -80,7 +79,7 @@ fn unique_message_id(service: &str, ctx: &Context<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alertcore::{Failure, FailureReport, JournalExcerpt, Timestamp};
+    use alertcore::{Context, Failure, FailureReport, JournalExcerpt, Timestamp};
 
     fn failure() -> Failure {
         Failure::from_report(
@@ -97,15 +96,16 @@ mod tests {
     }
 
     fn render(service: &str, event: EventKind) -> String {
-        let ctx = Context::new(event, "web1").streak(2, Timestamp::from_millis(1_000));
-        let failures = [failure()];
+        let n = Notification::new(service, event, "web1")
+            .failures(vec![failure()])
+            .streak(2, Timestamp::from_millis(1_000));
+        let ctx = Context::new("email");
         let m = compose(
             &mailbox("alertcore@example.org"),
             &[mailbox("ops@example.org")],
-            service,
-            &ctx,
-            ctx.format.subject(service, &failures, &ctx).unwrap(),
-            ctx.format.body(service, &failures, &ctx).unwrap(),
+            &n,
+            ctx.format.subject(&n, &ctx).unwrap(),
+            ctx.format.body(&n, &ctx).unwrap(),
         )
         .unwrap();
         String::from_utf8(m.formatted()).unwrap()
@@ -179,11 +179,10 @@ mod tests {
     #[test]
     fn body_ends_with_the_excerpt() {
         let x = JournalExcerpt::new("ab".repeat(16), 2, "line one\nline two");
-        let ctx = Context::new(EventKind::Failure, "web1").journal(&x);
-        let b = ctx
-            .format
-            .body("backup.service", &[failure()], &ctx)
-            .unwrap();
+        let n = Notification::new("backup.service", EventKind::Failure, "web1")
+            .failures(vec![failure()]);
+        let ctx = Context::new("email").journal(&x);
+        let b = ctx.format.body(&n, &ctx).unwrap();
         assert!(b.starts_with("Service:   backup.service\n"), "{b}");
         assert!(b.contains("Failure history (oldest first):"), "{b}");
         assert!(
@@ -204,7 +203,8 @@ mod tests {
 
     #[test]
     fn ids_are_sanitized() {
-        let ctx = Context::new(EventKind::Failure, "h st").streak(1, Timestamp::from_millis(5));
-        assert_eq!(root_message_id("a@b", &ctx), "<5.1.a_40b.h_20st@alertcore>");
+        let n = Notification::new("a@b", EventKind::Failure, "h st")
+            .streak(1, Timestamp::from_millis(5));
+        assert_eq!(root_message_id(&n), "<5.1.a_40b.h_20st@alertcore>");
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use alertcore::journal::Journal;
-use alertcore::{Context, Failure, JournalExcerpt, Notifier, NotifyError};
+use alertcore::{Context, JournalExcerpt, Notification, Notifier, NotifyError};
 use lettre::message::Mailbox;
 
 use crate::KIND;
@@ -79,19 +79,14 @@ impl EmailNotifier {
         }
     }
 
-    async fn deliver(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
+    async fn deliver(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
         // The journal costs a journalctl run: only when a template shows it.
         let excerpt = if ctx.format.uses_journal() {
             JournalExcerpt::read_with(
                 self.journal.clone(),
-                service,
-                failures,
-                ctx.event,
+                &n.service,
+                &n.failures,
+                n.event,
                 self.journal_lines,
                 self.timeout.min(JOURNAL_TIMEOUT),
             )
@@ -99,16 +94,12 @@ impl EmailNotifier {
         } else {
             None
         };
-        let with_journal;
         let ctx = match &excerpt {
-            Some(x) => {
-                with_journal = ctx.clone().journal(x);
-                &with_journal
-            }
-            None => ctx,
+            Some(x) => ctx.journal(x),
+            None => *ctx,
         };
-        let (subject, body) = ctx.format.subject_and_body(service, failures, ctx)?;
-        let message = compose(&self.from, &self.to, service, ctx, subject, body)?;
+        let (subject, body) = ctx.format.subject_and_body(n, &ctx)?;
+        let message = compose(&self.from, &self.to, n, subject, body)?;
         let bytes = message.formatted();
         match &self.transport {
             Transport::Smtp(s) => s.send(message.envelope(), &bytes, self.timeout).await,
@@ -123,12 +114,11 @@ impl Notifier for EmailNotifier {
         KIND
     }
 
-    async fn failure(
+    async fn notify(
         &self,
-        service: &str,
-        failures: &[Failure],
+        notification: &Notification,
         ctx: &Context<'_>,
     ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
+        self.deliver(notification, ctx).await
     }
 }

@@ -66,8 +66,11 @@ impl SyslogError {
 
 impl From<SyslogError> for NotifyError {
     fn from(e: SyslogError) -> Self {
-        let retryable = e.is_retryable();
-        NotifyError::transport(KIND, retryable, e)
+        if e.is_retryable() {
+            NotifyError::retryable(KIND, e)
+        } else {
+            NotifyError::permanent(KIND, e)
+        }
     }
 }
 

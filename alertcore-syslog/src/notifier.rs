@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use alertcore::{Context, EventKind, Failure, Notifier, NotifyError, Severity};
+use alertcore::{Context, EventKind, Notification, Notifier, NotifyError, Severity};
 
 use crate::KIND;
 use crate::config::SyslogConfig;
@@ -62,27 +62,21 @@ impl SyslogNotifier {
         }
     }
 
-    async fn deliver(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        let record = self.record(service, failures, ctx)?;
+    async fn deliver(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
+        let record = self.record(n, ctx)?;
         let line = self.encoder.encode(&record)?;
         Ok(self.transport.send(line.as_bytes()).await?)
     }
 
     fn record<'a>(
         &'a self,
-        service: &'a str,
-        failures: &'a [Failure],
-        ctx: &Context<'a>,
+        n: &'a Notification,
+        ctx: &Context<'_>,
     ) -> Result<Record<'a>, NotifyError> {
-        let last = failures.last();
+        let last = n.last_failure();
         let mut params: Vec<(&'static str, Cow<'a, str>)> = Vec::with_capacity(10);
-        params.push(("service", service.into()));
-        params.push(("event", ctx.event.as_str().into()));
+        params.push(("service", n.service.as_str().into()));
+        params.push(("event", n.event.as_str().into()));
         if let Some(f) = last {
             params.push(("severity", f.severity.as_str().into()));
             if !f.service_result.is_empty() {
@@ -98,17 +92,17 @@ impl SyslogNotifier {
                 }
             }
         }
-        params.push(("streak", failures.len().to_string().into()));
-        params.push(("sequence", ctx.sequence.to_string().into()));
-        params.push(("incident", ctx.incident_id(service).into()));
+        params.push(("streak", n.failures.len().to_string().into()));
+        params.push(("sequence", n.sequence.to_string().into()));
+        params.push(("incident", n.incident_id().into()));
 
         // The format's one-line form; the encoder still cleans and bounds it.
-        let msg = ctx.format.line(service, failures, ctx)?;
+        let msg = ctx.format.line(n, ctx)?;
 
         Ok(Record {
-            severity: severity(ctx.event, last.map(|f| f.severity)),
-            hostname: self.hostname.as_deref().unwrap_or(ctx.host),
-            msgid: ctx.event.as_str(),
+            severity: severity(n.event, last.map(|f| f.severity)),
+            hostname: self.hostname.as_deref().unwrap_or(&n.host),
+            msgid: n.event.as_str(),
             params,
             msg,
         })
@@ -130,13 +124,12 @@ impl Notifier for SyslogNotifier {
         KIND
     }
 
-    async fn failure(
+    async fn notify(
         &self,
-        service: &str,
-        failures: &[Failure],
+        notification: &Notification,
         ctx: &Context<'_>,
     ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
+        self.deliver(notification, ctx).await
     }
 }
 
@@ -144,7 +137,7 @@ impl Notifier for SyslogNotifier {
 mod tests {
     use std::time::Duration;
 
-    use alertcore::{FailureReport, Timestamp};
+    use alertcore::{Failure, FailureReport, Timestamp};
 
     use super::*;
 
@@ -167,8 +160,11 @@ mod tests {
             .collect()
     }
 
-    fn ctx(event: EventKind) -> Context<'static> {
-        Context::new(event, "web1").streak(7, START).sequence(9)
+    fn notification(event: EventKind, failures: Vec<Failure>) -> Notification {
+        Notification::new("backup.service", event, "web1")
+            .failures(failures)
+            .streak(7, START)
+            .sequence(9)
     }
 
     #[test]
@@ -192,10 +188,8 @@ mod tests {
     #[test]
     fn record_carries_the_failure() {
         let n = SyslogNotifier::builder().build().unwrap();
-        let failures = history(Severity::Warning);
-        let r = n
-            .record("backup.service", &failures, &ctx(EventKind::Failure))
-            .unwrap();
+        let alert = notification(EventKind::Failure, history(Severity::Warning));
+        let r = n.record(&alert, &Context::new("syslog")).unwrap();
         assert_eq!(r.hostname, "web1");
         assert_eq!(r.msgid, "failure");
         assert_eq!(
@@ -224,10 +218,8 @@ mod tests {
         assert_eq!(r.params[6].1, format!("{:032x}", 2));
 
         let n = SyslogNotifier::builder().hostname("relay").build().unwrap();
-        let failures = history(Severity::Critical);
-        let r = n
-            .record("backup.service", &failures, &ctx(EventKind::Recovery))
-            .unwrap();
+        let recovery = notification(EventKind::Recovery, history(Severity::Critical));
+        let r = n.record(&recovery, &Context::new("syslog")).unwrap();
         assert_eq!(r.hostname, "relay");
         assert_eq!(r.msg, "[web1] RECOVERED: backup.service (after 3 failures)");
 
@@ -242,12 +234,9 @@ mod tests {
             alertcore::Format::full(),
         )
         .unwrap();
+        let alert = notification(EventKind::Failure, history(Severity::Critical));
         let r = n
-            .record(
-                "backup.service",
-                &failures,
-                &ctx(EventKind::Failure).format(&f),
-            )
+            .record(&alert, &Context::new("syslog").format(&f))
             .unwrap();
         assert_eq!(r.msg, "FAILED backup.service disk full");
     }

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertcore::{Context, EventKind, Failure, FallbackOf, Format, Severity, Timestamp};
+use alertcore::{
+    Context, EventKind, Failure, FallbackOf, Format, Notification, Severity, Timestamp,
+};
 use minijinja::value::Serde;
 use minijinja::{Environment, ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -85,33 +87,29 @@ struct Document<'a> {
 
 impl<'a> Document<'a> {
     /// `title` and `text` are the format's subject and body.
-    fn new(
-        service: &'a str,
-        failures: &'a [Failure],
-        ctx: &'a Context<'a>,
-    ) -> Result<Self, WebhookError> {
+    fn new(n: &'a Notification, ctx: &Context<'a>) -> Result<Self, WebhookError> {
         let (title, text) = ctx
             .format
-            .subject_and_body(service, failures, ctx)
+            .subject_and_body(n, ctx)
             .map_err(WebhookError::Format)?;
         Ok(Self {
             version: DOCUMENT_VERSION,
-            event: ctx.event,
-            service,
-            host: ctx.host,
-            severity: failures.last().map_or(Severity::Critical, |f| f.severity),
+            event: n.event,
+            service: &n.service,
+            host: &n.host,
+            severity: n.severity(),
             notifier: ctx.notifier,
-            incident_id: ctx.incident_id(service),
-            sequence: ctx.sequence,
-            time: ctx.now,
-            streak_id: ctx.streak_id,
-            streak_start: ctx.streak_start,
-            streak_length: failures.len(),
+            incident_id: n.incident_id(),
+            sequence: n.sequence,
+            time: n.time,
+            streak_id: n.streak_id,
+            streak_start: n.streak_start,
+            streak_length: n.failures.len(),
             title,
             text,
-            failures,
-            fallback_for: ctx.fallback_for,
-            collapsed: ctx.collapsed,
+            failures: &n.failures,
+            fallback_for: n.fallback_for.as_ref(),
+            collapsed: n.collapsed,
         })
     }
 }
@@ -197,17 +195,13 @@ impl Body {
     /// The body for one alert.
     pub(crate) fn render(
         &self,
-        service: &str,
-        failures: &[Failure],
+        n: &Notification,
         ctx: &Context<'_>,
         content_type: &str,
     ) -> Result<Vec<u8>, WebhookError> {
         match self {
             Self::Document if has_own_body(ctx.format) => {
-                let text = ctx
-                    .format
-                    .body(service, failures, ctx)
-                    .map_err(WebhookError::Format)?;
+                let text = ctx.format.body(n, ctx).map_err(WebhookError::Format)?;
                 if is_json(content_type) {
                     serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|source| {
                         WebhookError::NotJson {
@@ -220,20 +214,18 @@ impl Body {
             }
             // A struct of strings, numbers and the core's own serialisable types
             // cannot fail to serialise; an error would still not panic.
-            Self::Document => {
-                serde_json::to_vec(&Document::new(service, failures, ctx)?).map_err(|source| {
-                    WebhookError::NotJson {
-                        content_type: content_type.to_owned(),
-                        source,
-                    }
-                })
-            }
+            Self::Document => serde_json::to_vec(&Document::new(n, ctx)?).map_err(|source| {
+                WebhookError::NotJson {
+                    content_type: content_type.to_owned(),
+                    source,
+                }
+            }),
             Self::Template {
                 env, vars, json, ..
             } => {
-                let document = Document::new(service, failures, ctx)?;
+                let document = Document::new(n, ctx)?;
                 let mut severities: Vec<Severity> = Vec::new();
-                for f in failures {
+                for f in &n.failures {
                     if !severities.contains(&f.severity) {
                         severities.push(f.severity);
                     }
@@ -323,8 +315,9 @@ fn slack_escape(s: &str) -> String {
 
 /// Sample alerts for checking a template when the notifier is built: a failure streak
 /// of a warning escalated to critical, and its recovery; `hostile` uses names full of
-/// characters that break JSON written without `tojson`.
-pub(crate) fn samples(hostile: bool) -> Vec<(String, Vec<Failure>, EventKind)> {
+/// characters that break JSON written without `tojson`. Counters and times are zero:
+/// the caller sets them.
+pub(crate) fn samples(hostile: bool) -> Vec<Notification> {
     let (service, host) = if hostile {
         ("we\"ird\\ <svc> & \n{x}.service", "h\"o\\st\t")
     } else {
@@ -357,34 +350,40 @@ pub(crate) fn samples(hostile: bool) -> Vec<(String, Vec<Failure>, EventKind)> {
         EventKind::Recovery,
     ]
     .into_iter()
-    .map(|kind| (service.to_owned(), failures.clone(), kind))
+    .map(|kind| Notification::new(service, kind, host).failures(failures.clone()))
     .collect()
-}
-
-/// The host name used with [`samples`].
-pub(crate) fn sample_host(hostile: bool) -> &'static str {
-    if hostile { "h\"o\\st\t" } else { "web1" }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ctx(kind: EventKind, host: &str) -> Context<'_> {
+    /// The first sample alert (the service, host and history of `samples(hostile)`) as
+    /// a `kind` event, with the counters and times these tests expect.
+    fn alert(kind: EventKind, hostile: bool) -> Notification {
         let start = Timestamp::from_millis(1_763_700_000_000);
-        Context::new(kind, host)
-            .notifier("hook")
+        let sample = samples(hostile).remove(0);
+        Notification::new(sample.service, kind, sample.host)
+            .failures(sample.failures)
             .sequence(9)
             .streak(4, start)
-            .now(start.saturating_add(Duration::from_secs(120)))
+            .time(start.saturating_add(Duration::from_secs(120)))
+    }
+
+    /// [`alert`] on another host.
+    fn alert_on(kind: EventKind, hostile: bool, host: &str) -> Notification {
+        let mut n = alert(kind, hostile);
+        n.host = host.to_owned();
+        n
+    }
+
+    fn ctx() -> Context<'static> {
+        Context::new("hook")
     }
 
     fn render(body: &Body, kind: EventKind, hostile: bool) -> serde_json::Value {
-        let (service, failures, _) = samples(hostile).remove(0);
-        let c = ctx(kind, sample_host(hostile));
-        let bytes = body
-            .render(&service, &failures, &c, "application/json")
-            .unwrap();
+        let n = alert(kind, hostile);
+        let bytes = body.render(&n, &ctx(), "application/json").unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
 
@@ -429,13 +428,12 @@ mod tests {
 
     #[test]
     fn a_fallback_or_collapsed_alert_says_so() {
-        let (service, failures, _) = samples(false).remove(0);
         let lost = FallbackOf::new("mail", "550 no such user");
-        let c = ctx(EventKind::Recovery, "web1")
-            .fallback_for(&lost)
+        let n = alert(EventKind::Recovery, false)
+            .fallback_for(lost)
             .collapsed(true);
         let bytes = Body::Document
-            .render(&service, &failures, &c, "application/json")
+            .render(&n, &ctx(), "application/json")
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["fallback_for"]["notifier"], "mail");
@@ -582,15 +580,8 @@ mod tests {
             false,
         )
         .unwrap();
-        let (service, failures, _) = samples(false).remove(0);
-        let e = body
-            .render(
-                &service,
-                &failures,
-                &ctx(EventKind::Failure, "h"),
-                "text/plain",
-            )
-            .unwrap_err();
+        let n = alert_on(EventKind::Failure, false, "h");
+        let e = body.render(&n, &ctx(), "text/plain").unwrap_err();
         alertcore::chain(&e)
     }
 
@@ -633,9 +624,9 @@ mod tests {
             false,
         )
         .unwrap();
-        let (service, failures, kind) = samples(false).remove(0);
+        let kind = samples(false).remove(0).event;
         let e = body
-            .render(&service, &failures, &ctx(kind, "web1"), "text/plain")
+            .render(&alert(kind, false), &ctx(), "text/plain")
             .unwrap_err();
         assert!(matches!(e, WebhookError::Render(_)), "{e:?}");
         let body = Body::template(
@@ -645,9 +636,9 @@ mod tests {
             true,
         )
         .unwrap();
-        let (service, failures, kind) = samples(true).remove(0);
+        let kind = samples(true).remove(0).event;
         let e = body
-            .render(&service, &failures, &ctx(kind, "h"), "application/json")
+            .render(&alert_on(kind, true, "h"), &ctx(), "application/json")
             .unwrap_err();
         assert!(matches!(e, WebhookError::NotJson { .. }), "{e:?}");
     }
@@ -658,7 +649,7 @@ mod tests {
 
     #[test]
     fn the_format_fills_title_and_text_or_is_the_body() {
-        let (service, failures, _) = samples(false).remove(0);
+        let n = alert(EventKind::Failure, false);
         let custom = format(alertcore::FormatSpec {
             subject: Some("S {{ service }}".to_owned()),
             body: Some("{\"b\": {{ service | tojson }}}".to_owned()),
@@ -670,10 +661,8 @@ mod tests {
         });
         let json = Format::builtin("json").unwrap();
         let render = |body: &Body, f: &Format| {
-            let c = ctx(EventKind::Failure, "web1").format(f);
-            let bytes = body
-                .render(&service, &failures, &c, "application/json")
-                .unwrap();
+            let c = ctx().format(f);
+            let bytes = body.render(&n, &c, "application/json").unwrap();
             serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
         };
         // a body of its own is the HTTP body
@@ -710,14 +699,12 @@ mod tests {
             body: Some("{{ service }} failed".to_owned()),
             ..Default::default()
         });
-        let c = ctx(EventKind::Failure, "web1").format(&text);
+        let c = ctx().format(&text);
         let e = Body::Document
-            .render(&service, &failures, &c, "application/json")
+            .render(&n, &c, "application/json")
             .unwrap_err();
         assert!(matches!(e, WebhookError::NotJson { .. }), "{e:?}");
-        let bytes = Body::Document
-            .render(&service, &failures, &c, "text/plain")
-            .unwrap();
+        let bytes = Body::Document.render(&n, &c, "text/plain").unwrap();
         assert_eq!(bytes, b"backup.service failed");
     }
 

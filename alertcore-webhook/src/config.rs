@@ -643,16 +643,15 @@ pub(crate) fn try_template(
     format: &Format,
 ) -> Result<(), BuildError> {
     for hostile in [false, true] {
-        let host = body::sample_host(hostile);
-        for (service, failures, kind) in body::samples(hostile) {
+        for sample in body::samples(hostile) {
             let start = Timestamp::from_millis(1_763_700_000_000);
-            let ctx = Context::new(kind, host)
-                .notifier("sample")
+            let n = sample
                 .sequence(1)
                 .streak(1, start)
-                .now(start.saturating_add(Duration::from_secs(120)))
-                .format(format);
-            match body.render(&service, &failures, &ctx, content_type) {
+                .time(start.saturating_add(Duration::from_secs(120)));
+            let kind = n.event;
+            let ctx = Context::new("sample").format(format);
+            match body.render(&n, &ctx, content_type) {
                 Ok(_) => {}
                 Err(WebhookError::Render(e)) => {
                     return Err(BuildError::key(

@@ -164,7 +164,11 @@ impl From<WebhookError> for NotifyError {
     fn from(e: WebhookError) -> Self {
         let retryable = e.is_retryable();
         let wait = e.retry_after();
-        let n = NotifyError::transport(KIND, retryable, e);
+        let n = if retryable {
+            NotifyError::retryable(KIND, e)
+        } else {
+            NotifyError::permanent(KIND, e)
+        };
         match wait {
             Some(w) => n.with_retry_after(w),
             None => n,

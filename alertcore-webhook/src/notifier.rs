@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use alertcore::{BuildError, Context, Failure, Format, Notifier, NotifyError};
+use alertcore::{BuildError, Context, Format, Notification, Notifier, NotifyError};
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
@@ -103,15 +103,8 @@ impl WebhookNotifier {
         self.preset
     }
 
-    async fn deliver(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        let body = self
-            .body
-            .render(service, failures, ctx, &self.content_type_str)?;
+    async fn deliver(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
+        let body = self.body.render(n, ctx, &self.content_type_str)?;
         let headers = self.request_headers(&body)?;
         let client = self.client.get().await?;
         let mut attempts = 0;
@@ -315,13 +308,8 @@ impl Notifier for WebhookNotifier {
         Ok(())
     }
 
-    async fn failure(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
+    async fn notify(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
+        self.deliver(n, ctx).await
     }
 }
 

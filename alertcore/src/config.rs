@@ -7,11 +7,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::notifier::Notifier;
+pub use crate::duration as duration_serde;
+pub use crate::error::BuildError;
+pub use crate::notifier::ConfiguredNotifier;
 use crate::outbox::DeliverySpec;
 use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::rules::Router;
+pub use crate::table::{from_table, redact, redact_url, split_keys};
 use crate::template::{Format, FormatSpec, Formats};
 
 /// The whole configuration file.
@@ -108,87 +111,6 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// The error a notifier factory returns for a bad notifier table.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct BuildError {
-    message: String,
-    key: Option<String>,
-}
-
-impl BuildError {
-    /// An error about the notifier's table as a whole.
-    pub fn new(message: impl fmt::Display) -> Self {
-        Self {
-            message: message.to_string(),
-            key: None,
-        }
-    }
-
-    /// An error about one key of the notifier's table, so it can be pointed at.
-    pub fn key(key: impl Into<String>, message: impl fmt::Display) -> Self {
-        Self {
-            message: message.to_string(),
-            key: Some(key.into()),
-        }
-    }
-
-    /// Wraps a `toml` deserialisation error of the table (unknown field, wrong type).
-    pub fn from_toml(e: toml::de::Error) -> Self {
-        let message = e.message().trim_end().to_owned();
-        // serde names the offending field in backticks: "unknown field `tto`, ...";
-        // custom errors of ours start with it: "`sendmail_command` must ..."; other
-        // messages quote values, not keys.
-        let key = [
-            "unknown field `",
-            "missing field `",
-            "duplicate field `",
-            "`",
-        ]
-        .iter()
-        .find_map(|p| message.strip_prefix(p))
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_owned);
-        Self { message, key }
-    }
-}
-
-impl BuildError {
-    /// The key the error is about, when it is about one.
-    pub fn offending_key(&self) -> Option<&str> {
-        self.key.as_deref()
-    }
-}
-
-/// A notifier built from the configuration. Its `Debug` shows the table redacted.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct ConfiguredNotifier {
-    /// Its name (`[notifiers.NAME]`).
-    pub name: String,
-    /// The implementation.
-    pub notifier: Arc<dyn Notifier>,
-    /// Its table from the config file, passed to it in every [`Context`](crate::Context).
-    pub config: Arc<toml::Table>,
-    /// Its message format (`format`, `subject`, `body`, ... of its table).
-    pub format: Format,
-    /// Its outbox settings (`retry_for`, `max_attempts`, `fallback`, `max_per_minute`,
-    /// `max_concurrent`).
-    pub delivery: DeliverySpec,
-}
-
-impl fmt::Debug for ConfiguredNotifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConfiguredNotifier")
-            .field("name", &self.name)
-            .field("notifier", &self.notifier.kind())
-            .field("config", &redact(&self.config))
-            .field("format", &self.format.name())
-            .field("delivery", &self.delivery)
-            .finish()
-    }
 }
 
 impl Config {
@@ -485,177 +407,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
-}
-
-/// Deserialises a notifier's table (minus its `type` key) into its config struct.
-///
-/// # Errors
-/// A [`BuildError`] naming the offending key for unknown fields and wrong types.
-pub fn from_table<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Result<T, BuildError> {
-    let mut t = table.clone();
-    t.remove("type");
-    serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
-        // the path names the key for every error (a wrong type too), where serde's
-        // message alone names it only for unknown and missing fields
-        let path = e.path().to_string();
-        let mut b = BuildError::from_toml(e.into_inner());
-        if b.key.is_none() && path != "." {
-            let top = path.split(['.', '[']).next().unwrap_or(&path).to_owned();
-            b.message = format!("`{path}`: {}", b.message);
-            b.key = Some(top);
-        }
-        b
-    })
-}
-
-/// Words that mark a key as holding a secret (matched case-insensitively).
-/// Takes `keys` out of a notifier's `table` and reads them as `T` (keys common to every
-/// notifier type, such as the format's); returns `T` and the rest of the table, which
-/// the type's factory then reads.
-///
-/// # Errors
-/// A [`BuildError`] naming the bad key.
-pub fn split_keys<T: serde::de::DeserializeOwned>(
-    table: &toml::Table,
-    keys: &[&str],
-) -> Result<(T, toml::Table), BuildError> {
-    let mut rest = table.clone();
-    let mut mine = toml::Table::new();
-    for key in keys {
-        if let Some(v) = rest.remove(*key) {
-            mine.insert((*key).to_owned(), v);
-        }
-    }
-    Ok((from_table(&mine)?, rest))
-}
-
-const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "passphrase", "key", "auth"];
-
-/// A copy of a notifier table fit for display: secret-looking keys (other than the
-/// `*_env` / `*_file` pointers) are replaced, every value of a `headers` table is
-/// replaced, and URLs keep only their scheme, user and host.
-pub fn redact(table: &toml::Table) -> toml::Table {
-    table
-        .iter()
-        .map(|(k, v)| {
-            let lower = k.to_ascii_lowercase();
-            let pointer = lower.ends_with("_env")
-                || lower.ends_with("_file")
-                || lower.ends_with("_credential");
-            let secret = !pointer && SECRET_WORDS.iter().any(|w| lower.contains(w));
-            let v = match v {
-                _ if secret => toml::Value::String("<redacted>".to_owned()),
-                toml::Value::String(s) => toml::Value::String(redact_url(s)),
-                toml::Value::Table(t) if lower == "headers" => toml::Value::Table(
-                    t.keys()
-                        .map(|h| (h.clone(), toml::Value::String("<redacted>".to_owned())))
-                        .collect(),
-                ),
-                toml::Value::Table(t) => toml::Value::Table(redact(t)),
-                other => other.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect()
-}
-
-/// Masks what in a URL may be a secret: the password of `scheme://user:password@host`,
-/// and the path and query, which for webhooks often are the credential.
-pub fn redact_url(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return s.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:<redacted>@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = &rest[authority_end..];
-    let tail = if tail.is_empty() || tail == "/" || !matches!(scheme, "http" | "https") {
-        // smtp://host:587?tls=starttls: the query is configuration, not a secret
-        tail.to_owned()
-    } else {
-        "/<redacted>".to_owned()
-    };
-    format!("{scheme}://{authority}{tail}")
-}
-
-/// Serde support for durations written as `"30s"`, `"5m"`, `"4h"`, `"1h 30m"`.
-pub mod duration_serde {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Parses a duration string.
-    ///
-    /// # Errors
-    /// A message naming the bad string and the accepted forms.
-    pub fn parse(s: &str) -> Result<Duration, String> {
-        let t = s.trim();
-        if t == "0" {
-            return Ok(Duration::ZERO);
-        }
-        humantime::parse_duration(t).map_err(|e| {
-            format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"5m\", \"4h\", \"1h 30m\"")
-        })
-    }
-
-    /// Formats like `4h 30m`; zero as `0s`.
-    pub fn format(d: Duration) -> String {
-        if d.is_zero() {
-            "0s".to_owned()
-        } else {
-            humantime::format_duration(d).to_string()
-        }
-    }
-
-    /// `#[serde(with)]` serializer.
-    ///
-    /// # Errors
-    /// Those of the serializer.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
-
-    /// `#[serde(with)]` deserializer.
-    ///
-    /// # Errors
-    /// A custom error for strings that are not durations.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).map_err(serde::de::Error::custom)
-    }
-
-    /// `#[serde(with = "duration_serde::option", default)]` for an optional duration
-    /// (a missing key is `None`; with `skip_serializing_if = "Option::is_none"`).
-    pub mod option {
-        use std::time::Duration;
-
-        use serde::{Deserializer, Serializer};
-
-        /// Serializes `Some` like [`super::serialize`].
-        ///
-        /// # Errors
-        /// Those of the serializer.
-        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => super::serialize(d, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        /// Deserializes a present value like [`super::deserialize`].
-        ///
-        /// # Errors
-        /// A custom error for strings that are not durations.
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            super::deserialize(d).map(Some)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::alert::Failure;
-use crate::config::from_table;
 use crate::error::NotifyError;
-use crate::notifier::{Context, Notifier};
-use crate::registry::NotifierFactory;
+use crate::notification::Notification;
+use crate::notifier::{Notifier, NotifierFactory};
+use crate::table::from_table;
+use crate::template::Context;
 
 /// `type = "console"`.
 pub const FACTORY: NotifierFactory = NotifierFactory {
@@ -36,20 +36,13 @@ impl ConsoleNotifier {
     ///
     /// # Errors
     /// When the format's template fails.
-    pub fn line(
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<String, NotifyError> {
-        Ok(format!(
-            "alertcore: {}",
-            ctx.format.line(service, failures, ctx)?
-        ))
+    pub fn line(n: &Notification, ctx: &Context<'_>) -> Result<String, NotifyError> {
+        Ok(format!("alertcore: {}", ctx.format.line(n, ctx)?))
     }
 
     fn write(line: String) -> Result<(), NotifyError> {
         let mut err = std::io::stderr().lock();
-        writeln!(err, "{line}").map_err(|e| NotifyError::transport("console", true, e))
+        writeln!(err, "{line}").map_err(|e| NotifyError::retryable("console", e))
     }
 }
 
@@ -59,20 +52,15 @@ impl Notifier for ConsoleNotifier {
         "console"
     }
 
-    async fn failure(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        Self::write(Self::line(service, failures, ctx)?)
+    async fn notify(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
+        Self::write(Self::line(n, ctx)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{EventKind, FailureReport, Timestamp};
+    use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
     use crate::template::{Format, FormatSpec, Formats};
 
     #[test]
@@ -84,8 +72,10 @@ mod tests {
             "h",
             Timestamp::from_millis(0),
         );
-        let ctx = Context::new(EventKind::Failure, "web1");
-        let line = ConsoleNotifier::line("backup\r\n.service", std::slice::from_ref(&f), &ctx);
+        let ctx = Context::new("console");
+        let n = Notification::new("backup\r\n.service", EventKind::Failure, "web1")
+            .failures([f.clone()]);
+        let line = ConsoleNotifier::line(&n, &ctx);
         assert_eq!(
             line.unwrap(),
             "alertcore: [web1] FAILED: backup  .service (exit-code, status=1), 1 failure since 1970-01-01T00:00:00Z: disk full"
@@ -98,7 +88,11 @@ mod tests {
         let format = Format::compile(&spec, &Formats::default(), Format::full()).unwrap();
         let ctx = ctx.format(&format);
         assert_eq!(
-            ConsoleNotifier::line("backup.service", &[f], &ctx).unwrap(),
+            ConsoleNotifier::line(
+                &Notification::new("backup.service", EventKind::Failure, "web1").failures([f]),
+                &ctx
+            )
+            .unwrap(),
             "alertcore: FAILED backup.service !"
         );
     }

@@ -7,18 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
-use crate::config::ConfiguredNotifier;
 use crate::error::{EngineError, NotifyError, StoreError, chain};
-use crate::notifier::{Context, FallbackOf, Notifier};
+use crate::notification::{FallbackOf, Notification};
+use crate::notifier::ConfiguredNotifier;
+use crate::notifier::Notifier;
 use crate::outbox::{DeliverySpec, Limits};
 use crate::policy::{Decision, Event, Policy, ServiceState};
 use crate::rules::{Plan, Router, RuleTrace, Subject};
 use crate::store::{
     Applied, Attempt, Change, Claimed, NewNotification, NotificationId, NotificationRecord, Store,
 };
+use crate::template::Context;
 use crate::template::Format;
 
 /// Where "now" comes from. Injected so tests control time.
@@ -46,7 +48,6 @@ pub fn host_name() -> String {
 struct Entry {
     name: String,
     notifier: Arc<dyn Notifier>,
-    config: Arc<toml::Table>,
     format: Format,
     delivery: DeliverySpec,
 }
@@ -78,22 +79,12 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// Adds a notifier under `name`, with an empty config table.
-    pub fn notifier(self, name: impl Into<String>, notifier: Arc<dyn Notifier>) -> Self {
-        self.notifier_with_config(name, notifier, toml::Table::new())
-    }
-
-    /// Adds a notifier under `name` with its config table (passed in every [`Context`]).
-    pub fn notifier_with_config(
-        mut self,
-        name: impl Into<String>,
-        notifier: Arc<dyn Notifier>,
-        config: toml::Table,
-    ) -> Self {
+    /// Adds a notifier under `name`, with the built-in `full` format and the default
+    /// delivery settings.
+    pub fn notifier(mut self, name: impl Into<String>, notifier: Arc<dyn Notifier>) -> Self {
         self.notifiers.push(Entry {
             name: name.into(),
             notifier,
-            config: Arc::new(config),
             format: Format::full().clone(),
             delivery: DeliverySpec::default(),
         });
@@ -105,7 +96,6 @@ impl EngineBuilder {
         self.notifiers.extend(list.into_iter().map(|c| Entry {
             name: c.name,
             notifier: c.notifier,
-            config: c.config,
             format: c.format,
             delivery: c.delivery,
         }));
@@ -187,8 +177,45 @@ pub struct Report {
     /// One entry per notification actually attempted: the event's own, and rows of the
     /// outbox its senders took in turn as they finished ([`Delivery::from_outbox`]).
     pub deliveries: Vec<Delivery>,
+    /// The event's notifications that were not attempted now: they wait in the outbox
+    /// for a later sender or flush.
+    pub waiting: Vec<Waiting>,
     /// The per-host sequence number (0 when nothing was sent).
     pub sequence: u64,
+}
+
+/// A notification of the event that waits in the outbox instead of being sent now.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Waiting {
+    /// The notifier's name.
+    pub notifier: String,
+    /// What it is about.
+    pub kind: EventKind,
+    /// The notification log row.
+    pub id: NotificationId,
+    /// The service.
+    pub service: String,
+    /// `true`: its notifier is at a limit (`max_concurrent`, `max_per_minute`), and the
+    /// sender that frees a slot or the next flush sends it; `false`: an older
+    /// notification of its incident to the same notifier is still pending, and it
+    /// follows that one.
+    pub at_limit: bool,
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let why = if self.at_limit {
+            "its notifier is at its limit"
+        } else {
+            "behind an older notification of the incident"
+        };
+        write!(
+            f,
+            "{} {} of {} (#{}): waiting in the outbox ({why})",
+            self.notifier, self.kind, self.service, self.id
+        )
+    }
 }
 
 /// The outcome of one notification.
@@ -222,6 +249,54 @@ impl Report {
     /// `true` when every attempted delivery succeeded.
     pub fn all_delivered(&self) -> bool {
         self.deliveries.iter().all(|d| d.error.is_none())
+    }
+}
+
+impl Delivery {
+    /// Whether the notification was delivered.
+    pub fn delivered(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// Whether the notification was given up with nowhere else to go: nobody got it.
+    pub fn lost(&self) -> bool {
+        self.error.is_some() && self.next_attempt.is_none() && self.handed_to.is_none()
+    }
+}
+
+/// What became of the delivery, on one line: `pager failure of db.service (#3):
+/// delivered`, `...: not delivered, will retry at T: why`, `...: not delivered (not
+/// retryable), handed to its fallback mail: why`, or `LOST: ...: not delivered (given
+/// up): why`.
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = format_args!(
+            "{} {} of {} (#{})",
+            self.notifier, self.kind, self.service, self.id
+        );
+        let Some(error) = &self.error else {
+            let from = if self.from_outbox {
+                " from the outbox"
+            } else {
+                ""
+            };
+            return write!(f, "{what}: delivered{from}");
+        };
+        if let Some(next) = self.next_attempt {
+            return write!(f, "{what}: not delivered, will retry at {next}: {error}");
+        }
+        let why = if self.retryable {
+            "given up"
+        } else {
+            "not retryable"
+        };
+        match &self.handed_to {
+            Some(to) => write!(
+                f,
+                "{what}: not delivered ({why}), handed to its fallback {to}: {error}"
+            ),
+            None => write!(f, "LOST: {what}: not delivered ({why}): {error}"),
+        }
     }
 }
 
@@ -341,10 +416,12 @@ impl Engine {
         let host = self.host.clone();
         let owned_service = service.to_owned();
         let lease = self.send_lease();
-        let (applied, planned, streak) = self
+        let rules = Arc::clone(&self.router);
+        let (applied, planned, fresh, failures) = self
             .blocking(move || {
                 let mut planned = None;
-                let mut streak = (0, now, 0);
+                let mut fresh = Vec::new();
+                let mut failures = 0;
                 let kind = report.as_ref().and_then(|r| r.kind.as_deref());
                 let applied = store.apply(&owned_service, now, &mut |state| {
                     let mut plan = plan(
@@ -355,42 +432,39 @@ impl Engine {
                         (&owned_service, state, event, kind, now),
                     );
                     // a success reports on the streak it ends
-                    let s = match event {
+                    let streak = match event {
                         Event::Failure(_) | Event::Tick => plan.next.streak.as_ref(),
                         Event::Success => state.streak.as_ref(),
                     };
-                    streak = s.map_or((0, now, 0), |s| (s.id, s.started, s.failures));
-                    let notifications: Vec<NewNotification> = plan
+                    let (streak_id, streak_start) = streak.map_or((0, now), |s| (s.id, s.started));
+                    failures = streak.map_or(0, |s| s.failures);
+                    fresh = plan
                         .decisions
                         .iter()
                         .filter_map(|d| {
-                            let kind = d.send_kind()?;
-                            let payload = Payload {
-                                host: host.clone(),
-                                streak_start: streak.1,
-                                at: now,
-                                rule: d.rule,
-                                fallback_for: None,
-                                collapsed: false,
-                            };
-                            let entry = notifiers.iter().find(|e| e.name == d.notifier);
+                            let event = d.send_kind()?;
+                            let n = Notification::new(owned_service.as_str(), event, host.as_str())
+                                .streak(streak_id, streak_start)
+                                .time(now)
+                                .rule(d.rule.and_then(|i| rules.rule_ref(i)));
+                            Some((d.notifier.clone(), n))
+                        })
+                        .collect();
+                    let notifications: Vec<NewNotification> = fresh
+                        .iter()
+                        .map(|(name, n)| {
+                            let entry = notifiers.iter().find(|e| &e.name == name);
                             let limits = entry.map_or(Limits::NONE, |e| e.delivery.limits());
-                            let mut n = NewNotification::new(d.notifier.clone(), kind, streak.0)
-                                .payload(payload.to_json())
+                            let mut row = NewNotification::new(name.clone(), n.event, n.streak_id)
+                                .payload(stored::encode(n))
                                 .lease(lease)
                                 .limits(limits);
-                            if kind == EventKind::Recovery
+                            if n.event == EventKind::Recovery
                                 && entry.is_some_and(|e| e.delivery.collapse)
                             {
-                                n = n.collapse(
-                                    Payload {
-                                        collapsed: true,
-                                        ..payload
-                                    }
-                                    .to_json(),
-                                );
+                                row = row.collapse(stored::encode(&n.clone().collapsed(true)));
                             }
-                            Some(n)
+                            row
                         })
                         .collect();
                     let failure = report.as_ref().map(|r| {
@@ -408,26 +482,30 @@ impl Engine {
                     planned = Some(plan);
                     change
                 })?;
-                Ok((applied, planned, streak))
+                Ok((applied, planned, fresh, failures))
             })
             .await?;
         let plan =
             planned.ok_or_else(|| StoreError::Task("the store did not run the policy".into()))?;
 
-        let (streak_id, streak_start, failures) = streak;
         // A tick's senders take no further rows: it asks one service after another, and a
         // row sent for one would change what the next is told after `Engine::preview`
         // (`alertctl test`) predicted it. `Engine::flush` sends them right after.
         let take_next = !matches!(event, Event::Tick);
-        let mut deliveries = self
-            .dispatch(
-                service,
-                &plan.decisions,
-                &applied,
-                (streak_id, streak_start, now),
-                take_next,
-            )
-            .await;
+        let waiting = applied
+            .notifications
+            .iter()
+            .zip(&fresh)
+            .filter(|(id, _)| !applied.claimed.contains(id))
+            .map(|(&id, (notifier, n))| Waiting {
+                notifier: notifier.clone(),
+                kind: n.event,
+                id,
+                service: service.to_owned(),
+                at_limit: applied.deferred.contains(&id),
+            })
+            .collect();
+        let mut deliveries = self.dispatch(fresh, &applied, now, take_next).await;
         // alerts handed to a fallback. (A row left waiting for a free slot of its
         // notifier is not flushed here: each sender that finishes takes the next one
         // in the slot it frees, see `send`.)
@@ -448,43 +526,37 @@ impl Engine {
             decisions: plan.decisions,
             rules: plan.rules,
             deliveries,
+            waiting,
             sequence: applied.sequence,
         })
     }
 
     /// Sends the notifications this event created that the store let us claim (one
-    /// queued behind an older pending notification of the same incident waits for it).
+    /// queued behind an older pending notification of the same incident waits for it):
+    /// each the value its outbox row holds, as a retry of the row would send it.
     async fn dispatch(
         &self,
-        service: &str,
-        decisions: &[Decision],
+        fresh: Vec<(String, Notification)>,
         applied: &Applied,
-        (streak_id, streak_start, now): (u64, Timestamp, Timestamp),
+        now: Timestamp,
         take_next: bool,
     ) -> Vec<Delivery> {
-        let sends = decisions
-            .iter()
-            .filter_map(|d| d.send_kind().map(|k| (d, k)))
+        let outgoing = fresh
+            .into_iter()
             .zip(&applied.notifications)
-            .filter(|(_, id)| applied.claimed.contains(id));
-        let jobs = sends.map(|((d, kind), &id)| Job {
-            id,
-            service,
-            notifier: &d.notifier,
-            kind,
-            rule: d.rule,
-            sequence: applied.sequence,
-            streak: (streak_id, streak_start),
-            host: &self.host,
-            at: now,
-            created: now,
-            attempts: 0,
-            history: &applied.history,
-            fallback_for: None,
-            collapsed: applied.collapsed.contains(&id),
-        });
+            .filter(|(_, id)| applied.claimed.contains(id))
+            .map(|((notifier, n), &id)| Outgoing {
+                id,
+                notifier,
+                created: now,
+                attempts: 0,
+                notification: n
+                    .sequence(applied.sequence)
+                    .failures(applied.history.clone())
+                    .collapsed(applied.collapsed.contains(&id)),
+            });
         join_all(
-            jobs.map(|job| async move { self.and_next(self.send(job, take_next).await).await }),
+            outgoing.map(|o| async move { self.and_next(self.send(o, take_next).await).await }),
         )
         .await
         .into_iter()
@@ -577,7 +649,7 @@ impl Engine {
                 break;
             }
             let sends = claimed
-                .iter()
+                .into_iter()
                 .map(|c| async move { self.and_next(self.send_claimed(c, true).await).await });
             let sent: Vec<Delivery> = join_all(sends).await.into_iter().flatten().collect();
             for to in sent.iter().filter_map(|d| d.handed_to.as_deref()) {
@@ -614,7 +686,7 @@ impl Engine {
         let mut left = CHAIN;
         while let Some(claimed) = next.take() {
             left = left.saturating_sub(1);
-            let (delivery, claimed_next) = self.send_claimed(&claimed, left > 0).await;
+            let (delivery, claimed_next) = self.send_claimed(claimed, left > 0).await;
             out.extend(delivery);
             next = claimed_next;
         }
@@ -622,35 +694,21 @@ impl Engine {
     }
 
     /// Sends a row claimed from the outbox, as [`Engine::send`] does.
-    async fn send_claimed(&self, c: &Claimed, next: bool) -> Sent {
-        let r = &c.record;
-        let Ok(p) = serde_json::from_str::<Payload>(&c.payload) else {
-            let gave_up = self
-                .give_up(r, "the outbox row has no readable payload")
-                .await;
-            return (gave_up, None);
+    async fn send_claimed(&self, c: Claimed, next: bool) -> Sent {
+        let outgoing = match stored::decode(&c, &self.router) {
+            Ok(n) => Outgoing {
+                id: c.record.id,
+                notifier: c.record.notifier,
+                created: c.record.created,
+                attempts: c.attempts,
+                notification: n,
+            },
+            Err(e) => {
+                let why = format!("the outbox row has no readable payload: {e}");
+                return (self.give_up(&c.record, &why).await, None);
+            }
         };
-        let mut sent = self
-            .send(
-                Job {
-                    id: r.id,
-                    service: &r.service,
-                    notifier: &r.notifier,
-                    kind: r.kind,
-                    rule: p.rule,
-                    sequence: r.sequence,
-                    streak: (r.streak, p.streak_start),
-                    host: &p.host,
-                    at: p.at,
-                    created: r.created,
-                    attempts: c.attempts,
-                    history: &c.history,
-                    fallback_for: p.fallback_for.as_ref(),
-                    collapsed: p.collapsed,
-                },
-                next,
-            )
-            .await;
+        let mut sent = self.send(outgoing, next).await;
         if let Some(d) = &mut sent.0 {
             d.from_outbox = true;
         }
@@ -662,39 +720,23 @@ impl Engine {
     /// notifier, in the slot it just freed, and returns it to be sent: rows that waited
     /// for a free slot (`max_concurrent`) go out as slots free up, without waiting for a
     /// flush. After a failed delivery the rest waits for the flush and its backoff.
-    async fn send(&self, job: Job<'_>, next: bool) -> Sent {
+    async fn send(&self, job: Outgoing, next: bool) -> Sent {
         let Some(entry) = self.notifiers.iter().find(|e| e.name == job.notifier) else {
             return (None, None);
         };
+        let n = &job.notification;
         // a rule's recipient may override the notifier's format
         let format = self
             .router
-            .recipient(job.rule, job.notifier)
+            .recipient(n.rule.map(|r| r.index), &job.notifier)
             .and_then(|r| r.format.as_ref())
             .unwrap_or(&entry.format);
-        let ctx = Context::new(job.kind, job.host)
-            .notifier(&entry.name)
-            .config(&entry.config)
-            .format(format)
-            .rule(job.rule.and_then(|i| self.router.rule_ref(i)))
-            .sequence(job.sequence)
-            .streak(job.streak.0, job.streak.1)
-            .now(job.at)
-            .fallback_for(job.fallback_for)
-            .collapsed(job.collapsed);
-        let (service, history) = (job.service, job.history);
-        let call = async {
-            if job.kind == EventKind::Recovery {
-                entry.notifier.success(service, history, &ctx).await
-            } else {
-                entry.notifier.failure(service, history, &ctx).await
-            }
-        };
+        let ctx = Context::new(&entry.name).format(format);
+        let call = entry.notifier.notify(n, &ctx);
         let result = match self.delivery_timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-                Err(NotifyError::transport(
+                Err(NotifyError::retryable(
                     entry.notifier.kind(),
-                    true,
                     TimedOut(limit),
                 ))
             }),
@@ -714,7 +756,7 @@ impl Engine {
             _ => None,
         };
         let fallback = entry.delivery.fallback.as_deref();
-        let kind = job.kind;
+        let (kind, service) = (n.event, n.service.as_str());
         let handover: String;
         let attempt = match (&error, next_attempt, fallback) {
             (None, ..) => Attempt::Delivered,
@@ -724,15 +766,10 @@ impl Engine {
             }
             (Some(error), None, Some(to)) => {
                 tracing::warn!(notifier = %entry.name, service, %error, "{kind} not delivered, handed to its fallback {to}");
-                handover = Payload {
-                    host: job.host.to_owned(),
-                    streak_start: job.streak.1,
-                    at: job.at,
-                    rule: job.rule,
-                    fallback_for: Some(FallbackOf::new(&entry.name, error)),
-                    collapsed: job.collapsed,
-                }
-                .to_json();
+                handover = stored::encode(
+                    &n.clone()
+                        .fallback_for(FallbackOf::new(&entry.name, error.as_str())),
+                );
                 Attempt::HandedOver {
                     error,
                     to,
@@ -761,7 +798,7 @@ impl Engine {
             .await;
         let delivery = Delivery {
             notifier: entry.name.clone(),
-            kind: job.kind,
+            kind,
             id: job.id,
             error,
             retryable,
@@ -846,48 +883,15 @@ const FLUSH_BATCH: usize = 64;
 /// The send lease when the engine has no `delivery_timeout`.
 const DEFAULT_SEND_LEASE: Duration = Duration::from_secs(300);
 
-/// One notification to send: just created, or claimed from the outbox.
-struct Job<'a> {
+/// One notification to send, with its outbox row: just created, or claimed.
+struct Outgoing {
     id: NotificationId,
-    service: &'a str,
-    notifier: &'a str,
-    kind: EventKind,
-    rule: Option<usize>,
-    sequence: u64,
-    streak: (u64, Timestamp),
-    host: &'a str,
-    /// When the event happened (the context's `now`).
-    at: Timestamp,
+    notifier: String,
     /// When the row was created (`retry_for` counts from here).
     created: Timestamp,
     /// Attempts made before this one.
     attempts: u32,
-    history: &'a [Failure],
-    /// Set when the job was handed over from a notifier that gave it up.
-    fallback_for: Option<&'a FallbackOf>,
-    /// A recovery that replaced its failure alert.
-    collapsed: bool,
-}
-
-/// What an outbox row carries beyond its columns, to be sent again by any process.
-#[derive(Debug, Serialize, Deserialize)]
-struct Payload {
-    host: String,
-    streak_start: Timestamp,
-    at: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    rule: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    fallback_for: Option<FallbackOf>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    collapsed: bool,
-}
-
-impl Payload {
-    fn to_json(&self) -> String {
-        // a struct of strings and numbers always serialises
-        serde_json::to_string(self).unwrap_or_default()
-    }
+    notification: Notification,
 }
 
 /// An [`Attempt`] that can cross into the blocking pool.
@@ -955,5 +959,69 @@ impl Engine {
         tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// How a [`Notification`] is kept in its outbox row: as its JSON payload, with the
+/// fields the store keeps in columns of their own (service, event, streak, sequence,
+/// history) read back from those columns.
+mod stored {
+    use serde::Deserialize;
+
+    use crate::alert::Timestamp;
+    use crate::notification::{FallbackOf, Notification, RuleRef};
+    use crate::rules::Router;
+    use crate::store::Claimed;
+
+    /// The payload of a new row: the notification as JSON.
+    pub(super) fn encode(n: &Notification) -> String {
+        // strings, numbers and the core's own serialisable types always serialise
+        serde_json::to_string(n).unwrap_or_default()
+    }
+
+    /// What a payload holds beyond the row's columns: written as a whole [`Notification`]
+    /// since the payload became one, and as the older `Payload` before (`at` for the
+    /// event time, `rule` as the rule's index), which this still reads.
+    #[derive(Deserialize)]
+    struct Payload {
+        host: String,
+        streak_start: Timestamp,
+        #[serde(alias = "at")]
+        time: Timestamp,
+        #[serde(default)]
+        rule: Option<Rule>,
+        #[serde(default)]
+        fallback_for: Option<FallbackOf>,
+        #[serde(default)]
+        collapsed: bool,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rule {
+        Ref(RuleRef),
+        /// Rows written before the payload was a notification.
+        Index(usize),
+    }
+
+    /// The notification claimed row `c` holds.
+    ///
+    /// # Errors
+    /// When the payload is not one this or an earlier version wrote.
+    pub(super) fn decode(c: &Claimed, router: &Router) -> Result<Notification, serde_json::Error> {
+        let p: Payload = serde_json::from_str(&c.payload)?;
+        let r = &c.record;
+        let rule = p.rule.map(|rule| match rule {
+            Rule::Ref(r) => r,
+            Rule::Index(index) => router.rule_ref(index).unwrap_or(RuleRef { index, line: 0 }),
+        });
+        Ok(Notification::new(r.service.as_str(), r.kind, p.host)
+            .sequence(r.sequence)
+            .streak(r.streak, p.streak_start)
+            .time(p.time)
+            .rule(rule)
+            .failures(c.history.clone())
+            .fallback_for(p.fallback_for)
+            .collapsed(p.collapsed))
     }
 }

@@ -1,6 +1,7 @@
 //! Error types, one per concern.
 
 use std::error::Error as StdError;
+use std::fmt;
 
 /// A delivery failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,16 +33,34 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
-    /// A transport error.
-    pub fn transport(
+    /// A transport failure that a later attempt may get past: a timeout, a refused
+    /// connection, SMTP 4xx, HTTP 429/5xx. The outbox tries again with its backoff (no
+    /// sooner than [`NotifyError::with_retry_after`] says, when set).
+    pub fn retryable(
+        kind: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self::transport(kind, true, source.into())
+    }
+
+    /// A transport failure that trying again cannot mend: a bad address, SMTP 5xx,
+    /// HTTP 4xx. The outbox gives the notification up (or hands it to the fallback).
+    pub fn permanent(
+        kind: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self::transport(kind, false, source.into())
+    }
+
+    fn transport(
         kind: &'static str,
         retryable: bool,
-        source: impl Into<Box<dyn StdError + Send + Sync>>,
+        source: Box<dyn StdError + Send + Sync>,
     ) -> Self {
         Self::Transport {
             kind,
             retryable,
-            source: source.into(),
+            source,
             retry_after: None,
         }
     }
@@ -160,4 +179,56 @@ pub fn chain(e: &(dyn StdError + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The error a notifier factory returns for a bad notifier table.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildError {
+    pub(crate) message: String,
+    pub(crate) key: Option<String>,
+}
+
+impl BuildError {
+    /// An error about the notifier's table as a whole.
+    pub fn new(message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            key: None,
+        }
+    }
+
+    /// An error about one key of the notifier's table, so it can be pointed at.
+    pub fn key(key: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            key: Some(key.into()),
+        }
+    }
+
+    /// Wraps a `toml` deserialisation error of the table (unknown field, wrong type).
+    pub fn from_toml(e: toml::de::Error) -> Self {
+        let message = e.message().trim_end().to_owned();
+        // serde names the offending field in backticks: "unknown field `tto`, ...";
+        // custom errors of ours start with it: "`sendmail_command` must ..."; other
+        // messages quote values, not keys.
+        let key = [
+            "unknown field `",
+            "missing field `",
+            "duplicate field `",
+            "`",
+        ]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned);
+        Self { message, key }
+    }
+}
+
+impl BuildError {
+    /// The key the error is about, when it is about one.
+    pub fn offending_key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
 }

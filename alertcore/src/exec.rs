@@ -3,7 +3,6 @@
 
 mod env;
 mod run;
-pub(crate) mod timestamp;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -16,15 +15,17 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer};
 use tokio::sync::Semaphore;
 
-use crate::alert::Failure;
-use crate::config::{BuildError, duration_serde, from_table};
+use crate::duration;
+use crate::error::BuildError;
 use crate::error::{NotifyError, chain};
 use crate::message::one_line;
-use crate::notifier::{Context, Notifier};
-use crate::registry::NotifierFactory;
+use crate::notification::Notification;
+use crate::notifier::{Notifier, NotifierFactory};
+use crate::table::from_table;
+use crate::template::Context;
 
 use self::run::{Captured, Ended, Finished};
-use self::timestamp::TimestampFormat;
+use crate::template::timestamp::{self, TimestampFormat};
 
 /// The longest `timeout` an agent may be given.
 const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -55,7 +56,7 @@ pub struct ExecConfig {
     command: Vec<String>,
     #[serde(default)]
     recipients: Vec<String>,
-    #[serde(default = "default_timeout", with = "duration_serde")]
+    #[serde(default = "default_timeout", with = "duration")]
     timeout: Duration,
     #[serde(default = "default_max_concurrency")]
     max_concurrency: usize,
@@ -239,7 +240,7 @@ impl ExecConfig {
                 "timeout",
                 format!(
                     "`timeout` must be at most {} (an agent that runs longer holds the handler)",
-                    crate::config::duration_serde::format(MAX_TIMEOUT)
+                    crate::duration::format(MAX_TIMEOUT)
                 ),
             ));
         }
@@ -407,15 +408,10 @@ impl ExecNotifier {
         vars.into_iter().collect()
     }
 
-    async fn deliver(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
+    async fn deliver(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
         let tz = self.timezone.clone().unwrap_or_else(TimeZone::system);
         let timestamp = ctx.format.timestamp().unwrap_or(&PACEMAKER_TIMESTAMP);
-        let alert = env::alert_vars(service, failures, ctx, timestamp, &tz)?;
+        let alert = env::alert_vars(n, ctx, timestamp, &tz)?;
         let recipients: Vec<&str> = if self.config.recipients.is_empty() {
             vec![""]
         } else {
@@ -428,7 +424,7 @@ impl ExecNotifier {
                 let _permit = self.limit.acquire().await.ok();
                 let result = run::run(&self.config.command, &env, self.config.timeout)
                     .await
-                    .and_then(|f| self.judge(f, ctx, service, recipient));
+                    .and_then(|f| self.judge(f, ctx, &n.service, recipient));
                 (recipient, result)
             }
         });
@@ -443,7 +439,11 @@ impl ExecNotifier {
             1 if total == 1 => failed.remove(0).1,
             _ => ExecError::Recipients { total, failed },
         };
-        Err(NotifyError::transport("exec", error.is_retryable(), error))
+        Err(if error.is_retryable() {
+            NotifyError::retryable("exec", error)
+        } else {
+            NotifyError::permanent("exec", error)
+        })
     }
 
     /// Logs a finished run and turns it into its outcome.
@@ -531,13 +531,8 @@ impl Notifier for ExecNotifier {
         "exec"
     }
 
-    async fn failure(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
+    async fn notify(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
+        self.deliver(n, ctx).await
     }
 }
 
@@ -575,7 +570,7 @@ pub enum ExecError {
         output: String,
     },
     /// The agent ran out of time; it and its process group were killed.
-    #[error("{program} did not finish within {}; killed it{output}", duration_serde::format(*.timeout))]
+    #[error("{program} did not finish within {}; killed it{output}", duration::format(*.timeout))]
     Timeout {
         /// The program.
         program: String,
@@ -639,7 +634,7 @@ const ENOEXEC: i32 = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{EventKind, FailureReport, Timestamp};
+    use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 
     fn build(text: &str) -> Result<ExecNotifier, BuildError> {
         let table: toml::Table = toml::from_str(text).unwrap();
@@ -819,9 +814,13 @@ mod tests {
     }
 
     fn ctx() -> Context<'static> {
-        Context::new(EventKind::Failure, "web1")
-            .notifier("agents")
-            .now(Timestamp::from_millis(1_234_567_890_123))
+        Context::new("agents")
+    }
+
+    fn note(service: &str) -> Notification {
+        Notification::new(service, EventKind::Failure, "web1")
+            .failures(history())
+            .time(Timestamp::from_millis(1_234_567_890_123))
     }
 
     fn history() -> Vec<Failure> {
@@ -847,7 +846,7 @@ mod tests {
         .build()
         .unwrap();
         for service in ["x; rm -rf /", "$(touch pwned)", "`touch pwned`", "a\nb"] {
-            n.failure(service, &history(), &ctx()).await.unwrap();
+            n.notify(&note(service), &ctx()).await.unwrap();
             let text = std::fs::read_to_string(&out).unwrap();
             assert_eq!(text, format!("1\n{service}\n{service}\n"));
         }
@@ -870,7 +869,7 @@ mod tests {
         .build()
         .unwrap();
         // the default: full's subject and body, Pacemaker's timestamp
-        n.failure("s", &history(), &ctx()).await.unwrap();
+        n.notify(&note("s"), &ctx()).await.unwrap();
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(
             text.starts_with("[web1] FAILED: s (exit-code, status=1)|Service:   s\n"),
@@ -890,7 +889,7 @@ mod tests {
             crate::template::Format::full(),
         )
         .unwrap();
-        n.failure("s", &history(), &ctx().format(&f)).await.unwrap();
+        n.notify(&note("s"), &ctx().format(&f)).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
             "s is down|since 0.000|1234567890.123"
@@ -906,7 +905,7 @@ mod tests {
                 .unwrap()
         };
         let e = sh("echo 'bad recipient' >&2; exit 3")
-            .failure("s", &history(), &ctx())
+            .notify(&note("s"), &ctx())
             .await
             .unwrap_err();
         assert!(e.is_retryable());
@@ -914,13 +913,10 @@ mod tests {
             chain(&e),
             "exec delivery failed: /bin/sh exited with status 3; stderr: bad recipient"
         );
-        let e = sh("exit 127")
-            .failure("s", &history(), &ctx())
-            .await
-            .unwrap_err();
+        let e = sh("exit 127").notify(&note("s"), &ctx()).await.unwrap_err();
         assert!(!e.is_retryable(), "{e:?}");
         let e = sh("kill -TERM $$")
-            .failure("s", &history(), &ctx())
+            .notify(&note("s"), &ctx())
             .await
             .unwrap_err();
         assert!(e.is_retryable());
@@ -928,7 +924,7 @@ mod tests {
         let e = ExecConfig::new(["/nonexistent/agent"])
             .build()
             .unwrap()
-            .failure("s", &history(), &ctx())
+            .notify(&note("s"), &ctx())
             .await
             .unwrap_err();
         assert!(!e.is_retryable());
@@ -937,6 +933,6 @@ mod tests {
             "{}",
             chain(&e)
         );
-        sh("exit 0").success("s", &history(), &ctx()).await.unwrap();
+        sh("exit 0").notify(&note("s"), &ctx()).await.unwrap();
     }
 }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::alert::Failure;
-use crate::config::{BuildError, from_table};
+use crate::error::BuildError;
 use crate::error::NotifyError;
-use crate::notifier::{Context, Notifier};
-use crate::registry::NotifierFactory;
+use crate::notification::Notification;
+use crate::notifier::{Notifier, NotifierFactory};
+use crate::table::from_table;
+use crate::template::Context;
 
 /// `type = "file"`.
 pub const FACTORY: NotifierFactory = NotifierFactory {
@@ -98,26 +99,16 @@ impl FileNotifier {
     ///
     /// # Errors
     /// When the format's template fails.
-    pub fn line(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<String, NotifyError> {
+    pub fn line(&self, n: &Notification, ctx: &Context<'_>) -> Result<String, NotifyError> {
         Ok(format!(
             "{} {}",
-            ctx.format.time(ctx.now),
-            ctx.format.line(service, failures, ctx)?
+            ctx.format.time(n.time),
+            ctx.format.line(n, ctx)?
         ))
     }
 
-    async fn deliver(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        let mut line = self.line(service, failures, ctx)?;
+    async fn deliver(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
+        let mut line = self.line(n, ctx)?;
         line.push('\n');
         let path = Arc::clone(&self.path);
         let result = tokio::task::spawn_blocking(move || append(&path, line.as_bytes()))
@@ -131,14 +122,15 @@ impl FileNotifier {
                     | io::ErrorKind::IsADirectory
                     | io::ErrorKind::NotADirectory
             );
-            NotifyError::transport(
-                "file",
-                retryable,
-                AppendError {
-                    path: self.path.display().to_string(),
-                    source,
-                },
-            )
+            let error = AppendError {
+                path: self.path.display().to_string(),
+                source,
+            };
+            if retryable {
+                NotifyError::retryable("file", error)
+            } else {
+                NotifyError::permanent("file", error)
+            }
         })
     }
 }
@@ -182,13 +174,8 @@ impl Notifier for FileNotifier {
         "file"
     }
 
-    async fn failure(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.deliver(service, failures, ctx).await
+    async fn notify(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
+        self.deliver(n, ctx).await
     }
 }
 
@@ -197,7 +184,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
-    use crate::alert::{EventKind, FailureReport, Severity, Timestamp};
+    use crate::alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
     use crate::template::{Format, FormatSpec, Formats};
 
     const START: Timestamp = Timestamp::from_millis(1_763_700_000_000);
@@ -213,12 +200,16 @@ mod tests {
         vec![Failure::from_report(&r, "web1", START)]
     }
 
-    fn ctx(event: EventKind) -> Context<'static> {
-        Context::new(event, "web1")
-            .notifier("log")
+    fn ctx() -> Context<'static> {
+        Context::new("log")
+    }
+
+    fn note(service: &str, message: Option<&str>, event: EventKind) -> Notification {
+        Notification::new(service, event, "web1")
+            .failures(history(message))
             .sequence(9)
             .streak(2, START)
-            .now(START.saturating_add(std::time::Duration::from_secs(60)))
+            .time(START.saturating_add(std::time::Duration::from_secs(60)))
     }
 
     /// A format with only `subject` set (`None`: the default format).
@@ -235,7 +226,7 @@ mod tests {
         FileConfig::new("/x")
             .build()
             .unwrap()
-            .line(service, &history(message), &ctx(event).format(f))
+            .line(&note(service, message, event), &ctx().format(f))
             .unwrap()
     }
 
@@ -303,10 +294,10 @@ mod tests {
         let path = dir.path().join("alerts.log");
         let n = FileConfig::new(&path).build().unwrap();
         let f = format(Some("{{ event }} {{ service }}"));
-        n.failure("a\nb", &history(None), &ctx(EventKind::Failure).format(&f))
+        n.notify(&note("a\nb", None, EventKind::Failure), &ctx().format(&f))
             .await
             .unwrap();
-        n.success("a\nb", &history(None), &ctx(EventKind::Recovery).format(&f))
+        n.notify(&note("a\nb", None, EventKind::Recovery), &ctx().format(&f))
             .await
             .unwrap();
         assert_eq!(
@@ -324,7 +315,7 @@ mod tests {
             .build()
             .unwrap();
         let e = n
-            .failure("s", &history(None), &ctx(EventKind::Failure))
+            .notify(&note("s", None, EventKind::Failure), &ctx())
             .await
             .unwrap_err();
         assert!(!e.is_retryable());

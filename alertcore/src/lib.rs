@@ -3,12 +3,14 @@
 mod alert;
 pub mod config;
 mod console;
+pub mod duration;
 mod engine;
 mod error;
 mod exec;
 mod file;
 pub mod journal;
 pub mod message;
+mod notification;
 mod notifier;
 pub mod outbox;
 pub mod policy;
@@ -16,22 +18,25 @@ mod registry;
 pub mod rules;
 pub mod secret;
 pub mod store;
+pub mod table;
 pub mod template;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
-pub use config::{BuildError, Config, ConfigError, ConfiguredNotifier};
+pub use config::{Config, ConfigError};
 pub use console::{ConsoleNotifier, FACTORY as CONSOLE_FACTORY};
-pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock, host_name};
+pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock, Waiting, host_name};
+pub use error::BuildError;
 pub use error::{EngineError, NotifyError, StoreError, chain};
 pub use exec::{ExecConfig, ExecError, ExecNotifier, FACTORY as EXEC_FACTORY};
 pub use file::{FACTORY as FILE_FACTORY, FileConfig, FileNotifier};
-pub use notifier::{Context, FallbackOf, Notifier, RuleRef, sanitize_id};
+pub use notification::{FallbackOf, Notification, RuleRef, sanitize_id};
+pub use notifier::{ConfiguredNotifier, Notifier, NotifierFactory};
 pub use policy::{Policy, ServiceState};
-pub use registry::{NotifierFactory, Registry};
+pub use registry::Registry;
 pub use store::{MemoryStore, SqliteStore, Store};
-pub use template::{Format, FormatSpec, Formats, JournalExcerpt};
+pub use template::{Context, Format, FormatSpec, Formats, JournalExcerpt};
 
 /// Re-exports for macros; not public API.
 #[doc(hidden)]

@@ -19,7 +19,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Timestamp;
-use crate::config::{BuildError, duration_serde, split_keys};
+use crate::duration;
+use crate::error::BuildError;
+use crate::table::split_keys;
 
 /// The first retry comes this long after a failed attempt; each later one waits twice as
 /// long, up to [`MAX_BACKOFF`].
@@ -47,7 +49,7 @@ pub struct DeliverySpec {
     /// How long to keep trying a retryable failure (default 24 h).
     #[serde(
         default,
-        with = "duration_serde::option",
+        with = "duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub retry_for: Option<Duration>,
@@ -149,7 +151,7 @@ impl DeliverySpec {
 
     /// `retry_for = "1d"`-style text for messages.
     pub fn describe(&self) -> String {
-        let mut s = format!("retry_for {}", duration_serde::format(self.retry_for()));
+        let mut s = format!("retry_for {}", duration::format(self.retry_for()));
         if let Some(n) = self.max_attempts {
             s.push_str(&format!(", max_attempts {n}"));
         }

@@ -36,7 +36,7 @@ pub use decision::{Action, Decision, Reason};
 pub use state::{Outcome, RecipientState, ServiceState, Streak};
 
 use crate::alert::{EventKind, Severity, Timestamp};
-use crate::config::duration_serde;
+use crate::duration;
 
 /// The policy settings (`[policy]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,10 +47,10 @@ pub struct Policy {
     #[serde(deserialize_with = "deserialize_threshold")]
     pub threshold: u32,
     /// Alert only once the streak has lasted this long.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "duration")]
     pub min_duration: Duration,
     /// Re-send a reminder this often while still failing; zero never does.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "duration")]
     pub repeat: Duration,
     /// Send a recovery notification after an alert.
     pub recovery: bool,

@@ -1,46 +1,10 @@
 //! Finding notifier implementations by their `type` name.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
-use crate::config::BuildError;
-use crate::notifier::Notifier;
-
-/// Builds a notifier from its config table. Each transport crate exports one as a `const`.
-#[derive(Clone, Copy)]
-pub struct NotifierFactory {
-    /// The `type` name it is selected by.
-    pub kind: &'static str,
-    /// Builds the notifier from its `[notifiers.NAME]` table (which includes `type`).
-    pub build: fn(&toml::Table) -> Result<Arc<dyn Notifier>, BuildError>,
-}
-
-impl fmt::Debug for NotifierFactory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NotifierFactory")
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-inventory::collect!(NotifierFactory);
-
-/// Registers a [`NotifierFactory`] at build time: a crate that is linked into the
-/// program makes its type available to [`Registry::with_linked`].
-///
-/// ```ignore
-/// alertcore::submit_notifier!(my_pager::FACTORY);
-/// ```
-///
-/// A crate nothing references may not be linked at all: applications add
-/// `use my_notifier as _;`.
-#[macro_export]
-macro_rules! submit_notifier {
-    ($factory:expr) => {
-        $crate::__private::inventory::submit! { $factory }
-    };
-}
+use crate::error::BuildError;
+use crate::notifier::{Notifier, NotifierFactory};
 
 /// The notifier types a program knows, by `type` name.
 ///
@@ -57,10 +21,14 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// A registry with the core's built-in types (`console`, `exec`, `file`).
+    /// A registry with the core's built-in types ([`Registry::with_builtin`]).
     pub fn new() -> Self {
-        Self::empty()
-            .with(crate::console::FACTORY)
+        Self::empty().with_builtin()
+    }
+
+    /// Adds the core's built-in types: `console`, `exec`, `file`. The one list of them.
+    pub fn with_builtin(self) -> Self {
+        self.with(crate::console::FACTORY)
             .with(crate::exec::FACTORY)
             .with(crate::file::FACTORY)
     }
@@ -78,7 +46,7 @@ impl Registry {
         self
     }
 
-    /// Adds every type registered with [`submit_notifier!`] by a linked crate.
+    /// Adds every type registered with [`submit_notifier!`](crate::submit_notifier) by a linked crate.
     pub fn with_linked(mut self) -> Self {
         for f in inventory::iter::<NotifierFactory> {
             self.factories.insert(f.kind, *f);

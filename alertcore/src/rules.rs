@@ -35,8 +35,8 @@ pub(crate) use spec::build_rule;
 pub use timespec::{TimeWindow, TimeWindows, parse_timezone};
 
 use crate::alert::{EventKind, Severity, Timestamp};
-use crate::config::duration_serde;
-use crate::notifier::RuleRef;
+use crate::duration;
+use crate::notification::RuleRef;
 use crate::policy::{self, Action, Decision, Event, Policy, Reason, ServiceState, Target};
 use crate::template::{Format, FormatSpec};
 
@@ -53,7 +53,7 @@ pub struct Recipient {
     /// Overrides `repeat`.
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "duration_serde::option::serialize"
+        serialize_with = "duration::option::serialize"
     )]
     pub repeat: Option<Duration>,
     /// Overrides `recovery`.
@@ -122,13 +122,13 @@ pub struct Rule {
     /// The streak must have lasted at least this long (xymon `DURATION>`).
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "duration_serde::option::serialize"
+        serialize_with = "duration::option::serialize"
     )]
     pub min_duration: Option<Duration>,
     /// The streak must have lasted less than this (xymon `DURATION<`).
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "duration_serde::option::serialize"
+        serialize_with = "duration::option::serialize"
     )]
     pub max_duration: Option<Duration>,
     /// Where it sends.
@@ -139,7 +139,7 @@ pub struct Rule {
     /// Overrides `repeat`.
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "duration_serde::option::serialize"
+        serialize_with = "duration::option::serialize"
     )]
     pub repeat: Option<Duration>,
     /// Overrides `recovery`.
@@ -235,8 +235,8 @@ impl Rule {
         {
             return Some(format!(
                 "streak lasted {}, less than min_duration {}",
-                duration_serde::format(e.lasted),
-                duration_serde::format(min)
+                duration::format(e.lasted),
+                duration::format(min)
             ));
         }
         if let Some(max) = self.max_duration
@@ -244,8 +244,8 @@ impl Rule {
         {
             return Some(format!(
                 "streak lasted {}, not less than max_duration {}",
-                duration_serde::format(e.lasted),
-                duration_serde::format(max)
+                duration::format(e.lasted),
+                duration::format(max)
             ));
         }
         None

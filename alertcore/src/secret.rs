@@ -31,7 +31,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::{BuildError, NotifyError};
+use crate::error::{BuildError, NotifyError};
 
 /// The environment variable systemd sets to the directory of a unit's credentials.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";

@@ -122,6 +122,7 @@
 
 mod builtin;
 mod model;
+pub(crate) mod timestamp;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -132,12 +133,11 @@ use minijinja::value::{Kwargs, Rest, Serde, StringInput, ValueOrKwargs};
 use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Failure;
-use crate::config::BuildError;
+use crate::error::BuildError;
 use crate::error::NotifyError;
-use crate::exec::timestamp::TimestampFormat;
 use crate::message::one_line;
-use crate::notifier::Context;
+use crate::notification::Notification;
+use crate::template::timestamp::TimestampFormat;
 
 pub use self::model::JournalExcerpt;
 
@@ -212,7 +212,7 @@ impl FormatSpec {
     /// # Errors
     /// A [`BuildError`] naming the key whose value has the wrong type.
     pub fn split(table: &toml::Table) -> Result<(FormatSpec, toml::Table), BuildError> {
-        crate::config::split_keys(table, Self::KEYS)
+        crate::table::split_keys(table, Self::KEYS)
     }
 
     /// Whether no key is set.
@@ -309,6 +309,49 @@ impl Resolved {
             timestamp_format: None,
             show_rule_id: false,
         })
+    }
+}
+
+/// How one notifier renders a [`Notification`]: what is per notifier, not per event.
+/// Every [`Notifier`](crate::Notifier) gets one with each notification.
+///
+/// `#[non_exhaustive]`: fields get added over time without breaking implementors. Build
+/// one outside this crate (in a notifier's tests) with [`Context::new`] and the setters.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Context<'a> {
+    /// The notifier's configured name (`[notifiers.NAME]`).
+    pub notifier: &'a str,
+    /// How subject and body are rendered: the notifier's format, or the routing rule's
+    /// override for this recipient ([`Format::full`] unless set).
+    pub format: &'a Format,
+    /// The journal excerpt of the failed run, when the transport read one (see
+    /// [`crate::template`]).
+    pub journal: Option<&'a JournalExcerpt>,
+}
+
+impl<'a> Context<'a> {
+    /// The context of notifier `name`, with the built-in `full` format.
+    pub fn new(name: &'a str) -> Self {
+        Self {
+            notifier: name,
+            format: Format::full(),
+            journal: None,
+        }
+    }
+
+    /// Sets the format subject and body are rendered with.
+    #[must_use]
+    pub fn format(mut self, format: &'a Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Sets the journal excerpt of the failed run.
+    #[must_use]
+    pub fn journal(mut self, excerpt: impl Into<Option<&'a JournalExcerpt>>) -> Self {
+        self.journal = excerpt.into();
+        self
     }
 }
 
@@ -541,14 +584,14 @@ impl Format {
         let r = &self.0.resolved;
         for sample in model::samples() {
             let ctx = sample.context(self);
-            let (service, failures) = (sample.service.as_str(), sample.failures.as_slice());
-            let what = format!("a sample {} alert{}", ctx.event, sample.note);
-            self.subject(service, failures, &ctx)
+            let n = &sample.notification;
+            let what = format!("a sample {} alert{}", n.event, sample.note);
+            self.subject(n, &ctx)
                 .map_err(|e| sample_error(&r.subject_origin, &what, &e))?;
-            self.body(service, failures, &ctx)
+            self.body(n, &ctx)
                 .map_err(|e| sample_error(&r.body_origin, &what, &e))?;
             if r.line == LineSource::Full {
-                self.line(service, failures, &ctx)
+                self.line(n, &ctx)
                     .map_err(|e| sample_error(&Origin::Builtin("full"), &what, &e))?;
             }
         }
@@ -561,24 +604,18 @@ impl Format {
     /// # Errors
     /// [`NotifyError::Config`] when the template fails, which the samples tried at
     /// compile time make unlikely.
-    pub fn subject(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<String, NotifyError> {
-        self.subject_bounded(service, failures, ctx, SUBJECT_MAX_BYTES)
+    pub fn subject(&self, n: &Notification, ctx: &Context<'_>) -> Result<String, NotifyError> {
+        self.subject_bounded(n, ctx, SUBJECT_MAX_BYTES)
     }
 
     fn subject_bounded(
         &self,
-        service: &str,
-        failures: &[Failure],
+        n: &Notification,
         ctx: &Context<'_>,
         max: usize,
     ) -> Result<String, NotifyError> {
-        let data = self.data(service, failures, ctx, None);
-        let text = self.render("subject", &data, fuel(failures, ctx))?;
+        let data = self.data(n, ctx, None);
+        let text = self.render("subject", &data, fuel(n, ctx))?;
         Ok(self.one_line_bounded(&text, max))
     }
 
@@ -587,14 +624,8 @@ impl Format {
     ///
     /// # Errors
     /// As for [`Format::subject`].
-    pub fn body(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<String, NotifyError> {
-        self.subject_and_body(service, failures, ctx)
-            .map(|(_, body)| body)
+    pub fn body(&self, n: &Notification, ctx: &Context<'_>) -> Result<String, NotifyError> {
+        self.subject_and_body(n, ctx).map(|(_, body)| body)
     }
 
     /// [`Format::subject`] and [`Format::body`] together, building the data model once
@@ -604,12 +635,11 @@ impl Format {
     /// As for [`Format::subject`].
     pub fn subject_and_body(
         &self,
-        service: &str,
-        failures: &[Failure],
+        n: &Notification,
         ctx: &Context<'_>,
     ) -> Result<(String, String), NotifyError> {
-        let mut data = self.data(service, failures, ctx, None);
-        let fuel = fuel(failures, ctx);
+        let mut data = self.data(n, ctx, None);
+        let fuel = fuel(n, ctx);
         let subject =
             self.one_line_bounded(&self.render("subject", &data, fuel)?, SUBJECT_MAX_BYTES);
         data.set_subject(subject.clone());
@@ -633,20 +663,15 @@ impl Format {
     ///
     /// # Errors
     /// As for [`Format::subject`].
-    pub fn line(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<String, NotifyError> {
+    pub fn line(&self, n: &Notification, ctx: &Context<'_>) -> Result<String, NotifyError> {
         match self.0.resolved.line {
             // a line has no header's limit (but `short` keeps its own)
-            LineSource::Subject => self.subject_bounded(service, failures, ctx, usize::MAX),
-            LineSource::Json => self.body(service, failures, ctx).map(|b| one_line(&b)),
+            LineSource::Subject => self.subject_bounded(n, ctx, usize::MAX),
+            LineSource::Json => self.body(n, ctx).map(|b| one_line(&b)),
             LineSource::Full => {
-                let subject = self.subject(service, failures, ctx)?;
-                let data = self.data(service, failures, ctx, Some(subject));
-                let text = self.render("line", &data, fuel(failures, ctx))?;
+                let subject = self.subject(n, ctx)?;
+                let data = self.data(n, ctx, Some(subject));
+                let text = self.render("line", &data, fuel(n, ctx))?;
                 Ok(self.one_line_bounded(&text, usize::MAX))
             }
         }
@@ -700,16 +725,9 @@ impl Format {
         self.0.resolved.show_rule_id
     }
 
-    fn data(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-        subject: Option<String>,
-    ) -> model::Model {
+    fn data(&self, n: &Notification, ctx: &Context<'_>, subject: Option<String>) -> model::Model {
         model::Model::new(
-            service,
-            failures,
+            n,
             ctx,
             self.0.timestamp.as_ref(),
             self.0.resolved.show_rule_id,
@@ -875,9 +893,9 @@ pub fn render_bounded(
 }
 
 /// The steps a render for this alert may take: [`FUEL`] and [`FUEL_PER_ITEM`].
-fn fuel(failures: &[Failure], ctx: &Context<'_>) -> u64 {
+fn fuel(n: &Notification, ctx: &Context<'_>) -> u64 {
     let journal = ctx.journal.map_or(0, |j| j.text.lines().count());
-    let items = u64::try_from(failures.len().saturating_add(journal)).unwrap_or(u64::MAX);
+    let items = u64::try_from(n.failures.len().saturating_add(journal)).unwrap_or(u64::MAX);
     FUEL.saturating_add(FUEL_PER_ITEM.saturating_mul(items))
 }
 

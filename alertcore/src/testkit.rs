@@ -8,10 +8,12 @@ use std::time::Duration;
 use crate::alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
 use crate::engine::Clock;
 use crate::error::NotifyError;
-use crate::notifier::{Context, Notifier};
+use crate::notification::Notification;
+use crate::notifier::Notifier;
 use crate::outbox::Limits;
 use crate::policy::{Outcome, RecipientState, ServiceState, Streak};
 use crate::store::{Attempt, Change, NewNotification, Store};
+use crate::template::Context;
 
 /// A clock that moves only when told to.
 #[derive(Debug, Default)]
@@ -52,6 +54,8 @@ pub struct Call {
     pub incident: String,
     /// The notifier that gave the alert up, when it came as a `fallback`.
     pub fallback_for: Option<String>,
+    /// The whole notification.
+    pub notification: Notification,
 }
 
 /// Records every call; fails the first `fail_first` of them.
@@ -85,33 +89,25 @@ impl RecordingNotifier {
         self.calls().into_iter().map(|c| c.event).collect()
     }
 
-    fn record(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
+    fn record(&self, n: &Notification) -> Result<(), NotifyError> {
         self.calls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Call {
-                service: service.to_owned(),
-                event: ctx.event,
-                failures: failures.len(),
-                sequence: ctx.sequence,
-                incident: ctx.incident_id(service),
-                fallback_for: ctx.fallback_for.map(|f| f.notifier.clone()),
+                service: n.service.clone(),
+                event: n.event,
+                failures: n.failures.len(),
+                sequence: n.sequence,
+                incident: n.incident_id(),
+                fallback_for: n.fallback_for.as_ref().map(|f| f.notifier.clone()),
+                notification: n.clone(),
             });
         let fail = self
             .fail_first
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if fail {
-            return Err(NotifyError::transport(
-                "recording",
-                true,
-                "simulated failure",
-            ));
+            return Err(NotifyError::retryable("recording", "simulated failure"));
         }
         Ok(())
     }
@@ -122,13 +118,8 @@ impl Notifier for RecordingNotifier {
     fn kind(&self) -> &'static str {
         "recording"
     }
-    async fn failure(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.record(service, failures, ctx)
+    async fn notify(&self, n: &Notification, _: &Context<'_>) -> Result<(), NotifyError> {
+        self.record(n)
     }
 }
 

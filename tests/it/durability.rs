@@ -958,3 +958,110 @@ fn a_new_state_file_waits_for_a_concurrent_writer() {
         "{stderr}"
     );
 }
+
+/// A state file written before an outbox row's payload was the whole `Notification`
+/// (`tests/fixtures/outbox-c405e3d.sql` says how it was made): its two pending rows are
+/// delivered by this version, each with everything the old process decided (host, event
+/// time, sequence, streak, history, rule, fallback and collapse marks), not with what
+/// the new config or the new process would say.
+#[test]
+fn outbox_rows_of_the_previous_schema_are_delivered_after_an_upgrade() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("alerts.log");
+    let config = format!(
+        "host = \"new-host\"\n\
+         \n\
+         [notifiers.flaky]\n\
+         type = \"file\"\n\
+         path = {log}\n\
+         \n\
+         [notifiers.agent]\n\
+         type = \"file\"\n\
+         path = {log}\n\
+         format = \"json\"\n\
+         \n\
+         [[rules]]\n\
+         services = \"backup.service\"\n\
+         notify = [\"flaky\"]\n\
+         \n\
+         [[rules]]\n\
+         services = \"db.service\"\n\
+         notify = [\"agent\"]\n",
+        log = toml_string(&log.display().to_string())
+    );
+    let rule_lines: Vec<u64> = (1..)
+        .zip(config.lines())
+        .filter(|(_, l)| *l == "[[rules]]")
+        .map(|(n, _)| n)
+        .collect();
+    let ctl = Ctl::with_config(&config);
+    open(&ctl.state())
+        .execute_batch(include_str!("../fixtures/outbox-c405e3d.sql"))
+        .expect("load the old state file");
+    for id in ["2", "4"] {
+        let out = ctl.run(&["outbox", "retry", id]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = ctl.run(&["flush"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let sent: BTreeMap<String, Value> = std::fs::read_to_string(&log)
+        .expect("the file notifier wrote")
+        .lines()
+        .map(|line| {
+            let (_, json) = line.split_once(' ').expect("time, then the document");
+            let doc: Value = serde_json::from_str(json).expect("the json format");
+            (doc["service"].as_str().expect("service").to_owned(), doc)
+        })
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+
+    let handed = &sent["backup.service"];
+    assert_eq!(handed["notifier"], "agent");
+    assert_eq!(handed["event"], "failure");
+    assert_eq!(handed["host"], "old-host");
+    assert_eq!(handed["time_ms"], 1_796_592_449_748_i64);
+    assert_eq!(handed["streak_start_ms"], 1_796_592_449_748_i64);
+    assert_eq!(handed["streak_id"], 1);
+    assert_eq!(handed["sequence"], 1);
+    assert_eq!(handed["rule"]["index"], 1);
+    assert_eq!(handed["rule"]["line"], rule_lines[0]);
+    assert_eq!(handed["fallback_for"]["notifier"], "flaky");
+    assert!(
+        handed["fallback_for"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/nonexistent/agent")),
+        "{handed:#}"
+    );
+    assert_eq!(handed["collapsed"], false);
+    assert_eq!(handed["failures"].as_array().map(Vec::len), Some(1));
+    assert_eq!(handed["failures"][0]["exit_status"], "3");
+    assert_eq!(handed["failures"][0]["message"], "disk full");
+
+    let recovery = &sent["db.service"];
+    assert_eq!(recovery["event"], "recovery");
+    assert_eq!(recovery["event_word"], "FAILED AND RECOVERED");
+    assert_eq!(recovery["collapsed"], true);
+    assert_eq!(recovery["host"], "old-host");
+    assert_eq!(recovery["time_ms"], 1_796_592_449_822_i64);
+    assert_eq!(recovery["streak_start_ms"], 1_796_592_449_768_i64);
+    assert_eq!(recovery["sequence"], 3);
+    assert_eq!(recovery["rule"]["index"], 2);
+    assert_eq!(recovery["rule"]["line"], rule_lines[1]);
+    assert_eq!(recovery["failures"][0]["result"], "timeout");
+
+    // both rows are delivered; the failed and the collapsed rows were left alone
+    let outbox = ctl.json(&["outbox", "--json"]);
+    let left: Vec<(i64, String)> = outbox
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap_or(0),
+                r["status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(left, [(1, "failed".to_owned())], "{outbox:#}");
+}

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alertcore::{
-    Config, Context, EventKind, Failure, FailureReport, Format, FormatSpec, Formats, Notifier,
-    NotifyError, Registry, RuleRef, Timestamp, chain,
+    Config, Context, EventKind, Failure, FailureReport, Format, FormatSpec, Formats, Notification,
+    Notifier, NotifyError, Registry, RuleRef, Timestamp, chain,
 };
 use alertcore_email::{EmailConfig, EmailError, EmailNotifier};
 use serde_json::Value;
@@ -58,12 +58,17 @@ fn history(n: usize) -> Vec<Failure> {
         .collect()
 }
 
-fn ctx(event: EventKind) -> Context<'static> {
-    Context::new(event, "web1")
-        .notifier("ops-mail")
+/// A notification of `event` about `service` on web1, with the history `failures`.
+fn alert(service: impl Into<String>, event: EventKind, failures: Vec<Failure>) -> Notification {
+    Notification::new(service, event, "web1")
+        .failures(failures)
         .streak(7, START)
-        .now(START.saturating_add(Duration::from_secs(180)))
+        .time(START.saturating_add(Duration::from_secs(180)))
         .sequence(3)
+}
+
+fn ctx() -> Context<'static> {
+    Context::new("ops-mail")
 }
 
 fn str_of(mail: &Value, key: &str) -> String {
@@ -112,9 +117,12 @@ async fn plain_mail_arrives_with_subject_addresses_and_history() {
     let n = &built[0].notifier;
     assert_eq!(n.kind(), "email");
 
-    n.failure("backup.service", &history(3), &ctx(EventKind::Failure))
-        .await
-        .unwrap();
+    n.notify(
+        &alert("backup.service", EventKind::Failure, history(3)),
+        &ctx(),
+    )
+    .await
+    .unwrap();
 
     let mails = sink.wait_for(1, WAIT);
     assert_eq!(mails.len(), 1);
@@ -141,7 +149,7 @@ async fn plain_mail_arrives_with_subject_addresses_and_history() {
         header(m, "Message-ID"),
         Some(format!(
             "<{}@alertcore>",
-            ctx(EventKind::Failure).incident_id("backup.service")
+            alert("backup.service", EventKind::Failure, history(1)).incident_id()
         ))
     );
     assert_eq!(m["tls"], false);
@@ -173,7 +181,7 @@ async fn starttls_with_auth_private_ca_and_password_from_env() {
         &format!("smtp://alice@127.0.0.1:{}?tls=starttls", sink.port()),
         &format!("password_env = \"PATH\"\nca_file = \"{}\"", ca.display()),
     );
-    n.failure("db.service", &history(1), &ctx(EventKind::Failure))
+    n.notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
     let m = &sink.wait_for(1, WAIT)[0];
@@ -195,7 +203,7 @@ async fn starttls_without_the_ca_is_refused_for_good() {
         "",
     );
     let e = n
-        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(!e.is_retryable(), "{}", chain(&e));
@@ -213,7 +221,7 @@ async fn required_starttls_never_falls_back_to_plain_text() {
         "",
     );
     let e = n
-        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(
@@ -241,7 +249,7 @@ async fn implicit_tls() {
             sink.ca_file().unwrap().display()
         ),
     );
-    n.failure("db.service", &history(1), &ctx(EventKind::Failure))
+    n.notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
     let m = &sink.wait_for(1, WAIT)[0];
@@ -255,15 +263,24 @@ async fn follow_ups_thread_to_the_first_alert() {
         return;
     };
     let n = mailer(&plain_url(&sink), "");
-    n.failure("backup.service", &history(1), &ctx(EventKind::Failure))
-        .await
-        .unwrap();
-    n.failure("backup.service", &history(2), &ctx(EventKind::Reminder))
-        .await
-        .unwrap();
-    n.success("backup.service", &history(2), &ctx(EventKind::Recovery))
-        .await
-        .unwrap();
+    n.notify(
+        &alert("backup.service", EventKind::Failure, history(1)),
+        &ctx(),
+    )
+    .await
+    .unwrap();
+    n.notify(
+        &alert("backup.service", EventKind::Reminder, history(2)),
+        &ctx(),
+    )
+    .await
+    .unwrap();
+    n.notify(
+        &alert("backup.service", EventKind::Recovery, history(2)),
+        &ctx(),
+    )
+    .await
+    .unwrap();
     let mails = sink.wait_for(3, WAIT);
     assert_eq!(mails.len(), 3);
     let root = header(&mails[0], "Message-ID").unwrap();
@@ -286,10 +303,10 @@ async fn follow_ups_thread_to_the_first_alert() {
         "[web1] RECOVERED: backup.service (after 2 failures)"
     );
     // Another host's incident with the same service and streak is another thread.
-    let other = Context::new(EventKind::Failure, "web2").streak(7, START);
-    n.failure("backup.service", &history(1), &other)
-        .await
-        .unwrap();
+    let other = Notification::new("backup.service", EventKind::Failure, "web2")
+        .failures(history(1))
+        .streak(7, START);
+    n.notify(&other, &ctx()).await.unwrap();
     let mails = sink.wait_for(4, WAIT);
     assert_ne!(header(&mails[3], "Message-ID").as_ref(), Some(&root));
 }
@@ -321,23 +338,21 @@ timestamp_format = '%s'
 "#,
     );
     let rule = RuleRef { index: 3, line: 42 };
-    let c = ctx(EventKind::Failure).format(&f).rule(rule);
-    n.failure("backup.service", &history(2), &c).await.unwrap();
+    let a = alert("backup.service", EventKind::Failure, history(2)).rule(rule);
+    n.notify(&a, &ctx().format(&f)).await.unwrap();
     // a subject that tries to add a header, from a template
     let evil = format(r#"subject = "{{ service }}\r\nBcc: evil@example.org""#);
-    n.failure(
-        "x.service",
-        &history(1),
-        &ctx(EventKind::Reminder).format(&evil),
+    n.notify(
+        &alert("x.service", EventKind::Reminder, history(1)),
+        &ctx().format(&evil),
     )
     .await
     .unwrap();
     // `short`, as for an SMS gateway
     let short = format("format = 'short'");
-    n.failure(
-        "backup.service",
-        &history(2),
-        &ctx(EventKind::Escalation).format(&short),
+    n.notify(
+        &alert("backup.service", EventKind::Escalation, history(2)),
+        &ctx().format(&short),
     )
     .await
     .unwrap();
@@ -361,7 +376,7 @@ timestamp_format = '%s'
         header(m, "Message-ID"),
         Some(format!(
             "<{}@alertcore>",
-            ctx(EventKind::Failure).incident_id("backup.service")
+            alert("backup.service", EventKind::Failure, history(1)).incident_id()
         ))
     );
     let m = &mails[1];
@@ -393,7 +408,7 @@ async fn control_characters_cannot_inject_headers_or_recipients() {
     failures[0].message =
         Some("disk full\r\nBcc: evil@example.org\r\n\r\n.\r\nMAIL FROM:<x@y>".to_owned());
     failures[0].service_result = "exit-code\r\nCc: evil@example.org".to_owned();
-    n.failure(evil, &failures, &ctx(EventKind::Failure))
+    n.notify(&alert(evil, EventKind::Failure, failures), &ctx())
         .await
         .unwrap();
     let mails = sink.wait_for(1, WAIT);
@@ -428,7 +443,7 @@ async fn non_ascii_service_name_is_encoded_and_decodes_back() {
     };
     let n = mailer(&plain_url(&sink), "");
     let service = "sauvegarde-été-日本.service";
-    n.failure(service, &history(1), &ctx(EventKind::Failure))
+    n.notify(&alert(service, EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
     let m = &sink.wait_for(1, WAIT)[0];
@@ -460,7 +475,7 @@ async fn rejected_recipient_is_permanent_and_deferred_is_retryable() {
             "url = \"{url}\"\nfrom = \"alertcore@example.org\"\nto = [\"ops@example.org\", \"{to}\"]"
         ));
         async move {
-            n.failure("db.service", &history(1), &ctx(EventKind::Failure))
+            n.notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
                 .await
                 .unwrap_err()
         }
@@ -487,7 +502,7 @@ async fn refused_connection_is_retryable() {
     let port = free_port(); // nothing listens there any more
     let n = mailer(&format!("smtp://127.0.0.1:{port}"), "");
     let e = n
-        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(e.is_retryable(), "{}", chain(&e));
@@ -507,7 +522,7 @@ async fn silent_server_times_out_retryably() {
         "url = \"smtp://127.0.0.1:{port}\"\nfrom = \"a@example.org\"\nto = [\"b@example.org\"]\ntimeout = \"200ms\""
     ));
     let e = n
-        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(e.is_retryable(), "{}", chain(&e));
@@ -538,7 +553,7 @@ async fn wrong_password_fails_clearly_without_showing_it() {
         ),
     );
     let e = n
-        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     let text = chain(&e);
@@ -567,7 +582,7 @@ async fn missing_password_is_a_config_error() {
             &format!("username = \"alice\"\n{source}"),
         );
         let e = n
-            .failure("db.service", &history(1), &ctx(EventKind::Failure))
+            .notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
             .await
             .unwrap_err();
         assert!(matches!(e, NotifyError::Config { .. }), "{source}: {e:?}");
@@ -583,7 +598,7 @@ async fn several_mails_share_one_connection_and_it_recovers_after_errors() {
     let url = plain_url(&sink);
     let n = Arc::new(mailer(&url, ""));
     for service in ["a.service", "b.service", "c.service"] {
-        n.failure(service, &history(1), &ctx(EventKind::Failure))
+        n.notify(&alert(service, EventKind::Failure, history(1)), &ctx())
             .await
             .unwrap();
     }
@@ -599,11 +614,11 @@ async fn several_mails_share_one_connection_and_it_recovers_after_errors() {
     let bad = notifier(&format!(
         "url = \"{url}\"\nfrom = \"alertcore@example.org\"\nto = [\"gone@example.org\"]"
     ));
-    bad.failure("d.service", &history(1), &ctx(EventKind::Failure))
+    bad.notify(&alert("d.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     n.close().await;
-    n.failure("e.service", &history(1), &ctx(EventKind::Failure))
+    n.notify(&alert("e.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
     let mails = sink.wait_for(4, WAIT);
@@ -625,10 +640,9 @@ async fn a_mail_on_a_kept_connection_takes_no_delayed_ack() {
     let mut times = Vec::new();
     for i in 0..9 {
         let start = Instant::now();
-        n.failure(
-            &format!("s{i}.service"),
-            &history(2),
-            &ctx(EventKind::Failure),
+        n.notify(
+            &alert(format!("s{i}.service"), EventKind::Failure, history(2)),
+            &ctx(),
         )
         .await
         .unwrap();
@@ -663,9 +677,12 @@ async fn sendmail_mode_pipes_the_message_to_the_program() {
         "mode = \"sendmail\"\nsendmail_command = [\"{script}\", \"-oem\"]\n\
          from = \"alertcore <alertcore@example.org>\"\nto = [\"ops@example.org\", \"b@example.org\"]"
     ));
-    n.failure("backup.service", &history(2), &ctx(EventKind::Failure))
-        .await
-        .unwrap();
+    n.notify(
+        &alert("backup.service", EventKind::Failure, history(2)),
+        &ctx(),
+    )
+    .await
+    .unwrap();
     let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
     assert_eq!(
         args.lines().collect::<Vec<_>>(),
@@ -704,7 +721,7 @@ async fn sendmail_failures_keep_stderr_and_tempfail_is_retryable() {
     };
     let n = build("cat >/dev/null; echo 'queue directory missing' >&2; exit 1");
     let e = n
-        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(!e.is_retryable(), "{}", chain(&e));
@@ -716,7 +733,7 @@ async fn sendmail_failures_keep_stderr_and_tempfail_is_retryable() {
 
     let n = build("cat >/dev/null; exit 75");
     let e = n
-        .failure("db.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert("db.service", EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(e.is_retryable(), "{}", chain(&e));

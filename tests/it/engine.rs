@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use alertcore::testkit::{ManualClock, RecordingNotifier};
 use alertcore::{
-    Config, Context, Engine, EventKind, Failure, FailureReport, MemoryStore, Notifier,
-    NotifierFactory, NotifyError, Policy, Registry, SqliteStore, Store, Timestamp,
+    Config, Context, Engine, EventKind, Failure, FailureReport, MemoryStore, Notification,
+    Notifier, NotifierFactory, NotifyError, Policy, Registry, SqliteStore, Store, Timestamp,
 };
 use mockall::predicate::{eq, function};
 
@@ -26,32 +26,17 @@ impl<P: Probe + std::fmt::Debug> Notifier for Probed<P> {
     fn kind(&self) -> &'static str {
         "probe"
     }
-    async fn failure(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.0.failure(
-            service.to_owned(),
-            failures.to_vec(),
-            ctx.event,
+    async fn notify(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
+        let args = (
+            n.service.clone(),
+            n.failures.clone(),
+            n.event,
             ctx.notifier.to_owned(),
         );
-        Ok(())
-    }
-    async fn success(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        self.0.success(
-            service.to_owned(),
-            failures.to_vec(),
-            ctx.event,
-            ctx.notifier.to_owned(),
-        );
+        match n.event {
+            EventKind::Recovery => self.0.success(args.0, args.1, args.2, args.3),
+            _ => self.0.failure(args.0, args.1, args.2, args.3),
+        }
         Ok(())
     }
 }
@@ -164,7 +149,7 @@ impl Notifier for Linked {
     fn kind(&self) -> &'static str {
         "linked-test"
     }
-    async fn failure(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
+    async fn notify(&self, _: &Notification, _: &Context<'_>) -> Result<(), NotifyError> {
         Ok(())
     }
 }
@@ -195,7 +180,7 @@ impl Notifier for Hangs {
     fn kind(&self) -> &'static str {
         "hangs"
     }
-    async fn failure(&self, _: &str, _: &[Failure], _: &Context<'_>) -> Result<(), NotifyError> {
+    async fn notify(&self, _: &Notification, _: &Context<'_>) -> Result<(), NotifyError> {
         std::future::pending().await
     }
 }
@@ -370,18 +355,12 @@ impl Notifier for Subjects {
     fn kind(&self) -> &'static str {
         "subjects"
     }
-    // `success` is the trait's own: it calls this
-    async fn failure(
-        &self,
-        service: &str,
-        failures: &[Failure],
-        ctx: &Context<'_>,
-    ) -> Result<(), NotifyError> {
-        let subject = ctx.format.subject(service, failures, ctx)?;
+    async fn notify(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
+        let subject = ctx.format.subject(n, ctx)?;
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
             ctx.notifier.to_owned(),
             subject,
-            ctx.rule,
+            n.rule,
         ));
         let failing = self
             .fail
@@ -392,7 +371,7 @@ impl Notifier for Subjects {
             )
             .is_ok();
         if failing {
-            return Err(NotifyError::transport("subjects", true, "down"));
+            return Err(NotifyError::retryable("subjects", "down"));
         }
         Ok(())
     }
@@ -475,9 +454,10 @@ async fn a_row_without_a_readable_payload_is_given_up_at_the_flush() {
         .build();
     let sent = engine.flush().await.unwrap();
     assert_eq!(sent.len(), 1);
-    assert_eq!(
-        sent[0].error.as_deref(),
-        Some("the outbox row has no readable payload")
+    let error = sent[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("the outbox row has no readable payload: ") && error.contains("line 1"),
+        "{error}"
     );
     assert!(ops.calls().is_empty(), "nothing half-known was sent");
     let row = &store.notifications(Some("db.service"), 1).unwrap()[0];
@@ -707,4 +687,39 @@ async fn collapse_turns_an_unsent_failure_and_its_recovery_into_one_notice() {
             .unwrap();
         assert!(open.is_empty(), "{open:?}");
     }
+}
+
+/// The notification a retry sends is the value the first attempt sent: both come from
+/// what the outbox row holds, so no fact of the event is lost between two processes.
+#[tokio::test]
+async fn a_retry_sends_the_notification_the_first_attempt_sent() {
+    let text = "[notifiers.pager]\ntype = \"console\"\n\n[[rules]]\nnotify = [\"pager\"]\n";
+    let config = Config::parse(text, "t.toml").unwrap();
+    let notifiers = config.build_notifiers(&Registry::new()).unwrap();
+    let router = config.build_router(&notifiers).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let pager = RecordingNotifier::failing(1);
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let engine = Engine::builder(store)
+        .notifier("pager", pager.clone())
+        .router(router)
+        .host("web1")
+        .clock(clock.clone())
+        .build();
+    engine.failure("db.service", report("1")).await.unwrap();
+    clock.advance(std::time::Duration::from_secs(120));
+    let sent = engine.flush().await.unwrap();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].error.is_none() && sent[0].from_outbox, "{sent:?}");
+    let calls = pager.calls();
+    assert_eq!(calls.len(), 2);
+    let first = &calls[0].notification;
+    assert_eq!(first, &calls[1].notification);
+    assert_eq!(first.service, "db.service");
+    assert_eq!(first.host, "web1");
+    assert_eq!(first.time, Timestamp::from_millis(1_800_000_000_000));
+    assert_eq!(first.rule, Some(alertcore::RuleRef { index: 1, line: 4 }));
+    assert_eq!(first.failures.len(), 1);
+    assert_eq!(first.failures[0].exit_status.as_deref(), Some("1"));
+    assert!(first.sequence > 0);
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use alertcore::{
     Context, EventKind, ExecConfig, ExecNotifier, Failure, FailureReport, FileConfig, FileNotifier,
-    Format, FormatSpec, Formats, Notifier, Timestamp, chain,
+    Format, FormatSpec, Formats, Notification, Notifier, Timestamp, chain,
 };
 
 use crate::cli::{Ctl, text};
@@ -60,12 +60,21 @@ fn history() -> Vec<Failure> {
     )]
 }
 
-fn ctx(event: EventKind, at: Timestamp) -> Context<'static> {
-    Context::new(event, "web1")
-        .notifier("agents")
+fn ctx() -> Context<'static> {
+    Context::new("agents")
+}
+
+fn note(
+    service: &str,
+    failures: impl Into<Vec<Failure>>,
+    event: EventKind,
+    at: Timestamp,
+) -> Notification {
+    Notification::new(service, event, "web1")
+        .failures(failures)
         .sequence(42)
         .streak(7, T0)
-        .now(at)
+        .time(at)
 }
 
 /// Writes an executable script.
@@ -121,10 +130,9 @@ async fn agent_runs_once_per_recipient_with_the_alert_in_its_environment() {
     ));
     let at = Timestamp::from_millis(T0.as_millis() + 61_250);
     let service = "backup.service; $(touch pwned)";
-    n.failure(
-        service,
-        &history(),
-        &ctx(EventKind::Failure, at).format(&format),
+    n.notify(
+        &note(service, history(), EventKind::Failure, at),
+        &ctx().format(&format),
     )
     .await
     .unwrap();
@@ -219,9 +227,12 @@ async fn without_recipients_the_agent_runs_once_with_an_empty_one() {
     let dir = tempfile::tempdir().unwrap();
     let agent = recorder(dir.path());
     let n = exec(&format!("command = [{:?}]", agent.display().to_string()));
-    n.success("db.service", &history(), &ctx(EventKind::Recovery, T0))
-        .await
-        .unwrap();
+    n.notify(
+        &note("db.service", history(), EventKind::Recovery, T0),
+        &ctx(),
+    )
+    .await
+    .unwrap();
     let runs: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -263,11 +274,12 @@ async fn concurrency_is_limited_per_notifier() {
     ));
     // Two alerts at once: 8 runs, never more than 3 at a time.
     let started = Instant::now();
-    let (h, c) = (history(), ctx(EventKind::Failure, T0));
-    let (a, b) = tokio::join!(
-        n.failure("a.service", &h, &c),
-        n.failure("b.service", &h, &c)
+    let c = ctx();
+    let (a_note, b_note) = (
+        note("a.service", history(), EventKind::Failure, T0),
+        note("b.service", history(), EventKind::Failure, T0),
     );
+    let (a, b) = tokio::join!(n.notify(&a_note, &c), n.notify(&b_note, &c));
     a.unwrap();
     b.unwrap();
     let counts: Vec<usize> = std::fs::read_to_string(&log)
@@ -292,7 +304,10 @@ async fn a_hanging_agent_is_killed_at_its_timeout_and_may_be_retried() {
     let n = exec("command = [\"/bin/sleep\", \"60\"]\ntimeout = \"300ms\"\n");
     let started = Instant::now();
     let e = n
-        .failure("s.service", &history(), &ctx(EventKind::Failure, T0))
+        .notify(
+            &note("s.service", history(), EventKind::Failure, T0),
+            &ctx(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -320,7 +335,10 @@ async fn a_failing_agent_reports_its_output() {
         agent.display().to_string()
     ));
     let e = n
-        .failure("s.service", &history(), &ctx(EventKind::Failure, T0))
+        .notify(
+            &note("s.service", history(), EventKind::Failure, T0),
+            &ctx(),
+        )
         .await
         .unwrap_err();
     assert!(e.is_retryable());
@@ -337,7 +355,10 @@ async fn a_failing_agent_reports_its_output() {
     // Not found / not executable: a retry cannot help.
     let n = exec("command = [\"/bin/sh\", \"-c\", \"no-such-program-anywhere\"]\n");
     let e = n
-        .failure("s.service", &history(), &ctx(EventKind::Failure, T0))
+        .notify(
+            &note("s.service", history(), EventKind::Failure, T0),
+            &ctx(),
+        )
         .await
         .unwrap_err();
     assert!(!e.is_retryable(), "{}", chain(&e));
@@ -351,7 +372,10 @@ async fn a_failing_agent_reports_its_output() {
         dir.path().display().to_string()
     ));
     let e = n
-        .failure("s.service", &history(), &ctx(EventKind::Failure, T0))
+        .notify(
+            &note("s.service", history(), EventKind::Failure, T0),
+            &ctx(),
+        )
         .await
         .unwrap_err();
     assert!(!e.is_retryable(), "{}", chain(&e));
@@ -429,21 +453,21 @@ async fn pacemaker_file_agent_writes_its_line() {
         agent.display().to_string(),
         log.display().to_string()
     ));
-    n.failure(
-        "backup.service",
-        &history(),
-        &ctx(
+    n.notify(
+        &note(
+            "backup.service",
+            history(),
             EventKind::Failure,
             Timestamp::from_millis(T0.as_millis() + 123),
         ),
+        &ctx(),
     )
     .await
     .unwrap();
     let later = T0.saturating_add(Duration::from_secs(300));
-    n.success(
-        "backup.service",
-        &history(),
-        &ctx(EventKind::Recovery, later),
+    n.notify(
+        &note("backup.service", history(), EventKind::Recovery, later),
+        &ctx(),
     )
     .await
     .unwrap();
@@ -460,9 +484,12 @@ async fn pacemaker_file_agent_writes_its_line() {
         agent.display().to_string(),
         log.display().to_string()
     ));
-    n.failure("db.service", &history(), &ctx(EventKind::Reminder, T0))
-        .await
-        .unwrap();
+    n.notify(
+        &note("db.service", history(), EventKind::Reminder, T0),
+        &ctx(),
+    )
+    .await
+    .unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     let last = text.lines().last().unwrap();
     assert!(last.starts_with("0042.  10:00:00.000000 ("), "{last}");
@@ -531,9 +558,12 @@ async fn pacemaker_smtp_agent_sends_its_mail() {
         agent.display().to_string(),
         bin.display()
     ));
-    n.failure("backup.service", &history(), &ctx(EventKind::Failure, T0))
-        .await
-        .unwrap();
+    n.notify(
+        &note("backup.service", history(), EventKind::Failure, T0),
+        &ctx(),
+    )
+    .await
+    .unwrap();
     let mails = sink.wait_for(1, Duration::from_secs(10));
     assert_eq!(mails.len(), 1, "{mails:?}");
     let mail = &mails[0];
@@ -692,10 +722,9 @@ async fn file_lines_stay_whole_under_concurrent_writers() {
                     T0,
                 );
                 let format = line_format();
-                n.failure(
-                    &format!("task{t}"),
-                    &[f],
-                    &ctx(EventKind::Failure, T0).format(&format),
+                n.notify(
+                    &note(&format!("task{t}"), [f], EventKind::Failure, T0),
+                    &ctx().format(&format),
                 )
                 .await
                 .unwrap();

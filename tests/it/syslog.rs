@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alertcore::{
-    Config, Context, EventKind, Failure, FailureReport, Format, FormatSpec, Formats, Notifier,
-    NotifyError, Registry, Severity, Timestamp, chain,
+    Config, Context, EventKind, Failure, FailureReport, Format, FormatSpec, Formats, Notification,
+    Notifier, NotifyError, Registry, Severity, Timestamp, chain,
 };
 use alertcore_syslog::SyslogError;
 use serde_json::Value;
@@ -263,22 +263,23 @@ fn history(n: usize, severity: Severity) -> Vec<Failure> {
         .collect()
 }
 
-fn ctx(event: EventKind) -> Context<'static> {
-    Context::new(event, "web1")
-        .notifier("log")
+/// A notification of `event` about `service` on web1, with the history `failures`.
+fn alert(service: &str, event: EventKind, failures: &[Failure]) -> Notification {
+    Notification::new(service, event, "web1")
+        .failures(failures)
         .streak(7, START)
-        .now(START.saturating_add(Duration::from_secs(180)))
+        .time(START.saturating_add(Duration::from_secs(180)))
         .sequence(3)
 }
 
+fn ctx() -> Context<'static> {
+    Context::new("log")
+}
+
 async fn send(n: &Arc<dyn Notifier>, service: &str, failures: &[Failure], event: EventKind) {
-    let c = ctx(event);
-    let r = if event == EventKind::Recovery {
-        n.success(service, failures, &c).await
-    } else {
-        n.failure(service, failures, &c).await
-    };
-    r.unwrap_or_else(|e| panic!("{}", chain(&e)));
+    n.notify(&alert(service, event, failures), &ctx())
+        .await
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
 }
 
 fn str_of(v: &Value, key: &str) -> String {
@@ -395,7 +396,7 @@ async fn rfc5424_over_udp_carries_every_field() {
         ("sequence", "3".to_owned()),
         (
             "incident",
-            ctx(EventKind::Failure).incident_id("backup.service"),
+            alert("backup.service", EventKind::Failure, &[]).incident_id(),
         ),
     ];
     let got: Vec<(&str, String)> = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
@@ -522,10 +523,9 @@ async fn a_custom_format_is_the_message_and_stays_one_record() {
     let n = notifier(&format!("address = \"{}\"", rsyslog.address("udp")));
     let failures = history(2, Severity::Critical);
     for f in [&custom, short] {
-        n.failure(
-            "backup.service",
-            &failures,
-            &ctx(EventKind::Failure).format(f),
+        n.notify(
+            &alert("backup.service", EventKind::Failure, &failures),
+            &ctx().format(f),
         )
         .await
         .unwrap_or_else(|e| panic!("{}", chain(&e)));
@@ -647,10 +647,13 @@ async fn an_unreachable_peer_is_a_retryable_error() {
     ] {
         let n = notifier(&format!("address = \"{address}\"\ntimeout = \"5s\""));
         let e = n
-            .failure(
-                "backup.service",
-                &history(1, Severity::Critical),
-                &ctx(EventKind::Failure),
+            .notify(
+                &alert(
+                    "backup.service",
+                    EventKind::Failure,
+                    &history(1, Severity::Critical),
+                ),
+                &ctx(),
             )
             .await
             .unwrap_err();

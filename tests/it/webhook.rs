@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use alertcore::{
     Config, Context, Engine, EventKind, Failure, FailureReport, Format, FormatSpec, Formats,
-    MemoryStore, Notifier, NotifyError, Registry, Severity, Timestamp,
+    MemoryStore, Notification, Notifier, NotifyError, Registry, Severity, Timestamp,
 };
 use alertcore_webhook::{WebhookConfig, WebhookError, WebhookNotifier};
 use hmac::{KeyInit, Mac};
@@ -265,12 +265,19 @@ fn history(n: usize) -> Vec<Failure> {
         .collect()
 }
 
-fn ctx(event: EventKind) -> Context<'static> {
-    Context::new(event, "web1")
-        .notifier("hook")
+/// A notification of `event` about `backup.service` on web1 with `failures` as its
+/// history: streak 7 from [`START`], sequence 3, three minutes after the start.
+fn alert(event: EventKind, failures: Vec<Failure>) -> Notification {
+    Notification::new("backup.service", event, "web1")
+        .failures(failures)
         .streak(7, START)
-        .now(START.saturating_add(Duration::from_secs(180)))
+        .time(START.saturating_add(Duration::from_secs(180)))
         .sequence(3)
+}
+
+/// The context of the notifier named `hook`, with the default format.
+fn ctx() -> Context<'static> {
+    Context::new("hook")
 }
 
 fn webhook_error(e: &NotifyError) -> &WebhookError {
@@ -312,7 +319,7 @@ async fn default_document_with_headers_token_and_signature() {
     let n = &built[0].notifier;
     assert_eq!(n.kind(), "webhook");
     let failures = history(3);
-    n.failure("backup.service", &failures, &ctx(EventKind::Failure))
+    n.notify(&alert(EventKind::Failure, failures.clone()), &ctx())
         .await
         .unwrap();
 
@@ -350,7 +357,7 @@ async fn default_document_with_headers_token_and_signature() {
     assert_eq!(doc["notifier"], "hook");
     assert_eq!(
         doc["incident_id"],
-        ctx(EventKind::Failure).incident_id("backup.service")
+        alert(EventKind::Failure, history(3)).incident_id()
     );
     assert_eq!(doc["sequence"], 3);
     assert_eq!(doc["streak_id"], 7);
@@ -381,7 +388,7 @@ async fn recovery_document_and_a_custom_signature_header() {
         "url = \"{}\"\nhmac_secret_file = {key:?}\nsignature_header = \"X-Hub-Signature-256\"",
         sink.url("/hook")
     ));
-    n.success("backup.service", &history(2), &ctx(EventKind::Recovery))
+    n.notify(&alert(EventKind::Recovery, history(2)), &ctx())
         .await
         .unwrap();
     let r = &sink.requests(1)[0];
@@ -411,7 +418,7 @@ async fn template_renders_with_its_content_type() {
          {{% for f in failures %}}- {{{{ f.exit_status }}}} {{{{ f.invocation_id[:4] }}}}\n{{% endfor %}}\"\"\"",
         sink.url("/text")
     ));
-    n.failure("backup.service", &history(2), &ctx(EventKind::Reminder))
+    n.notify(&alert(EventKind::Reminder, history(2)), &ctx())
         .await
         .unwrap();
     let r = &sink.requests(1)[0];
@@ -453,10 +460,9 @@ async fn the_message_format_reaches_the_receiver() {
         sink.url("/sms"),
         file.display().to_string()
     ));
-    text.failure(
-        "backup.service",
-        &history(1),
-        &ctx(EventKind::Failure).format(&text_format),
+    text.notify(
+        &alert(EventKind::Failure, history(1)),
+        &ctx().format(&text_format),
     )
     .await
     .unwrap();
@@ -466,10 +472,9 @@ async fn the_message_format_reaches_the_receiver() {
         sink.url("/slack")
     ));
     slack
-        .failure(
-            "backup.service",
-            &history(1),
-            &ctx(EventKind::Failure).format(&slack_format),
+        .notify(
+            &alert(EventKind::Failure, history(1)),
+            &ctx().format(&slack_format),
         )
         .await
         .unwrap();
@@ -478,10 +483,9 @@ async fn the_message_format_reaches_the_receiver() {
         "url = \"{}\"\nformat = \"json\"",
         sink.url("/doc")
     ));
-    doc.failure(
-        "backup.service",
-        &history(1),
-        &ctx(EventKind::Failure).format(&json_format),
+    doc.notify(
+        &alert(EventKind::Failure, history(1)),
+        &ctx().format(&json_format),
     )
     .await
     .unwrap();
@@ -531,7 +535,7 @@ async fn slack_and_ntfy_presets() {
         sink.url("/services/T000/B000/XXXX")
     ));
     slack
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
     let r = &sink.requests(1)[0];
@@ -552,10 +556,10 @@ async fn slack_and_ntfy_presets() {
         "url = \"{}\"\npreset = \"ntfy\"",
         sink.url("/ops-alerts")
     ));
-    ntfy.failure("backup.service", &history(2), &ctx(EventKind::Failure))
+    ntfy.notify(&alert(EventKind::Failure, history(2)), &ctx())
         .await
         .unwrap();
-    ntfy.success("backup.service", &history(2), &ctx(EventKind::Recovery))
+    ntfy.notify(&alert(EventKind::Recovery, history(2)), &ctx())
         .await
         .unwrap();
     let reqs = sink.requests(3);
@@ -595,7 +599,7 @@ async fn a_500_then_200_is_retried_and_succeeds() {
         "url = \"{}\"\nretries = 2\nbackoff = \"50ms\"\nhmac_secret_file = {key:?}",
         sink.url("/fail/500/1/hook")
     ));
-    n.failure("backup.service", &history(1), &ctx(EventKind::Failure))
+    n.notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
     let reqs = sink.requests(2);
@@ -620,7 +624,7 @@ async fn a_429_with_retry_after_is_honoured() {
         "url = \"{}\"\nretries = 1\nbackoff = \"10ms\"",
         sink.url("/fail/429/1/hook")
     ));
-    n.failure("backup.service", &history(1), &ctx(EventKind::Failure))
+    n.notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
     let reqs = sink.requests(2);
@@ -645,7 +649,7 @@ async fn a_retry_after_beyond_the_bound_stops_retrying_but_stays_retryable() {
     ));
     let started = Instant::now();
     let e = n
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -670,7 +674,7 @@ async fn a_400_is_not_retried_and_not_retryable() {
         sink.url("/status/400/hook")
     ));
     let e = n
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(!e.is_retryable(), "{e:?}");
@@ -700,7 +704,7 @@ async fn persistent_5xx_gives_up_after_the_retries_as_retryable() {
         sink.url("/status/500/hook")
     ));
     let e = n
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(e.is_retryable(), "{e:?}");
@@ -719,7 +723,7 @@ async fn connection_refused_is_retryable() {
     let url = format!("http://127.0.0.1:{}/hook", free_port());
     let n = notifier(&format!("url = \"{url}\"\nretries = 1\nbackoff = \"10ms\""));
     let e = n
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(e.is_retryable(), "{e:?}");
@@ -755,7 +759,7 @@ async fn a_timeout_is_retryable() {
     ));
     let started = Instant::now();
     let e = n
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -776,7 +780,7 @@ async fn missing_token_is_a_config_error_and_nothing_is_sent() {
         sink.url("/hook")
     ));
     let e = n
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(matches!(e, NotifyError::Config { .. }), "{e:?}");
@@ -784,7 +788,7 @@ async fn missing_token_is_a_config_error_and_nothing_is_sent() {
     // a marker request shows that nothing came before it
     let marker = notifier(&format!("url = \"{}\"", sink.url("/marker")));
     marker
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
     let reqs = sink.requests(1);
@@ -808,14 +812,14 @@ async fn https_with_a_private_ca() {
 
     let trusted = notifier(&format!("url = \"{url}\"\nca_file = {ca:?}"));
     trusted
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
 
     // the system roots do not know the test CA: refused, and retrying cannot help
     let untrusted = notifier(&format!("url = \"{url}\"\nretries = 2\nbackoff = \"10ms\""));
     let e = untrusted
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
     assert!(!e.is_retryable(), "{e:?}");
@@ -834,7 +838,7 @@ async fn https_with_a_private_ca() {
         "url = \"{url}\"\ntls_insecure_skip_verify_dangerous = true"
     ));
     insecure
-        .failure("backup.service", &history(1), &ctx(EventKind::Failure))
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap();
 

@@ -9,8 +9,9 @@ use jiff::tz::TimeZone;
 
 use crate::alert::{EventKind, Failure};
 use crate::error::NotifyError;
-use crate::exec::timestamp::TimestampFormat;
-use crate::notifier::Context;
+use crate::notification::Notification;
+use crate::template::Context;
+use crate::template::timestamp::TimestampFormat;
 
 /// Names the agent's own `env` attributes may not take: ours.
 pub(crate) const RESERVED_PREFIXES: [&str; 3] = ["ALERTCORE_", "CRM_alert_", "CRM_notify_"];
@@ -76,29 +77,28 @@ pub(crate) fn outcome(event: EventKind, last: Option<&Failure>) -> Outcome {
 /// # Errors
 /// When the format's subject or body template fails.
 pub(crate) fn alert_vars(
-    service: &str,
-    failures: &[Failure],
+    n: &Notification,
     ctx: &Context<'_>,
     format: &TimestampFormat,
     tz: &TimeZone,
 ) -> Result<Vec<(String, String)>, NotifyError> {
-    let last = failures.last();
+    let last = n.last_failure();
     let field = |f: fn(&Failure) -> Option<&str>| last.and_then(f).unwrap_or_default().to_owned();
-    let ms = ctx.now.as_millis();
-    let timestamp = format.format(ctx.now, tz).unwrap_or_else(|e| {
+    let ms = n.time.as_millis();
+    let timestamp = format.format(n.time, tz).unwrap_or_else(|e| {
         // Only a timestamp outside jiff's range gets here; Pacemaker, too, leaves the
         // variable empty when formatting fails.
         tracing::warn!(notifier = ctx.notifier, error = %e, "cannot format the alert timestamp");
         String::new()
     });
-    let out = outcome(ctx.event, last);
-    let (subject, body) = ctx.format.subject_and_body(service, failures, ctx)?;
+    let out = outcome(n.event, last);
+    let (subject, body) = ctx.format.subject_and_body(n, ctx)?;
 
     let mut vars = vec![
         ("ALERTCORE_VERSION", env!("CARGO_PKG_VERSION").to_owned()),
-        ("ALERTCORE_EVENT", ctx.event.as_str().to_owned()),
-        ("ALERTCORE_SERVICE", service.to_owned()),
-        ("ALERTCORE_HOST", ctx.host.to_owned()),
+        ("ALERTCORE_EVENT", n.event.as_str().to_owned()),
+        ("ALERTCORE_SERVICE", n.service.clone()),
+        ("ALERTCORE_HOST", n.host.to_owned()),
         ("ALERTCORE_NOTIFIER", ctx.notifier.to_owned()),
         (
             "ALERTCORE_SEVERITY",
@@ -115,12 +115,12 @@ pub(crate) fn alert_vars(
         ("ALERTCORE_MESSAGE", field(|f| f.message.as_deref())),
         ("ALERTCORE_SUBJECT", subject),
         ("ALERTCORE_BODY", body),
-        ("ALERTCORE_TIMESTAMP", ctx.now.to_string()),
+        ("ALERTCORE_TIMESTAMP", n.time.to_string()),
         ("ALERTCORE_TIMESTAMP_MS", ms.to_string()),
-        ("ALERTCORE_SEQUENCE", ctx.sequence.to_string()),
-        ("ALERTCORE_STREAK_LENGTH", failures.len().to_string()),
-        ("ALERTCORE_STREAK_START", ctx.streak_start.to_string()),
-        ("ALERTCORE_INCIDENT_ID", ctx.incident_id(service)),
+        ("ALERTCORE_SEQUENCE", n.sequence.to_string()),
+        ("ALERTCORE_STREAK_LENGTH", n.failures.len().to_string()),
+        ("ALERTCORE_STREAK_START", n.streak_start.to_string()),
+        ("ALERTCORE_INCIDENT_ID", n.incident_id()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -129,12 +129,12 @@ pub(crate) fn alert_vars(
     let crm = [
         ("kind", "resource".to_owned()),
         ("version", env!("CARGO_PKG_VERSION").to_owned()),
-        ("node", ctx.host.to_owned()),
-        ("node_sequence", ctx.sequence.to_string()),
+        ("node", n.host.to_owned()),
+        ("node_sequence", n.sequence.to_string()),
         ("timestamp", timestamp),
         ("timestamp_epoch", ms.div_euclid(1000).to_string()),
         ("timestamp_usec", (ms.rem_euclid(1000) * 1000).to_string()),
-        ("rsc", service.to_owned()),
+        ("rsc", n.service.clone()),
         ("task", "monitor".to_owned()),
         ("interval", "0".to_owned()),
         ("desc", out.desc),
@@ -213,13 +213,14 @@ mod tests {
     }
 
     fn vars(service: &str, failures: &[Failure], event: EventKind) -> BTreeMap<String, String> {
-        let ctx = Context::new(event, "web1")
-            .notifier("agents")
+        let ctx = Context::new("agents");
+        let n = Notification::new(service, event, "web1")
+            .failures(failures)
             .sequence(42)
             .streak(7, Timestamp::from_millis(1000))
-            .now(NOW);
+            .time(NOW);
         let format = TimestampFormat::parse("%H:%M:%S.%06N").unwrap();
-        let list = alert_vars(service, failures, &ctx, &format, &TimeZone::UTC).unwrap();
+        let list = alert_vars(&n, &ctx, &format, &TimeZone::UTC).unwrap();
         let n = list.len();
         let map: BTreeMap<_, _> = list.into_iter().collect();
         assert_eq!(map.len(), n, "no variable is set twice");

@@ -9,7 +9,10 @@ use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, SeqAcces
 
 use super::{Patterns, Recipient, Rule, TimeWindows};
 use crate::alert::{EventKind, Severity};
-use crate::config::{BuildError, ConfiguredNotifier, duration_serde, from_table};
+use crate::duration;
+use crate::error::BuildError;
+use crate::notifier::ConfiguredNotifier;
+use crate::table::from_table;
 use crate::template::{Format, FormatSpec, Formats};
 
 /// A rule table as written, minus `notify` (read by hand: a name or an inline table).
@@ -34,13 +37,13 @@ struct RuleSpec {
     time: TimeWindows,
     #[serde(default)]
     exclude_time: TimeWindows,
-    #[serde(default, deserialize_with = "duration_serde::option::deserialize")]
+    #[serde(default, deserialize_with = "duration::option::deserialize")]
     min_duration: Option<Duration>,
-    #[serde(default, deserialize_with = "duration_serde::option::deserialize")]
+    #[serde(default, deserialize_with = "duration::option::deserialize")]
     max_duration: Option<Duration>,
     #[serde(default, deserialize_with = "opt_threshold")]
     threshold: Option<u32>,
-    #[serde(default, deserialize_with = "duration_serde::option::deserialize")]
+    #[serde(default, deserialize_with = "duration::option::deserialize")]
     repeat: Option<Duration>,
     #[serde(default)]
     recovery: Option<bool>,
@@ -59,7 +62,7 @@ struct RecipientSpec {
     to: String,
     #[serde(default, deserialize_with = "opt_threshold")]
     threshold: Option<u32>,
-    #[serde(default, deserialize_with = "duration_serde::option::deserialize")]
+    #[serde(default, deserialize_with = "duration::option::deserialize")]
     repeat: Option<Duration>,
     #[serde(default)]
     recovery: Option<bool>,
@@ -107,8 +110,8 @@ pub(crate) fn build_rule(
             "max_duration",
             format!(
                 "max_duration ({}) must be longer than min_duration ({}): no streak could match",
-                duration_serde::format(max),
-                duration_serde::format(min)
+                duration::format(max),
+                duration::format(min)
             ),
         ));
     }

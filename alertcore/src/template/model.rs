@@ -7,11 +7,11 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use crate::alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
-use crate::exec::timestamp::TimestampFormat;
 use crate::journal::Journal;
 use crate::message::{event_word, one_line};
-use crate::notifier::{Context, RuleRef};
-use crate::template::Format;
+use crate::notification::{FallbackOf, Notification, RuleRef};
+use crate::template::timestamp::TimestampFormat;
+use crate::template::{Context, Format};
 
 /// The journal lines of a failed run, as the template variable `journal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,7 +114,7 @@ pub(super) struct Model {
     rule: Option<RuleData>,
     show_rule_id: bool,
     journal: Option<JournalExcerpt>,
-    fallback_for: Option<crate::notifier::FallbackOf>,
+    fallback_for: Option<FallbackOf>,
     collapsed: bool,
     /// Only in bodies and lines: a subject template that names it fails on the samples.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,36 +160,36 @@ fn opt(s: Option<&String>) -> Option<String> {
 
 impl Model {
     pub(super) fn new(
-        service: &str,
-        failures: &[Failure],
+        n: &Notification,
         ctx: &Context<'_>,
         timestamp: Option<&TimestampFormat>,
         show_rule_id: bool,
         subject: Option<String>,
     ) -> Self {
         let time = |t: Timestamp| format_time(t, timestamp);
-        let last = failures.last();
-        let duration = ctx.now.saturating_duration_since(ctx.streak_start);
+        let last = n.last_failure();
+        let duration = n.time.saturating_duration_since(n.streak_start);
         let duration_secs = duration.as_secs();
         Self {
             version: env!("CARGO_PKG_VERSION"),
-            service: text(service),
-            host: text(ctx.host),
+            service: text(&n.service),
+            host: text(&n.host),
             notifier: text(ctx.notifier),
-            event: ctx.event.as_str(),
-            event_word: if ctx.collapsed {
+            event: n.event.as_str(),
+            event_word: if n.collapsed {
                 "FAILED AND RECOVERED"
             } else {
-                event_word(ctx.event)
+                event_word(n.event)
             },
-            severity: last.map_or(Severity::Critical, |f| f.severity).as_str(),
+            severity: n.severity().as_str(),
             result: last.map(|f| text(&f.service_result)),
             exit_code: opt(last.and_then(|f| f.exit_code.as_ref())),
             exit_status: opt(last.and_then(|f| f.exit_status.as_ref())),
             invocation_id: opt(last.and_then(|f| f.invocation_id.as_ref())),
             message: opt(last.and_then(|f| f.message.as_ref())),
             summary: last.map_or_else(|| "failed".to_owned(), |f| text(&f.summary())),
-            failures: failures
+            failures: n
+                .failures
                 .iter()
                 .enumerate()
                 .map(|(i, f)| FailureData {
@@ -206,27 +206,28 @@ impl Model {
                     host: text(&f.host),
                 })
                 .collect(),
-            streak_length: failures.len(),
-            streak_start: time(ctx.streak_start),
-            streak_start_ms: ctx.streak_start.as_millis(),
+            streak_length: n.failures.len(),
+            streak_start: time(n.streak_start),
+            streak_start_ms: n.streak_start.as_millis(),
             duration: humantime::format_duration(Duration::from_secs(duration_secs)).to_string(),
             duration_secs,
-            streak_id: ctx.streak_id,
-            time: time(ctx.now),
-            time_ms: ctx.now.as_millis(),
-            sequence: ctx.sequence,
-            incident_id: ctx.incident_id(service),
-            rule: ctx.rule.map(|r| RuleData {
+            streak_id: n.streak_id,
+            time: time(n.time),
+            time_ms: n.time.as_millis(),
+            sequence: n.sequence,
+            incident_id: n.incident_id(),
+            rule: n.rule.map(|r| RuleData {
                 index: r.index,
                 line: r.line,
                 text: r.to_string(),
             }),
             show_rule_id,
             journal: ctx.journal.cloned(),
-            fallback_for: ctx
+            fallback_for: n
                 .fallback_for
-                .map(|f| crate::notifier::FallbackOf::new(text(&f.notifier), text(&f.error))),
-            collapsed: ctx.collapsed,
+                .as_ref()
+                .map(|f| FallbackOf::new(text(&f.notifier), text(&f.error))),
+            collapsed: n.collapsed,
             subject,
         }
     }
@@ -394,30 +395,33 @@ pub(super) fn format_time(t: Timestamp, timestamp: Option<&TimestampFormat>) -> 
 
 /// One sample alert a format is tried on.
 pub(super) struct Sample {
-    pub(super) service: String,
-    host: &'static str,
-    pub(super) failures: Vec<Failure>,
-    event: EventKind,
-    rule: Option<RuleRef>,
+    pub(super) notification: Notification,
     journal: Option<JournalExcerpt>,
     /// What is special about it, for error messages.
     pub(super) note: &'static str,
 }
 
 impl Sample {
-    pub(super) fn context<'a>(&'a self, format: &'a Format) -> Context<'a> {
+    fn notification(
+        service: &str,
+        host: &str,
+        failures: Vec<Failure>,
+        event: EventKind,
+        rule: Option<RuleRef>,
+    ) -> Notification {
         let start = Timestamp::from_millis(1_763_700_000_000);
-        let mut ctx = Context::new(self.event, self.host)
-            .notifier("sample")
+        Notification::new(service, event, host)
+            .failures(failures)
             .sequence(7)
             .streak(2, start)
-            .now(start.saturating_add(Duration::from_secs(300)))
+            .time(start.saturating_add(Duration::from_secs(300)))
+            .rule(rule)
+    }
+
+    pub(super) fn context<'a>(&'a self, format: &'a Format) -> Context<'a> {
+        Context::new("sample")
             .format(format)
-            .rule(self.rule);
-        if let Some(j) = &self.journal {
-            ctx = ctx.journal(j);
-        }
-        ctx
+            .journal(self.journal.as_ref())
     }
 }
 
@@ -447,14 +451,16 @@ pub(super) fn samples() -> Vec<Sample> {
     let mut out = Vec::new();
     for event in EVENTS {
         out.push(Sample {
-            service: "backup.service".to_owned(),
-            host: "web1",
-            failures: vec![
+            notification: Sample::notification(
+                "backup.service",
+                "web1",
+                vec![
                 full(Severity::Warning, "web1"),
                 full(Severity::Critical, "web1"),
             ],
-            event,
-            rule: Some(RuleRef { index: 3, line: 42 }),
+                event,
+                Some(RuleRef { index: 3, line: 42 }),
+            ),
             journal: Some(JournalExcerpt::new(
                 "0123456789abcdef0123456789abcdef",
                 50,
@@ -463,21 +469,25 @@ pub(super) fn samples() -> Vec<Sample> {
             note: " (with a rule and a journal excerpt)",
         });
         out.push(Sample {
-            service: "backup.service".to_owned(),
-            host: "web1",
-            failures: vec![bare.clone()],
-            event,
-            rule: None,
+            notification: Sample::notification(
+                "backup.service",
+                "web1",
+                vec![bare.clone()],
+                event,
+                None,
+            ),
             journal: None,
             note: " (no exit status, message, invocation id, rule or journal)",
         });
     }
     out.push(Sample {
-        service: format!("we\"ird\\ <svc> & \n{{x}} {}.service", "é".repeat(200)),
-        host: "h\"o\\st\t",
-        failures: vec![full(Severity::Critical, "h")],
-        event: EventKind::Failure,
-        rule: None,
+        notification: Sample::notification(
+            &format!("we\"ird\\ <svc> & \n{{x}} {}.service", "é".repeat(200)),
+            "h\"o\\st\t",
+            vec![full(Severity::Critical, "h")],
+            EventKind::Failure,
+            None,
+        ),
         journal: None,
         note: " (with a long name full of quotes and control characters)",
     });

@@ -4,8 +4,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::alert::Failure;
 use crate::alert::{EventKind, FailureReport, Severity, Timestamp};
-use crate::notifier::RuleRef;
+use crate::notification::{FallbackOf, Notification, RuleRef};
 
 const START: Timestamp = Timestamp::from_millis(1_763_700_000_000);
 
@@ -30,13 +31,40 @@ fn history(message: Option<&str>) -> Vec<Failure> {
     ]
 }
 
-fn ctx(event: EventKind, format: &Format) -> Context<'_> {
-    Context::new(event, "web1")
-        .notifier("ops")
-        .sequence(9)
-        .streak(4, START)
-        .now(START.saturating_add(Duration::from_secs(300)))
-        .format(format)
+/// A notifier's context and the notification it renders, but for the service and its
+/// history, which each call gives ([`Ctx::n`]).
+#[derive(Clone)]
+struct Ctx<'a> {
+    ctx: Context<'a>,
+    n: Notification,
+}
+
+impl<'a> Ctx<'a> {
+    fn n(&self, service: &str, failures: &[Failure]) -> Notification {
+        let mut n = self.n.clone().failures(failures);
+        n.service = service.to_owned();
+        n
+    }
+
+    fn journal(mut self, excerpt: &'a JournalExcerpt) -> Self {
+        self.ctx = self.ctx.journal(excerpt);
+        self
+    }
+
+    fn rule(mut self, rule: impl Into<Option<RuleRef>>) -> Self {
+        self.n = self.n.rule(rule);
+        self
+    }
+}
+
+fn ctx(event: EventKind, format: &Format) -> Ctx<'_> {
+    Ctx {
+        ctx: Context::new("ops").format(format),
+        n: Notification::new("", event, "web1")
+            .sequence(9)
+            .streak(4, START)
+            .time(START.saturating_add(Duration::from_secs(300))),
+    }
 }
 
 fn spec(text: &str) -> FormatSpec {
@@ -54,9 +82,9 @@ fn render(f: &Format, event: EventKind) -> (String, String, String) {
     let h = history(Some("disk full"));
     let c = ctx(event, f);
     (
-        f.subject("backup.service", &h, &c).unwrap(),
-        f.body("backup.service", &h, &c).unwrap(),
-        f.line("backup.service", &h, &c).unwrap(),
+        f.subject(&c.n("backup.service", &h), &c.ctx).unwrap(),
+        f.body(&c.n("backup.service", &h), &c.ctx).unwrap(),
+        f.line(&c.n("backup.service", &h), &c.ctx).unwrap(),
     )
 }
 
@@ -112,7 +140,7 @@ fn full_body_ends_with_the_journal_when_there_is_one() {
     let h = history(None);
     let x = JournalExcerpt::new("ab".repeat(16), 2, "line one\nline two");
     let c = ctx(EventKind::Failure, Format::full()).journal(&x);
-    let body = Format::full().body("s", &h, &c).unwrap();
+    let body = Format::full().body(&c.n("s", &h), &c.ctx).unwrap();
     assert!(
         body.ends_with(&format!(
             "  2   2025-11-21T04:41:00Z critical exit-code        exited   1       -\n\
@@ -141,14 +169,16 @@ fn a_builtin_template_is_compiled_once() {
     let f = Format::build(Resolved::builtin("short").unwrap(), false).unwrap();
     assert!(loaded(&f).is_empty(), "{:?}", loaded(&f));
     let c = ctx(EventKind::Failure, &f);
-    f.subject("backup.service", &h, &c).unwrap();
+    f.subject(&c.n("backup.service", &h), &c.ctx).unwrap();
     assert_eq!(loaded(&f), ["subject"]);
-    f.subject_and_body("backup.service", &h, &c).unwrap();
+    f.subject_and_body(&c.n("backup.service", &h), &c.ctx)
+        .unwrap();
     assert_eq!(loaded(&f), ["body", "subject"]);
     let full = Format::build(Resolved::builtin("full").unwrap(), false).unwrap();
     let c = ctx(EventKind::Failure, &full);
-    full.subject_and_body("backup.service", &h, &c).unwrap();
-    full.line("backup.service", &h, &c).unwrap();
+    full.subject_and_body(&c.n("backup.service", &h), &c.ctx)
+        .unwrap();
+    full.line(&c.n("backup.service", &h), &c.ctx).unwrap();
     assert!(loaded(&full).is_empty(), "{:?}", loaded(&full));
     // nor is its environment built: a handler that renders only `full` does without
     assert!(full.0.env.get().is_none());
@@ -181,25 +211,25 @@ fn show_rule_id_names_the_rule() {
     let h = history(None);
     let c = ctx(EventKind::Failure, &f).rule(RuleRef { index: 3, line: 42 });
     assert_eq!(
-        f.subject("s", &h, &c).unwrap(),
+        f.subject(&c.n("s", &h), &c.ctx).unwrap(),
         "[web1] FAILED: s (exit-code, status=1) [rule 3 (line 42)]"
     );
     assert!(
-        f.body("s", &h, &c)
+        f.body(&c.n("s", &h), &c.ctx)
             .unwrap()
             .contains("\nRule:      rule 3 (line 42)\n")
     );
     // no rule routed it: nothing is shown
     let c = ctx(EventKind::Failure, &f);
     assert_eq!(
-        f.subject("s", &h, &c).unwrap(),
+        f.subject(&c.n("s", &h), &c.ctx).unwrap(),
         "[web1] FAILED: s (exit-code, status=1)"
     );
     // off by default, even when a rule routed it
     let c = ctx(EventKind::Failure, Format::full()).rule(RuleRef { index: 3, line: 42 });
     assert!(
         !Format::full()
-            .subject("s", &h, &c)
+            .subject(&c.n("s", &h), &c.ctx)
             .unwrap()
             .contains("rule")
     );
@@ -228,7 +258,7 @@ fn short_is_one_short_line_with_the_important_words_first() {
     let h = history(Some(&"ü".repeat(300)));
     let service = "€".repeat(100);
     let c = ctx(EventKind::Escalation, short);
-    let s = short.subject(&service, &h, &c).unwrap();
+    let s = short.subject(&c.n(&service, &h), &c.ctx).unwrap();
     assert!(s.len() <= SHORT_MAX_BYTES, "{} {s}", s.len());
     assert!(s.starts_with("ESCALATED €€"), "{s}");
     // the service is cut so that host and result still fit
@@ -237,7 +267,7 @@ fn short_is_one_short_line_with_the_important_words_first() {
         "{s}"
     );
     assert!(s.ends_with('…'), "{s}");
-    let b = short.body(&service, &h, &c).unwrap();
+    let b = short.body(&c.n(&service, &h), &c.ctx).unwrap();
     assert!(b.len() <= SHORT_MAX_BYTES);
 }
 
@@ -294,14 +324,14 @@ fn custom_templates_and_timestamp_format() {
     let h = history(None);
     // tests run with the system zone; only compare what no zone changes
     let c = ctx(EventKind::Failure, &f);
-    let subject = f.subject("s", &h, &c).unwrap();
+    let subject = f.subject(&c.n("s", &h), &c.ctx).unwrap();
     assert!(subject.starts_with("FAILED s at "), "{subject}");
     assert!(subject.ends_with(":45:00.000"), "{subject}");
-    let body = f.body("s", &h, &c).unwrap();
+    let body = f.body(&c.n("s", &h), &c.ctx).unwrap();
     assert!(body.starts_with(&format!("{subject}\n1: ")), "{body}");
     assert_eq!(body.lines().count(), 3, "{body}");
     // a custom subject is also the one-line form
-    assert_eq!(f.line("s", &h, &c).unwrap(), subject);
+    assert_eq!(f.line(&c.n("s", &h), &c.ctx).unwrap(), subject);
     assert!(!f.is_default_body());
     assert_eq!(f.body_key(), "body");
 }
@@ -312,20 +342,26 @@ fn control_characters_never_reach_subjects_or_lines() {
     let h = history(Some("a\r\nb\u{2028}c"));
     let c = ctx(EventKind::Failure, &f);
     let service = "x\r\nBcc: evil@example.org\u{0}";
-    let subject = f.subject(service, &h, &c).unwrap();
+    let subject = f.subject(&c.n(service, &h), &c.ctx).unwrap();
     assert!(!subject.chars().any(char::is_control), "{subject:?}");
-    let body = f.body(service, &h, &c).unwrap();
+    let body = f.body(&c.n(service, &h), &c.ctx).unwrap();
     assert_eq!(body, "x  Bcc: evil@example.org \na  b c x");
     for format in [Format::full(), Format::builtin("short").unwrap()] {
         let c = ctx(EventKind::Failure, format);
-        let line = format.line(service, &h, &c).unwrap();
+        let line = format.line(&c.n(service, &h), &c.ctx).unwrap();
         assert!(!line.chars().any(char::is_control), "{line:?}");
-        let body = format.body(service, &h, &c).unwrap();
+        let body = format.body(&c.n(service, &h), &c.ctx).unwrap();
         assert!(!body.contains(['\r', '\0']), "{body:?}");
     }
     let long = "x".repeat(5000);
     let c = ctx(EventKind::Failure, Format::full());
-    assert!(Format::full().subject(&long, &h, &c).unwrap().len() <= 900);
+    assert!(
+        Format::full()
+            .subject(&c.n(&long, &h), &c.ctx)
+            .unwrap()
+            .len()
+            <= 900
+    );
 }
 
 #[test]
@@ -336,15 +372,18 @@ fn overrides_layer_on_their_base() {
     let recipient = Format::compile(&spec("body = 'B {{ time }}'"), &formats, &notifier).unwrap();
     let h = history(None);
     let c = ctx(EventKind::Failure, &recipient);
-    assert_eq!(recipient.subject("s", &h, &c).unwrap(), "N s");
-    assert_eq!(recipient.body("s", &h, &c).unwrap(), "B 1763700300");
+    assert_eq!(recipient.subject(&c.n("s", &h), &c.ctx).unwrap(), "N s");
+    assert_eq!(
+        recipient.body(&c.n("s", &h), &c.ctx).unwrap(),
+        "B 1763700300"
+    );
     // `format = ` replaces the base
     let short = Format::compile(&spec("format = 'short'"), &formats, &notifier).unwrap();
     assert_eq!(short.name(), "short");
     let c = ctx(EventKind::Failure, &short);
     assert!(
         short
-            .subject("s", &h, &c)
+            .subject(&c.n("s", &h), &c.ctx)
             .unwrap()
             .starts_with("FAILED s on web1")
     );
@@ -356,7 +395,7 @@ fn overrides_layer_on_their_base() {
     )
     .unwrap();
     let c = ctx(EventKind::Failure, &f);
-    assert!(f.subject(&"é".repeat(500), &h, &c).unwrap().len() <= SHORT_MAX_BYTES);
+    assert!(f.subject(&c.n(&"é".repeat(500), &h), &c.ctx).unwrap().len() <= SHORT_MAX_BYTES);
     // an empty spec is the base itself
     let same = Format::compile(&FormatSpec::default(), &formats, &notifier).unwrap();
     assert_eq!(same.name(), notifier.name());
@@ -383,11 +422,11 @@ fn named_formats_build_on_each_other() {
     let c = ctx(EventKind::Failure, &pager).rule(RuleRef { index: 2, line: 7 });
     assert!(
         pager
-            .subject("s", &h, &c)
+            .subject(&c.n("s", &h), &c.ctx)
             .unwrap()
             .starts_with("FAILED [r2] s on web1")
     );
-    assert_eq!(pager.body("s", &h, &c).unwrap(), "P s");
+    assert_eq!(pager.body(&c.n("s", &h), &c.ctx).unwrap(), "P s");
     assert_eq!(formats.get("sms").unwrap().name(), "sms");
 }
 
@@ -481,7 +520,7 @@ fn template_file_holds_the_body() {
     assert_eq!(f.body_key(), "template_file");
     let h = history(None);
     let c = ctx(EventKind::Failure, &f);
-    assert_eq!(f.body("s", &h, &c).unwrap(), "From a file: s");
+    assert_eq!(f.body(&c.n("s", &h), &c.ctx).unwrap(), "From a file: s");
     std::fs::write(&path, "{{ oops").unwrap();
     let e = compile(&format!("template_file = {:?}", path.display().to_string())).unwrap_err();
     assert_eq!(e.offending_key(), Some("template_file"));
@@ -557,11 +596,12 @@ proptest! {
             &host,
             START,
         );
-        let c = Context::new(event, &host).format(short).streak(1, START);
+        let c = Context::new("").format(short);
+        let n = Notification::new(service, event, host).failures([f]).streak(1, START);
         for text in [
-            short.subject(&service, std::slice::from_ref(&f), &c).unwrap(),
-            short.body(&service, std::slice::from_ref(&f), &c).unwrap(),
-            short.line(&service, std::slice::from_ref(&f), &c).unwrap(),
+            short.subject(&n, &c).unwrap(),
+            short.body(&n, &c).unwrap(),
+            short.line(&n, &c).unwrap(),
         ] {
             prop_assert!(text.len() <= SHORT_MAX_BYTES, "{} bytes: {text:?}", text.len());
             prop_assert!(!text.chars().any(char::is_control), "{text:?}");
@@ -696,7 +736,7 @@ fn the_fuel_grows_with_the_streak() {
     let one = history(Some("disk full")).remove(0);
     let many = vec![one; 50_000];
     let c = ctx(EventKind::Failure, f);
-    let body = f.body("backup.service", &many, &c).unwrap();
+    let body = f.body(&c.n("backup.service", &many), &c.ctx).unwrap();
     assert_eq!(body.matches("exit-code").count(), 50_001, "{:.500}", body);
 }
 
@@ -744,9 +784,9 @@ fn long_tags_are_refused_before_they_reach_the_parser() {
 
 /// `full`'s templates written out in Rust (`model.rs`) render exactly as minijinja
 /// renders the templates themselves.
-fn assert_native_as_template(f: &Format, service: &str, failures: &[Failure], c: &Context<'_>) {
+fn assert_native_as_template(f: &Format, n: &Notification, c: &Context<'_>) {
     let native = f.0.native;
-    let mut data = f.data(service, failures, c, None);
+    let mut data = f.data(n, c, None);
     let fuel = u64::MAX / 2;
     let template = |name: &str, data: &model::Model| f.render_template(name, data, fuel).unwrap();
     if native.subject {
@@ -754,7 +794,7 @@ fn assert_native_as_template(f: &Format, service: &str, failures: &[Failure], c:
     }
     data.set_subject("the [subject]".to_owned());
     if native.body {
-        assert_eq!(data.full_body(), template("body", &data), "{service:?}");
+        assert_eq!(data.full_body(), template("body", &data), "{:?}", n.service);
     }
     if native.line {
         assert_eq!(data.full_line(), template("line", &data));
@@ -770,16 +810,17 @@ fn native_full_renders_as_its_template() {
         compile("timestamp_format = '%Y-%m-%d %H:%M:%S.%3N'").unwrap(),
     ];
     assert!(formats.iter().all(|f| f.0.native.subject));
-    let lost = crate::notifier::FallbackOf::new("hook", "HTTP 500\nfrom <it>");
+    let lost = FallbackOf::new("hook", "HTTP 500\nfrom <it>");
     for f in &formats {
         for sample in model::samples() {
-            let base = sample.context(f);
+            let c = sample.context(f);
             for (fallback, collapsed) in [(false, false), (true, false), (false, true)] {
-                let c = base
+                let n = sample
+                    .notification
                     .clone()
-                    .fallback_for(fallback.then_some(&lost))
+                    .fallback_for(fallback.then(|| lost.clone()))
                     .collapsed(collapsed);
-                assert_native_as_template(f, &sample.service, &sample.failures, &c);
+                assert_native_as_template(f, &n, &c);
             }
         }
     }
@@ -812,6 +853,6 @@ proptest! {
             .message(message);
         let history = vec![Failure::from_report(&report, &host, START); failures];
         let c = ctx(event, f).rule(rule.then_some(RuleRef { index: 2, line: 7 }));
-        assert_native_as_template(f, &service, &history, &c);
+        assert_native_as_template(f, &c.n(&service, &history), &c.ctx);
     }
 }

@@ -1,0 +1,102 @@
+//! Reading a notifier's config table: into the transport's own config struct with errors
+//! that name the offending key, splitting off the keys common to every notifier, and a
+//! redacted copy for display.
+
+use crate::error::BuildError;
+
+/// Deserialises a notifier's table (minus its `type` key) into its config struct.
+///
+/// # Errors
+/// A [`BuildError`] naming the offending key for unknown fields and wrong types.
+pub fn from_table<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Result<T, BuildError> {
+    let mut t = table.clone();
+    t.remove("type");
+    serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
+        // the path names the key for every error (a wrong type too), where serde's
+        // message alone names it only for unknown and missing fields
+        let path = e.path().to_string();
+        let mut b = BuildError::from_toml(e.into_inner());
+        if b.key.is_none() && path != "." {
+            let top = path.split(['.', '[']).next().unwrap_or(&path).to_owned();
+            b.message = format!("`{path}`: {}", b.message);
+            b.key = Some(top);
+        }
+        b
+    })
+}
+
+/// Takes `keys` out of a notifier's `table` and reads them as `T` (keys common to every
+/// notifier type, such as the format's); returns `T` and the rest of the table, which
+/// the type's factory then reads.
+///
+/// # Errors
+/// A [`BuildError`] naming the bad key.
+pub fn split_keys<T: serde::de::DeserializeOwned>(
+    table: &toml::Table,
+    keys: &[&str],
+) -> Result<(T, toml::Table), BuildError> {
+    let mut rest = table.clone();
+    let mut mine = toml::Table::new();
+    for key in keys {
+        if let Some(v) = rest.remove(*key) {
+            mine.insert((*key).to_owned(), v);
+        }
+    }
+    Ok((from_table(&mine)?, rest))
+}
+
+/// Words that mark a key as holding a secret (matched case-insensitively).
+const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "passphrase", "key", "auth"];
+
+/// A copy of a notifier table fit for display: secret-looking keys (other than the
+/// `*_env` / `*_file` pointers) are replaced, every value of a `headers` table is
+/// replaced, and URLs keep only their scheme, user and host.
+pub fn redact(table: &toml::Table) -> toml::Table {
+    table
+        .iter()
+        .map(|(k, v)| {
+            let lower = k.to_ascii_lowercase();
+            let pointer = lower.ends_with("_env")
+                || lower.ends_with("_file")
+                || lower.ends_with("_credential");
+            let secret = !pointer && SECRET_WORDS.iter().any(|w| lower.contains(w));
+            let v = match v {
+                _ if secret => toml::Value::String("<redacted>".to_owned()),
+                toml::Value::String(s) => toml::Value::String(redact_url(s)),
+                toml::Value::Table(t) if lower == "headers" => toml::Value::Table(
+                    t.keys()
+                        .map(|h| (h.clone(), toml::Value::String("<redacted>".to_owned())))
+                        .collect(),
+                ),
+                toml::Value::Table(t) => toml::Value::Table(redact(t)),
+                other => other.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// Masks what in a URL may be a secret: the password of `scheme://user:password@host`,
+/// and the path and query, which for webhooks often are the credential.
+pub fn redact_url(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:<redacted>@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = &rest[authority_end..];
+    let tail = if tail.is_empty() || tail == "/" || !matches!(scheme, "http" | "https") {
+        // smtp://host:587?tls=starttls: the query is configuration, not a secret
+        tail.to_owned()
+    } else {
+        "/<redacted>".to_owned()
+    };
+    format!("{scheme}://{authority}{tail}")
+}
