@@ -919,88 +919,6 @@ mod tests {
             .unwrap()
     }
 
-    /// Two events applied at once share one commit: the first, finding the second
-    /// waiting for the connection, leaves the transaction open for it; the second
-    /// commits both. Both return only then, and both are stored.
-    #[test]
-    fn concurrent_events_share_one_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let before = store.lock().groups;
-        let (a, b) = store.two_at_once(
-            |inside| apply_with(&store, "a", inside),
-            || apply_with(&store, "b", || {}),
-        );
-        a.unwrap();
-        b.unwrap();
-        assert_eq!(store.lock().groups - before, 1, "one group transaction");
-        drop(store);
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        for service in ["a", "b"] {
-            assert!(store.state(service).unwrap().is_some(), "{service}");
-        }
-    }
-
-    /// A delivery recorded while an event is in its group transaction rides along in
-    /// that transaction instead of making it commit first: one commit for both, and
-    /// both stored.
-    #[test]
-    fn a_delivery_recorded_during_a_group_shares_its_commit() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicU64, Ordering};
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let t = Timestamp::from_millis(1);
-        let sent = store
-            .apply("sent", t, &mut |state| {
-                let mut change = Change::new(state.clone());
-                change.notifications = vec![NewNotification::new("hook", EventKind::Failure, 1)];
-                change
-            })
-            .unwrap()
-            .notifications[0];
-        let commits = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&commits);
-        store
-            .lock()
-            .commit_hook(Some(move || {
-                counter.fetch_add(1, Ordering::Relaxed);
-                false
-            }))
-            .unwrap();
-        let (a, b) = store.two_at_once(
-            |inside| apply_with(&store, "a", inside),
-            || store.record_attempt(sent, Attempt::Delivered, t),
-        );
-        a.unwrap();
-        b.unwrap().unwrap();
-        assert_eq!(commits.load(Ordering::Relaxed), 1, "one commit");
-        drop(store);
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        assert!(store.state("a").unwrap().is_some());
-        let row = &store.notifications(Some("sent"), 1).unwrap()[0];
-        assert_eq!(row.status, Outcome::Delivered);
-    }
-
-    /// A group commits with `synchronous = NORMAL` and its members sync the log
-    /// themselves; whatever else writes (migrations, `clear`, `outbox retry`) still
-    /// commits with `synchronous = FULL`.
-    #[test]
-    fn only_group_transactions_commit_unsynced() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let synchronous = |s: &SqliteStore| -> i64 {
-            s.lock()
-                .query_row("PRAGMA synchronous", [], |r| r.get(0))
-                .unwrap()
-        };
-        assert_eq!(synchronous(&store), 2, "FULL");
-        apply_with(&store, "a", || {});
-        assert_eq!(synchronous(&store), 2, "FULL again after the group");
-        assert!(store.clear("a").unwrap());
-        assert_eq!(synchronous(&store), 2);
-    }
-
     /// A group transaction left open for a thread waiting for the connection is
     /// committed by that thread even when it only reads and returns early (a claim that
     /// finds nothing due): else the group's members wait for a commit nobody makes.
@@ -1017,24 +935,6 @@ mod tests {
         });
         let got = rx.recv_timeout(Duration::from_secs(20));
         assert_eq!(got, Ok((true, Some(0))), "the event waited for its commit");
-    }
-
-    /// A policy callback that panics takes back its own event only: the event it shares
-    /// a transaction with is committed, and the store goes on working.
-    #[test]
-    fn a_panicking_event_does_not_take_its_group_down() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let (good, bad) = store.two_at_once(
-            |inside| apply_with(&store, "good", inside),
-            || apply_with(&store, "bad", || panic!("policy bug")),
-        );
-        good.unwrap();
-        assert!(bad.is_err());
-        assert!(store.state("good").unwrap().is_some());
-        assert!(store.state("bad").unwrap().is_none());
-        apply_with(&store, "bad", || {});
-        assert!(store.state("bad").unwrap().is_some());
     }
 
     #[test]

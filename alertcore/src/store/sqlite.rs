@@ -1,13 +1,16 @@
 //! `SqliteStore`: rusqlite with bundled SQLite, WAL, `busy_timeout`, numbered migrations.
 
+mod group;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use self::group::{GroupCommit, Held};
 use super::{
     Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter, Store,
     finished_outcome, placement,
@@ -53,9 +56,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// `sqlite3 state.db ".backup copy.db"`, not `cp` of `state.db` alone.
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Shared>,
-    /// Threads waiting for `conn` (not counting those waiting for a commit).
-    pub(super) wanting: AtomicUsize,
+    /// The connection, whose events commit in groups.
+    conn: GroupCommit,
     path: Option<PathBuf>,
     /// Frames in the write-ahead log after this connection's last commit.
     frames: Arc<AtomicI32>,
@@ -78,11 +80,11 @@ const AUTOCHECKPOINT_FRAMES: i32 = 1000;
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         if self.frames.load(Ordering::Relaxed) > CLOSE_CHECKPOINT_FRAMES {
-            let shared = self.conn.get_mut().unwrap_or_else(|e| e.into_inner());
             // SQLite's own close: checkpoint and delete the log if this is the last
             // connection, else nothing
-            let _ = shared
+            let _ = self
                 .conn
+                .conn_mut()
                 .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
         }
     }
@@ -90,263 +92,6 @@ impl Drop for SqliteStore {
 
 /// Prepared statements kept per connection: more than this store has.
 const STATEMENT_CACHE: usize = 64;
-
-/// At most this many events share one commit.
-const MAX_GROUP: usize = 64;
-
-/// The connection, and the group transaction open on it.
-#[derive(Debug)]
-pub(super) struct Shared {
-    conn: Connection,
-    /// The open group transaction.
-    group: Option<Group>,
-    /// The number of group transactions begun.
-    pub(super) groups: u64,
-    /// The write-ahead log of a state file (its path, then the file once opened), which
-    /// the members of a group sync after its commit (see [`Done`]).
-    wal: Option<(PathBuf, Option<Arc<std::fs::File>>)>,
-}
-
-/// A group transaction open on the connection.
-#[derive(Debug)]
-struct Group {
-    /// Events in it.
-    members: usize,
-    /// Where its members wait for its end.
-    done: Arc<Done>,
-}
-
-/// The end of a group transaction, which its members wait for apart from the
-/// connection: a member woken by the commit returns without queueing for the
-/// connection behind the next group.
-///
-/// A group commits with `synchronous = NORMAL`, which writes its pages to the
-/// write-ahead log without syncing it, and one member, woken alone by the commit (or the
-/// first to look after it), syncs the log with the connection free: the next group, and
-/// the senders recording their deliveries, need not wait for the disk, and the other
-/// members are woken once, by the sync. Every member returns after it, so an event is as
-/// durable when `apply` returns as under `synchronous = FULL` (which syncs the same file
-/// at the commit).
-#[derive(Debug, Default)]
-struct Done {
-    state: Mutex<End>,
-    changed: Condvar,
-}
-
-#[derive(Debug, Default)]
-enum End {
-    /// The group is open.
-    #[default]
-    Open,
-    /// Committed; the write-ahead log still to be synced.
-    Committed(Arc<std::fs::File>),
-    /// A member is syncing the log.
-    Syncing,
-    /// Durable, or failed with this error.
-    Finished(Option<rusqlite::Error>),
-}
-
-impl Done {
-    fn end(&self, end: End) {
-        // A commit wakes one member to sync the log; the others sleep on until it has.
-        let all = !matches!(end, End::Committed(_));
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = end;
-        if all {
-            self.changed.notify_all();
-        } else {
-            self.changed.notify_one();
-        }
-    }
-
-    /// Waits for the end (syncing the log if no other member does); a copy of the
-    /// error for each member of a group that failed.
-    fn wait(&self) -> Result<(), StoreError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match &mut *state {
-                End::Finished(None) => return Ok(()),
-                End::Finished(Some(e)) => return Err(StoreError::Sqlite(copy_error(e))),
-                End::Committed(wal) => {
-                    let wal = Arc::clone(wal);
-                    *state = End::Syncing;
-                    drop(state);
-                    let synced = wal.sync_data().err().map(|e| {
-                        rusqlite::Error::SqliteFailure(
-                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
-                            Some(format!("cannot sync the write-ahead log: {e}")),
-                        )
-                    });
-                    self.end(End::Finished(synced));
-                    state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                }
-                End::Open | End::Syncing => {
-                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
-            }
-        }
-    }
-}
-
-/// The connection held by one thread. Whoever lets it go while nobody else waits for
-/// it commits the open group transaction: its members wait for that, and nobody else is
-/// coming to do it (whatever the holder did, an early return and an error included).
-pub(super) struct Held<'a> {
-    shared: MutexGuard<'a, Shared>,
-    wanting: &'a AtomicUsize,
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        if self.wanting.load(Ordering::SeqCst) == 0 {
-            self.shared.settle();
-        }
-    }
-}
-
-impl std::ops::Deref for Held<'_> {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.shared
-    }
-}
-
-impl std::ops::DerefMut for Held<'_> {
-    fn deref_mut(&mut self) -> &mut Shared {
-        &mut self.shared
-    }
-}
-
-impl std::ops::Deref for Shared {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Shared {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
-}
-
-impl Shared {
-    /// Joins the open group transaction, if there is one with room.
-    fn join(&mut self) -> Option<Arc<Done>> {
-        let group = self.group.as_mut().filter(|g| g.members < MAX_GROUP)?;
-        group.members += 1;
-        Some(Arc::clone(&group.done))
-    }
-
-    /// `on_file`: the connection is to a state file, with a write-ahead log.
-    fn new(conn: Connection, on_file: bool) -> Self {
-        // SQLite's own name for the log: the database's full path and `-wal`
-        let wal = conn
-            .path()
-            .filter(|p| on_file && !p.is_empty())
-            .map(|p| (PathBuf::from(format!("{p}-wal")), None));
-        Self {
-            conn,
-            group: None,
-            groups: 0,
-            wal,
-        }
-    }
-
-    /// Begins a group transaction (see [`Done`] for its `synchronous` setting).
-    fn begin(&mut self) -> Result<Arc<Done>, StoreError> {
-        if self.wal.is_some() {
-            exec(&self.conn, "PRAGMA synchronous = NORMAL")?;
-        }
-        if let Err(e) = exec(&self.conn, "BEGIN IMMEDIATE") {
-            self.synced_again();
-            return Err(e.into());
-        }
-        self.groups += 1;
-        let done = Arc::default();
-        self.group = Some(Group {
-            members: 1,
-            done: Arc::clone(&done),
-        });
-        Ok(done)
-    }
-
-    /// Back to `synchronous = FULL` for what is not a group transaction.
-    fn synced_again(&mut self) {
-        if self.wal.is_some()
-            && let Err(e) = exec(&self.conn, "PRAGMA synchronous = FULL")
-        {
-            tracing::warn!(error = %e, "cannot set synchronous = FULL on the state file");
-        }
-    }
-
-    /// The write-ahead log, opened at the first need.
-    fn wal_file(&mut self) -> std::io::Result<Option<Arc<std::fs::File>>> {
-        let Some((path, file)) = &mut self.wal else {
-            return Ok(None);
-        };
-        if file.is_none() {
-            *file = Some(Arc::new(std::fs::File::open(path)?));
-        }
-        Ok(file.clone())
-    }
-
-    /// Commits the open group transaction, if any (rolling it back if the commit
-    /// fails, or finding it already rolled back by an error), and wakes its members.
-    fn settle(&mut self) {
-        let Some(Group { done, .. }) = self.group.take() else {
-            return;
-        };
-        let result = if self.conn.is_autocommit() {
-            Err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-                Some("the transaction was rolled back by an error".to_owned()),
-            ))
-        } else {
-            exec(&self.conn, "COMMIT")
-        };
-        if result.is_err() && !self.conn.is_autocommit() {
-            let _ = exec(&self.conn, "ROLLBACK");
-        }
-        self.synced_again();
-        let end = match result {
-            Err(e) => End::Finished(Some(e)),
-            Ok(()) => match self.wal_file() {
-                Ok(None) => End::Finished(None),
-                Ok(Some(wal)) => End::Committed(wal),
-                Err(e) => End::Finished(Some(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
-                    Some(format!("cannot open the write-ahead log to sync it: {e}")),
-                ))),
-            },
-        };
-        done.end(end);
-    }
-}
-
-/// Runs `sql`, one statement without results (a transaction's or a pragma's), prepared
-/// once per connection.
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
-}
-
-/// Takes back what a member wrote since its savepoint. (An error that rolled back the
-/// whole transaction took the savepoint with it: then there is nothing to do here, and
-/// the group ends with that error.)
-fn take_back(conn: &Connection) {
-    let _ = exec(conn, "ROLLBACK TO member");
-    let _ = exec(conn, "RELEASE member");
-}
-
-/// A copy of an SQLite error, for every member of a group transaction that failed.
-fn copy_error(e: &rusqlite::Error) -> rusqlite::Error {
-    match e {
-        rusqlite::Error::SqliteFailure(f, m) => rusqlite::Error::SqliteFailure(*f, m.clone()),
-        other => rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some(other.to_string()),
-        ),
-    }
-}
 
 impl SqliteStore {
     /// Opens (creating it and its directory if needed) and migrates the state file.
@@ -387,8 +132,7 @@ impl SqliteStore {
 
     fn new(conn: Connection, path: Option<PathBuf>) -> Self {
         Self {
-            conn: Mutex::new(Shared::new(conn, path.is_some())),
-            wanting: AtomicUsize::new(0),
+            conn: GroupCommit::new(conn, path.is_some()),
             path,
             frames: Arc::default(),
         }
@@ -532,136 +276,17 @@ impl SqliteStore {
 
     /// The connection, with no group transaction open on it.
     pub(super) fn lock(&self) -> Held<'_> {
-        let mut shared = self.acquire();
-        shared.settle();
-        shared
+        self.conn.lock()
     }
 
-    /// The connection, maybe with a group transaction open on it.
-    fn acquire(&self) -> Held<'_> {
-        self.wanting.fetch_add(1, Ordering::SeqCst);
-        // A panic while holding the lock left at most an open transaction or savepoint,
-        // which was rolled back when it was dropped: the connection is still good.
-        let shared = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        self.wanting.fetch_sub(1, Ordering::SeqCst);
-        Held {
-            shared,
-            wanting: &self.wanting,
-        }
-    }
-
-    /// Runs `f` (an event's reads and writes) as a member of the open group transaction
-    /// (or of a new one), in a savepoint of its own: a member that fails takes back only
-    /// its own writes. Commits the group when nobody else waits for the connection (or
-    /// it is full), else leaves that to whoever comes next; returns once the group is
-    /// committed, with the group's error if it was not.
-    fn grouped<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut shared = self.acquire();
-        let done = match shared.join() {
-            Some(done) => done,
-            None => {
-                shared.settle();
-                shared.begin()?
-            }
-        };
-        let out = self.member(&mut shared, f);
-        drop(shared);
-        let out = out?;
-        done.wait()?;
-        Ok(out)
-    }
-
-    /// Runs `f`, writes whose loss in a power cut does no harm (a delivery's outcome, a
-    /// lease), on `shared`: as a member of the open group transaction if there is one,
-    /// without waiting for its commit, else in a transaction of its own, unsynced. So a
-    /// sender does not make the events waiting in a group commit early (one fsync each)
-    /// only to record its delivery. If the group then fails to commit, `f`'s writes are
-    /// lost as in a power cut: the row is sent again (at least once).
-    fn unsynced<T>(
-        &self,
-        mut shared: Held<'_>,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        if shared.join().is_some() {
-            return self.member(&mut shared, f);
-        }
-        shared.settle();
-        exec(&shared, "PRAGMA synchronous = NORMAL")?;
-        let result = (|| {
-            let tx = shared.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })();
-        exec(&shared, "PRAGMA synchronous = FULL")?;
-        result
-    }
-
-    /// Runs `f` in a savepoint of the group transaction `shared` has joined; then
-    /// commits the group if it is full (or if nobody else waits for the connection, as
-    /// `shared` is let go: see [`Held`]).
-    fn member<T>(
-        &self,
-        shared: &mut Shared,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        // Not rusqlite's `Savepoint`: these statements are prepared once, not parsed
-        // for every event.
-        exec(shared, "SAVEPOINT member")?;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(shared)));
-        let result = match result {
-            Ok(Ok(out)) => exec(shared, "RELEASE member")
-                .map(|()| out)
-                .map_err(StoreError::from),
-            Ok(Err(e)) => Err(e),
-            Err(panic) => {
-                // the others' events are still good: commit them before unwinding
-                take_back(shared);
-                shared.settle();
-                std::panic::resume_unwind(panic);
-            }
-        };
-        if result.is_err() {
-            take_back(shared);
-        }
-        if shared
-            .group
-            .as_ref()
-            .is_some_and(|g| g.members >= MAX_GROUP)
-            || shared.is_autocommit()
-        {
-            shared.settle();
-        }
-        result
-    }
-
-    /// Runs `first` and `second` on two threads so that they meet in one group
-    /// transaction: `first` gets a hook to call inside its transaction, which returns once
-    /// `second` has started and waits for the connection. The threads' results, panics
-    /// included.
+    /// See [`GroupCommit::two_at_once`].
     #[cfg(test)]
     pub(super) fn two_at_once<A: Send, B: Send>(
         &self,
         first: impl FnOnce(&dyn Fn()) -> A + Send,
         second: impl FnOnce() -> B + Send,
     ) -> (std::thread::Result<A>, std::thread::Result<B>) {
-        let (started, wait) = std::sync::mpsc::channel();
-        std::thread::scope(|s| {
-            let first = s.spawn(move || {
-                first(&|| {
-                    started.send(()).unwrap();
-                    while self.wanting.load(Ordering::SeqCst) == 0 {
-                        std::thread::yield_now();
-                    }
-                })
-            });
-            wait.recv().unwrap();
-            let second = s.spawn(second);
-            (first.join(), second.join())
-        })
+        self.conn.two_at_once(first, second)
     }
 }
 
@@ -1217,7 +842,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         f: &mut dyn FnMut(&ServiceState) -> Change,
     ) -> Result<Applied, StoreError> {
-        self.on_file(|| self.grouped(|tx| apply_in(tx, service, now, f)))
+        self.on_file(|| self.conn.durable(|tx| apply_in(tx, service, now, f)))
     }
 
     fn record_attempt(
@@ -1231,7 +856,9 @@ impl Store for SqliteStore {
             // (or the checkpoint when the last connection closes) syncs it, and a lost
             // outcome only leaves the row pending and leased until its lease ends, when it
             // is sent again (at least once).
-            self.unsynced(self.acquire(), |tx| record_attempt_in(tx, id, attempt, at))
+            self.conn
+                .hold()
+                .unsynced(|tx| record_attempt_in(tx, id, attempt, at))
         })
     }
 
@@ -1246,7 +873,7 @@ impl Store for SqliteStore {
         self.on_file(|| {
             // both unsynced, as each is alone: one transaction, one lock, and the pages
             // the two share (the row's, the queue index's) written once
-            self.unsynced(self.acquire(), |tx| {
+            self.conn.hold().unsynced(|tx| {
                 record_attempt_in(tx, id, attempt, at)?;
                 // Mostly nothing waits: then the claim's statements (the costliest to
                 // compile, which a handler process does for each) are not needed.
@@ -1262,8 +889,7 @@ impl Store for SqliteStore {
     /// but the connection's (it rides in an open group, or commits unsynced), unless
     /// another process holds the file's write lock.
     fn idle(&self) -> bool {
-        self.wanting.load(Ordering::SeqCst) == 0
-            && !matches!(self.conn.try_lock(), Err(TryLockError::WouldBlock))
+        self.conn.idle()
     }
 
     fn claim_due(
@@ -1277,7 +903,7 @@ impl Store for SqliteStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let conn = self.acquire();
+            let conn = self.conn.hold();
             // Most calls (every `alertctl failure` asks for its notifiers) find nothing due,
             // or, in a burst, their notifiers busy: say so from reads, without queueing for
             // the write lock.
@@ -1291,7 +917,7 @@ impl Store for SqliteStore {
             }
             // A claim need not survive a power cut: no sender survives it either, and a
             // lost lease only makes the row due again (sent at least once).
-            self.unsynced(conn, |tx| claim_in(tx, now, lease, limit, notifiers))
+            conn.unsynced(|tx| claim_in(tx, now, lease, limit, notifiers))
         })
     }
 
@@ -1523,23 +1149,6 @@ fn hand_over(
 mod tests {
     use super::*;
 
-    /// The store is idle (the engine may record on its async thread) only while nobody
-    /// holds its connection.
-    #[test]
-    fn a_store_is_idle_only_while_nobody_holds_its_connection() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        assert!(store.idle());
-        let mut inside = None;
-        store
-            .grouped(|_| {
-                inside = Some(store.idle());
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(inside, Some(false));
-        assert!(store.idle());
-    }
-
     /// Listing one service's notifications walks that service's entries in
     /// `notifications_by_service`, however long the log: it does not scan the log.
     #[test]
@@ -1571,84 +1180,6 @@ mod tests {
         );
     }
 
-    /// Writes one `meta` row, as a member's work.
-    fn write_meta(tx: &Connection, key: &str) -> Result<(), StoreError> {
-        tx.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [key])?;
-        Ok(())
-    }
-
-    /// The `meta` rows with `key`.
-    fn meta_rows(store: &SqliteStore, key: &str) -> i64 {
-        store
-            .lock()
-            .query_row("SELECT count(*) FROM meta WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .unwrap()
-    }
-
-    /// An event whose group transaction is rolled back (here by another member that
-    /// broke it) is reported failed, not accepted: its writes are gone.
-    #[test]
-    fn a_member_of_a_group_that_was_rolled_back_gets_the_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let (first, second) = store.two_at_once(
-            |inside| {
-                store.grouped(|c| {
-                    inside();
-                    write_meta(c, "first")
-                })
-            },
-            || {
-                store.grouped(|c| {
-                    write_meta(c, "second")?;
-                    c.execute_batch("ROLLBACK")?;
-                    Ok(())
-                })
-            },
-        );
-        let (first, second) = (first.unwrap(), second.unwrap());
-        let first = crate::error::chain(&first.unwrap_err());
-        assert!(first.contains("rolled back"), "{first}");
-        assert!(second.is_err());
-        assert_eq!(
-            (meta_rows(&store, "first"), meta_rows(&store, "second")),
-            (0, 0)
-        );
-        // the connection is good for the next event
-        store.grouped(|c| write_meta(c, "third")).unwrap();
-        assert_eq!(meta_rows(&store, "third"), 1);
-    }
-
-    /// A member whose work fails after it wrote takes back its own writes only (its
-    /// savepoint), and the member beside it in the group is committed.
-    #[test]
-    fn a_failing_member_takes_back_only_its_own_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let (kept, failed) = store.two_at_once(
-            |inside| {
-                store.grouped(|c| {
-                    inside();
-                    write_meta(c, "kept")
-                })
-            },
-            || {
-                store.grouped(|c| {
-                    write_meta(c, "failed")?;
-                    Err::<(), _>(StoreError::Corrupt("the policy failed".into()))
-                })
-            },
-        );
-        kept.unwrap().unwrap();
-        assert!(failed.unwrap().is_err());
-        assert_eq!(
-            (meta_rows(&store, "kept"), meta_rows(&store, "failed")),
-            (1, 0)
-        );
-    }
-
     /// Closing a store leaves a short write-ahead log in place (no fsyncs at the end of
     /// a handler process), which the next opener reads; a long one is checkpointed into
     /// the file and deleted, as SQLite's own close does.
@@ -1659,7 +1190,8 @@ mod tests {
         let wal = dir.path().join("state.db-wal");
         let insert = |store: &SqliteStore, key: &str, value: &[u8]| {
             store
-                .grouped(|c| {
+                .conn
+                .durable(|c| {
                     c.execute(
                         "INSERT INTO meta (key, value) VALUES (?1, ?2)",
                         params![key, value],
