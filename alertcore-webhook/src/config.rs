@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use alertcore::config::duration_serde;
+use alertcore::outbox::FIRST_BACKOFF;
 use alertcore::secret::SecretSource;
 use alertcore::{BuildError, Context, Format, Timestamp};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -17,24 +18,14 @@ use crate::body::{self, Body, Preset, TemplateVars};
 use crate::client::{ClientSettings, LazyClient, read_ca_file};
 use crate::error::WebhookError;
 use crate::notifier::WebhookNotifier;
-use crate::retry::Backoff;
 use crate::secret::Secret;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_RETRIES: u32 = 2;
-const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
-const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// With the other defaults the slowest delivery that still succeeds takes
-/// 10 + 30 + 10 + 30 + 10 = 90 s, inside alertctl's 120 s limit for one delivery.
-const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 const DEFAULT_ENDS_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// `X-Alertcore-Signature`, as header names are stored (lowercase).
 const DEFAULT_SIGNATURE_HEADER: &str = "x-alertcore-signature";
 const DEFAULT_CONTENT_TYPE: &str = "application/json";
-/// More attempts than this within one delivery only hold the caller up; a durable
-/// retry belongs to whoever records the failed delivery.
-const MAX_RETRIES: u32 = 10;
 /// Beyond this `endsAt` would leave the years RFC 3339 timestamps can carry here.
 const MAX_ENDS_AFTER: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 /// Alertmanager's push API, relative to its base URL.
@@ -71,13 +62,15 @@ pub struct WebhookConfig {
     timeout: Duration,
     #[serde(deserialize_with = "duration_serde::deserialize")]
     connect_timeout: Duration,
-    retries: u32,
-    #[serde(deserialize_with = "duration_serde::deserialize")]
-    backoff: Duration,
-    #[serde(deserialize_with = "duration_serde::deserialize")]
-    max_backoff: Duration,
-    #[serde(deserialize_with = "duration_serde::deserialize")]
-    max_retry_after: Duration,
+    // The keys of the retry loop a delivery no longer has: still read (so configurations
+    // that have them load, and a malformed value is still an error), never used.
+    retries: Option<u32>,
+    #[serde(deserialize_with = "duration_serde::option::deserialize")]
+    backoff: Option<Duration>,
+    #[serde(deserialize_with = "duration_serde::option::deserialize")]
+    max_backoff: Option<Duration>,
+    #[serde(deserialize_with = "duration_serde::option::deserialize")]
+    max_retry_after: Option<Duration>,
     ca_file: Option<PathBuf>,
     tls_insecure_skip_verify_dangerous: bool,
     allow_plaintext_dangerous: bool,
@@ -87,9 +80,7 @@ pub struct WebhookConfig {
 }
 
 impl Default for WebhookConfig {
-    /// No URL yet; the JSON document; `timeout = "10s"`, `connect_timeout = "5s"`,
-    /// `retries = 2`, `backoff = "500ms"`, `max_backoff = "10s"`,
-    /// `max_retry_after = "30s"`.
+    /// No URL yet; the JSON document; `timeout = "10s"`, `connect_timeout = "5s"`.
     fn default() -> Self {
         Self {
             url: None,
@@ -109,10 +100,10 @@ impl Default for WebhookConfig {
             signature_header: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            retries: DEFAULT_RETRIES,
-            backoff: DEFAULT_BACKOFF,
-            max_backoff: DEFAULT_MAX_BACKOFF,
-            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            retries: None,
+            backoff: None,
+            max_backoff: None,
+            max_retry_after: None,
             ca_file: None,
             tls_insecure_skip_verify_dangerous: false,
             allow_plaintext_dangerous: false,
@@ -282,29 +273,46 @@ impl WebhookConfig {
         self
     }
 
-    /// `retries`: further attempts after a retryable failure (default 2, at most 10).
+    /// `retries`: no longer used. Each delivery is one request; the outbox retries a
+    /// failed one (first after 30 s, then doubling). Setting it only logs a warning when
+    /// the notifier is built.
+    #[deprecated(
+        note = "no effect: each delivery is one request, and the outbox retries a \
+                failed one (first after 30 s, then doubling)"
+    )]
     pub fn retries(mut self, retries: u32) -> Self {
-        self.retries = retries;
+        self.retries = Some(retries);
         self
     }
 
-    /// `backoff`: the wait before the first retry, doubled for each next one (default
-    /// 500 ms), jittered.
+    /// `backoff`: no longer used; see [`WebhookConfig::retries`].
+    #[deprecated(
+        note = "no effect: the outbox's backoff applies (first retry after 30 s, \
+                then doubling, jittered)"
+    )]
     pub fn backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
+        self.backoff = Some(backoff);
         self
     }
 
-    /// `max_backoff`: the cap on the doubled wait (default 10 s).
+    /// `max_backoff`: no longer used; see [`WebhookConfig::retries`].
+    #[deprecated(
+        note = "no effect: the outbox's backoff applies (up to an hour between \
+                attempts)"
+    )]
     pub fn max_backoff(mut self, max: Duration) -> Self {
-        self.max_backoff = max;
+        self.max_backoff = Some(max);
         self
     }
 
-    /// `max_retry_after`: the longest `Retry-After` honoured (default 30 s); a server
-    /// asking for more fails the delivery as retryable.
+    /// `max_retry_after`: no longer used. A server's `Retry-After` of any length goes to
+    /// the outbox, which waits at least that long (up to 6 h) before the next attempt.
+    #[deprecated(
+        note = "no effect: a Retry-After goes to the outbox, which waits at least \
+                that long, up to 6 h"
+    )]
     pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
+        self.max_retry_after = Some(max);
         self
     }
 
@@ -431,8 +439,10 @@ impl WebhookConfig {
             connect_timeout: self.connect_timeout,
             timeout: self.timeout,
         });
+        let endpoint = endpoint_of(&url);
+        self.warn_retired_keys(&endpoint);
         Ok(WebhookNotifier {
-            endpoint: endpoint_of(&url),
+            endpoint,
             url,
             preset: self.preset,
             body,
@@ -443,14 +453,37 @@ impl WebhookConfig {
             hmac_secret,
             signature_header,
             timeout: self.timeout,
-            retries: self.retries,
-            backoff: Backoff {
-                initial: self.backoff,
-                max: self.max_backoff,
-            },
-            max_retry_after: self.max_retry_after,
             client,
         })
+    }
+
+    /// One warning for the keys of the retry loop deliveries no longer have, when any is
+    /// set: they are accepted and ignored.
+    fn warn_retired_keys(&self, endpoint: &str) {
+        let set: Vec<String> = [
+            ("retries", self.retries.is_some()),
+            ("backoff", self.backoff.is_some()),
+            ("max_backoff", self.max_backoff.is_some()),
+            ("max_retry_after", self.max_retry_after.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(key, _)| format!("`{key}`"))
+        .collect();
+        if set.is_empty() {
+            return;
+        }
+        let (keys, verb) = match set.len() {
+            1 => (set.concat(), "is"),
+            _ => (set.join(", "), "are"),
+        };
+        tracing::warn!(
+            %endpoint,
+            "webhook: {keys} {verb} no longer used and can be removed: each delivery is one \
+             request, and the outbox retries a failed one (first after {}, then doubling, \
+             no sooner than the server's Retry-After)",
+            duration_serde::format(FIRST_BACKOFF)
+        );
     }
 
     /// The URL and the key it came from. A URL from `url_env`, `url_file` or
@@ -523,26 +556,10 @@ impl WebhookConfig {
                 ));
             }
         }
-        if self.retries > MAX_RETRIES {
-            return Err(BuildError::key(
-                "retries",
-                format!(
-                    "`retries` = {} is more than {MAX_RETRIES}; a delivery should not hold \
-                     the alert for long",
-                    self.retries
-                ),
-            ));
-        }
         if self.ends_after.is_some_and(|d| d > MAX_ENDS_AFTER) {
             return Err(BuildError::key(
                 "ends_after",
                 "`ends_after` must not be more than 10 years",
-            ));
-        }
-        if self.max_backoff < self.backoff {
-            return Err(BuildError::key(
-                "max_backoff",
-                "`max_backoff` must not be less than `backoff`",
             ));
         }
         Ok(())
@@ -907,19 +924,9 @@ mod tests {
                 "more than 0s",
             ),
             (
-                "url = \"http://x\"\nretries = 11",
-                "retries",
-                "more than 10",
-            ),
-            (
                 "url = \"http://x\"\npreset = \"alertmanager\"\nends_after = \"100y\"",
                 "ends_after",
                 "10 years",
-            ),
-            (
-                "url = \"http://x\"\nbackoff = \"5s\"\nmax_backoff = \"1s\"",
-                "max_backoff",
-                "not be less",
             ),
             (
                 "url = \"http://x\"\nca_file = \"/ca.pem\"",
@@ -997,6 +1004,93 @@ mod tests {
         assert_eq!(key.as_deref(), Some("tokn_env"), "{msg}");
         let (_, msg) = build_err("url = \"http://x\"\npreset = \"pagerduty\"");
         assert!(msg.contains("unknown variant"), "{msg}");
+    }
+
+    /// Records the warnings logged while it is the default subscriber.
+    #[derive(Default)]
+    struct Warnings(std::sync::Mutex<Vec<String>>);
+
+    impl Warnings {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    struct Message<'a>(&'a mut String);
+
+    impl tracing::field::Visit for Message<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+
+    impl tracing::Subscriber for &'static Warnings {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            *metadata.level() == tracing::Level::WARN
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut text = String::new();
+            event.record(&mut Message(&mut text));
+            self.0.lock().unwrap().push(text);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// `retries`, `backoff`, `max_backoff` and `max_retry_after` configured the retry
+    /// loop a delivery no longer has: a configuration with them still loads (a malformed
+    /// value is still an error), and building the notifier says once that they are
+    /// ignored.
+    #[test]
+    fn retired_retry_keys_load_and_warn_once() {
+        let warnings: &'static Warnings = Box::leak(Box::default());
+        let built = |text: &str| {
+            tracing::subscriber::with_default(warnings, || build(text))
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            warnings.take()
+        };
+        let got = built(
+            "url = \"http://127.0.0.1/\"\nretries = 11\nbackoff = \"5s\"\n\
+             max_backoff = \"1s\"\nmax_retry_after = \"1h\"",
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        for want in [
+            "`retries`, `backoff`, `max_backoff`, `max_retry_after` are no longer used",
+            "the outbox retries a failed one (first after 30s, then doubling",
+            "endpoint=http://127.0.0.1:80",
+        ] {
+            assert!(got[0].contains(want), "{want:?} in {got:?}");
+        }
+        let got = built("url = \"http://127.0.0.1/\"\nretries = 0");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("`retries` is no longer used"), "{got:?}");
+        assert_eq!(built("url = \"http://127.0.0.1/\""), Vec::<String>::new());
+        // the builder methods are no-ops that warn alike
+        #[allow(deprecated)]
+        let config = WebhookNotifier::builder()
+            .url("http://127.0.0.1/")
+            .max_retry_after(Duration::from_secs(5));
+        tracing::subscriber::with_default(warnings, || config.build().map(|_| ())).expect("builds");
+        let got = warnings.take();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("`max_retry_after` is no longer used"),
+            "{got:?}"
+        );
+        // still read, so still checked: a value that is not a duration names its key
+        for (text, key) in [
+            ("backoff = \"soon\"", "backoff"),
+            ("max_retry_after = 30", "max_retry_after"),
+            ("retries = -1", "retries"),
+        ] {
+            let (got, msg) = build_err(&format!("url = \"http://x\"\n{text}"));
+            assert_eq!(got.as_deref(), Some(key), "{text}: {msg}");
+        }
     }
 
     #[test]

@@ -59,30 +59,6 @@ pub enum WebhookError {
         /// The server's `Retry-After`, if it sent one that could be read.
         retry_after: Option<Duration>,
     },
-    /// The server asked to wait (`Retry-After`) longer than `max_retry_after`: we stop
-    /// here rather than hold the alert, and leave the retry to the caller.
-    #[error(
-        "{endpoint} asked to retry after {}, more than max_retry_after ({})",
-        fmt_duration(*.retry_after),
-        fmt_duration(*.max)
-    )]
-    RetryAfterTooLong {
-        /// `scheme://host:port`.
-        endpoint: String,
-        /// What the server asked for.
-        retry_after: Duration,
-        /// The configured bound.
-        max: Duration,
-    },
-    /// Every attempt failed; `last` is why the last one did.
-    #[error("gave up after {attempts} attempts")]
-    GaveUp {
-        /// How many requests were sent.
-        attempts: u32,
-        /// The last attempt's error.
-        #[source]
-        last: Box<WebhookError>,
-    },
     /// The body template failed to render for this alert.
     #[error("cannot render the body")]
     Render(#[source] minijinja::Error),
@@ -125,42 +101,39 @@ fn body_suffix(body: &str) -> String {
 
 impl WebhookError {
     /// Whether a later attempt may succeed: connection failures (refused, reset,
-    /// unreachable), timeouts, HTTP 429 and 5xx, and a `Retry-After` beyond the bound.
-    /// Other 4xx answers, redirects, refused certificates, template errors and client
-    /// setup errors need someone to change something first.
+    /// unreachable), timeouts, and HTTP 429 and 5xx. Other 4xx answers, redirects,
+    /// refused certificates, template errors and client setup errors need someone to
+    /// change something first.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Connect { retryable, .. } => *retryable,
-            Self::Timeout { .. } | Self::Io { .. } | Self::RetryAfterTooLong { .. } => true,
+            Self::Timeout { .. } | Self::Io { .. } => true,
             Self::Status { status, .. } => status_is_retryable(*status),
-            Self::GaveUp { last, .. } => last.is_retryable(),
             Self::Render(_) | Self::NotJson { .. } | Self::Client(_) | Self::Format(_) => false,
         }
     }
 
-    /// The wait the server asked for (`Retry-After`) in the (last) answer, if any.
+    /// The wait the server asked for (`Retry-After`) in its answer, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
-            Self::RetryAfterTooLong { retry_after, .. } => Some(*retry_after),
-            Self::GaveUp { last, .. } => last.retry_after(),
             _ => None,
         }
     }
 
-    /// The HTTP status of the (last) answer, if there was one.
+    /// The HTTP status of the answer, if there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Status { status, .. } => Some(*status),
-            Self::GaveUp { last, .. } => last.status(),
             _ => None,
         }
     }
 }
 
 impl From<WebhookError> for NotifyError {
-    /// Carries the server's `Retry-After` along, so the outbox's next attempt waits
-    /// at least that long.
+    /// Carries the server's `Retry-After` along, whatever its length: the outbox waits
+    /// at least that long before the next attempt (up to its own bound,
+    /// [`alertcore::outbox::MAX_RETRY_AFTER`]).
     fn from(e: WebhookError) -> Self {
         let retryable = e.is_retryable();
         let wait = e.retry_after();
@@ -190,46 +163,36 @@ mod tests {
     }
 
     #[test]
-    fn retryability_follows_the_status_and_survives_giving_up() {
+    fn retryability_follows_the_status() {
         assert!(status(503).is_retryable());
         assert!(status(429).is_retryable());
         assert!(!status(400).is_retryable());
         assert!(!status(302).is_retryable());
-        let gave_up = WebhookError::GaveUp {
-            attempts: 3,
-            last: Box::new(status(502)),
-        };
-        assert!(gave_up.is_retryable());
-        assert_eq!(gave_up.status(), Some(502));
-        let n: NotifyError = gave_up.into();
+        let n: NotifyError = status(502).into();
         assert!(n.is_retryable());
         assert_eq!(
             alertcore::chain(&n),
-            "webhook delivery failed: gave up after 3 attempts: http://127.0.0.1:1 answered 502 Bad Gateway"
+            "webhook delivery failed: http://127.0.0.1:1 answered 502 Bad Gateway"
         );
         assert_eq!(n.retry_after(), None);
+        let n: NotifyError = status(404).into();
+        assert!(!n.is_retryable());
     }
 
     #[test]
-    fn retry_after_reaches_the_outbox() {
-        let too_long = WebhookError::RetryAfterTooLong {
-            endpoint: "http://127.0.0.1:1".to_owned(),
-            retry_after: Duration::from_secs(120),
-            max: Duration::from_secs(60),
-        };
-        let n: NotifyError = too_long.into();
-        assert_eq!(n.retry_after(), Some(Duration::from_secs(120)));
-        let gave_up = WebhookError::GaveUp {
-            attempts: 2,
-            last: Box::new(WebhookError::Status {
+    fn retry_after_reaches_the_outbox_whole() {
+        // longer than the outbox's bound: passed on as it is, the outbox caps it
+        for secs in [1, 120, 7 * 24 * 3600] {
+            let e = WebhookError::Status {
                 endpoint: "http://127.0.0.1:1".to_owned(),
                 status: 429,
                 body: String::new(),
-                retry_after: Some(Duration::from_secs(30)),
-            }),
-        };
-        let n: NotifyError = gave_up.into();
-        assert!(n.is_retryable());
-        assert_eq!(n.retry_after(), Some(Duration::from_secs(30)));
+                retry_after: Some(Duration::from_secs(secs)),
+            };
+            assert_eq!(e.retry_after(), Some(Duration::from_secs(secs)));
+            let n: NotifyError = e.into();
+            assert!(n.is_retryable());
+            assert_eq!(n.retry_after(), Some(Duration::from_secs(secs)));
+        }
     }
 }

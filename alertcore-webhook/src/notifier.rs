@@ -1,4 +1,5 @@
-//! The `WebhookNotifier` itself: one delivery, with its retries.
+//! The `WebhookNotifier` itself: one delivery is one request. Retrying a failed one is
+//! the outbox's job: a retryable error carries the server's `Retry-After` to it.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -14,7 +15,7 @@ use crate::body::{self, Body, Preset};
 use crate::client::LazyClient;
 use crate::config::WebhookConfig;
 use crate::error::WebhookError;
-use crate::retry::{Backoff, parse_retry_after};
+use crate::retry::parse_retry_after;
 use crate::secret::Secret;
 
 /// How much of an error answer's body goes into the error message.
@@ -41,9 +42,6 @@ pub struct WebhookNotifier {
     pub(crate) hmac_secret: Option<Secret>,
     pub(crate) signature_header: HeaderName,
     pub(crate) timeout: Duration,
-    pub(crate) retries: u32,
-    pub(crate) backoff: Backoff,
-    pub(crate) max_retry_after: Duration,
     pub(crate) client: LazyClient,
 }
 
@@ -73,9 +71,6 @@ impl fmt::Debug for WebhookNotifier {
                     .map(|_| self.signature_header.as_str()),
             )
             .field("timeout", &self.timeout)
-            .field("retries", &self.retries)
-            .field("backoff", &self.backoff)
-            .field("max_retry_after", &self.max_retry_after)
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +85,6 @@ impl WebhookNotifier {
     ///     .url("https://hooks.example.org/alertcore")
     ///     .hmac_secret_env("ALERTCORE_WEBHOOK_SECRET")
     ///     .timeout(Duration::from_secs(5))
-    ///     .retries(3)
     ///     .build()?;
     /// # Ok::<(), alertcore::BuildError>(())
     /// ```
@@ -103,60 +97,19 @@ impl WebhookNotifier {
         self.preset
     }
 
+    /// One request, no retry here: a retryable failure (429, 5xx, no connection, a
+    /// timeout, a broken exchange) returns at once as [`NotifyError::retryable`], with
+    /// the server's `Retry-After` if it sent one, and the outbox decides when to try
+    /// again. Holding the caller to retry would hold the whole event with it.
     async fn deliver(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
         let body = self.body.render(n, ctx, &self.content_type_str)?;
         let headers = self.request_headers(&body)?;
         let client = self.client.get().await?;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let err = match self.attempt(client, &headers, &body).await {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            let gave_up = |last: WebhookError| {
-                if attempts > 1 {
-                    WebhookError::GaveUp {
-                        attempts,
-                        last: Box::new(last),
-                    }
-                } else {
-                    last
-                }
-            };
-            if !err.is_retryable() || attempts > self.retries {
-                return Err(gave_up(err).into());
-            }
-            let wait = match &err {
-                WebhookError::Status {
-                    retry_after: Some(wait),
-                    ..
-                } if *wait > self.max_retry_after => {
-                    return Err(gave_up(WebhookError::RetryAfterTooLong {
-                        endpoint: self.endpoint.clone(),
-                        retry_after: *wait,
-                        max: self.max_retry_after,
-                    })
-                    .into());
-                }
-                WebhookError::Status {
-                    retry_after: Some(wait),
-                    ..
-                } => *wait,
-                _ => self.backoff.delay(attempts - 1, fastrand::f64()),
-            };
-            tracing::debug!(
-                endpoint = %self.endpoint,
-                attempt = attempts,
-                error = %alertcore::chain(&err),
-                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                "webhook attempt failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-        }
+        self.attempt(client, headers, body).await?;
+        Ok(())
     }
 
-    /// The headers of every attempt: the configured ones, content type, bearer token and
+    /// The headers of the request: the configured ones, content type, bearer token and
     /// signature. Secrets are read now, so a rotated one is used from the next alert on.
     fn request_headers(&self, body: &[u8]) -> Result<HeaderMap, NotifyError> {
         let mut headers = self.headers.clone();
@@ -184,13 +137,13 @@ impl WebhookNotifier {
     async fn attempt(
         &self,
         client: &reqwest::Client,
-        headers: &HeaderMap,
-        body: &[u8],
+        headers: HeaderMap,
+        body: Vec<u8>,
     ) -> Result<(), WebhookError> {
         let mut response = client
             .post(self.url.clone())
-            .headers(headers.clone())
-            .body(body.to_vec())
+            .headers(headers)
+            .body(body)
             .send()
             .await
             .map_err(|e| self.classify(e))?;

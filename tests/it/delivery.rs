@@ -185,7 +185,7 @@ fn a_given_up_webhook_alert_goes_to_the_fallback_file_naming_what_failed() {
     let log = logs.path().join("alerts.log");
     let ctl = Ctl::with_config(&format!(
         "[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/\"\n\
-         retries = 0\nmax_attempts = 1\nfallback = \"log\"\n\n\
+         max_attempts = 1\nfallback = \"log\"\n\n\
          [notifiers.log]\ntype = \"file\"\npath = \"{}\"\n\n\
          [[rules]]\nnotify = \"hook\"\n",
         log.display()

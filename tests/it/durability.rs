@@ -618,7 +618,7 @@ fn sigkill_at_random_points_loses_no_event_and_no_alert() {
     let hook = |name: &str, extra: &str| {
         format!(
             "[notifiers.{name}]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/{name}\"\n\
-             retries = 0\ntimeout = \"10s\"\n{extra}",
+             timeout = \"10s\"\n{extra}",
             receiver.port
         )
     };

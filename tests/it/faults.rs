@@ -862,7 +862,7 @@ mod http {
     fn a_500_then_200_is_retried_by_the_outbox_and_delivered_once() {
         let server = FaultServer::start([Step::Status(500, None)]);
         // no retry inside the delivery: the outbox does it
-        let case = Case::new(&hook(&server, "retries = 0"));
+        let case = Case::new(&hook(&server, ""));
         case.failure_left_for_retry("hook", "answered 500 Internal Server Error");
 
         case.flush_delivers(60, "hook", 2);
@@ -870,21 +870,8 @@ mod http {
             .assert_steps_then_delivered_once(&[Step::Status(500, None), Step::Status(200, None)]);
     }
 
-    #[test]
-    fn a_500_then_200_is_retried_within_one_delivery() {
-        let server = FaultServer::start([Step::Status(500, None)]);
-        let case = Case::new(&hook(&server, "retries = 1\nbackoff = \"10ms\""));
-        let out = case.failure();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_recorded_and_neighbour_served();
-        case.assert_delivered("hook", 1);
-        server
-            .assert_steps_then_delivered_once(&[Step::Status(500, None), Step::Status(200, None)]);
-    }
-
-    /// With the default settings (`retries = 2`, `max_retry_after = "30s"`) a
-    /// `Retry-After` of ten minutes ends the delivery at once, and the outbox waits
-    /// that long, not its own 30 s.
+    /// A 429 ends the delivery at once (one request), and the outbox waits as long as
+    /// its `Retry-After` says (ten minutes), not its own 30 s.
     #[test]
     fn a_429_with_retry_after_sets_the_next_attempt() {
         let server = FaultServer::start([Step::Status(429, Some("600"))]);
@@ -895,7 +882,7 @@ mod http {
         assert_pending(
             &row,
             1,
-            "asked to retry after 10m",
+            "answered 429 Too Many Requests",
             0,
             Duration::from_secs(600),
         );
@@ -913,15 +900,16 @@ mod http {
         ]);
     }
 
-    /// A `Retry-After` within `max_retry_after` is waited for inside the delivery.
+    /// A short `Retry-After` is not waited for inside the delivery either: one request,
+    /// and the outbox's own backoff (longer) decides the next attempt.
     #[test]
-    fn a_429_with_a_short_retry_after_is_retried_within_one_delivery() {
+    fn a_429_with_a_short_retry_after_is_left_to_the_outbox() {
         let server = FaultServer::start([Step::Status(429, Some("1"))]);
-        let case = Case::new(&hook(&server, "retries = 1\nbackoff = \"10ms\""));
-        let out = case.failure();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        case.assert_recorded_and_neighbour_served();
-        case.assert_delivered("hook", 1);
+        let case = Case::new(&hook(&server, ""));
+        case.failure_left_for_retry("hook", "answered 429 Too Many Requests");
+        assert_eq!(server.steps().len(), 1, "no retry inside the delivery");
+
+        case.flush_delivers(60, "hook", 2);
         server.assert_steps_then_delivered_once(&[
             Step::Status(429, Some("1")),
             Step::Status(200, None),
@@ -933,10 +921,7 @@ mod http {
     /// retry is delivered.
     fn assert_timed_out_then_retried(first: Step) {
         let server = FaultServer::start([first.clone()]);
-        let case = Case::new(&hook(
-            &server,
-            &format!("retries = 0\ntimeout = \"{TIMEOUT}\""),
-        ));
+        let case = Case::new(&hook(&server, &format!("timeout = \"{TIMEOUT}\"")));
         // `bounded`: the handler returns (within the webhook's timeout, give or take)
         case.failure_left_for_retry(
             "hook",
@@ -958,7 +943,7 @@ mod http {
     fn a_hung_receiver_does_not_hold_back_the_other_notifier() {
         let server = FaultServer::start([Step::Hang]);
         // a timeout longer than this test waits: only the release ends the request
-        let case = Case::new(&hook(&server, "retries = 0\ntimeout = \"60s\""));
+        let case = Case::new(&hook(&server, "timeout = \"60s\""));
         let mut child = case
             .ctl
             .command_at(T0, &failure_args(UNIT))
@@ -1010,10 +995,7 @@ mod http {
     #[test]
     fn slow_loris_bodies_are_bounded_by_the_timeout() {
         let server = FaultServer::start([Step::SlowBody(500), Step::SlowBody(200)]);
-        let case = Case::new(&hook(
-            &server,
-            &format!("retries = 0\ntimeout = \"{TIMEOUT}\""),
-        ));
+        let case = Case::new(&hook(&server, &format!("timeout = \"{TIMEOUT}\"")));
         case.failure_left_for_retry("hook", "answered 500 Internal Server Error");
 
         case.flush_delivers(60, "hook", 2);
@@ -1031,7 +1013,7 @@ mod http {
     #[test]
     fn reset_and_closed_connections_are_retried() {
         let server = FaultServer::start([Step::Reset, Step::Close]);
-        let case = Case::new(&hook(&server, "retries = 0"));
+        let case = Case::new(&hook(&server, ""));
         let exchange = format!("the exchange with http://127.0.0.1:{} failed", server.port);
         let (_, row) = case.failure_left_for_retry("hook", &exchange);
         // the reset meets the client reading the answer, or still writing the body
@@ -1070,7 +1052,7 @@ mod http {
         let config = Config::parse(
             &format!(
                 "{}\n[notifiers.notes]\ntype = \"file\"\npath = \"{}\"\n",
-                hook(&server, "retries = 0\ntimeout = \"60s\""),
+                hook(&server, "timeout = \"60s\""),
                 log.display()
             ),
             "alertcore.toml",
@@ -1138,8 +1120,7 @@ mod http {
     #[test]
     fn a_400_fails_at_once_and_is_not_retried() {
         let server = FaultServer::start([Step::Status(400, None)]);
-        // retries allowed, yet a 400 is not worth one
-        let case = Case::new(&hook(&server, "retries = 2\nbackoff = \"10ms\""));
+        let case = Case::new(&hook(&server, ""));
         let out = case.failure();
         assert_not_retryable(&out, "hook");
         case.assert_recorded_and_neighbour_served();

@@ -179,13 +179,11 @@ url = "http://bob:{URL_USERINFO}@127.0.0.1:{dead}/hooks/{URL_PATH}?key={URL_PATH
 token_file = "{dir}/token"
 hmac_secret_env = "ALERTCORE_HARDENING_HMAC"
 headers = {{ X-Api-Key = "{HEADER_VALUE}" }}
-retries = 0
 timeout = "2s"
 
 [notifiers.hook2]
 type = "webhook"
 url_file = "{dir}/url"
-retries = 0
 timeout = "2s"
 
 [notifiers.agent]

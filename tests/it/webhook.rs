@@ -1,8 +1,9 @@
 //! The webhook notifier against real servers on 127.0.0.1: the HTTP sink
 //! (`tests/peers/http-sink.py`, run by `/usr/bin/python3`, stdlib only) for the body,
-//! headers, signature, retries, TLS and presets; a real Prometheus Alertmanager
-//! (Debian's `prometheus-alertmanager`, started by `tests/peers/start-alertmanager.sh`)
-//! for the `alertmanager` preset; and `alertctl` itself with a webhook notifier.
+//! headers, signature, error classes (one request per delivery; the outbox retries),
+//! TLS and presets; a real Prometheus Alertmanager (Debian's `prometheus-alertmanager`,
+//! started by `tests/peers/start-alertmanager.sh`) for the `alertmanager` preset; and
+//! `alertctl` itself with a webhook notifier.
 //!
 //! Where python3 or Alertmanager is missing the tests that need it pass after saying
 //! why; under `CI=true` they fail instead.
@@ -17,9 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alertcore::testkit::ManualClock;
 use alertcore::{
     Config, Context, Engine, EventKind, Failure, FailureReport, Format, FormatSpec, Formats,
-    MemoryStore, Notification, Notifier, NotifyError, Registry, Severity, Timestamp,
+    MemoryStore, Notification, Notifier, NotifyError, Registry, Severity, SqliteStore, Timestamp,
 };
 use alertcore_webhook::{WebhookConfig, WebhookError, WebhookNotifier};
 use hmac::{KeyInit, Mac};
@@ -586,26 +588,137 @@ async fn slack_and_ntfy_presets() {
 }
 
 // ---------------------------------------------------------------------------------------
-// retries and error classes
+// one request per delivery; the outbox retries
+//
+// The sink records a request before it answers, so once `notify` has returned every
+// request that delivery made is in `sink.requests(..)`: counting them shows that no
+// attempt followed, without waiting.
 
 #[tokio::test]
-async fn a_500_then_200_is_retried_and_succeeds() {
+async fn a_5xx_is_one_request_and_a_retryable_error() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    let n = notifier(&format!("url = \"{}\"", sink.url("/status/500/hook")));
+    let e = n
+        .notify(&alert(EventKind::Failure, history(1)), &ctx())
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert_eq!(e.retry_after(), None, "no Retry-After with a 500");
+    assert!(
+        matches!(
+            webhook_error(&e),
+            WebhookError::Status {
+                status: 500,
+                retry_after: None,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // the answer to the first request (`seq` 1), not to a later one
+    assert_eq!(
+        alertcore::chain(&e),
+        format!(
+            "webhook delivery failed: http://127.0.0.1:{} answered 500 Internal Server Error: \
+             {{\"ok\": false, \"seq\": 1}}",
+            sink.port
+        )
+    );
+    assert_eq!(sink.requests(1).len(), 1);
+}
+
+/// A 429 or 503 ends the delivery at once, and its `Retry-After`, however long, goes to
+/// the outbox with the error.
+#[tokio::test]
+async fn a_429_or_503_hands_its_retry_after_to_the_outbox_after_one_request() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    // the sink sends `Retry-After: 1` with a 429 or 503 unless the path says otherwise
+    let cases = [
+        ("/status/503/hook", 503, 1),
+        ("/retry-after/120/status/503/hook", 503, 120),
+        ("/retry-after/120/status/429/hook", 429, 120),
+        // a day: more than the outbox waits (6 h), which is the outbox's to bound
+        ("/retry-after/86400/status/429/hook", 429, 86_400),
+    ];
+    for (i, (path, code, secs)) in cases.into_iter().enumerate() {
+        let n = notifier(&format!("url = \"{}\"", sink.url(path)));
+        let e = n
+            .notify(&alert(EventKind::Failure, history(1)), &ctx())
+            .await
+            .unwrap_err();
+        let wait = Some(Duration::from_secs(secs));
+        assert!(e.is_retryable(), "{path}: {e:?}");
+        assert_eq!(e.retry_after(), wait, "{path}: {e:?}");
+        let w = webhook_error(&e);
+        assert_eq!(w.status(), Some(code), "{path}: {e:?}");
+        assert_eq!(w.retry_after(), wait, "{path}: {e:?}");
+        // exactly one more request than before this delivery
+        let reqs = sink.requests(i + 1);
+        assert_eq!(reqs.len(), i + 1, "{path}: {reqs:#?}");
+        assert_eq!(reqs[i]["path"], path);
+    }
+}
+
+/// `retries`, `backoff`, `max_backoff` and `max_retry_after` are still accepted, and
+/// change nothing: one request per delivery, the server's `Retry-After` passed on whole.
+#[tokio::test]
+async fn the_retired_retry_keys_change_nothing() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    // The old loop would have waited out each `Retry-After: 1` (within its bound) and
+    // sent four requests per delivery; with a `Retry-After` beyond the bound it would
+    // have stopped with `RetryAfterTooLong`.
+    let keys = "retries = 3\nbackoff = \"10ms\"\nmax_backoff = \"20ms\"\nmax_retry_after = \"5s\"";
+    let cases = [
+        ("/status/503/hook", 1),
+        ("/retry-after/120/status/503/hook", 120),
+    ];
+    for (i, (path, secs)) in cases.into_iter().enumerate() {
+        let n = notifier(&format!("url = \"{}\"\n{keys}", sink.url(path)));
+        let e = n
+            .notify(&alert(EventKind::Failure, history(1)), &ctx())
+            .await
+            .unwrap_err();
+        assert!(e.is_retryable(), "{path}: {e:?}");
+        assert_eq!(
+            e.retry_after(),
+            Some(Duration::from_secs(secs)),
+            "{path}: {e:?}"
+        );
+        assert!(
+            matches!(webhook_error(&e), WebhookError::Status { status: 503, .. }),
+            "{path}: {e:?}"
+        );
+        assert_eq!(sink.requests(i + 1).len(), i + 1, "{path}");
+    }
+}
+
+/// The next delivery of the same notification (the outbox's retry) sends the same
+/// request: body and signature.
+#[tokio::test]
+async fn a_500_then_200_is_delivered_by_the_next_attempt_with_the_same_request() {
     let Some(sink) = HttpSink::try_start() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let key = secret_file(&dir, "key", "k");
     let n = notifier(&format!(
-        "url = \"{}\"\nretries = 2\nbackoff = \"50ms\"\nhmac_secret_file = {key:?}",
+        "url = \"{}\"\nhmac_secret_file = {key:?}",
         sink.url("/fail/500/1/hook")
     ));
-    n.notify(&alert(EventKind::Failure, history(1)), &ctx())
-        .await
-        .unwrap();
+    let alert = alert(EventKind::Failure, history(1));
+    let e = n.notify(&alert, &ctx()).await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert_eq!(sink.requests(1).len(), 1);
+    n.notify(&alert, &ctx()).await.unwrap();
     let reqs = sink.requests(2);
     let statuses: Vec<&Value> = reqs.iter().map(|r| &r["status"]).collect();
     assert_eq!(statuses, [500, 200]);
-    // the same request twice: body and signature
     assert_eq!(reqs[0]["body"], reqs[1]["body"]);
     assert_eq!(
         header(&reqs[0], "X-Alertcore-Signature"),
@@ -614,65 +727,11 @@ async fn a_500_then_200_is_retried_and_succeeds() {
 }
 
 #[tokio::test]
-async fn a_429_with_retry_after_is_honoured() {
+async fn a_400_is_not_retryable() {
     let Some(sink) = HttpSink::try_start() else {
         return;
     };
-    // The sink answers the first request 429 with `Retry-After: 1`, then 200. The
-    // backoff alone would wait about 10 ms.
-    let n = notifier(&format!(
-        "url = \"{}\"\nretries = 1\nbackoff = \"10ms\"",
-        sink.url("/fail/429/1/hook")
-    ));
-    n.notify(&alert(EventKind::Failure, history(1)), &ctx())
-        .await
-        .unwrap();
-    let reqs = sink.requests(2);
-    assert_eq!(reqs.len(), 2);
-    assert_eq!(reqs[0]["status"], 429);
-    assert_eq!(reqs[1]["status"], 200);
-    let gap = reqs[1]["t"].as_f64().unwrap() - reqs[0]["t"].as_f64().unwrap();
-    assert!(
-        (0.95..5.0).contains(&gap),
-        "second attempt {gap:.3} s after the first"
-    );
-}
-
-#[tokio::test]
-async fn a_retry_after_beyond_the_bound_stops_retrying_but_stays_retryable() {
-    let Some(sink) = HttpSink::try_start() else {
-        return;
-    };
-    let n = notifier(&format!(
-        "url = \"{}\"\nretries = 3\nmax_retry_after = \"5s\"",
-        sink.url("/retry-after/120/status/429/hook")
-    ));
-    let started = Instant::now();
-    let e = n
-        .notify(&alert(EventKind::Failure, history(1)), &ctx())
-        .await
-        .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(e.is_retryable(), "{e:?}");
-    assert!(
-        matches!(
-            webhook_error(&e),
-            WebhookError::RetryAfterTooLong { retry_after, .. } if *retry_after == Duration::from_secs(120)
-        ),
-        "{e:?}"
-    );
-    assert_eq!(sink.requests(1).len(), 1);
-}
-
-#[tokio::test]
-async fn a_400_is_not_retried_and_not_retryable() {
-    let Some(sink) = HttpSink::try_start() else {
-        return;
-    };
-    let n = notifier(&format!(
-        "url = \"{}\"\nretries = 3\nbackoff = \"10ms\"",
-        sink.url("/status/400/hook")
-    ));
+    let n = notifier(&format!("url = \"{}\"", sink.url("/status/400/hook")));
     let e = n
         .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
@@ -690,49 +749,28 @@ async fn a_400_is_not_retried_and_not_retryable() {
             sink.port
         )
     );
-    // the call has returned: no attempt can follow
     assert_eq!(sink.requests(1).len(), 1);
 }
 
 #[tokio::test]
-async fn persistent_5xx_gives_up_after_the_retries_as_retryable() {
-    let Some(sink) = HttpSink::try_start() else {
-        return;
-    };
-    let n = notifier(&format!(
-        "url = \"{}\"\nretries = 2\nbackoff = \"20ms\"",
-        sink.url("/status/500/hook")
-    ));
-    let e = n
-        .notify(&alert(EventKind::Failure, history(1)), &ctx())
-        .await
-        .unwrap_err();
-    assert!(e.is_retryable(), "{e:?}");
-    let w = webhook_error(&e);
-    assert!(
-        matches!(w, WebhookError::GaveUp { attempts: 3, .. }),
-        "{e:?}"
-    );
-    assert_eq!(w.status(), Some(500));
-    assert_eq!(sink.requests(3).len(), 3);
-}
-
-#[tokio::test]
-async fn connection_refused_is_retryable() {
+async fn connection_refused_is_one_attempt_and_retryable() {
     // nothing listens on a port that was free a moment ago
     let url = format!("http://127.0.0.1:{}/hook", free_port());
-    let n = notifier(&format!("url = \"{url}\"\nretries = 1\nbackoff = \"10ms\""));
+    // the old loop would have waited 5-10 s before its first retry
+    let n = notifier(&format!(
+        "url = \"{url}\"\nretries = 3\nbackoff = \"10s\"\nmax_backoff = \"10s\""
+    ));
+    let started = Instant::now();
     let e = n
         .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
         .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "{e:?}");
     assert!(e.is_retryable(), "{e:?}");
-    let WebhookError::GaveUp { attempts: 2, last } = webhook_error(&e) else {
-        panic!("{e:?}");
-    };
+    assert_eq!(e.retry_after(), None);
     assert!(
         matches!(
-            **last,
+            webhook_error(&e),
             WebhookError::Connect {
                 retryable: true,
                 ..
@@ -741,7 +779,10 @@ async fn connection_refused_is_retryable() {
         "{e:?}"
     );
     let msg = alertcore::chain(&e);
-    assert!(msg.contains("cannot connect to http://127.0.0.1:"), "{msg}");
+    assert!(
+        msg.starts_with("webhook delivery failed: cannot connect to http://127.0.0.1:"),
+        "{msg}"
+    );
     assert!(
         !msg.contains("/hook"),
         "the path stays out of errors: {msg}"
@@ -754,7 +795,7 @@ async fn a_timeout_is_retryable() {
         return;
     };
     let n = notifier(&format!(
-        "url = \"{}\"\nretries = 0\ntimeout = \"300ms\"",
+        "url = \"{}\"\ntimeout = \"300ms\"",
         sink.url("/delay/3000/hook")
     ));
     let started = Instant::now();
@@ -764,10 +805,71 @@ async fn a_timeout_is_retryable() {
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(e.is_retryable(), "{e:?}");
+    assert_eq!(e.retry_after(), None);
     assert!(
         matches!(webhook_error(&e), WebhookError::Timeout { .. }),
         "{e:?}"
     );
+}
+
+/// The outbox is the one retry layer, end to end through the engine: a 503 with
+/// `Retry-After: 120` is one request, and the next attempt is 120 s on (the outbox's
+/// own first backoff, 30 s plus at most 25 % jitter, is shorter); a flush before then
+/// sends nothing, the one after it delivers the same body.
+#[tokio::test]
+async fn the_outbox_retries_a_503_no_sooner_than_its_retry_after() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    let hook = notifier(&format!(
+        "url = \"{}\"",
+        sink.url("/retry-after/120/fail/503/1/hook")
+    ));
+    let clock = ManualClock::new(START);
+    let engine = Engine::builder(Arc::new(SqliteStore::open_in_memory().expect("store")))
+        .notifier("hook", Arc::new(hook))
+        .clock(clock.clone())
+        .build();
+    let report = engine
+        .failure(
+            "backup.service",
+            FailureReport::new("exit-code").exit_status("1"),
+        )
+        .await
+        .expect("recorded");
+    let [d] = report.deliveries.as_slice() else {
+        panic!("one delivery: {report:?}");
+    };
+    assert_eq!(d.notifier, "hook");
+    assert!(d.retryable, "{d:?}");
+    assert!(
+        d.error
+            .as_deref()
+            .is_some_and(|e| e.contains("answered 503 Service Unavailable")),
+        "{d:?}"
+    );
+    let due = START.saturating_add(Duration::from_secs(120));
+    assert_eq!(d.next_attempt, Some(due), "{d:?}");
+    assert_eq!(sink.requests(1).len(), 1);
+
+    // past the outbox's own backoff, a second before the Retry-After: not due
+    clock.advance(Duration::from_secs(119));
+    let sent = engine.flush().await.expect("flush");
+    assert!(sent.is_empty(), "{sent:?}");
+    assert_eq!(sink.requests(1).len(), 1);
+
+    clock.advance(Duration::from_secs(1));
+    let sent = engine.flush().await.expect("flush");
+    let [d] = sent.as_slice() else {
+        panic!("one delivery: {sent:?}");
+    };
+    assert!(d.delivered() && d.from_outbox, "{d:?}");
+    let reqs = sink.requests(2);
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    let statuses: Vec<&Value> = reqs.iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [503, 200]);
+    assert_eq!(reqs[0]["body"], reqs[1]["body"]);
+    assert_eq!(reqs[0]["json"]["service"], "backup.service");
 }
 
 #[tokio::test]
@@ -817,7 +919,7 @@ async fn https_with_a_private_ca() {
         .unwrap();
 
     // the system roots do not know the test CA: refused, and retrying cannot help
-    let untrusted = notifier(&format!("url = \"{url}\"\nretries = 2\nbackoff = \"10ms\""));
+    let untrusted = notifier(&format!("url = \"{url}\""));
     let e = untrusted
         .notify(&alert(EventKind::Failure, history(1)), &ctx())
         .await
