@@ -1,75 +1,20 @@
-//! A complete custom notifier: a `jsonl` type that appends one JSON document per alert
-//! to a file, registered at build time and selected from a config file by its type name.
+//! A custom notifier type in an embedding program: the `jsonl` type of the
+//! `examples/jsonl-notifier` crate (a complete notifier crate: one JSON document per
+//! notification appended to a file), registered at build time, selected from a config
+//! file by its type name; for each event the program prints what the engine decided and
+//! what became of each delivery.
 //!
 //! ```sh
 //! cargo run --example custom_notifier            # uses examples/custom_notifier.toml
 //! cargo run --example custom_notifier -- my.toml
 //! ```
 
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use alertcore::config::from_table;
-use alertcore::{
-    BuildError, Config, Context, Engine, FailureReport, MemoryStore, Notification, Notifier,
-    NotifierFactory, NotifyError, Registry, Report,
-};
-use serde::Deserialize;
-
-/// `[notifiers.NAME] type = "jsonl"`: its own config keys, typos rejected.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonlConfig {
-    path: PathBuf,
-}
-
-#[derive(Debug)]
-struct JsonlNotifier {
-    path: PathBuf,
-}
-
-/// The descriptor a notifier crate exports.
-const FACTORY: NotifierFactory = NotifierFactory {
-    kind: "jsonl",
-    build: |table| {
-        let config: JsonlConfig = from_table(table)?;
-        if config.path.as_os_str().is_empty() {
-            return Err(BuildError::key("path", "`path` must not be empty"));
-        }
-        Ok(Arc::new(JsonlNotifier { path: config.path }) as Arc<dyn Notifier>)
-    },
-};
-
-// Linking this crate is enough: `Registry::with_linked()` finds it.
-alertcore::submit_notifier!(FACTORY);
-
-impl JsonlNotifier {
-    fn append(&self, n: &Notification) -> Result<(), NotifyError> {
-        // the notification is serde: its fields are the template variables' names
-        let mut line = serde_json::to_string(n).map_err(|e| NotifyError::permanent("jsonl", e))?;
-        line.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| NotifyError::retryable("jsonl", e))?;
-        // one write per line: concurrent writers never interleave within a line
-        file.write_all(line.as_bytes())
-            .map_err(|e| NotifyError::retryable("jsonl", e))
-    }
-}
-
-#[async_trait::async_trait]
-impl Notifier for JsonlNotifier {
-    fn kind(&self) -> &'static str {
-        "jsonl"
-    }
-
-    async fn notify(&self, n: &Notification, _: &Context<'_>) -> Result<(), NotifyError> {
-        self.append(n)
-    }
-}
+use alertcore::{Config, Engine, FailureReport, MemoryStore, Registry, Report};
+// Nothing is used by name: this links the crate, whose `submit_notifier!` makes its
+// `jsonl` type known to `Registry::with_linked()`.
+use jsonl_notifier as _;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

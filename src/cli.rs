@@ -231,7 +231,7 @@ fn text_arg() -> impl TypedValueParser<Value = String> {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    alertcore::config::duration_serde::parse(s)
+    alertcore::duration::parse(s)
 }
 
 fn parse_time(s: &str) -> Result<alertcore::Timestamp, String> {

@@ -110,7 +110,7 @@ pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
         "{} on {host}: {what} at {}; failure {failures} of the streak, which has lasted {}",
         args.service,
         router.local_time(at),
-        alertcore::config::duration_serde::format(Duration::from_secs(lasted_s)),
+        alertcore::duration::format(Duration::from_secs(lasted_s)),
     );
     print!("{}", indent(&plan.explain(router)));
     println!("(nothing was sent or written)");

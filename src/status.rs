@@ -369,7 +369,10 @@ pub(crate) fn dump(
     let ns: toml::Table = notifiers
         .iter()
         .map(|n| {
-            let mut t = alertcore::config::redact(&n.config);
+            let mut t = match toml::Value::try_from(n.config.redacted()) {
+                Ok(toml::Value::Table(t)) => t,
+                _ => toml::Table::new(),
+            };
             t.entry("type")
                 .or_insert_with(|| toml::Value::String(n.notifier.kind().to_owned()));
             (n.name.clone(), toml::Value::Table(t))

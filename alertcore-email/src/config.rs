@@ -5,12 +5,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alertcore::BuildError;
 use alertcore::NotifyError;
-use alertcore::config::redact_url;
 use alertcore::journal::Journal;
 use alertcore::message::one_line;
 use alertcore::secret::SecretSource;
+use alertcore::table::redact_url;
+use alertcore::{BuildError, Table};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::client::Certificate;
 use lettre::transport::smtp::extension::ClientId;
@@ -57,7 +57,7 @@ pub struct EmailConfig {
     password_file: Option<PathBuf>,
     password_credential: Option<String>,
     ca_file: Option<PathBuf>,
-    #[serde(deserialize_with = "alertcore::config::duration_serde::deserialize")]
+    #[serde(deserialize_with = "alertcore::duration::deserialize")]
     timeout: Duration,
     allow_plaintext_dangerous: bool,
     #[serde(deserialize_with = "deserialize_command")]
@@ -138,8 +138,8 @@ impl EmailConfig {
     ///
     /// # Errors
     /// A [`BuildError`] naming the key for unknown keys and values of the wrong type.
-    pub fn from_table(table: &toml::Table) -> Result<Self, BuildError> {
-        alertcore::config::from_table(table)
+    pub fn from_table(table: &Table) -> Result<Self, BuildError> {
+        table.deserialize()
     }
 
     /// `mode`: [`Mode::Smtp`] (default) or [`Mode::Sendmail`].
@@ -692,7 +692,7 @@ mod tests {
     }
 
     fn build(toml_text: &str) -> Result<EmailNotifier, BuildError> {
-        let t: toml::Table = toml::from_str(toml_text).unwrap();
+        let t = Table::parse(toml_text).unwrap();
         EmailConfig::from_table(&t)?.build()
     }
 
@@ -894,8 +894,7 @@ mod tests {
 
     #[test]
     fn debug_redacts_url_password() {
-        let t: toml::Table =
-            toml::from_str(&format!("{OK}url = \"smtp://u:hunter2@mail.example.org\"")).unwrap();
+        let t = Table::parse(&format!("{OK}url = \"smtp://u:hunter2@mail.example.org\"")).unwrap();
         let c = EmailConfig::from_table(&t).unwrap();
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2"), "{d}");

@@ -42,7 +42,7 @@ pub enum EmailError {
         server: String,
     },
     /// The whole exchange took longer than `timeout`.
-    #[error("no answer from {server} within {}", alertcore::config::duration_serde::format(*.timeout))]
+    #[error("no answer from {server} within {}", alertcore::duration::format(*.timeout))]
     Timeout {
         /// `host:port`, or the sendmail program.
         server: String,

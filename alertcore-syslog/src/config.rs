@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use alertcore::BuildError;
-use alertcore::config::duration_serde;
+use alertcore::duration;
+use alertcore::{BuildError, Table};
 use serde::{Deserialize, Deserializer};
 
 use crate::address::Address;
@@ -96,7 +96,7 @@ impl Default for SyslogConfig {
     }
 }
 
-// Custom messages that start with the key in backticks: `BuildError::from_toml` reads
+// Custom messages that start with the key in backticks: `Table::deserialize` reads
 // the key from them, so `alertctl` points at the right line.
 fn deserialize_protocol<'de, D: Deserializer<'de>>(d: D) -> Result<Format, D::Error> {
     let s = String::deserialize(d)
@@ -107,7 +107,7 @@ fn deserialize_protocol<'de, D: Deserializer<'de>>(d: D) -> Result<Format, D::Er
 fn deserialize_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)
         .map_err(|_| serde::de::Error::custom("`timeout` must be a string such as \"5s\""))?;
-    duration_serde::parse(&s).map_err(|e| serde::de::Error::custom(format!("`timeout`: {e}")))
+    duration::parse(&s).map_err(|e| serde::de::Error::custom(format!("`timeout`: {e}")))
 }
 
 impl SyslogConfig {
@@ -115,8 +115,8 @@ impl SyslogConfig {
     ///
     /// # Errors
     /// A [`BuildError`] naming the key for unknown keys and values of the wrong type.
-    pub fn from_table(table: &toml::Table) -> Result<Self, BuildError> {
-        alertcore::config::from_table(table)
+    pub fn from_table(table: &Table) -> Result<Self, BuildError> {
+        table.deserialize()
     }
 
     /// `address`: `"unix:///dev/log"` (default), `"udp://host[:port]"` or
@@ -271,7 +271,7 @@ mod tests {
     use super::*;
 
     fn build(toml_text: &str) -> Result<SyslogNotifier, BuildError> {
-        let t: toml::Table = toml::from_str(toml_text).unwrap();
+        let t = Table::parse(toml_text).unwrap();
         SyslogConfig::from_table(&t)?.build()
     }
 

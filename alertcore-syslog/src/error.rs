@@ -4,7 +4,7 @@ use std::io;
 use std::time::Duration;
 
 use alertcore::NotifyError;
-use alertcore::config::duration_serde;
+use alertcore::duration;
 
 use crate::KIND;
 
@@ -36,7 +36,7 @@ pub enum SyslogError {
         source: io::Error,
     },
     /// Connecting and sending took longer than `timeout`.
-    #[error("sending to {address} took longer than {}", duration_serde::format(*.timeout))]
+    #[error("sending to {address} took longer than {}", duration::format(*.timeout))]
     Timeout {
         /// The configured address.
         address: String,

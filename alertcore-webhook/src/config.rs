@@ -6,10 +6,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alertcore::config::duration_serde;
+use alertcore::duration;
 use alertcore::outbox::FIRST_BACKOFF;
 use alertcore::secret::SecretSource;
-use alertcore::{BuildError, Context, Format, Timestamp};
+use alertcore::{BuildError, Context, Format, Table, Timestamp};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use url::Url;
@@ -58,24 +58,24 @@ pub struct WebhookConfig {
     hmac_secret_file: Option<PathBuf>,
     hmac_secret_credential: Option<String>,
     signature_header: Option<String>,
-    #[serde(deserialize_with = "duration_serde::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     timeout: Duration,
-    #[serde(deserialize_with = "duration_serde::deserialize")]
+    #[serde(deserialize_with = "duration::deserialize")]
     connect_timeout: Duration,
     // The keys of the retry loop a delivery no longer has: still read (so configurations
     // that have them load, and a malformed value is still an error), never used.
     retries: Option<u32>,
-    #[serde(deserialize_with = "duration_serde::option::deserialize")]
+    #[serde(deserialize_with = "duration::option::deserialize")]
     backoff: Option<Duration>,
-    #[serde(deserialize_with = "duration_serde::option::deserialize")]
+    #[serde(deserialize_with = "duration::option::deserialize")]
     max_backoff: Option<Duration>,
-    #[serde(deserialize_with = "duration_serde::option::deserialize")]
+    #[serde(deserialize_with = "duration::option::deserialize")]
     max_retry_after: Option<Duration>,
     ca_file: Option<PathBuf>,
     tls_insecure_skip_verify_dangerous: bool,
     allow_plaintext_dangerous: bool,
     labels: BTreeMap<String, String>,
-    #[serde(deserialize_with = "duration_serde::option::deserialize")]
+    #[serde(deserialize_with = "duration::option::deserialize")]
     ends_after: Option<Duration>,
 }
 
@@ -156,8 +156,8 @@ impl WebhookConfig {
     ///
     /// # Errors
     /// A [`BuildError`] naming the key for unknown keys and values of the wrong type.
-    pub fn from_table(table: &toml::Table) -> Result<Self, BuildError> {
-        alertcore::config::from_table(table)
+    pub fn from_table(table: &Table) -> Result<Self, BuildError> {
+        table.deserialize()
     }
 
     /// `url`: where to send, `http://` or `https://`.
@@ -482,7 +482,7 @@ impl WebhookConfig {
             "webhook: {keys} {verb} no longer used and can be removed: each delivery is one \
              request, and the outbox retries a failed one (first after {}, then doubling, \
              no sooner than the server's Retry-After)",
-            duration_serde::format(FIRST_BACKOFF)
+            duration::format(FIRST_BACKOFF)
         );
     }
 
@@ -797,7 +797,7 @@ mod tests {
     use super::*;
 
     fn build(text: &str) -> Result<WebhookNotifier, BuildError> {
-        let t: toml::Table = toml::from_str(text).unwrap();
+        let t = Table::parse(text).unwrap();
         WebhookConfig::from_table(&t)?.build()
     }
 
@@ -1103,7 +1103,7 @@ mod tests {
     fn debug_hides_url_path_and_header_values() {
         let text = "url = \"https://hooks.slack.com/services/T0/B0/s3cretpath?k=s3cretquery\"\n\
                     headers = { X-Api-Key = \"s3cretheader\" }\ntoken_env = \"TOKEN_VAR\"";
-        let t: toml::Table = toml::from_str(text).unwrap();
+        let t = Table::parse(text).unwrap();
         let c = WebhookConfig::from_table(&t).unwrap();
         let n = c.clone().build().unwrap();
         for d in [format!("{c:?}"), format!("{n:?}")] {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use alertcore::NotifyError;
-use alertcore::config::duration_serde::format as fmt_duration;
+use alertcore::duration::format as fmt_duration;
 
 use crate::KIND;
 use crate::retry::status_is_retryable;

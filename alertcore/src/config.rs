@@ -7,19 +7,18 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::duration as duration_serde;
 pub use crate::error::BuildError;
 pub use crate::notifier::ConfiguredNotifier;
 use crate::outbox::DeliverySpec;
 use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::rules::Router;
-pub use crate::table::{from_table, redact, redact_url, split_keys};
+use crate::table::{Table, from_table, redact};
 use crate::template::{Format, FormatSpec, Formats};
 
 /// The whole configuration file.
 ///
-/// Its `Debug` shows the notifier tables redacted (see [`redact`]) and not the file's text.
+/// Its `Debug` shows the notifier tables redacted (see [`Table::redacted`]) and not the file's text.
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -166,7 +165,7 @@ impl Config {
     ) -> Result<Vec<ConfiguredNotifier>, ConfigError> {
         let formats = self.formats()?;
         if self.notifiers.is_empty() {
-            let config = Arc::new(toml::Table::new());
+            let config = Arc::new(Table::default());
             let notifier = registry
                 .build("console", &config)
                 .map_err(|e| self.error_at(0, e.to_string()))?;
@@ -213,7 +212,8 @@ impl Config {
                 let located = |e| self.located(at, &format!("notifier {name:?}"), e);
                 // the format and delivery keys are common to every type: the factory
                 // sees the rest
-                let (spec, rest) = FormatSpec::split(table.get_ref()).map_err(located)?;
+                let whole = Table::from_toml(table.get_ref().clone());
+                let (spec, rest) = FormatSpec::split(&whole).map_err(located)?;
                 let (delivery, rest) = DeliverySpec::split(&rest).map_err(located)?;
                 let format = Format::compile(&spec, &formats, Format::full()).map_err(located)?;
                 let notifier = registry.build(kind, &rest).map_err(located)?;
@@ -221,7 +221,7 @@ impl Config {
                 Ok(ConfiguredNotifier {
                     name: name.clone(),
                     notifier,
-                    config: Arc::new(table.get_ref().clone()),
+                    config: Arc::new(whole),
                     format,
                     delivery,
                 })
@@ -497,7 +497,7 @@ mod tests {
         #[allow(dead_code)]
         struct T {
             max_size: u32,
-            #[serde(default, with = "duration_serde")]
+            #[serde(default, with = "crate::duration")]
             timeout: std::time::Duration,
         }
         let t: toml::Table = toml::from_str("type = \"x\"\nmax_size = \"big\"").unwrap();

@@ -8,14 +8,13 @@ use serde::Deserialize;
 use crate::error::NotifyError;
 use crate::notification::Notification;
 use crate::notifier::{Notifier, NotifierFactory};
-use crate::table::from_table;
 use crate::template::Context;
 
 /// `type = "console"`.
 pub const FACTORY: NotifierFactory = NotifierFactory {
     kind: "console",
     build: |table| {
-        let _: ConsoleConfig = from_table(table)?;
+        let _: ConsoleConfig = table.deserialize()?;
         Ok(Arc::new(ConsoleNotifier) as Arc<dyn Notifier>)
     },
 };

@@ -207,7 +207,7 @@ impl BuildError {
     }
 
     /// Wraps a `toml` deserialisation error of the table (unknown field, wrong type).
-    pub fn from_toml(e: toml::de::Error) -> Self {
+    pub(crate) fn from_toml(e: toml::de::Error) -> Self {
         let message = e.message().trim_end().to_owned();
         // serde names the offending field in backticks: "unknown field `tto`, ...";
         // custom errors of ours start with it: "`sendmail_command` must ..."; other

@@ -21,7 +21,7 @@ use crate::error::{NotifyError, chain};
 use crate::message::one_line;
 use crate::notification::Notification;
 use crate::notifier::{Notifier, NotifierFactory};
-use crate::table::from_table;
+use crate::table::Table;
 use crate::template::Context;
 
 use self::run::{Captured, Ended, Finished};
@@ -165,8 +165,8 @@ impl ExecConfig {
     ///
     /// # Errors
     /// A [`BuildError`] naming the key for unknown keys and values of the wrong type.
-    pub fn from_table(table: &toml::Table) -> Result<Self, BuildError> {
-        from_table(table)
+    pub fn from_table(table: &Table) -> Result<Self, BuildError> {
+        table.deserialize()
     }
 
     /// `recipients`: adds a recipient; the agent runs once per recipient.
@@ -637,7 +637,7 @@ mod tests {
     use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 
     fn build(text: &str) -> Result<ExecNotifier, BuildError> {
-        let table: toml::Table = toml::from_str(text).unwrap();
+        let table = Table::parse(text).unwrap();
         ExecConfig::from_table(&table)?.build()
     }
 

@@ -12,7 +12,7 @@ use crate::error::BuildError;
 use crate::error::NotifyError;
 use crate::notification::Notification;
 use crate::notifier::{Notifier, NotifierFactory};
-use crate::table::from_table;
+use crate::table::Table;
 use crate::template::Context;
 
 /// `type = "file"`.
@@ -46,8 +46,8 @@ impl FileConfig {
     ///
     /// # Errors
     /// A [`BuildError`] naming the key for unknown keys and values of the wrong type.
-    pub fn from_table(table: &toml::Table) -> Result<Self, BuildError> {
-        from_table(table)
+    pub fn from_table(table: &Table) -> Result<Self, BuildError> {
+        table.deserialize()
     }
 
     /// Checks the config and builds the notifier.
@@ -261,7 +261,7 @@ mod tests {
     fn bad_configs_are_refused() {
         let e = FileConfig::new("").build().unwrap_err();
         assert_eq!(e.offending_key(), Some("path"));
-        let t: toml::Table = toml::from_str("type = \"file\"\npath = \"/x\"\nmode = 1").unwrap();
+        let t = Table::parse("type = \"file\"\npath = \"/x\"\nmode = 1").unwrap();
         assert_eq!(
             FileConfig::from_table(&t).unwrap_err().offending_key(),
             Some("mode")

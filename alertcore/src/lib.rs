@@ -36,6 +36,7 @@ pub use notifier::{ConfiguredNotifier, Notifier, NotifierFactory};
 pub use policy::{Policy, ServiceState};
 pub use registry::Registry;
 pub use store::{MemoryStore, SqliteStore, Store};
+pub use table::Table;
 pub use template::{Context, Format, FormatSpec, Formats, JournalExcerpt};
 
 /// Re-exports for macros; not public API.

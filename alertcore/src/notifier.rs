@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::{BuildError, NotifyError};
 use crate::notification::Notification;
 use crate::outbox::DeliverySpec;
-use crate::table::redact;
+use crate::table::Table;
 use crate::template::{Context, Format};
 
 /// Delivers notifications.
@@ -81,7 +81,7 @@ pub struct NotifierFactory {
     /// The `type` name it is selected by.
     pub kind: &'static str,
     /// Builds the notifier from its `[notifiers.NAME]` table (which includes `type`).
-    pub build: fn(&toml::Table) -> Result<Arc<dyn Notifier>, BuildError>,
+    pub build: fn(&Table) -> Result<Arc<dyn Notifier>, BuildError>,
 }
 
 impl fmt::Debug for NotifierFactory {
@@ -119,7 +119,7 @@ pub struct ConfiguredNotifier {
     /// The implementation.
     pub notifier: Arc<dyn Notifier>,
     /// Its table from the config file (what `alertctl config dump` shows, redacted).
-    pub config: Arc<toml::Table>,
+    pub config: Arc<Table>,
     /// Its message format (`format`, `subject`, `body`, ... of its table).
     pub format: Format,
     /// Its outbox settings (`retry_for`, `max_attempts`, `fallback`, `max_per_minute`,
@@ -132,7 +132,7 @@ impl fmt::Debug for ConfiguredNotifier {
         f.debug_struct("ConfiguredNotifier")
             .field("name", &self.name)
             .field("notifier", &self.notifier.kind())
-            .field("config", &redact(&self.config))
+            .field("config", &self.config)
             .field("format", &self.format.name())
             .field("delivery", &self.delivery)
             .finish()

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert::Timestamp;
 use crate::duration;
 use crate::error::BuildError;
-use crate::table::split_keys;
+use crate::table::Table;
 
 /// The first retry comes this long after a failed attempt; each later one waits twice as
 /// long, up to [`MAX_BACKOFF`].
@@ -87,8 +87,8 @@ impl DeliverySpec {
     ///
     /// # Errors
     /// A [`BuildError`] naming the bad key.
-    pub fn split(table: &toml::Table) -> Result<(Self, toml::Table), BuildError> {
-        let (spec, rest): (Self, _) = split_keys(table, Self::KEYS)?;
+    pub fn split(table: &Table) -> Result<(Self, Table), BuildError> {
+        let (spec, rest): (Self, _) = table.split(Self::KEYS)?;
         for (key, value, what) in [
             ("max_attempts", spec.max_attempts, "1: never retry"),
             (
@@ -414,16 +414,15 @@ mod tests {
 
     #[test]
     fn split_takes_its_keys_and_checks_them() {
-        let t: toml::Table =
-            toml::from_str("type = \"console\"\nretry_for = \"2h\"\nmax_attempts = 5\n").unwrap();
+        let t = Table::parse("type = \"console\"\nretry_for = \"2h\"\nmax_attempts = 5\n").unwrap();
         let (spec, rest) = DeliverySpec::split(&t).unwrap();
         assert_eq!(spec.retry_for(), Duration::from_secs(7200));
         assert_eq!(spec.max_attempts, Some(5));
-        assert_eq!(rest.len(), 1);
-        let bad: toml::Table = toml::from_str("max_attempts = 0\n").unwrap();
+        assert_eq!(rest.keys().collect::<Vec<_>>(), ["type"]);
+        let bad = Table::parse("max_attempts = 0\n").unwrap();
         let e = DeliverySpec::split(&bad).unwrap_err();
         assert_eq!(e.offending_key(), Some("max_attempts"));
-        let bad: toml::Table = toml::from_str("retry_for = \"later\"\n").unwrap();
+        let bad = Table::parse("retry_for = \"later\"\n").unwrap();
         assert_eq!(
             DeliverySpec::split(&bad).unwrap_err().offending_key(),
             Some("retry_for")
@@ -451,7 +450,7 @@ mod tests {
 
     #[test]
     fn limits_default_to_a_concurrency_cap_and_reject_zero() {
-        let t: toml::Table = toml::from_str("fallback = \"ops\"\nmax_per_minute = 10\n").unwrap();
+        let t = Table::parse("fallback = \"ops\"\nmax_per_minute = 10\n").unwrap();
         let (spec, rest) = DeliverySpec::split(&t).unwrap();
         assert!(rest.is_empty());
         assert_eq!(spec.fallback.as_deref(), Some("ops"));
@@ -462,7 +461,7 @@ mod tests {
                 .max_per_minute(Some(10))
         );
         for key in ["max_per_minute", "max_concurrent"] {
-            let bad: toml::Table = toml::from_str(&format!("{key} = 0\n")).unwrap();
+            let bad = Table::parse(&format!("{key} = 0\n")).unwrap();
             assert_eq!(
                 DeliverySpec::split(&bad).unwrap_err().offending_key(),
                 Some(key)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::error::BuildError;
 use crate::notifier::{Notifier, NotifierFactory};
+use crate::table::Table;
 
 /// The notifier types a program knows, by `type` name.
 ///
@@ -68,7 +69,7 @@ impl Registry {
     ///
     /// # Errors
     /// A [`BuildError`] if the type is unknown or the factory rejects the table.
-    pub fn build(&self, kind: &str, table: &toml::Table) -> Result<Arc<dyn Notifier>, BuildError> {
+    pub fn build(&self, kind: &str, table: &Table) -> Result<Arc<dyn Notifier>, BuildError> {
         let f = self
             .get(kind)
             .ok_or_else(|| BuildError::key("type", format!("unknown notifier type {kind:?}")))?;

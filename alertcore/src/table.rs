@@ -1,14 +1,92 @@
-//! Reading a notifier's config table: into the transport's own config struct with errors
-//! that name the offending key, splitting off the keys common to every notifier, and a
-//! redacted copy for display.
+//! A notifier's config table, as its factory gets it: [`Table`], read into the
+//! transport's own config struct with errors that name the offending key; splitting off
+//! the keys common to every notifier; a redacted copy for display.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
 
 use crate::error::BuildError;
+
+/// The keys of one `[notifiers.NAME]` table. A [`NotifierFactory`](crate::NotifierFactory)
+/// gets the ones its type reads, and `type`: the keys every notifier shares (the format's
+/// and the delivery settings) are taken out before, and [`Table::deserialize`] skips
+/// `type`.
+///
+/// Its `Debug` shows it redacted ([`Table::redacted`]).
+#[derive(Clone, Default, PartialEq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Table(toml::Table);
+
+impl Table {
+    /// A table from TOML text (`url = "..."` lines): for tests, and programs that build
+    /// a notifier from text of their own.
+    ///
+    /// # Errors
+    /// A [`BuildError`] with TOML's message when the text is not TOML.
+    pub fn parse(text: &str) -> Result<Self, BuildError> {
+        text.parse::<toml::Table>()
+            .map(Self)
+            .map_err(|e| BuildError::new(e.message().trim_end()))
+    }
+
+    /// Reads the table (without its `type` key) into `T`, the transport's config struct
+    /// (`#[serde(deny_unknown_fields)]` makes a misspelt key an error).
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the offending key for unknown and missing fields and wrong
+    /// types, so the config error points at its line.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, BuildError> {
+        from_table(&self.0)
+    }
+
+    /// Takes `keys` out and reads them as `T`; returns `T` and the rest.
+    ///
+    /// # Errors
+    /// As for [`Table::deserialize`].
+    pub fn split<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<(T, Table), BuildError> {
+        split_keys(&self.0, keys).map(|(t, rest)| (t, Self(rest)))
+    }
+
+    /// Whether the table has `key`.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// The keys, in the order written.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Whether the table has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A copy fit for display: secret-looking keys (other than the `*_env`, `*_file` and
+    /// `*_credential` pointers) and every value of a `headers` table are replaced, and
+    /// URLs keep only their scheme, user and host.
+    #[must_use]
+    pub fn redacted(&self) -> Table {
+        Self(redact(&self.0))
+    }
+
+    pub(crate) fn from_toml(table: toml::Table) -> Self {
+        Self(table)
+    }
+}
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&redact(&self.0), f)
+    }
+}
 
 /// Deserialises a notifier's table (minus its `type` key) into its config struct.
 ///
 /// # Errors
 /// A [`BuildError`] naming the offending key for unknown fields and wrong types.
-pub fn from_table<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Result<T, BuildError> {
+pub(crate) fn from_table<T: DeserializeOwned>(table: &toml::Table) -> Result<T, BuildError> {
     let mut t = table.clone();
     t.remove("type");
     serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
@@ -31,7 +109,7 @@ pub fn from_table<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Result
 ///
 /// # Errors
 /// A [`BuildError`] naming the bad key.
-pub fn split_keys<T: serde::de::DeserializeOwned>(
+pub(crate) fn split_keys<T: DeserializeOwned>(
     table: &toml::Table,
     keys: &[&str],
 ) -> Result<(T, toml::Table), BuildError> {
@@ -51,7 +129,7 @@ const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "passphrase", "k
 /// A copy of a notifier table fit for display: secret-looking keys (other than the
 /// `*_env` / `*_file` pointers) are replaced, every value of a `headers` table is
 /// replaced, and URLs keep only their scheme, user and host.
-pub fn redact(table: &toml::Table) -> toml::Table {
+pub(crate) fn redact(table: &toml::Table) -> toml::Table {
     table
         .iter()
         .map(|(k, v)| {

@@ -137,6 +137,7 @@ use crate::error::BuildError;
 use crate::error::NotifyError;
 use crate::message::one_line;
 use crate::notification::Notification;
+use crate::table::Table;
 use crate::template::timestamp::TimestampFormat;
 
 pub use self::model::JournalExcerpt;
@@ -211,8 +212,8 @@ impl FormatSpec {
     ///
     /// # Errors
     /// A [`BuildError`] naming the key whose value has the wrong type.
-    pub fn split(table: &toml::Table) -> Result<(FormatSpec, toml::Table), BuildError> {
-        crate::table::split_keys(table, Self::KEYS)
+    pub fn split(table: &Table) -> Result<(FormatSpec, Table), BuildError> {
+        table.split(Self::KEYS)
     }
 
     /// Whether no key is set.

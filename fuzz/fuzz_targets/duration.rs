@@ -2,7 +2,7 @@
 //! parsed duration parses back to the same duration (`config dump` relies on it).
 #![no_main]
 
-use alertcore::config::duration_serde::{format, parse};
+use alertcore::duration::{format, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use alertcore::{
     Context, EventKind, Failure, FailureReport, Format, FormatSpec, Formats, JournalExcerpt,
-    RuleRef, Severity, Timestamp,
+    Notification, RuleRef, Severity, Timestamp,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -87,20 +87,21 @@ fuzz_target!(|text: &str| {
         (EventKind::Recovery, vec![bare], false),
     ];
     for (event, failures, rich) in &cases {
-        let mut ctx = Context::new(*event, "web1")
-            .notifier("fuzz")
+        let mut n = Notification::new(service.as_str(), *event, "web1")
+            .failures(failures.clone())
             .sequence(7)
             .streak(2, start)
-            .now(start.saturating_add(std::time::Duration::from_secs(300)))
-            .format(&format);
+            .time(start.saturating_add(std::time::Duration::from_secs(300)));
+        let mut ctx = Context::new("fuzz").format(&format);
         if *rich {
-            ctx = ctx.rule(RuleRef { index: 3, line: 42 }).journal(&journal);
+            n = n.rule(RuleRef { index: 3, line: 42 });
+            ctx = ctx.journal(&journal);
         }
         // A template may fail on data the samples did not have; it must not panic.
-        let subject = format.subject(&service, failures, &ctx);
-        let body = format.body(&service, failures, &ctx);
-        let both = format.subject_and_body(&service, failures, &ctx);
-        let line = format.line(&service, failures, &ctx);
+        let subject = format.subject(&n, &ctx);
+        let body = format.body(&n, &ctx);
+        let both = format.subject_and_body(&n, &ctx);
+        let line = format.line(&n, &ctx);
         if let Ok(s) = &subject {
             assert!(s.len() <= SUBJECT_MAX_BYTES, "subject of {} bytes", s.len());
             assert!(!s.contains(is_line_break), "subject {s:?}");

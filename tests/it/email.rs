@@ -23,7 +23,7 @@ const WAIT: Duration = Duration::from_secs(5);
 const START: Timestamp = Timestamp::from_millis(1_763_700_000_000);
 
 fn notifier(toml_text: &str) -> EmailNotifier {
-    let table: toml::Table = toml::from_str(toml_text).expect("valid TOML");
+    let table = alertcore::Table::parse(toml_text).expect("valid TOML");
     EmailConfig::from_table(&table)
         .and_then(EmailConfig::build)
         .unwrap_or_else(|e| panic!("build: {e}\n{toml_text}"))
@@ -313,7 +313,7 @@ async fn follow_ups_thread_to_the_first_alert() {
 
 /// A format from the keys of a notifier table (as the config wiring compiles it).
 fn format(toml_text: &str) -> Format {
-    let table: toml::Table = toml::from_str(toml_text).expect("valid TOML");
+    let table = alertcore::Table::parse(toml_text).expect("valid TOML");
     let (spec, rest) = FormatSpec::split(&table).expect("format keys");
     assert!(rest.is_empty(), "not format keys: {rest:?}");
     Format::compile(&spec, &Formats::default(), Format::full())

@@ -38,7 +38,7 @@ fn exec(toml_text: &str) -> ExecNotifier {
 /// Builds the notifier as the config wiring does: the format keys taken out of the table
 /// and compiled into the notifier's format, passed to it in every `Context`.
 fn exec_with_format(toml_text: &str) -> (ExecNotifier, Format) {
-    let table: toml::Table = toml::from_str(toml_text).expect("valid TOML");
+    let table = alertcore::Table::parse(toml_text).expect("valid TOML");
     let (spec, rest) = FormatSpec::split(&table).expect("format keys");
     let format = Format::compile(&spec, &Formats::default(), Format::full())
         .unwrap_or_else(|e| panic!("format: {e}\n{toml_text}"));

@@ -513,7 +513,7 @@ async fn a_custom_format_is_the_message_and_stays_one_record() {
     let Some(rsyslog) = Rsyslog::try_start() else {
         return;
     };
-    let table: toml::Table = toml::from_str(
+    let table = alertcore::Table::parse(
         r#"subject = "{{ event_word }} {{ service }} x{{ streak_length }}\n<13>1 - fake - - - forged""#,
     )
     .expect("valid TOML");

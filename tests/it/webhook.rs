@@ -243,7 +243,7 @@ fn expected_signature(key: &str, body: &str) -> String {
 }
 
 fn notifier(toml_text: &str) -> WebhookNotifier {
-    let table: toml::Table = toml::from_str(toml_text).expect("valid TOML");
+    let table = alertcore::Table::parse(toml_text).expect("valid TOML");
     WebhookConfig::from_table(&table)
         .and_then(WebhookConfig::build)
         .unwrap_or_else(|e| panic!("build: {e}\n{toml_text}"))
@@ -436,7 +436,7 @@ async fn template_renders_with_its_content_type() {
 
 /// The notifier and its format, split as the config wiring does.
 fn notifier_with_format(toml_text: &str) -> (WebhookNotifier, Format) {
-    let table: toml::Table = toml::from_str(toml_text).expect("valid TOML");
+    let table = alertcore::Table::parse(toml_text).expect("valid TOML");
     let (spec, rest) = FormatSpec::split(&table).expect("format keys");
     let format = Format::compile(&spec, &Formats::default(), Format::full())
         .unwrap_or_else(|e| panic!("format: {e}\n{toml_text}"));
@@ -513,7 +513,7 @@ async fn the_message_format_reaches_the_receiver() {
     );
 
     // a text body under the default JSON content type is a config error, found early
-    let table: toml::Table = toml::from_str(&format!(
+    let table = alertcore::Table::parse(&format!(
         "url = \"{}\"\nbody = \"{{{{ service }}}}\"",
         sink.url("/x")
     ))

@@ -12,7 +12,7 @@ use crate::alert::{EventKind, Severity};
 use crate::duration;
 use crate::error::BuildError;
 use crate::notifier::ConfiguredNotifier;
-use crate::table::from_table;
+use crate::table::{Table, from_table};
 use crate::template::{Format, FormatSpec, Formats};
 
 /// A rule table as written, minus `notify` (read by hand: a name or an inline table).
@@ -156,8 +156,9 @@ impl Ctx<'_> {
         let (mut r, spec) = match v {
             toml::Value::String(name) => (Recipient::new(name.clone()), FormatSpec::default()),
             toml::Value::Table(t) => {
-                let (spec, rest) = FormatSpec::split(t).map_err(in_entry)?;
-                let r: RecipientSpec = from_table(&rest).map_err(in_entry)?;
+                let (spec, rest) =
+                    FormatSpec::split(&Table::from_toml(t.clone())).map_err(in_entry)?;
+                let r: RecipientSpec = rest.deserialize().map_err(in_entry)?;
                 let recipient = Recipient {
                     notifier: r.to,
                     threshold: r.threshold,

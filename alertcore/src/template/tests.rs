@@ -68,7 +68,7 @@ fn ctx(event: EventKind, format: &Format) -> Ctx<'_> {
 }
 
 fn spec(text: &str) -> FormatSpec {
-    let table: toml::Table = toml::from_str(text).unwrap();
+    let table = Table::parse(text).unwrap();
     let (spec, rest) = FormatSpec::split(&table).unwrap();
     assert!(rest.is_empty(), "{rest:?}");
     spec
@@ -528,7 +528,7 @@ fn template_file_holds_the_body() {
 
 #[test]
 fn split_takes_the_format_keys_out() {
-    let table: toml::Table = toml::from_str(
+    let table = Table::parse(
         "type = 'email'\nto = ['a@b']\nformat = 'short'\nsubject = 's'\nshow_rule_id = true",
     )
     .unwrap();
@@ -536,13 +536,13 @@ fn split_takes_the_format_keys_out() {
     assert_eq!(spec.format.as_deref(), Some("short"));
     assert_eq!(spec.subject.as_deref(), Some("s"));
     assert_eq!(spec.show_rule_id, Some(true));
-    let mut keys: Vec<&String> = rest.keys().collect();
+    let mut keys: Vec<&str> = rest.keys().collect();
     keys.sort();
     assert_eq!(keys, ["to", "type"]);
-    let table: toml::Table = toml::from_str("subject = 3").unwrap();
+    let table = Table::parse("subject = 3").unwrap();
     let e = FormatSpec::split(&table).unwrap_err();
     assert_eq!(e.offending_key(), Some("subject"));
-    let table: toml::Table = toml::from_str("show_rule_id = 'yes'").unwrap();
+    let table = Table::parse("show_rule_id = 'yes'").unwrap();
     assert_eq!(
         FormatSpec::split(&table).unwrap_err().offending_key(),
         Some("show_rule_id")

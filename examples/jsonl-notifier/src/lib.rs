@@ -16,7 +16,6 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use alertcore::config::from_table;
 use alertcore::{BuildError, Context, Notification, Notifier, NotifierFactory, NotifyError};
 use serde::Deserialize;
 
@@ -38,7 +37,7 @@ pub struct JsonlNotifier {
 pub const FACTORY: NotifierFactory = NotifierFactory {
     kind: "jsonl",
     build: |table| {
-        let config: JsonlConfig = from_table(table)?;
+        let config: JsonlConfig = table.deserialize()?;
         if config.path.as_os_str().is_empty() {
             return Err(BuildError::key("path", "`path` must not be empty"));
         }
@@ -80,7 +79,7 @@ mod tests {
     use super::*;
 
     fn build(toml: &str) -> Result<Arc<dyn Notifier>, BuildError> {
-        let table: toml::Table = toml.parse().expect("valid TOML");
+        let table = alertcore::Table::parse(toml).expect("valid TOML");
         (FACTORY.build)(&table)
     }
 
