@@ -336,15 +336,6 @@ impl OutboxFilter {
         self.limit = Some(limit);
         self
     }
-
-    /// Whether `r` passes (it is pending or failed, not dropped, and matches).
-    pub(crate) fn matches(&self, r: &NotificationRecord) -> bool {
-        !r.dropped
-            && r.status != Outcome::Delivered
-            && self.status.is_none_or(|s| r.status == s)
-            && self.service.as_ref().is_none_or(|s| &r.service == s)
-            && self.notifier.as_ref().is_none_or(|n| &r.notifier == n)
-    }
 }
 
 /// Persistent state: per-service state, failure history of the current streak, and the
