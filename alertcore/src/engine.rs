@@ -416,7 +416,6 @@ impl Engine {
         let host = self.host.clone();
         let owned_service = service.to_owned();
         let lease = self.send_lease();
-        let rules = Arc::clone(&self.router);
         let (applied, planned, fresh, failures) = self
             .blocking(move || {
                 let mut planned = None;
@@ -446,7 +445,7 @@ impl Engine {
                             let n = Notification::new(owned_service.as_str(), event, host.as_str())
                                 .streak(streak_id, streak_start)
                                 .time(now)
-                                .rule(d.rule.and_then(|i| rules.rule_ref(i)));
+                                .rule(d.rule.and_then(|i| router.rule_ref(i)));
                             Some((d.notifier.clone(), n))
                         })
                         .collect();
