@@ -12,16 +12,14 @@ use serde::Serialize;
 use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 use crate::error::{EngineError, NotifyError, StoreError, chain};
 use crate::notification::{FallbackOf, Notification};
-use crate::notifier::ConfiguredNotifier;
-use crate::notifier::Notifier;
+use crate::notifier::{ConfiguredNotifier, Notifier};
 use crate::outbox::{DeliverySpec, Limits};
 use crate::policy::{Decision, Event, Policy, ServiceState};
 use crate::rules::{Plan, Router, RuleTrace, Subject};
 use crate::store::{
     Applied, Attempt, Change, Claimed, NewNotification, NotificationId, NotificationRecord, Store,
 };
-use crate::template::Context;
-use crate::template::Format;
+use crate::template::{Context, Format};
 
 /// Where "now" comes from. Injected so tests control time.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -256,11 +254,6 @@ impl Delivery {
     /// Whether the notification was delivered.
     pub fn delivered(&self) -> bool {
         self.error.is_none()
-    }
-
-    /// Whether the notification was given up with nowhere else to go: nobody got it.
-    pub fn lost(&self) -> bool {
-        self.error.is_some() && self.next_attempt.is_none() && self.handed_to.is_none()
     }
 }
 
@@ -531,8 +524,10 @@ impl Engine {
     }
 
     /// Sends the notifications this event created that the store let us claim (one
-    /// queued behind an older pending notification of the same incident waits for it):
-    /// each the value its outbox row holds, as a retry of the row would send it.
+    /// queued behind an older pending notification of the same incident waits for it),
+    /// completed with what the store gave the rows (sequence, history, collapse): the
+    /// value a retry decodes from the row (`stored::decode`), which the test
+    /// `a_retry_sends_the_notification_the_first_attempt_sent` holds equal.
     async fn dispatch(
         &self,
         fresh: Vec<(String, Notification)>,
@@ -694,17 +689,23 @@ impl Engine {
 
     /// Sends a row claimed from the outbox, as [`Engine::send`] does.
     async fn send_claimed(&self, c: Claimed, next: bool) -> Sent {
-        let outgoing = match stored::decode(&c, &self.router) {
+        let Claimed {
+            record,
+            payload,
+            history,
+            attempts,
+        } = c;
+        let outgoing = match stored::decode(&record, &payload, history, &self.router) {
             Ok(n) => Outgoing {
-                id: c.record.id,
-                notifier: c.record.notifier,
-                created: c.record.created,
-                attempts: c.attempts,
+                id: record.id,
+                notifier: record.notifier,
+                created: record.created,
+                attempts,
                 notification: n,
             },
             Err(e) => {
                 let why = format!("the outbox row has no readable payload: {e}");
-                return (self.give_up(&c.record, &why).await, None);
+                return (self.give_up(&record, &why).await, None);
             }
         };
         let mut sent = self.send(outgoing, next).await;
@@ -765,10 +766,12 @@ impl Engine {
             }
             (Some(error), None, Some(to)) => {
                 tracing::warn!(notifier = %entry.name, service, %error, "{kind} not delivered, handed to its fallback {to}");
-                handover = stored::encode(
-                    &n.clone()
-                        .fallback_for(FallbackOf::new(&entry.name, error.as_str())),
-                );
+                // the history is copied from the given-up row's column, as for any row
+                let mut handed = n
+                    .clone()
+                    .fallback_for(FallbackOf::new(&entry.name, error.as_str()));
+                handed.failures.clear();
+                handover = stored::encode(&handed);
                 Attempt::HandedOver {
                     error,
                     to,
@@ -967,12 +970,15 @@ impl Engine {
 mod stored {
     use serde::Deserialize;
 
+    use crate::alert::Failure;
     use crate::alert::Timestamp;
     use crate::notification::{FallbackOf, Notification, RuleRef};
     use crate::rules::Router;
-    use crate::store::Claimed;
+    use crate::store::NotificationRecord;
 
-    /// The payload of a new row: the notification as JSON.
+    /// The payload of a new row: the notification as JSON (its sequence and history
+    /// are the store's to fill in the row's columns; whatever the payload says of them
+    /// is not read back).
     pub(super) fn encode(n: &Notification) -> String {
         // strings, numbers and the core's own serialisable types always serialise
         serde_json::to_string(n).unwrap_or_default()
@@ -1003,13 +1009,17 @@ mod stored {
         Index(usize),
     }
 
-    /// The notification claimed row `c` holds.
+    /// The notification a claimed row holds: its `payload`, and its `history` column.
     ///
     /// # Errors
     /// When the payload is not one this or an earlier version wrote.
-    pub(super) fn decode(c: &Claimed, router: &Router) -> Result<Notification, serde_json::Error> {
-        let p: Payload = serde_json::from_str(&c.payload)?;
-        let r = &c.record;
+    pub(super) fn decode(
+        r: &NotificationRecord,
+        payload: &str,
+        history: Vec<Failure>,
+        router: &Router,
+    ) -> Result<Notification, serde_json::Error> {
+        let p: Payload = serde_json::from_str(payload)?;
         let rule = p.rule.map(|rule| match rule {
             Rule::Ref(r) => r,
             Rule::Index(index) => router.rule_ref(index).unwrap_or(RuleRef { index, line: 0 }),
@@ -1019,7 +1029,7 @@ mod stored {
             .streak(r.streak, p.streak_start)
             .time(p.time)
             .rule(rule)
-            .failures(c.history.clone())
+            .failures(history)
             .fallback_for(p.fallback_for)
             .collapsed(p.collapsed))
     }
