@@ -80,7 +80,9 @@ forward_notifier!(Box<N>);
 pub struct NotifierFactory {
     /// The `type` name it is selected by.
     pub kind: &'static str,
-    /// Builds the notifier from its `[notifiers.NAME]` table (which includes `type`).
+    /// Builds the notifier from its `[notifiers.NAME]` table: its `type` and its own keys,
+    /// the format's and the delivery settings' taken out ([`Table::deserialize`] reads
+    /// them, skipping `type`).
     pub build: fn(&Table) -> Result<Arc<dyn Notifier>, BuildError>,
 }
 

@@ -48,11 +48,6 @@ impl Table {
         split_keys(&self.0, keys).map(|(t, rest)| (t, Self(rest)))
     }
 
-    /// Whether the table has `key`.
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.0.contains_key(key)
-    }
-
     /// The keys, in the order written.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
@@ -177,4 +172,91 @@ pub fn redact_url(s: &str) -> String {
         "/<redacted>".to_owned()
     };
     format!("{scheme}://{authority}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_type_names_the_key() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            max_size: u32,
+            #[serde(default, with = "crate::duration")]
+            timeout: std::time::Duration,
+        }
+        let t = Table::parse("type = \"x\"\nmax_size = \"big\"").unwrap();
+        let e = t.deserialize::<T>().unwrap_err();
+        assert_eq!(e.offending_key(), Some("max_size"));
+        assert!(e.to_string().starts_with("`max_size`: invalid type"), "{e}");
+        let t = Table::parse("max_size = 1\ntimeout = \"soon\"").unwrap();
+        let e = t.deserialize::<T>().unwrap_err();
+        assert_eq!(e.offending_key(), Some("timeout"));
+        assert!(e.to_string().contains("invalid duration \"soon\""), "{e}");
+    }
+
+    #[test]
+    fn text_that_is_not_toml_is_an_error_not_a_panic() {
+        for text in ["url = ", "[a", "x = \"unterminated", "= 1", "a = 1\na = 2"] {
+            let e = Table::parse(text).unwrap_err();
+            assert!(!e.to_string().is_empty(), "{text:?}");
+            assert_eq!(e.offending_key(), None, "{text:?}: {e}");
+        }
+        assert!(Table::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn split_takes_its_keys_and_leaves_the_rest() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Mine {
+            a: u32,
+        }
+        let t = Table::parse("type = \"x\"\na = 1\nb = 2").unwrap();
+        let (mine, rest): (Mine, Table) = t.split(&["a"]).unwrap();
+        assert_eq!(mine.a, 1);
+        assert_eq!(rest.keys().collect::<Vec<_>>(), ["type", "b"]);
+    }
+
+    fn shown(t: &Table) -> String {
+        let s = toml::to_string(&t.redacted()).unwrap();
+        assert_eq!(
+            format!("{t:?}"),
+            format!("{:?}", t.redacted()),
+            "Debug is redacted"
+        );
+        s
+    }
+
+    #[test]
+    fn redaction_masks_secrets_but_not_pointers() {
+        let t = Table::parse(
+            "url = \"smtp://bob:hunter2@mail.example:587?tls=starttls\"\npassword_env = \"PW\"\ntoken = \"abc\"\n",
+        )
+        .unwrap();
+        let r = shown(&t);
+        assert!(!r.contains("hunter2") && !r.contains("abc"), "{r}");
+        assert!(
+            r.contains("smtp://bob:<redacted>@mail.example:587?tls=starttls"),
+            "{r}"
+        );
+        assert!(r.contains("password_env = \"PW\""), "{r}");
+    }
+
+    #[test]
+    fn redaction_covers_headers_keys_and_webhook_paths() {
+        let t = Table::parse(
+            "url = \"https://hooks.example.org/services/T0/B0/XYZ?k=1\"\napi_Key = \"k1\"\nAuthorization = \"Bearer b1\"\n[headers]\nX-Custom = \"h1\"\n",
+        )
+        .unwrap();
+        let r = shown(&t);
+        for leak in ["XYZ", "k1", "b1", "h1", "k=1"] {
+            assert!(!r.contains(leak), "{leak} in {r}");
+            assert!(!format!("{t:?}").contains(leak), "{leak} in Debug");
+        }
+        assert!(r.contains("https://hooks.example.org/<redacted>"), "{r}");
+        assert!(r.contains("X-Custom"), "{r}");
+    }
 }
