@@ -84,9 +84,7 @@ impl EmailNotifier {
         let excerpt = if ctx.format.uses_journal() {
             JournalExcerpt::read_with(
                 self.journal.clone(),
-                &n.service,
-                &n.failures,
-                n.event,
+                n,
                 self.journal_lines,
                 self.timeout.min(JOURNAL_TIMEOUT),
             )

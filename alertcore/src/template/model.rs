@@ -35,31 +35,25 @@ impl JournalExcerpt {
         }
     }
 
-    /// Reads the last `lines` journal lines of the latest failed run of `service` that
-    /// has an invocation id, with `journalctl` off the async workers, giving up after
-    /// `timeout`. `None` for a recovery (there is no failed run to show), when `lines`
-    /// is 0, when there is no journal or nothing was found: the excerpt is a courtesy.
+    /// Reads the last `lines` journal lines of the latest failed run of the notification's
+    /// service that has an invocation id, with `journalctl` off the async workers, giving
+    /// up after `timeout`. `None` for a recovery (there is no failed run to show), when
+    /// `lines` is 0, when there is no journal or nothing was found: the excerpt is a
+    /// courtesy.
     ///
     /// Transports call it only when [`Format::uses_journal`] says a template wants it.
-    pub async fn read(
-        service: &str,
-        failures: &[Failure],
-        event: EventKind,
-        lines: usize,
-        timeout: Duration,
-    ) -> Option<Self> {
-        Self::read_with(Journal::new(), service, failures, event, lines, timeout).await
+    pub async fn read(n: &Notification, lines: usize, timeout: Duration) -> Option<Self> {
+        Self::read_with(Journal::new(), n, lines, timeout).await
     }
 
     /// [`JournalExcerpt::read`] with a given [`Journal`] reader.
     pub async fn read_with(
         journal: Journal,
-        service: &str,
-        failures: &[Failure],
-        event: EventKind,
+        n: &Notification,
         lines: usize,
         timeout: Duration,
     ) -> Option<Self> {
+        let (service, failures, event) = (&n.service, &n.failures, n.event);
         if lines == 0 || !event.is_failure() {
             return None;
         }
