@@ -748,3 +748,23 @@ fn an_alert_after_clear_does_not_wait_behind_the_old_streak() {
         "only the old retry: {rows}"
     );
 }
+
+/// A recovery that comes while its failure alert still waits for a retry is not sent
+/// before it: the report says that it waits in the outbox, and why.
+#[test]
+fn a_recovery_behind_its_pending_alert_is_reported_as_waiting() {
+    let ctl = Ctl::with_config("[notifiers.agent]\ntype = \"exec\"\ncommand = [\"/bin/false\"]\n");
+    let out = ctl.run(&failure_args("db.service"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = ctl.run(&["success", "db.service"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "  agent recovery of db.service (#2): waiting in the outbox \
+             (behind an older notification of the incident)"
+        ),
+        "{}",
+        text(&out)
+    );
+}

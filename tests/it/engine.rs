@@ -723,3 +723,30 @@ async fn a_retry_sends_the_notification_the_first_attempt_sent() {
     assert_eq!(first.failures[0].exit_status.as_deref(), Some("1"));
     assert!(first.sequence > 0);
 }
+
+/// A notification its notifier has no room for now (here `max_per_minute = 1`) is left
+/// in the outbox, and the report says so, and why.
+#[tokio::test]
+async fn a_notification_over_its_notifiers_limit_is_reported_as_waiting() {
+    let text = "[notifiers.ops]\ntype = \"console\"\nmax_per_minute = 1\n";
+    let config = Config::parse(text, "t.toml").unwrap();
+    let engine = Engine::builder(Arc::new(MemoryStore::new()))
+        .configured(config.build_notifiers(&Registry::new()).unwrap())
+        .clock(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)))
+        .build();
+    let first = engine.failure("a.service", report("1")).await.unwrap();
+    assert_eq!(first.deliveries.len(), 1);
+    assert!(first.waiting.is_empty(), "{:?}", first.waiting);
+    let second = engine.failure("b.service", report("1")).await.unwrap();
+    assert!(second.deliveries.is_empty(), "{:?}", second.deliveries);
+    assert_eq!(second.waiting.len(), 1);
+    let w = &second.waiting[0];
+    assert!(w.at_limit);
+    assert_eq!(
+        w.to_string(),
+        format!(
+            "ops failure of b.service (#{}): waiting in the outbox (its notifier is at its limit)",
+            w.id
+        )
+    );
+}
