@@ -15,9 +15,9 @@ use crate::policy::ServiceState;
 ///
 /// It is an in-memory SQLite database behind [`SqliteStore`]: one implementation of the
 /// outbox protocol, not a second one to keep in step. That costs speed a map would not:
-/// about 22 000–29 000 events a second through the engine on the machine of
-/// `BENCHMARKS.md`, against 63 000–94 000 for the map this replaced; far more than a test
-/// or an embedder without persistence needs.
+/// 22 000–29 000 events a second through the engine, against 63 000–94 000 for the map
+/// this replaced (`BENCHMARKS.md`, "`MemoryStore`: a map, or an in-memory SQLite
+/// database"); far more than a test or an embedder without persistence needs.
 #[derive(Debug)]
 pub struct MemoryStore(SqliteStore);
 
