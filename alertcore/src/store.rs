@@ -500,16 +500,65 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Forgets the state and history of `service` (the log stays). `true` if it had any.
     ///
-    /// The streak counter is kept aside: the service's next streak must not reuse the
-    /// id of one whose notifications may still be in the outbox (they would queue
-    /// behind each other).
-    ///
     /// The streak counter is kept: a later streak must not reuse the id of one whose
     /// notifications may still be in the outbox (they would queue behind each other).
     ///
     /// # Errors
     /// A [`StoreError`].
     fn clear(&self, service: &str) -> Result<bool, StoreError>;
+
+    /// In one durable transaction: stores each row, replacing the row of the same kind
+    /// and name.
+    ///
+    /// # Errors
+    /// A [`StoreError`]; then nothing was written.
+    fn save_sources(&self, rows: &[SourceState]) -> Result<(), StoreError>;
+
+    /// The rows of `kind`, by name.
+    ///
+    /// # Errors
+    /// A [`StoreError`].
+    fn sources(&self, kind: &str) -> Result<Vec<SourceState>, StoreError>;
+
+    /// Deletes the rows of `kind` whose name is not in `keep` (sources no longer
+    /// configured); returns how many.
+    ///
+    /// # Errors
+    /// A [`StoreError`]; then nothing was deleted.
+    fn forget_sources(&self, kind: &str, keep: &[&str]) -> Result<usize, StoreError>;
+}
+
+/// The latest state of one thing the daemon watches (a polling check, say), as its
+/// source saves it to read back after a restart: written when something changes and at
+/// checkpoints, not at every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceState {
+    /// The source kind (`check`, ...).
+    pub kind: String,
+    /// The thing's name, unique within its kind.
+    pub name: String,
+    /// The source's own document, JSON.
+    pub state: String,
+    /// When it was written.
+    pub updated: Timestamp,
+}
+
+impl SourceState {
+    /// A row of `kind` and `name` holding `state`, written at `updated`.
+    pub fn new(
+        kind: impl Into<String>,
+        name: impl Into<String>,
+        state: impl Into<String>,
+        updated: Timestamp,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+            state: state.into(),
+            updated,
+        }
+    }
 }
 
 /// The recipient outcome a finished row stands for: `None` while it is pending.
@@ -530,6 +579,46 @@ mod tests {
     #[test]
     fn memory_store_conforms() {
         store_conformance(&MemoryStore::new());
+    }
+
+    /// Source rows are replaced by kind and name, read back by kind only, and the ones
+    /// no longer configured can be forgotten without touching other kinds.
+    fn sources_round_trip(store: &dyn Store) {
+        let t = Timestamp::from_millis;
+        let row =
+            |kind: &str, name: &str, state: &str, at| SourceState::new(kind, name, state, t(at));
+        store
+            .save_sources(&[
+                row("check", "web", "1", 1),
+                row("check", "db", "2", 1),
+                row("heartbeat", "web", "3", 1),
+            ])
+            .unwrap();
+        store.save_sources(&[row("check", "web", "4", 2)]).unwrap();
+        assert_eq!(
+            store.sources("check").unwrap(),
+            vec![row("check", "db", "2", 1), row("check", "web", "4", 2)]
+        );
+        assert_eq!(store.forget_sources("check", &["web"]).unwrap(), 1);
+        assert_eq!(
+            store.sources("check").unwrap(),
+            vec![row("check", "web", "4", 2)]
+        );
+        assert_eq!(
+            store.sources("heartbeat").unwrap(),
+            vec![row("heartbeat", "web", "3", 1)]
+        );
+    }
+
+    #[test]
+    fn sources_round_trip_in_every_store() {
+        sources_round_trip(&MemoryStore::new());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        sources_round_trip(&SqliteStore::open(&path).unwrap());
+        // and they outlive the process that wrote them
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(reopened.sources("check").unwrap().len(), 1);
     }
 
     /// A row keeps the history as of its event, so a recovery retried after the streak
@@ -666,7 +755,7 @@ mod tests {
             "the v1 file has a pending recipient in compact JSON"
         );
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(SqliteStore::SCHEMA_VERSION, 3);
+        assert_eq!(SqliteStore::SCHEMA_VERSION, 4);
         let log = store.notifications(None, 10).unwrap();
         let by = |s: &str| log.iter().find(|r| r.service == s).unwrap();
         let (a, b, c) = (by("a.service"), by("b.service"), by("c.service"));

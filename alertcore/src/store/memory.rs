@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{
     Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter,
-    SqliteStore, Store,
+    SourceState, SqliteStore, Store,
 };
 use crate::alert::{Failure, Timestamp};
 use crate::error::StoreError;
@@ -117,5 +117,17 @@ impl Store for MemoryStore {
 
     fn clear(&self, service: &str) -> Result<bool, StoreError> {
         self.0.clear(service)
+    }
+
+    fn save_sources(&self, rows: &[SourceState]) -> Result<(), StoreError> {
+        self.0.save_sources(rows)
+    }
+
+    fn sources(&self, kind: &str) -> Result<Vec<SourceState>, StoreError> {
+        self.0.sources(kind)
+    }
+
+    fn forget_sources(&self, kind: &str, keep: &[&str]) -> Result<usize, StoreError> {
+        self.0.forget_sources(kind, keep)
     }
 }

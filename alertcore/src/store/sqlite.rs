@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use self::group::{GroupCommit, Held};
 use super::{
-    Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter, Store,
-    finished_outcome, placement,
+    Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter,
+    SourceState, Store, finished_outcome, placement,
 };
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_outbox.sql"),
     include_str!("../../migrations/0003_pending_index.sql"),
+    include_str!("../../migrations/0004_sources.sql"),
 ];
 
 /// How long a writer waits for another process's transaction before failing.
@@ -1055,6 +1056,72 @@ impl Store for SqliteStore {
             let m = tx.execute("DELETE FROM failures WHERE service = ?1", [service])?;
             tx.commit()?;
             Ok(n + m > 0)
+        })
+    }
+
+    fn save_sources(&self, rows: &[SourceState]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.on_file(|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO sources (kind, name, state, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, name) DO UPDATE
+                     SET state = excluded.state, updated_ms = excluded.updated_ms",
+                )?;
+                for row in rows {
+                    stmt.execute(params![
+                        row.kind,
+                        row.name,
+                        row.state,
+                        row.updated.as_millis()
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn sources(&self, kind: &str) -> Result<Vec<SourceState>, StoreError> {
+        self.on_file(|| {
+            let conn = self.lock();
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, state, updated_ms FROM sources WHERE kind = ?1 ORDER BY name",
+            )?;
+            let rows = stmt.query_map([kind], |r| {
+                Ok(SourceState {
+                    kind: kind.to_owned(),
+                    name: r.get(0)?,
+                    state: r.get(1)?,
+                    updated: Timestamp::from_millis(r.get(2)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn forget_sources(&self, kind: &str, keep: &[&str]) -> Result<usize, StoreError> {
+        self.on_file(|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let names: Vec<String> = {
+                let mut stmt = tx.prepare_cached("SELECT name FROM sources WHERE kind = ?1")?;
+                let rows = stmt.query_map([kind], |r| r.get::<_, String>(0))?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            let mut n = 0;
+            for name in names.iter().filter(|n| !keep.contains(&n.as_str())) {
+                n += tx.execute(
+                    "DELETE FROM sources WHERE kind = ?1 AND name = ?2",
+                    params![kind, name],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n)
         })
     }
 }
