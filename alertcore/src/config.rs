@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +47,16 @@ pub struct Config {
     /// notifier gets every alert.
     #[serde(default)]
     pub rules: Vec<toml::Spanned<toml::Table>>,
+    /// `[[checks]]`: the polling checks `alertctl run` runs (read by the
+    /// `alertcore-checks` crate, which reports errors with [`Config::error_in`]).
+    #[serde(default)]
+    pub checks: Vec<toml::Spanned<toml::Table>>,
+    /// `[hosts.NAME]`: targets that checks name with `host = "NAME"`.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, toml::Spanned<toml::Table>>,
+    /// `[daemon]`: settings of `alertctl run`.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -65,6 +76,37 @@ pub struct StateConfig {
     pub path: Option<PathBuf>,
 }
 
+/// `[daemon]`: settings of the long-running `alertctl run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct DaemonConfig {
+    /// How many checks may run at once; the rest wait for a slot.
+    pub concurrency: usize,
+    /// How often the outbox's due deliveries (retries, reminders) are sent.
+    #[serde(with = "crate::duration")]
+    pub flush_every: Duration,
+    /// How often the results of runs that changed nothing are saved. A change of state
+    /// is saved at once; between checkpoints a crash forgets only when ok checks last ran.
+    #[serde(with = "crate::duration")]
+    pub checkpoint_every: Duration,
+    /// How long a stopping daemon waits for deliveries in flight before it leaves them
+    /// to the outbox.
+    #[serde(with = "crate::duration")]
+    pub stop_timeout: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 256,
+            flush_every: Duration::from_secs(15),
+            checkpoint_every: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let notifiers: BTreeMap<&str, toml::Table> = self
@@ -80,6 +122,9 @@ impl fmt::Debug for Config {
             .field("formats", &self.formats.keys().collect::<Vec<_>>())
             .field("timezone", &self.timezone)
             .field("rules", &self.rules.len())
+            .field("checks", &self.checks.len())
+            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .field("daemon", &self.daemon)
             .field("origin", &self.source.as_ref().map(|s| &s.origin))
             .finish()
     }
@@ -340,6 +385,24 @@ impl Config {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
         Ok(Router::new(rules, timezone, tz_name))
+    }
+
+    /// `error` about `table` (a `[[checks]]` entry, a `[hosts.NAME]` table, ...) as a
+    /// located config error prefixed with `what`: it points at the key the error names,
+    /// else at the table's header.
+    pub fn error_in(
+        &self,
+        table: &toml::Spanned<toml::Table>,
+        what: &str,
+        error: BuildError,
+    ) -> ConfigError {
+        let start = table.span().start;
+        let pos = error
+            .key
+            .as_deref()
+            .and_then(|k| self.key_offset(start, k))
+            .unwrap_or_else(|| self.rule_start(start));
+        self.error_at(pos, format!("{what}: {}", error.message))
     }
 
     /// The `[[rules]]` header above a rule's first key (or the key itself when the

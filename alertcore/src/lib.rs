@@ -24,7 +24,7 @@ pub mod template;
 pub mod testkit;
 
 pub use alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, DaemonConfig};
 pub use console::{ConsoleNotifier, FACTORY as CONSOLE_FACTORY};
 pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock, Waiting, host_name};
 pub use error::BuildError;
@@ -35,7 +35,7 @@ pub use notification::{FallbackOf, Notification, RuleRef, sanitize_id};
 pub use notifier::{ConfiguredNotifier, Notifier, NotifierFactory};
 pub use policy::{Policy, ServiceState};
 pub use registry::Registry;
-pub use store::{MemoryStore, SqliteStore, Store};
+pub use store::{MemoryStore, SourceState, SqliteStore, Store};
 pub use table::Table;
 pub use template::{Context, Format, FormatSpec, Formats, JournalExcerpt};
 

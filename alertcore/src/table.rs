@@ -71,6 +71,13 @@ impl Table {
     }
 }
 
+impl From<toml::Table> for Table {
+    /// The table of a config section read by another crate (a `[[checks]]` entry, say).
+    fn from(table: toml::Table) -> Self {
+        Self(table)
+    }
+}
+
 impl fmt::Debug for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&redact(&self.0), f)
