@@ -17,6 +17,8 @@ command -v pgrep >/dev/null || need+=(procps)
 [ -e /lib/systemd/system/dbus.service ] || need+=(dbus)
 command -v rsyslogd >/dev/null || need+=(rsyslog)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+command -v /usr/lib/nagios/plugins/check_tcp >/dev/null || need+=(monitoring-plugins-basic)
+[ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,20 @@
+//! Polling checks for alertcore.
+//!
+//! A check runs a probe of some kind (a Nagios plugin, a TCP connect, an HTTP request,
+//! a TLS certificate, a DNS lookup, a ping, a file's age, a systemd unit's state) on a
+//! schedule, and turns what it finds into the same failure and success events
+//! `alertctl failure` records: the engine's policy, rules, templates and outbox decide
+//! what is sent.
+
+mod kind;
+mod outcome;
+pub mod perfdata;
+pub mod scheduler;
+mod spec;
+pub mod state;
+
+pub use kind::{BuildContext, KINDS, Probe, build};
+pub use outcome::{Outcome, PerfDatum, Status};
+pub use scheduler::{Handle, Scheduler, Settings, Snapshot, Stats, run_all};
+pub use spec::{Check, checks};
+pub use state::CheckState;

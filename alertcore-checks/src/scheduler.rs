@@ -1,0 +1,981 @@
+//! The scheduler: runs every check on its interval, at most `concurrency` at once, and
+//! hands what they find to the engine, the one that also serves `alertctl failure`.
+//!
+//! One loop owns the timing: a queue of due times, a timer for the nearest one. Each
+//! run is a task of its own (a slow or hung check delays no other: it holds one of the
+//! `concurrency` slots until its timeout), which records the run in the check's state,
+//! tells the engine what it means, and hands the check back to the loop for its next
+//! due time. A check never has two runs at once.
+//!
+//! Runs are due at fixed times: the first at a deterministic offset within the interval
+//! (a hash of the name), so a thousand checks with one interval do not start in one
+//! millisecond, then every interval from there (`retry_interval` after a failed run).
+//! A run that overran its next due time skips the due times it missed (counted in
+//! [`Stats::missed`]) rather than running twice in a row.
+//!
+//! A run that changes nothing writes nothing: a change of status, and a check starting
+//! or stopping to count as failed, is saved at once (with the engine's own write when
+//! it reports); everything else is saved at checkpoints.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use alertcore::{Engine, FailureReport, SourceState, StoreError, Timestamp, chain};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::outcome::Outcome;
+use crate::spec::Check;
+use crate::state::{CheckState, Verdict};
+
+/// The source kind of check rows in the store.
+pub const SOURCE_KIND: &str = "check";
+
+/// A probe that overstays its timeout by this much is abandoned (its future dropped).
+const GRACE: Duration = Duration::from_secs(2);
+
+/// How many of the latest scheduling lags [`Stats`] keeps.
+const LAGS_KEPT: usize = 1 << 16;
+
+/// The scheduler's settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// How many runs may be in progress at once.
+    pub concurrency: usize,
+    /// How often the state of runs that changed nothing is saved.
+    pub checkpoint_every: Duration,
+    /// How long [`Handle::stop`] waits for runs in progress.
+    pub stop_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            concurrency: 256,
+            checkpoint_every: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Settings {
+    /// Settings from the config's `[daemon]` table.
+    pub fn from_config(daemon: &alertcore::DaemonConfig) -> Self {
+        Self {
+            concurrency: daemon.concurrency.max(1),
+            checkpoint_every: daemon.checkpoint_every,
+            stop_timeout: daemon.stop_timeout,
+        }
+    }
+}
+
+/// How the scheduler has kept time since it started.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Runs finished.
+    pub runs: u64,
+    /// Due times skipped because the check's previous run was still going (or the
+    /// loop itself was late by a whole interval).
+    pub missed: u64,
+    /// The latest scheduling lags (due time to start, a slot included), in
+    /// microseconds, up to 65 536 of them.
+    pub lags_us: Vec<u32>,
+}
+
+impl Stats {
+    /// The `q` quantile (0.0 to 1.0) of the kept lags.
+    pub fn lag_quantile(&self, q: f64) -> Option<Duration> {
+        if self.lags_us.is_empty() {
+            return None;
+        }
+        let mut v = self.lags_us.clone();
+        v.sort_unstable();
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        Some(Duration::from_micros(u64::from(v[i])))
+    }
+}
+
+/// One check as [`Handle::snapshot`] shows it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The check's name.
+    pub name: String,
+    /// Its state.
+    pub state: CheckState,
+    /// Whether a run is in progress.
+    pub running: bool,
+}
+
+enum Control {
+    Reload(Vec<Check>, Arc<Engine>, oneshot::Sender<()>),
+    RunNow,
+    Snapshot(oneshot::Sender<(Vec<Snapshot>, Stats)>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// Talks to a running [`Scheduler`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Control>,
+}
+
+impl Handle {
+    /// Replaces the checks and the engine (a reloaded config). A check whose table did
+    /// not change keeps its schedule; a changed one keeps its state and is due at once;
+    /// a removed one is forgotten, in the store too. Returns once the loop took them.
+    pub async fn reload(&self, checks: Vec<Check>, engine: Arc<Engine>) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Control::Reload(checks, engine, tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Makes every check that is not running due now.
+    pub fn run_now(&self) {
+        let _ = self.tx.send(Control::RunNow);
+    }
+
+    /// Every check's state, by name, and the scheduling statistics.
+    pub async fn snapshot(&self) -> (Vec<Snapshot>, Stats) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Control::Snapshot(tx)).is_err() {
+            return (Vec::new(), Stats::default());
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stops starting runs, waits for those in progress (up to the stop timeout),
+    /// saves every state and makes [`Scheduler::run`] return.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Control::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// One check in the loop.
+struct Slot {
+    check: Arc<Check>,
+    shared: Arc<Shared>,
+    /// Bumped when the check is replaced, so queue entries and finished runs of the
+    /// old one are ignored.
+    generation: u64,
+    running: bool,
+    /// The due time of the queued (or running) run.
+    due: Instant,
+}
+
+/// What a run task and the loop share about one check.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<CheckState>,
+    /// Changed since it was last saved.
+    dirty: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, CheckState> {
+        // a run task that panicked leaves a state no worse than the one it read
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+struct Done {
+    name: String,
+    generation: u64,
+    failed: bool,
+    lag: Duration,
+}
+
+/// Runs checks on their schedules; see the module documentation.
+pub struct Scheduler {
+    engine: Arc<Engine>,
+    settings: Settings,
+    slots: HashMap<String, Slot>,
+    queue: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    semaphore: Arc<Semaphore>,
+    control: mpsc::UnboundedReceiver<Control>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    generation: u64,
+    stats: Stats,
+    lag_next: usize,
+    hook: Option<(Duration, Box<dyn FnMut() + Send + Sync>)>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("checks", &self.slots.len())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler for `checks` over `engine`, with each check's state read back from
+    /// the engine's store (the rows of checks no longer configured are deleted).
+    ///
+    /// A check counts as failed exactly when the engine has an open failure streak
+    /// for its name: `alertctl clear` of a check's name ends its failure here too.
+    ///
+    /// # Errors
+    /// A [`StoreError`] reading or cleaning the store.
+    pub fn new(
+        engine: Arc<Engine>,
+        checks: Vec<Check>,
+        settings: Settings,
+    ) -> Result<(Self, Handle), StoreError> {
+        let (tx, control) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let mut scheduler = Self {
+            semaphore: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            engine,
+            settings,
+            slots: HashMap::new(),
+            queue: BinaryHeap::new(),
+            control,
+            done_tx,
+            done_rx,
+            generation: 0,
+            stats: Stats::default(),
+            lag_next: 0,
+            hook: None,
+        };
+        scheduler.install(checks)?;
+        Ok((scheduler, Handle { tx }))
+    }
+
+    /// Calls `hook` from the loop itself at least every `every` (the daemon's systemd
+    /// watchdog ping: a stalled loop stops pinging).
+    #[must_use]
+    pub fn with_hook(
+        mut self,
+        every: Duration,
+        hook: impl FnMut() + Send + Sync + 'static,
+    ) -> Self {
+        self.hook = Some((every, Box::new(hook)));
+        self
+    }
+
+    /// Reads the saved states of `checks` and queues them, replacing the checks there
+    /// were.
+    fn install(&mut self, checks: Vec<Check>) -> Result<(), StoreError> {
+        let store = Arc::clone(self.engine.store());
+        let saved: HashMap<String, CheckState> = store
+            .sources(SOURCE_KIND)?
+            .into_iter()
+            .filter_map(|row| {
+                let state = serde_json::from_str(&row.state)
+                    .inspect_err(|e| {
+                        tracing::warn!(check = %row.name, "saved state unreadable, starting afresh: {e}");
+                    })
+                    .ok()?;
+                Some((row.name, state))
+            })
+            .collect();
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        store.forget_sources(SOURCE_KIND, &names)?;
+        let now = Instant::now();
+        let mut old = std::mem::take(&mut self.slots);
+        for check in checks {
+            self.generation += 1;
+            let name = check.name.clone();
+            let slot = match old.remove(&name) {
+                Some(slot) if slot.check.source == check.source => Slot {
+                    generation: self.generation,
+                    check: Arc::new(check),
+                    ..slot
+                },
+                Some(slot) => Slot {
+                    check: Arc::new(check),
+                    shared: slot.shared,
+                    generation: self.generation,
+                    running: slot.running,
+                    due: now,
+                },
+                None => {
+                    let mut state = saved.get(&name).cloned().unwrap_or_default();
+                    let streak = store.state(&name)?.and_then(|s| s.streak);
+                    state.failing = streak.map(|s| crate::state::Failing { since: s.started });
+                    let due = first_due(&name, check.interval, now);
+                    Slot {
+                        check: Arc::new(check),
+                        shared: Arc::new(Shared {
+                            state: Mutex::new(state),
+                            dirty: AtomicBool::new(true),
+                        }),
+                        generation: self.generation,
+                        running: false,
+                        due,
+                    }
+                }
+            };
+            if !slot.running {
+                self.queue
+                    .push(Reverse((slot.due, slot.generation, name.clone())));
+            }
+            self.set_next_run(&slot);
+            self.slots.insert(name, slot);
+        }
+        Ok(())
+    }
+
+    fn set_next_run(&self, slot: &Slot) {
+        let in_ = slot.due.saturating_duration_since(Instant::now());
+        slot.shared.lock().next_run = Some(self.engine.now().saturating_add(in_));
+    }
+
+    /// Runs every check once, now, through the engine and the saved state as the loop
+    /// would, saves every state and returns them (`alertctl run --once --notify`).
+    pub async fn run_once(mut self) -> Vec<Snapshot> {
+        self.on_control(Control::RunNow);
+        self.launch_due();
+        while self.slots.values().any(|s| s.running) {
+            let Some(done) = self.done_rx.recv().await else {
+                break;
+            };
+            if let Some(slot) = self.slots.get_mut(&done.name) {
+                slot.running = false;
+            }
+        }
+        for slot in self.slots.values() {
+            slot.shared.dirty.store(true, Ordering::Relaxed);
+        }
+        self.checkpoint().await;
+        let (tx, rx) = oneshot::channel();
+        self.on_control(Control::Snapshot(tx));
+        rx.await.map(|(list, _)| list).unwrap_or_default()
+    }
+
+    /// Runs until [`Handle::stop`] (or until every handle is dropped).
+    pub async fn run(mut self) -> Stats {
+        let mut next_checkpoint = Instant::now() + self.settings.checkpoint_every;
+        let mut next_hook = Instant::now();
+        loop {
+            let now = Instant::now();
+            if let Some((every, hook)) = &mut self.hook
+                && now >= next_hook
+            {
+                hook();
+                next_hook = now + *every;
+            }
+            if now >= next_checkpoint {
+                self.checkpoint().await;
+                next_checkpoint = Instant::now() + self.settings.checkpoint_every;
+            }
+            let next_due = self.queue.peek().map(|Reverse((due, _, _))| *due);
+            let wake = [
+                Some(next_checkpoint),
+                next_due,
+                self.hook.as_ref().map(|_| next_hook),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_checkpoint);
+            tokio::select! {
+                control = self.control.recv() => match control {
+                    Some(Control::Stop(reply)) => {
+                        self.finish().await;
+                        let _ = reply.send(());
+                        return self.stats;
+                    }
+                    None => {
+                        self.finish().await;
+                        return self.stats;
+                    }
+                    Some(other) => self.on_control(other),
+                },
+                Some(done) = self.done_rx.recv() => self.on_done(done),
+                () = tokio::time::sleep_until(wake) => self.launch_due(),
+            }
+        }
+    }
+
+    fn on_control(&mut self, control: Control) {
+        match control {
+            Control::Reload(checks, engine, reply) => {
+                self.engine = engine;
+                if let Err(e) = self.install(checks) {
+                    tracing::error!("reloading the checks: {}", chain(&e));
+                }
+                let _ = reply.send(());
+            }
+            Control::RunNow => {
+                let now = Instant::now();
+                for (name, slot) in &mut self.slots {
+                    if !slot.running {
+                        slot.due = now;
+                        self.queue
+                            .push(Reverse((now, slot.generation, name.clone())));
+                    }
+                }
+            }
+            Control::Snapshot(reply) => {
+                let mut list: Vec<Snapshot> = self
+                    .slots
+                    .iter()
+                    .map(|(name, slot)| Snapshot {
+                        name: name.clone(),
+                        state: slot.shared.lock().clone(),
+                        running: slot.running,
+                    })
+                    .collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+                let _ = reply.send((list, self.stats.clone()));
+            }
+            Control::Stop(_) => {}
+        }
+    }
+
+    /// Starts every run that is due.
+    fn launch_due(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((due, generation, _))) = self.queue.peek() {
+            if *due > now {
+                break;
+            }
+            let due = *due;
+            let generation = *generation;
+            let Some(Reverse((_, _, name))) = self.queue.pop() else {
+                break;
+            };
+            let Some(slot) = self.slots.get_mut(&name) else {
+                continue;
+            };
+            if slot.generation != generation || slot.running || slot.due != due {
+                continue;
+            }
+            slot.running = true;
+            tokio::spawn(run_one(RunOne {
+                check: Arc::clone(&slot.check),
+                shared: Arc::clone(&slot.shared),
+                engine: Arc::clone(&self.engine),
+                semaphore: Arc::clone(&self.semaphore),
+                done: self.done_tx.clone(),
+                generation,
+                due,
+            }));
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        self.stats.runs += 1;
+        let lag = u32::try_from(done.lag.as_micros()).unwrap_or(u32::MAX);
+        if self.stats.lags_us.len() < LAGS_KEPT {
+            self.stats.lags_us.push(lag);
+        } else {
+            self.stats.lags_us[self.lag_next] = lag;
+            self.lag_next = (self.lag_next + 1) % LAGS_KEPT;
+        }
+        let Some(slot) = self.slots.get_mut(&done.name) else {
+            return;
+        };
+        slot.running = false;
+        if slot.generation != done.generation {
+            // replaced while it ran: the reload queued the new check already
+            return;
+        }
+        let period = slot.check.period_after(done.failed);
+        let (due, missed) = next_due(slot.due, period, Instant::now());
+        self.stats.missed += missed;
+        slot.due = due;
+        self.queue
+            .push(Reverse((due, slot.generation, done.name.clone())));
+        let slot = &self.slots[&done.name];
+        self.set_next_run(slot);
+    }
+
+    /// Saves the state of every check that changed since it was last saved.
+    async fn checkpoint(&self) {
+        let now = self.engine.now();
+        let rows: Vec<SourceState> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.shared.dirty.swap(false, Ordering::Relaxed))
+            .filter_map(|(name, slot)| row(name, &slot.shared.lock(), now))
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let store = Arc::clone(self.engine.store());
+        let saved = tokio::task::spawn_blocking(move || store.save_sources(&rows)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("saving the checks' state: {}", chain(&e)),
+            Err(e) => tracing::error!("saving the checks' state: {e}"),
+        }
+    }
+
+    /// Waits for the runs in progress (up to the stop timeout), then saves every state.
+    async fn finish(&mut self) {
+        let deadline = Instant::now() + self.settings.stop_timeout;
+        while self.slots.values().any(|s| s.running) {
+            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
+                Ok(Some(done)) => {
+                    if let Some(slot) = self.slots.get_mut(&done.name) {
+                        slot.running = false;
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        for slot in self.slots.values() {
+            slot.shared.dirty.store(true, Ordering::Relaxed);
+        }
+        self.checkpoint().await;
+    }
+}
+
+/// A check's row in the store.
+fn row(name: &str, state: &CheckState, now: Timestamp) -> Option<SourceState> {
+    match serde_json::to_string(state) {
+        Ok(json) => Some(SourceState::new(SOURCE_KIND, name, json, now)),
+        Err(e) => {
+            tracing::error!(check = %name, "cannot encode its state: {e}");
+            None
+        }
+    }
+}
+
+/// The first due time of a check: a deterministic offset within its interval, from a
+/// hash of its name (FNV-1a), so checks of one interval spread over it.
+fn first_due(name: &str, interval: Duration, now: Instant) -> Instant {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let nanos = u64::try_from(interval.as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    now + Duration::from_nanos(hash % nanos)
+}
+
+/// The due time after one at `due` with `period`, seen at `now`: the first of
+/// `due + k·period` (k ≥ 1) that is not a whole period in the past, and how many due
+/// times were skipped to get there.
+fn next_due(due: Instant, period: Duration, now: Instant) -> (Instant, u64) {
+    let next = due + period;
+    if next + period > now {
+        return (next, 0);
+    }
+    let behind = now.saturating_duration_since(next).as_nanos();
+    let skipped = behind / period.as_nanos().max(1);
+    let skipped = u32::try_from(skipped).unwrap_or(u32::MAX);
+    (next + period * skipped, u64::from(skipped))
+}
+
+/// Runs `check`'s probe once, bounded by its timeout; what it found and how long it took.
+async fn probe(check: &Check) -> (Outcome, Duration) {
+    let started = Instant::now();
+    let run = tokio::time::timeout(check.timeout + GRACE, check.probe.run(check.timeout));
+    let outcome = run
+        .await
+        .unwrap_or_else(|_| Outcome::timed_out(check.timeout));
+    (outcome, started.elapsed())
+}
+
+/// Runs every check once, at most `concurrency` at once, and returns what each found,
+/// by name: nothing is recorded, reported or saved (`alertctl run --once`).
+pub async fn run_all(checks: Vec<Check>, concurrency: usize) -> Vec<Snapshot> {
+    let semaphore = Arc::new(Semaphore::new(concurrency.max(1)));
+    let tasks: Vec<_> = checks
+        .into_iter()
+        .map(|check| {
+            let semaphore = Arc::clone(&semaphore);
+            tokio::spawn(async move {
+                let _permit = semaphore.acquire_owned().await.ok();
+                let at = Timestamp::from_system_time(std::time::SystemTime::now());
+                let (outcome, took) = probe(&check).await;
+                let mut state = CheckState::default();
+                state.observe(&check, outcome, at, took);
+                Snapshot {
+                    name: check.name.clone(),
+                    state,
+                    running: false,
+                }
+            })
+        })
+        .collect();
+    let mut list = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        match task.await {
+            Ok(s) => list.push(s),
+            Err(e) => tracing::error!("a check's run failed: {e}"),
+        }
+    }
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    list
+}
+
+struct RunOne {
+    check: Arc<Check>,
+    shared: Arc<Shared>,
+    engine: Arc<Engine>,
+    semaphore: Arc<Semaphore>,
+    done: mpsc::UnboundedSender<Done>,
+    generation: u64,
+    due: Instant,
+}
+
+/// One run: probe, record, tell the engine, save a change, hand the check back.
+async fn run_one(run: RunOne) {
+    let RunOne {
+        check,
+        shared,
+        engine,
+        semaphore,
+        done,
+        generation,
+        due,
+    } = run;
+    let (outcome, at, took, lag) = {
+        // the semaphore is never closed
+        let _permit = semaphore.acquire_owned().await.ok();
+        let lag = due.elapsed();
+        let at = engine.now();
+        let (outcome, took) = probe(&check).await;
+        (outcome, at, took, lag)
+    };
+    let (observed, before) = {
+        let mut state = shared.lock();
+        // what a log line and a rollback need of the state before the run
+        let before = (state.status(), state.failing.clone());
+        let observed = state.observe(&check, outcome, at, took);
+        // the loop sets the exact time when it queues the next run; this one, close
+        // to it, is what a save right after the run shows
+        let period = check.period_after(state.last_failed());
+        state.next_run = Some(at.saturating_add(period.saturating_sub(lag)));
+        (observed, before)
+    };
+    shared.dirty.store(true, Ordering::Relaxed);
+    if observed.changed {
+        log_change(&check, &shared.lock(), before.0, before.1.is_some());
+    }
+    let failure = match observed.verdict {
+        Verdict::Failure(severity) => shared
+            .lock()
+            .last
+            .as_ref()
+            .map(|l| failure_report(&l.outcome, severity)),
+        _ => None,
+    };
+    if !report(&engine, &check.name, observed.verdict, failure).await {
+        // the engine did not record it: as if the run had not counted, so the next
+        // failed run reports again
+        let mut state = shared.lock();
+        state.failing = before.1;
+    }
+    if observed.changed {
+        let row = row(&check.name, &shared.lock(), engine.now());
+        if let Some(row) = row {
+            let store = Arc::clone(engine.store());
+            let saved = tokio::task::spawn_blocking(move || store.save_sources(&[row])).await;
+            if let Ok(Ok(())) = saved {
+                shared.dirty.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+    let failed = shared.lock().last_failed();
+    let _ = done.send(Done {
+        name: check.name.clone(),
+        generation,
+        failed,
+        lag,
+    });
+}
+
+/// Tells the engine what the run means; `false` if the engine could not record it.
+async fn report(
+    engine: &Engine,
+    name: &str,
+    verdict: Verdict,
+    failure: Option<FailureReport>,
+) -> bool {
+    let result = match (verdict, failure) {
+        (Verdict::Failure(_), Some(failure)) => engine.failure(name, failure).await,
+        (Verdict::Recovery, _) => engine.success(name).await,
+        _ => return true,
+    };
+    match result {
+        Ok(report) => {
+            for delivery in &report.deliveries {
+                if !delivery.delivered() {
+                    tracing::warn!(check = %name, "{delivery}");
+                }
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(check = %name, "cannot record the result: {}", chain(&e));
+            false
+        }
+    }
+}
+
+/// The failure the engine records for a failed run that found `outcome`: its status
+/// as the result (`critical`, ...), its output as the message, source kind `check`.
+fn failure_report(outcome: &Outcome, severity: alertcore::Severity) -> FailureReport {
+    FailureReport::new(outcome.status.as_str())
+        .severity(severity)
+        .kind("check")
+        .message(outcome.plugin_output())
+}
+
+/// One line for a change of state: `ok → critical (counts as failed): ...`.
+fn log_change(check: &Check, state: &CheckState, was: Option<crate::Status>, was_failing: bool) {
+    let Some(last) = &state.last else { return };
+    let from = was.map_or("new", |s| s.as_str());
+    let counted = match (was_failing, state.is_failing()) {
+        (false, true) => " (counts as failed)",
+        (true, false) => " (recovered)",
+        _ => "",
+    };
+    if last.outcome.status.is_ok() {
+        tracing::info!(check = %check.name, "{from} → ok{counted}: {}", last.outcome.message);
+    } else {
+        tracing::warn!(
+            check = %check.name,
+            "{from} → {}{counted}: {}",
+            last.outcome.status,
+            last.outcome.message
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_due_keeps_a_fixed_rate_and_counts_what_it_skips() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // finished in time: one period on
+        assert_eq!(next_due(t0, s(10), t0 + s(3)), (t0 + s(10), 0));
+        // finished after the next due time but less than a period late: run at once
+        assert_eq!(next_due(t0, s(10), t0 + s(12)), (t0 + s(10), 0));
+        // 35 s late on a 10 s period: the due times at 10 and 20 are skipped, 30 runs
+        assert_eq!(next_due(t0, s(10), t0 + s(35)), (t0 + s(30), 2));
+    }
+
+    #[test]
+    fn first_runs_spread_over_the_interval_and_do_not_move() {
+        let t0 = Instant::now();
+        let every = Duration::from_secs(10);
+        let offsets: Vec<Duration> = (0..1000)
+            .map(|i| first_due(&format!("check-{i}"), every, t0) - t0)
+            .collect();
+        assert!(offsets.iter().all(|d| *d < every));
+        // each tenth of the interval gets about a tenth of the checks
+        for k in 0..10 {
+            let n = offsets.iter().filter(|d| d.as_secs() == k).count();
+            assert!((60..=140).contains(&n), "second {k}: {n} of 1000");
+        }
+        assert_eq!(first_due("web", every, t0), first_due("web", every, t0));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod run_tests {
+    use alertcore::testkit::RecordingNotifier;
+    use alertcore::{Clock, EventKind, MemoryStore, Store};
+
+    use super::*;
+    use crate::state::tests::{Scripted, check};
+
+    /// The engine's clock follows tokio's (paused) clock, so saved times tell runs apart.
+    #[derive(Debug)]
+    struct TokioClock(Instant);
+
+    impl Clock for TokioClock {
+        fn now(&self) -> Timestamp {
+            let ms = i64::try_from(self.0.elapsed().as_millis()).unwrap();
+            Timestamp::from_millis(1_800_000_000_000 + ms)
+        }
+    }
+
+    fn engine(store: Arc<dyn Store>, notifier: Arc<RecordingNotifier>) -> Arc<Engine> {
+        Arc::new(
+            Engine::builder(store)
+                .notifier("rec", notifier)
+                .clock(Arc::new(TokioClock(Instant::now())))
+                .build(),
+        )
+    }
+
+    fn probed(name: &str, probe: Arc<Scripted>, threshold: u32) -> Check {
+        let mut c = check(threshold, None, 1);
+        c.name = name.to_owned();
+        c.probe = probe;
+        c
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            concurrency: 8,
+            checkpoint_every: Duration::from_secs(3600),
+            stop_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Lets the scheduler run for `d` of paused time.
+    async fn run_for(scheduler: Scheduler, handle: &Handle, d: Duration) -> Stats {
+        let task = tokio::spawn(scheduler.run());
+        tokio::time::sleep(d).await;
+        handle.stop().await;
+        task.await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_alerts_at_its_threshold_once_and_recovers() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let rec = RecordingNotifier::new();
+        let probe = Scripted::new([
+            Outcome::ok("up"),
+            Outcome::critical("down 1"),
+            Outcome::critical("down 2"),
+            Outcome::critical("down 3"),
+            Outcome::ok("up again"),
+        ]);
+        let checks = vec![probed("web", Arc::clone(&probe), 2)];
+        let (s, h) = Scheduler::new(engine(store, Arc::clone(&rec)), checks, settings()).unwrap();
+        run_for(s, &h, Duration::from_secs(60)).await;
+        let calls = rec.calls();
+        let events: Vec<EventKind> = calls.iter().map(|c| c.event).collect();
+        assert_eq!(
+            events,
+            [EventKind::Failure, EventKind::Recovery],
+            "{calls:#?}"
+        );
+        // the alert carries the run's output, and its history starts at the threshold
+        let failure = &calls[0].notification;
+        assert_eq!(failure.service, "web");
+        let last = failure.last_failure().unwrap();
+        assert_eq!(last.message.as_deref(), Some("down 2"));
+        assert_eq!(last.service_result, "critical");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_keep_a_fixed_rate_and_retry_sooner_while_failing() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let probe = Scripted::new([
+            Outcome::ok("a"),
+            Outcome::critical("b"),
+            Outcome::critical("c"),
+        ]);
+        let mut c = probed("db", Arc::clone(&probe), 5);
+        c.retry_interval = Some(Duration::from_secs(3));
+        let (s, h) =
+            Scheduler::new(engine(store, RecordingNotifier::new()), vec![c], settings()).unwrap();
+        run_for(s, &h, Duration::from_secs(45)).await;
+        let runs = probe.runs();
+        let gaps: Vec<u64> = runs.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+        // ok → 10 s; critical → 3 s; critical → 3 s; then ok again → 10 s
+        assert_eq!(gaps[..4], [10, 3, 3, 10], "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_check_delays_no_other() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let hung = Scripted::hanging();
+        let quick = Scripted::new([]);
+        let mut slow = probed("hung", Arc::clone(&hung), 1);
+        slow.timeout = Duration::from_secs(30);
+        slow.interval = Duration::from_secs(60);
+        let checks = vec![slow, probed("quick", Arc::clone(&quick), 1)];
+        let mut settings = settings();
+        settings.concurrency = 2;
+        let (s, h) =
+            Scheduler::new(engine(store, RecordingNotifier::new()), checks, settings).unwrap();
+        let stats = run_for(s, &h, Duration::from_secs(100)).await;
+        // quick ran every 10 s although hung held a slot for 32 s at a time
+        assert!(quick.runs().len() >= 9, "{}", quick.runs().len());
+        // on time, to the timer's millisecond
+        let worst = stats.lag_quantile(1.0).unwrap();
+        assert!(worst < Duration::from_millis(2), "{worst:?}");
+        // and the hung one was stopped at its timeout and counted as critical
+        assert!(hung.runs().len() >= 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_that_changes_nothing_writes_nothing_until_the_checkpoint() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let probe = Scripted::new([]);
+        let checks = vec![probed("web", Arc::clone(&probe), 1)];
+        let (s, h) = Scheduler::new(
+            engine(Arc::clone(&store), RecordingNotifier::new()),
+            checks,
+            settings(),
+        )
+        .unwrap();
+        let task = tokio::spawn(s.run());
+        tokio::time::sleep(Duration::from_secs(55)).await;
+        assert!(probe.runs().len() >= 5);
+        let rows = store.sources(SOURCE_KIND).unwrap();
+        let state: CheckState = serde_json::from_str(&rows[0].state).unwrap();
+        // saved once, at the first run (a new status); not at the four since
+        let first = state.last.unwrap().at;
+        assert_eq!(rows[0].updated, first);
+        let latest = h.snapshot().await.0[0].state.last.clone().unwrap().at;
+        assert!(latest > first);
+        // stopping saves the latest
+        h.stop().await;
+        task.await.unwrap();
+        let rows = store.sources(SOURCE_KIND).unwrap();
+        let saved: CheckState = serde_json::from_str(&rows[0].state).unwrap();
+        assert_eq!(saved.last.unwrap().at, latest);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_neither_realerts_nor_forgets_a_failure() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let rec = RecordingNotifier::new();
+        let down = Scripted::new([Outcome::critical("down")]);
+        let (s, h) = Scheduler::new(
+            engine(Arc::clone(&store), Arc::clone(&rec)),
+            vec![probed("web", Arc::clone(&down), 1)],
+            settings(),
+        )
+        .unwrap();
+        // one run (the first is due within 10 s), then stop
+        let task = tokio::spawn(s.run());
+        while down.runs().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        h.stop().await;
+        task.await.unwrap();
+        assert_eq!(rec.events(), [EventKind::Failure]);
+
+        // a new daemon on the same store: still down, then up
+        let again = Scripted::new([Outcome::critical("still down"), Outcome::ok("up")]);
+        let (s, h) = Scheduler::new(
+            engine(Arc::clone(&store), Arc::clone(&rec)),
+            vec![probed("web", Arc::clone(&again), 1)],
+            settings(),
+        )
+        .unwrap();
+        run_for(s, &h, Duration::from_secs(30)).await;
+        assert!(again.runs().len() >= 2);
+        // no second failure alert; the recovery went to the one alerted
+        assert_eq!(rec.events(), [EventKind::Failure, EventKind::Recovery]);
+    }
+}
