@@ -17,11 +17,14 @@ pub(crate) fn failure_report(
     args: &FailureArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> FailureReport {
+    // an empty value is one the caller did not have (systemd leaves EXIT_STATUS unset
+    // for some results, and a unit's ExecStopPost= passes "$EXIT_STATUS" as it is)
+    let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let mut info = RunInfo {
-        result: args.result.clone(),
-        exit_code: args.exit_code.clone(),
-        exit_status: args.exit_status.clone(),
-        invocation_id: args.invocation_id.clone(),
+        result: given(&args.result),
+        exit_code: given(&args.exit_code),
+        exit_status: given(&args.exit_status),
+        invocation_id: given(&args.invocation_id),
     };
     if !info.is_complete() {
         info.fill(&from_monitor(&args.unit, env));
@@ -219,6 +222,22 @@ mod tests {
         assert_eq!(r.exit_code.as_deref(), Some("exited"));
         assert_eq!(r.exit_status.as_deref(), Some("7"));
         assert_eq!(r.invocation_id.as_deref(), Some("abc"));
+    }
+
+    /// As a unit's `ExecStopPost=` passes them: `$EXIT_STATUS` may be unset, so empty.
+    #[test]
+    fn empty_flags_count_as_not_given() {
+        let env = env_of(&[
+            ("MONITOR_SERVICE_RESULT", "exit-code"),
+            ("MONITOR_EXIT_STATUS", "3"),
+            ("MONITOR_UNIT", "demo.service"),
+        ]);
+        let mut a = args("demo.service");
+        a.result = Some("watchdog".to_owned());
+        a.exit_status = Some(String::new());
+        let r = failure_report(&a, &env);
+        assert_eq!(r.service_result, "watchdog");
+        assert_eq!(r.exit_status.as_deref(), Some("3"));
     }
 
     #[test]
