@@ -98,6 +98,19 @@ pub(crate) enum Command {
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the daemon: the polling checks of `[[checks]]` and the outbox's due
+    /// deliveries, until SIGTERM. SIGHUP reloads the config, SIGUSR1 prints every
+    /// check and runs them now. Under systemd (the shipped alertcore.service) it
+    /// reports READY and pings the watchdog.
+    Run {
+        /// Run every check once now, print the results and exit: 0 when all passed,
+        /// 1 otherwise. Nothing is sent or recorded unless --notify.
+        #[arg(long)]
+        once: bool,
+        /// With --once: record the results and alert as the daemon would.
+        #[arg(long, requires = "once")]
+        notify: bool,
+    },
     /// Send a test alert through one notifier (no state is read or written).
     NotifyTest {
         /// The notifier's name (`[notifiers.NAME]`; `console` without a config).

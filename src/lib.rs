@@ -19,6 +19,7 @@
 //! crate in `examples/jsonl-notifier/`.
 
 mod cli;
+mod daemon;
 mod explain;
 mod status;
 mod systemd;
@@ -189,14 +190,17 @@ fn open_store_readonly(cli: &Cli, config: &Config) -> Result<Arc<dyn Store>, Fai
 }
 
 fn build_engine(cli: &Cli, config: &Config, registry: &Registry) -> Result<Engine, Fail> {
-    build_engine_on(cli, config, registry, open_store(cli, config)?)
+    build_engine_on(cli, config, registry, open_store(cli, config)?, true)
 }
 
+/// The engine of `config` over `store`; `one_shot` for a process that handles one event
+/// and exits (its store calls then run on the async thread, with no blocking pool).
 fn build_engine_on(
     cli: &Cli,
     config: &Config,
     registry: &Registry,
     store: Arc<dyn Store>,
+    one_shot: bool,
 ) -> Result<Engine, Fail> {
     let notifiers = config.build_notifiers(registry)?;
     let router = config.build_router(&notifiers)?;
@@ -204,8 +208,7 @@ fn build_engine_on(
         .policy(config.policy.clone())
         .router(router)
         .delivery_timeout(DELIVERY_TIMEOUT)
-        // one event per process, nothing else on the runtime: no blocking pool needed
-        .store_inline(true)
+        .store_inline(one_shot)
         .configured(notifiers);
     if let Some(host) = &config.host {
         builder = builder.host(host.clone());
@@ -343,7 +346,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             } else {
                 open_store_readonly(&cli, &config)?
             };
-            let engine = build_engine_on(&cli, &config, registry, store)?;
+            let engine = build_engine_on(&cli, &config, registry, store, true)?;
             explain::test(&engine, args).map_err(Fail::usage)?;
             Ok(0)
         }
@@ -351,15 +354,17 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let notifiers = config.build_notifiers(registry)?;
             let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
             let router = config.build_router(&notifiers)?;
+            let checks = alertcore_checks::checks(&config)?;
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),
                 |p| p.display().to_string(),
             );
             println!(
-                "{origin}: ok ({} notifiers: {}; {})",
+                "{origin}: ok ({} notifiers: {}; {}; {})",
                 names.len(),
                 names.join(", "),
-                alertcore::message::plural(router.rules().len(), "rule")
+                alertcore::message::plural(router.rules().len(), "rule"),
+                alertcore::message::plural(checks.len(), "check")
             );
             Ok(0)
         }
@@ -371,6 +376,8 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(&config, registry, notifier).await,
+        Command::Run { once: false, .. } => daemon::run(&cli, registry).await,
+        Command::Run { once: true, notify } => daemon::once(&cli, registry, *notify).await,
         Command::Flush => {
             let engine = build_engine(&cli, &config, registry)?;
             let sent = engine.flush().await.map_err(|e| Fail::other(&e))?;

@@ -11,6 +11,7 @@ use alertcore::{
     Config, ConfiguredNotifier, Engine, EventKind, Failure, ServiceState, Severity, Store,
     StoreError, Timestamp,
 };
+use alertcore_checks::CheckState;
 use serde::Serialize;
 
 use crate::cli::OutboxCommand;
@@ -21,7 +22,75 @@ const LOG_WINDOW: usize = 500;
 #[derive(Debug, Serialize)]
 struct StatusOut {
     services: Vec<ServiceStatus>,
+    checks: Vec<CheckStatus>,
     notifiers: Vec<NotifierStatus>,
+}
+
+/// A polling check as the daemon last saved it (at a change of state, or a checkpoint).
+#[derive(Debug, Serialize)]
+struct CheckStatus {
+    name: String,
+    /// When the daemon saved this (at a change of state, else at a checkpoint).
+    saved: Timestamp,
+    #[serde(flatten)]
+    state: CheckState,
+}
+
+/// The checks the daemon saved, by name (only `unit` when given).
+fn check_status(store: &dyn Store, unit: Option<&str>) -> Result<Vec<CheckStatus>, StoreError> {
+    let rows = store.sources(alertcore_checks::scheduler::SOURCE_KIND)?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| unit.is_none_or(|u| u == r.name))
+        .filter_map(|r| {
+            let state = serde_json::from_str(&r.state).ok()?;
+            Some(CheckStatus {
+                name: r.name,
+                saved: r.updated,
+                state,
+            })
+        })
+        .collect())
+}
+
+fn print_check(c: &CheckStatus) {
+    let st = &c.state;
+    let Some(last) = &st.last else {
+        println!("  {} ({}): not run yet", c.name, st.kind);
+        return;
+    };
+    let since = st
+        .status_since
+        .map(|t| format!(" since {t}"))
+        .unwrap_or_default();
+    let counted = if st.is_failing() {
+        format!(
+            ", FAILING ({})",
+            plural(st.failed_in_row as usize, "failed run")
+        )
+    } else if st.below_threshold() {
+        format!(
+            ", below threshold ({})",
+            plural(st.failed_in_row as usize, "failed run")
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "  {} ({}): {}{since}{counted}: {}",
+        c.name,
+        st.kind,
+        last.outcome.status.as_str().to_uppercase(),
+        last.outcome.message
+    );
+    let next = st
+        .next_run
+        .map(|t| format!(", next due {t}"))
+        .unwrap_or_default();
+    println!(
+        "    last run {} ({} ms){next}; saved {}",
+        last.at, last.took_ms, c.saved
+    );
 }
 
 #[derive(Debug, Serialize)]
@@ -144,15 +213,18 @@ pub(crate) fn status(engine: &Engine, unit: Option<&str>, json: bool) -> Result<
             }
         })
         .collect();
+    let mut checks = check_status(store.as_ref(), unit)?;
+    checks.sort_by_key(|c| (!c.state.last_failed(), c.name.clone()));
     let out = StatusOut {
         services,
+        checks,
         notifiers,
     };
     if json {
         println!("{}", to_json(&out));
         return Ok(());
     }
-    if out.services.is_empty() {
+    if out.services.is_empty() && out.checks.is_empty() {
         println!(
             "{}",
             unit.map_or_else(
@@ -163,6 +235,12 @@ pub(crate) fn status(engine: &Engine, unit: Option<&str>, json: bool) -> Result<
     }
     for s in &out.services {
         print_service(s);
+    }
+    if !out.checks.is_empty() {
+        println!("checks:");
+        for c in &out.checks {
+            print_check(c);
+        }
     }
     println!("notifiers:");
     for n in &out.notifiers {

@@ -22,10 +22,15 @@ impl Ctl {
 
     pub(crate) fn with_config(text: &str) -> Self {
         let mut c = Self::new();
-        let path = c.dir.path().join("alertcore.toml");
-        std::fs::write(&path, text).expect("write config");
-        c.config = Some(path);
+        c.set_config(text);
         c
+    }
+
+    /// Writes `text` as the config (`alertcore.toml` in the temp dir) and uses it.
+    pub(crate) fn set_config(&mut self, text: &str) {
+        let path = self.dir.path().join("alertcore.toml");
+        std::fs::write(&path, text).expect("write config");
+        self.config = Some(path);
     }
 
     pub(crate) fn state(&self) -> PathBuf {

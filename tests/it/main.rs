@@ -1,6 +1,8 @@
 //! Cross-crate integration tests, against real local servers (one test binary).
 
 mod cli;
+mod daemon;
+mod daemon_systemd;
 mod delivery;
 mod durability;
 mod email;
@@ -9,6 +11,7 @@ mod exec;
 mod faults;
 mod hardening;
 mod peers;
+mod sandbox;
 mod syslog;
 mod systemd;
 mod webhook;

@@ -2,43 +2,28 @@
 //! send one mail per failure streak (with the failed run's journal lines) and a recovery
 //! threaded to it, and never trigger handlers for themselves.
 //!
-//! systemd runs as PID 1 of its own namespaces (`tests/peers/systemd-sandbox.sh`), which
-//! needs root and a machine whose init is not systemd. Where it cannot run the test says
-//! why and passes, except under `CI=true`, where that is a failure.
-//!
-//! Unlike the other tests this one waits in real time (polling with deadlines): the
-//! clock it would have to pause is PID 1's.
+//! It runs in the systemd sandbox ([`crate::sandbox`]): where that cannot run the test
+//! says why and passes, except under `CI=true`, where that is a failure. Unlike most
+//! other tests it waits in real time (polling with deadlines): the clock it would have
+//! to pause is PID 1's.
 
 // The handlers deliver by mail.
 #![cfg(feature = "email")]
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::peers::{SinkOptions, SmtpSink, header};
+use crate::sandbox::{self, DEADLINE, Sandbox, read, write};
 
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/peers/systemd-sandbox.sh"
-);
-const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
-/// How long one step may take; it takes well under a second when things work.
-const DEADLINE: Duration = Duration::from_secs(20);
 /// Failing runs of the restart loop (each one restarted by systemd), before the last.
 const LOOP_RUNS: u32 = 5;
 
 #[test]
 fn handlers_alert_once_per_streak_with_journal_excerpt_and_threaded_recovery() {
-    if let Err(why) = Sandbox::check() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the systemd end-to-end test cannot run under CI: {why}"
-        );
-        eprintln!("skipping the systemd end-to-end test: {why}");
+    if sandbox::skip_unless_available("the systemd end-to-end test") {
         return;
     }
     // Under /tmp, not the target dir: a checkout under /home would be hidden from the
@@ -227,43 +212,13 @@ fn setup_work_dir(w: &Path, smtp_port: u16, line: &str) {
 /// The shipped units and drop-ins, as an administrator installs them, plus a test
 /// drop-in per handler (binary, config and state in the work dir) and the demo unit.
 fn install_units(sb: &Sandbox, w: &Path) {
+    sb.install_handlers(w);
+    sb.install_shipped(
+        "service.d/10-alertcore.conf.example",
+        "service.d/10-alertcore.conf",
+    );
     let units = sb.units();
-    let shipped = Path::new(UNITS);
-    for f in ["alertcore-failure@.service", "alertcore-success@.service"] {
-        std::fs::copy(shipped.join(f), units.join(f)).expect("copy unit");
-    }
-    for (from, to) in [
-        (
-            "alertcore-.service.d/10-alertcore.conf",
-            "alertcore-.service.d/10-alertcore.conf",
-        ),
-        (
-            "service.d/10-alertcore.conf.example",
-            "service.d/10-alertcore.conf",
-        ),
-    ] {
-        let to = units.join(to);
-        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(shipped.join(from), to).expect("copy drop-in");
-    }
     let wd = w.display();
-    for kind in ["failure", "success"] {
-        let dir = units.join(format!("alertcore-{kind}@.service.d"));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        // StateDirectory= is reset so the test does not create /var/lib/alertcore on the
-        // host (the sandbox shares its file system); the hardening stays as shipped.
-        write(
-            &dir.join("50-test.conf"),
-            &format!(
-                "[Service]\n\
-                 ExecStart=\n\
-                 ExecStart={wd}/alertctl {kind} -- %i\n\
-                 Environment=ALERTCORE_CONFIG={wd}/alertcore.toml ALERTCORE_STATE={wd}/state.db\n\
-                 StateDirectory=\n\
-                 BindPaths={wd}\n"
-            ),
-        );
-    }
     // Wired explicitly, as the README shows; the service.d/ drop-in adds the same.
     write(
         &units.join("demo.service"),
@@ -277,137 +232,6 @@ fn install_units(sb: &Sandbox, w: &Path) {
              ExecStart=/bin/sh {wd}/demo.sh\n"
         ),
     );
-}
-
-/// A running sandbox; stopped on drop, also when the test panics.
-struct Sandbox {
-    dir: PathBuf,
-}
-
-impl Sandbox {
-    /// Why the sandbox cannot run here, if it cannot.
-    fn check() -> Result<(), String> {
-        let out = Command::new("bash")
-            .args([SCRIPT, "check"])
-            .output()
-            .map_err(|e| format!("cannot run bash: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        }
-    }
-
-    fn start(dir: PathBuf) -> Self {
-        std::fs::create_dir_all(&dir).expect("mkdir sandbox");
-        // Constructed first: a start that fails half-way still gets stopped.
-        let sb = Self { dir };
-        let out = sb.script(&["start"]);
-        assert!(out.status.success(), "sandbox start: {}", text(&out));
-        std::fs::create_dir_all(sb.units()).expect("units dir");
-        sb
-    }
-
-    fn units(&self) -> PathBuf {
-        self.dir.join("units")
-    }
-
-    fn script(&self, args: &[&str]) -> Output {
-        Command::new("bash")
-            .arg(SCRIPT)
-            .args(args)
-            .env("SANDBOX", &self.dir)
-            .output()
-            .expect("run the sandbox script")
-    }
-
-    fn systemctl(&self, args: &[&str]) -> String {
-        let out = self.script(&[&["run", "systemctl", "--no-pager"], args].concat());
-        assert!(out.status.success(), "systemctl {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn prop(&self, unit: &str, name: &str) -> String {
-        self.systemctl(&["show", "--value", "-p", name, unit])
-            .trim()
-            .to_owned()
-    }
-
-    /// Waits until `unit` is in `state`, `also` holds and no job is queued: the handler
-    /// job is queued as the unit changes state, so then it has run.
-    fn settle(&self, unit: &str, state: &str, also: impl Fn() -> bool) {
-        let start = Instant::now();
-        loop {
-            let jobs = self.systemctl(&["list-jobs", "--no-legend"]);
-            if self.prop(unit, "ActiveState") == state && also() && jobs.trim().is_empty() {
-                return;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{unit} did not settle in state {state}; jobs:\n{jobs}\n{}",
-                self.systemctl(&["status", unit]),
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The sandbox's journal, read from outside it.
-    fn journal(&self, args: &[&str]) -> String {
-        let out = Command::new("journalctl")
-            .args(["--no-pager", "-q", "-D"])
-            .arg(self.dir.join("journal"))
-            .args(args)
-            .output()
-            .expect("run journalctl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `alertctl status --json` over the handlers' state file.
-    fn alertctl_status(&self, w: &Path) -> Value {
-        let out = Command::new(w.join("alertctl"))
-            .args(["status", "--json"])
-            .env("ALERTCORE_CONFIG", w.join("alertcore.toml"))
-            .env("ALERTCORE_STATE", w.join("state.db"))
-            .output()
-            .expect("run alertctl status");
-        assert!(out.status.success(), "alertctl status: {}", text(&out));
-        serde_json::from_slice(&out.stdout).expect("status JSON")
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- sandbox journal (last 80 lines) ---\n{}",
-                self.journal(&["-n", "80", "-o", "short-precise"])
-            );
-        }
-        let out = self.script(&["stop"]);
-        if !out.status.success() {
-            eprintln!("sandbox stop: {}", text(&out));
-        }
-    }
-}
-
-fn text(out: &Output) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "{}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    s
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 fn str_of(mail: &Value, key: &str) -> String {

@@ -142,6 +142,7 @@ fn every_subcommand_of_the_stock_cli_is_there() {
         "flush",
         "outbox",
         "test",
+        "run",
     ];
     documented.sort_unstable();
     assert_eq!(commands, documented, "{help}");

@@ -1,0 +1,284 @@
+//! `alertctl run`: the long-running daemon. It runs the polling checks and sends what
+//! falls due in the outbox (the flush timer's job), over one engine, and talks to
+//! systemd: READY once the config is loaded and the store is open, WATCHDOG pings
+//! from the scheduler's own loop, STATUS with a one-line summary.
+//!
+//! Signals: SIGHUP reloads the config (a bad one is refused, logged with its
+//! `file:line:col`, and the old one kept); SIGUSR1 prints every check, failing ones
+//! first, and runs them all now; SIGTERM and SIGINT stop it, letting runs and
+//! deliveries in progress finish within `[daemon] stop_timeout`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertcore::{Config, Engine, Registry, chain};
+use alertcore_checks::scheduler::Snapshot;
+use alertcore_checks::{Check, Handle, Scheduler, Settings, Stats, Status};
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::Cli;
+use crate::{Fail, build_engine_on, load_config, open_store};
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
+    init_logging();
+    let (config, path) = load_config(cli)?;
+    let (engine, checks) = prepare(cli, &config, registry)?;
+    let settings = Settings::from_config(&config.daemon);
+    let (scheduler, handle) =
+        Scheduler::new(Arc::clone(&engine), checks, settings).map_err(|e| Fail::other(&e))?;
+    let scheduler = match watchdog_interval() {
+        Some(every) => scheduler.with_hook(every, move || {
+            let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+            stall_for_tests();
+        }),
+        None => scheduler,
+    };
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Fail::other(&e))?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(|e| Fail::other(&e))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Fail::other(&e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Fail::other(&e))?;
+    let task = tokio::spawn(scheduler.run());
+    let mut daemon = Daemon {
+        cli,
+        registry,
+        path,
+        engine,
+        flush_every: config.daemon.flush_every,
+        stop_timeout: config.daemon.stop_timeout,
+        handle,
+    };
+    let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+    tracing::info!("started: {}", daemon.summary().await);
+    let mut flush = tokio::time::interval(daemon.flush_every);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = flush.tick() => {
+                daemon.flush().await;
+                let status = daemon.summary().await;
+                let _ = sd_notify::notify(false, &[NotifyState::Status(&status)]);
+            }
+            _ = hup.recv() => {
+                if let Some(every) = daemon.reload().await {
+                    flush = tokio::time::interval(every);
+                    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+            }
+            _ = usr1.recv() => {
+                let (list, stats) = daemon.handle.snapshot().await;
+                eprint!("{}", print_checks(&list, &stats));
+                daemon.handle.run_now();
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+    tracing::info!("stopping");
+    daemon.handle.stop().await;
+    let _ = task.await;
+    // deliveries the checks started are done or in the outbox; send what is due once
+    // more, within the bound
+    let _ = tokio::time::timeout(daemon.stop_timeout, daemon.engine.flush()).await;
+    Ok(0)
+}
+
+struct Daemon<'a> {
+    cli: &'a Cli,
+    registry: &'a Registry,
+    path: Option<PathBuf>,
+    engine: Arc<Engine>,
+    flush_every: Duration,
+    stop_timeout: Duration,
+    handle: Handle,
+}
+
+impl Daemon<'_> {
+    /// Sends what is due in the outbox: retries, reminders, first alerts whose
+    /// `min_duration` has now passed.
+    async fn flush(&self) {
+        match self.engine.tick().await {
+            Ok(reports) => {
+                for r in &reports {
+                    for d in r.deliveries.iter().filter(|d| !d.delivered()) {
+                        tracing::warn!(service = %r.service, "{d}");
+                    }
+                }
+            }
+            Err(e) => tracing::error!("flushing the outbox: {}", chain(&e)),
+        }
+    }
+
+    /// Reads the config again; on success swaps it in and returns the new flush
+    /// interval, on error logs it and keeps the old config.
+    async fn reload(&mut self) -> Option<Duration> {
+        let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+        let loaded = load_config(self.cli).and_then(|(config, path)| {
+            let (engine, checks) = prepare(self.cli, &config, self.registry)?;
+            Ok((config, path, engine, checks))
+        });
+        let result = match loaded {
+            Ok((config, path, engine, checks)) => {
+                self.handle.reload(checks, Arc::clone(&engine)).await;
+                self.engine = engine;
+                self.path = path;
+                self.stop_timeout = config.daemon.stop_timeout;
+                let changed = self.flush_every != config.daemon.flush_every;
+                self.flush_every = config.daemon.flush_every;
+                tracing::info!("reloaded: {}", self.summary().await);
+                changed.then_some(self.flush_every)
+            }
+            Err(f) => {
+                tracing::error!("reload refused, keeping the running config: {}", f.message);
+                None
+            }
+        };
+        let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+        result
+    }
+
+    /// `12 checks: 1 failing, 11 ok` (or `no checks`), with the config's origin.
+    async fn summary(&self) -> String {
+        let (list, _) = self.handle.snapshot().await;
+        let failing = list.iter().filter(|s| s.state.is_failing()).count();
+        let origin = self.path.as_ref().map_or_else(
+            || "built-in defaults".to_owned(),
+            |p| p.display().to_string(),
+        );
+        format!(
+            "{}: {failing} failing ({origin})",
+            alertcore::message::plural(list.len(), "check"),
+        )
+    }
+}
+
+/// The engine and the checks of `config`, or the first config error.
+fn prepare(
+    cli: &Cli,
+    config: &Config,
+    registry: &Registry,
+) -> Result<(Arc<Engine>, Vec<Check>), Fail> {
+    let checks = alertcore_checks::checks(config)?;
+    let engine = build_engine_on(cli, config, registry, open_store(cli, config)?, false)?;
+    Ok((Arc::new(engine), checks))
+}
+
+/// Half of `WatchdogSec=`, when systemd asks for pings.
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Some(Duration::from_micros(usec / 2))
+    } else {
+        None
+    }
+}
+
+/// Test builds only: `ALERTCORE_TEST_STALL_AFTER=N` makes the scheduler loop hang on its
+/// Nth watchdog ping, so a test can see systemd's watchdog restart a stalled daemon.
+#[cfg(debug_assertions)]
+fn stall_for_tests() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PINGS: AtomicU64 = AtomicU64::new(0);
+    let Some(after) = std::env::var("ALERTCORE_TEST_STALL_AFTER")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if PINGS.fetch_add(1, Ordering::Relaxed) + 1 >= after {
+        tracing::warn!("ALERTCORE_TEST_STALL_AFTER: the loop stalls now");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn stall_for_tests() {}
+
+/// Logs to stderr (the journal's), one line per event; `ALERTCORE_LOG` sets the level
+/// (`info` by default; `debug`, `warn`, ...).
+fn init_logging() {
+    let level = std::env::var("ALERTCORE_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    // under systemd the journal adds the time
+    let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(false);
+    let _ = if under_systemd {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Every check, failing ones first (by name), then the rest: picomon's SIGUSR1 dump and
+/// `alertctl run --once`'s listing.
+pub(crate) fn print_checks(list: &[Snapshot], stats: &Stats) -> String {
+    use std::fmt::Write as _;
+    let mut order: Vec<&Snapshot> = list.iter().collect();
+    order.sort_by_key(|s| (!s.state.last_failed(), s.name.clone()));
+    let mut out = String::new();
+    for s in order {
+        let (status, message) = s.state.last.as_ref().map_or(("pending", ""), |l| {
+            (l.outcome.status.as_str(), l.outcome.message.as_str())
+        });
+        let note = if s.state.is_failing() {
+            " [failing]"
+        } else if s.state.below_threshold() {
+            " [below threshold]"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:<9} {}{note}: {message}",
+            status.to_uppercase(),
+            s.name
+        );
+    }
+    if let (Some(p50), Some(p99)) = (stats.lag_quantile(0.5), stats.lag_quantile(0.99)) {
+        let _ = writeln!(
+            out,
+            "{} runs, {} missed, start lag p50 {p50:?} p99 {p99:?}",
+            stats.runs, stats.missed
+        );
+    }
+    out
+}
+
+/// `alertctl run --once`: every check once, now, results printed; 0 when all passed,
+/// 1 otherwise. Sends nothing unless `notify`: then each result goes through the
+/// engine and the saved state as a daemon's run would.
+pub(crate) async fn once(cli: &Cli, registry: &Registry, notify: bool) -> Result<u8, Fail> {
+    let (config, _) = load_config(cli)?;
+    let checks = alertcore_checks::checks(&config)?;
+    let concurrency = config.daemon.concurrency.max(1);
+    let list = if notify {
+        init_logging();
+        let engine = Arc::new(build_engine_on(
+            cli,
+            &config,
+            registry,
+            open_store(cli, &config)?,
+            false,
+        )?);
+        let settings = Settings::from_config(&config.daemon);
+        let (scheduler, _handle) =
+            Scheduler::new(engine, checks, settings).map_err(|e| Fail::other(&e))?;
+        scheduler.run_once().await
+    } else {
+        alertcore_checks::run_all(checks, concurrency).await
+    };
+    print!("{}", print_checks(&list, &Stats::default()));
+    let failed = list.iter().any(|s| s.state.status() != Some(Status::Ok));
+    Ok(u8::from(failed))
+}
