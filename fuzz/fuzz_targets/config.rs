@@ -1,5 +1,6 @@
 //! The whole config path: TOML parsing, `[policy]`, `[[rules]]`, templates, then building
-//! every notifier with the built-in factories. Any input may be rejected; none may panic.
+//! every notifier with the built-in factories, then every `[[checks]]` entry. Any input
+//! may be rejected; none may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,4 +11,6 @@ fuzz_target!(|text: &str| {
     };
     // Building checks the notifier tables; it opens no file and starts no process.
     let _ = config.build_notifiers(&alertcore::Registry::new());
+    // and every check (it builds probes: no connection, no process)
+    let _ = alertcore_checks::checks(&config);
 });
