@@ -356,7 +356,7 @@ impl Scheduler {
         for slot in self.slots.values() {
             slot.shared.dirty.store(true, Ordering::Relaxed);
         }
-        self.checkpoint().await;
+        let _ = self.checkpoint().await;
         let (tx, rx) = oneshot::channel();
         self.on_control(Control::Snapshot(tx));
         rx.await.map(|(list, _)| list).unwrap_or_default()
@@ -365,6 +365,7 @@ impl Scheduler {
     /// Runs until [`Handle::stop`] (or until every handle is dropped).
     pub async fn run(mut self) -> Stats {
         let mut next_checkpoint = Instant::now() + self.settings.checkpoint_every;
+        let mut saving: Option<tokio::task::JoinHandle<()>> = None;
         let mut next_hook = Instant::now();
         loop {
             let now = Instant::now();
@@ -375,8 +376,15 @@ impl Scheduler {
                 next_hook = now + *every;
             }
             if now >= next_checkpoint {
-                self.checkpoint().await;
-                next_checkpoint = Instant::now() + self.settings.checkpoint_every;
+                // one save at a time: a slow disk skips a checkpoint rather than piling
+                // them up
+                if saving
+                    .as_ref()
+                    .is_none_or(tokio::task::JoinHandle::is_finished)
+                {
+                    saving = Some(self.checkpoint());
+                }
+                next_checkpoint = now + self.settings.checkpoint_every;
             }
             let next_due = self.queue.peek().map(|Reverse((due, _, _))| *due);
             let wake = [
@@ -391,11 +399,17 @@ impl Scheduler {
             tokio::select! {
                 control = self.control.recv() => match control {
                     Some(Control::Stop(reply)) => {
+                        if let Some(saving) = saving.take() {
+                            let _ = saving.await;
+                        }
                         self.finish().await;
                         let _ = reply.send(());
                         return self.stats;
                     }
                     None => {
+                        if let Some(saving) = saving.take() {
+                            let _ = saving.await;
+                        }
                         self.finish().await;
                         return self.stats;
                     }
@@ -501,25 +515,33 @@ impl Scheduler {
         self.set_next_run(slot);
     }
 
-    /// Saves the state of every check that changed since it was last saved.
-    async fn checkpoint(&self) {
+    /// Saves the state of every check that changed since it was last saved, in a
+    /// blocking task (reading the states and encoding them included), so the loop
+    /// starts no run late for it. A save that fails leaves them to the next one.
+    fn checkpoint(&self) -> tokio::task::JoinHandle<()> {
         let now = self.engine.now();
-        let rows: Vec<SourceState> = self
+        let dirty: Vec<(String, Arc<Shared>)> = self
             .slots
             .iter()
             .filter(|(_, slot)| slot.shared.dirty.swap(false, Ordering::Relaxed))
-            .filter_map(|(name, slot)| row(name, &slot.shared.lock(), now))
+            .map(|(name, slot)| (name.clone(), Arc::clone(&slot.shared)))
             .collect();
-        if rows.is_empty() {
-            return;
-        }
         let store = Arc::clone(self.engine.store());
-        let saved = tokio::task::spawn_blocking(move || store.save_sources(&rows)).await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("saving the checks' state: {}", chain(&e)),
-            Err(e) => tracing::error!("saving the checks' state: {e}"),
-        }
+        tokio::task::spawn_blocking(move || {
+            let rows: Vec<SourceState> = dirty
+                .iter()
+                .filter_map(|(name, shared)| row(name, &shared.lock(), now))
+                .collect();
+            if rows.is_empty() {
+                return;
+            }
+            if let Err(e) = store.save_sources(&rows) {
+                tracing::error!("saving the checks' state: {}", chain(&e));
+                for (_, shared) in &dirty {
+                    shared.dirty.store(true, Ordering::Relaxed);
+                }
+            }
+        })
     }
 
     /// Waits for the runs in progress (up to the stop timeout), then saves every state.
@@ -538,7 +560,7 @@ impl Scheduler {
         for slot in self.slots.values() {
             slot.shared.dirty.store(true, Ordering::Relaxed);
         }
-        self.checkpoint().await;
+        let _ = self.checkpoint().await;
     }
 }
 
@@ -920,10 +942,12 @@ mod run_tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let probe = Scripted::new([]);
         let checks = vec![probed("web", Arc::clone(&probe), 1)];
+        let mut settings = settings();
+        settings.checkpoint_every = Duration::from_secs(100);
         let (s, h) = Scheduler::new(
             engine(Arc::clone(&store), RecordingNotifier::new()),
             checks,
-            settings(),
+            settings,
         )
         .unwrap();
         let task = tokio::spawn(s.run());
@@ -936,7 +960,13 @@ mod run_tests {
         assert_eq!(rows[0].updated, first);
         let latest = h.snapshot().await.0[0].state.last.clone().unwrap().at;
         assert!(latest > first);
-        // stopping saves the latest
+        // the checkpoint (every 100 s here) saves what changed since
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        let rows = store.sources(SOURCE_KIND).unwrap();
+        let checkpointed: CheckState = serde_json::from_str(&rows[0].state).unwrap();
+        assert!(checkpointed.last.unwrap().at >= latest, "{rows:?}");
+        // stopping saves the latest (the paused clock stands still until the stop)
+        let latest = h.snapshot().await.0[0].state.last.clone().unwrap().at;
         h.stop().await;
         task.await.unwrap();
         let rows = store.sources(SOURCE_KIND).unwrap();
