@@ -30,6 +30,16 @@ pub trait Probe: Send + Sync + fmt::Debug {
     async fn run(&self, timeout: Duration) -> Outcome;
 }
 
+/// `check`'s outcome, or [`Outcome::timed_out`] if it takes longer than `timeout`.
+pub(crate) async fn bounded(
+    timeout: Duration,
+    check: impl std::future::Future<Output = Outcome>,
+) -> Outcome {
+    tokio::time::timeout(timeout, check)
+        .await
+        .unwrap_or_else(|_| Outcome::timed_out(timeout))
+}
+
 /// What a kind's builder knows besides its own table.
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]

@@ -151,10 +151,7 @@ impl Probe for DnsProbe {
     }
 
     async fn run(&self, timeout: Duration) -> Outcome {
-        match tokio::time::timeout(timeout, self.check(timeout)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::timed_out(timeout),
-        }
+        super::bounded(timeout, self.check(timeout)).await
     }
 }
 

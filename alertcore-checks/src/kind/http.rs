@@ -184,10 +184,7 @@ impl Probe for HttpProbe {
         if let Some(p) = &self.problem {
             return Outcome::unknown(format!("HTTP UNKNOWN: {p}"));
         }
-        match tokio::time::timeout(timeout, self.check(timeout)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::timed_out(timeout),
-        }
+        super::bounded(timeout, self.check(timeout)).await
     }
 }
 

@@ -126,10 +126,7 @@ impl Probe for PingProbe {
     }
 
     async fn run(&self, timeout: Duration) -> Outcome {
-        match tokio::time::timeout(timeout, self.check(timeout)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::timed_out(timeout),
-        }
+        super::bounded(timeout, self.check(timeout)).await
     }
 }
 

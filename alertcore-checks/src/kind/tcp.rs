@@ -133,10 +133,7 @@ impl Probe for TcpProbe {
         // too little is reported with what it said rather than as a bare timeout.
         let read_until = tokio::time::Instant::from_std(start)
             + timeout.saturating_sub((timeout / 10).min(Duration::from_millis(250)));
-        match tokio::time::timeout(timeout, self.check(start, read_until, timeout)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::timed_out(timeout),
-        }
+        super::bounded(timeout, self.check(start, read_until, timeout)).await
     }
 }
 
