@@ -27,6 +27,10 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     let (config, path) = load_config(cli)?;
     let (engine, checks) = prepare(cli, &config, registry)?;
     let settings = Settings::from_config(&config.daemon);
+    let daemon_settings = config.daemon.clone();
+    // what was built from it is all the daemon keeps: a config of 10,000 checks is
+    // megabytes of text and tables
+    drop(config);
     let (scheduler, handle) =
         Scheduler::new(Arc::clone(&engine), checks, settings).map_err(|e| Fail::other(&e))?;
     let scheduler = match watchdog_interval() {
@@ -46,8 +50,8 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         registry,
         path,
         engine,
-        flush_every: config.daemon.flush_every,
-        stop_timeout: config.daemon.stop_timeout,
+        flush_every: daemon_settings.flush_every,
+        stop_timeout: daemon_settings.stop_timeout,
         handle,
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
@@ -142,15 +146,14 @@ impl Daemon<'_> {
 
     /// `12 checks: 1 failing, 11 ok` (or `no checks`), with the config's origin.
     async fn summary(&self) -> String {
-        let (list, _) = self.handle.snapshot().await;
-        let failing = list.iter().filter(|s| s.state.is_failing()).count();
+        let (checks, failing) = self.handle.counts().await;
         let origin = self.path.as_ref().map_or_else(
             || "built-in defaults".to_owned(),
             |p| p.display().to_string(),
         );
         format!(
             "{}: {failing} failing ({origin})",
-            alertcore::message::plural(list.len(), "check"),
+            alertcore::message::plural(checks, "check"),
         )
     }
 }
@@ -258,17 +261,21 @@ pub(crate) fn print_checks(list: &[Snapshot], stats: &Stats) -> String {
 /// `alertctl run --once`: every check once, now, results printed; 0 when all passed,
 /// 1 otherwise. Sends nothing unless `notify`: then each result goes through the
 /// engine and the saved state as a daemon's run would.
-pub(crate) async fn once(cli: &Cli, registry: &Registry, notify: bool) -> Result<u8, Fail> {
-    let (config, _) = load_config(cli)?;
-    let checks = alertcore_checks::checks(&config)?;
+pub(crate) async fn once(
+    cli: &Cli,
+    registry: &Registry,
+    config: &Config,
+    notify: bool,
+) -> Result<u8, Fail> {
+    let checks = alertcore_checks::checks(config)?;
     let concurrency = config.daemon.concurrency.max(1);
     let list = if notify {
         init_logging();
         let engine = Arc::new(build_engine_on(
             cli,
-            &config,
+            config,
             registry,
-            open_store(cli, &config)?,
+            open_store(cli, config)?,
             false,
         )?);
         let settings = Settings::from_config(&config.daemon);

@@ -312,6 +312,9 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             Err(f) => Err(f),
         };
     }
+    if let Command::Run { once: false, .. } = cli.command {
+        return daemon::run(&cli, registry).await;
+    }
     let (config, config_path) = load_config(&cli)?;
     match &cli.command {
         // handled above
@@ -376,8 +379,8 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(&config, registry, notifier).await,
-        Command::Run { once: false, .. } => daemon::run(&cli, registry).await,
-        Command::Run { once: true, notify } => daemon::once(&cli, registry, *notify).await,
+        Command::Run { once: false, .. } => Ok(0),
+        Command::Run { once: true, notify } => daemon::once(&cli, registry, &config, *notify).await,
         Command::Flush => {
             let engine = build_engine(&cli, &config, registry)?;
             let sent = engine.flush().await.map_err(|e| Fail::other(&e))?;

@@ -37,6 +37,11 @@ pub const SOURCE_KIND: &str = "check";
 /// A probe that overstays its timeout by this much is abandoned (its future dropped).
 const GRACE: Duration = Duration::from_secs(2);
 
+/// Due times are spread over an interval in steps of this: the runs due in one step
+/// start on one wake-up of the loop (10,000 checks every 10 s: 20 wake-ups a second,
+/// not 1,000).
+const TICK: Duration = Duration::from_millis(50);
+
 /// How many of the latest scheduling lags [`Stats`] keeps.
 const LAGS_KEPT: usize = 1 << 16;
 
@@ -120,6 +125,7 @@ pub struct Snapshot {
 enum Control {
     Reload(Vec<Check>, Arc<Engine>, oneshot::Sender<()>),
     RunNow,
+    Counts(oneshot::Sender<(usize, usize)>),
     Snapshot(oneshot::Sender<(Vec<Snapshot>, Stats)>),
     Stop(oneshot::Sender<()>),
 }
@@ -144,6 +150,15 @@ impl Handle {
     /// Makes every check that is not running due now.
     pub fn run_now(&self) {
         let _ = self.tx.send(Control::RunNow);
+    }
+
+    /// How many checks there are, and how many of them count as failed.
+    pub async fn counts(&self) -> (usize, usize) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Control::Counts(tx)).is_err() {
+            return (0, 0);
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Every check's state, by name, and the scheduling statistics.
@@ -195,7 +210,7 @@ impl Shared {
 }
 
 struct Done {
-    name: String,
+    name: Arc<str>,
     generation: u64,
     failed: bool,
     lag: Duration,
@@ -205,8 +220,10 @@ struct Done {
 pub struct Scheduler {
     engine: Arc<Engine>,
     settings: Settings,
-    slots: HashMap<String, Slot>,
-    queue: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    /// By name; the queue and finished runs name a check with the same `Arc`, so a run
+    /// allocates no name.
+    slots: HashMap<Arc<str>, Slot>,
+    queue: BinaryHeap<Reverse<(Instant, u64, Arc<str>)>>,
     semaphore: Arc<Semaphore>,
     control: mpsc::UnboundedReceiver<Control>,
     done_tx: mpsc::UnboundedSender<Done>,
@@ -294,7 +311,7 @@ impl Scheduler {
         let mut old = std::mem::take(&mut self.slots);
         for check in checks {
             self.generation += 1;
-            let name = check.name.clone();
+            let name: Arc<str> = Arc::from(check.name.as_str());
             let slot = match old.remove(&name) {
                 Some(slot) if slot.check.source == check.source => Slot {
                     generation: self.generation,
@@ -309,7 +326,7 @@ impl Scheduler {
                     due: now,
                 },
                 None => {
-                    let mut state = saved.get(&name).cloned().unwrap_or_default();
+                    let mut state = saved.get(&*name).cloned().unwrap_or_default();
                     let streak = store.state(&name)?.and_then(|s| s.streak);
                     state.failing = streak.map(|s| crate::state::Failing { since: s.started });
                     let due = first_due(&name, check.interval, now);
@@ -367,6 +384,10 @@ impl Scheduler {
         let mut next_checkpoint = Instant::now() + self.settings.checkpoint_every;
         let mut saving: Option<tokio::task::JoinHandle<()>> = None;
         let mut next_hook = Instant::now();
+        // one timer, moved only when the next wake-up moves: a new timer per turn of
+        // the loop would make tokio wake its own driver (an eventfd write) each time
+        let timer = tokio::time::sleep_until(next_checkpoint);
+        tokio::pin!(timer);
         loop {
             let now = Instant::now();
             if let Some((every, hook)) = &mut self.hook
@@ -396,6 +417,9 @@ impl Scheduler {
             .flatten()
             .min()
             .unwrap_or(next_checkpoint);
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             tokio::select! {
                 control = self.control.recv() => match control {
                     Some(Control::Stop(reply)) => {
@@ -415,8 +439,14 @@ impl Scheduler {
                     }
                     Some(other) => self.on_control(other),
                 },
-                Some(done) = self.done_rx.recv() => self.on_done(done),
-                () = tokio::time::sleep_until(wake) => self.launch_due(),
+                Some(done) = self.done_rx.recv() => {
+                    self.on_done(done);
+                    // and every other run that finished meanwhile, in this turn
+                    while let Ok(done) = self.done_rx.try_recv() {
+                        self.on_done(done);
+                    }
+                }
+                () = &mut timer => self.launch_due(),
             }
         }
     }
@@ -436,16 +466,24 @@ impl Scheduler {
                     if !slot.running {
                         slot.due = now;
                         self.queue
-                            .push(Reverse((now, slot.generation, name.clone())));
+                            .push(Reverse((now, slot.generation, Arc::clone(name))));
                     }
                 }
+            }
+            Control::Counts(reply) => {
+                let failing = self
+                    .slots
+                    .values()
+                    .filter(|s| s.shared.lock().is_failing())
+                    .count();
+                let _ = reply.send((self.slots.len(), failing));
             }
             Control::Snapshot(reply) => {
                 let mut list: Vec<Snapshot> = self
                     .slots
                     .iter()
                     .map(|(name, slot)| Snapshot {
-                        name: name.clone(),
+                        name: name.to_string(),
                         state: slot.shared.lock().clone(),
                         running: slot.running,
                     })
@@ -477,6 +515,7 @@ impl Scheduler {
             }
             slot.running = true;
             tokio::spawn(run_one(RunOne {
+                name,
                 check: Arc::clone(&slot.check),
                 shared: Arc::clone(&slot.shared),
                 engine: Arc::clone(&self.engine),
@@ -510,7 +549,7 @@ impl Scheduler {
         self.stats.missed += missed;
         slot.due = due;
         self.queue
-            .push(Reverse((due, slot.generation, done.name.clone())));
+            .push(Reverse((due, slot.generation, Arc::clone(&done.name))));
         let slot = &self.slots[&done.name];
         self.set_next_run(slot);
     }
@@ -520,11 +559,11 @@ impl Scheduler {
     /// starts no run late for it. A save that fails leaves them to the next one.
     fn checkpoint(&self) -> tokio::task::JoinHandle<()> {
         let now = self.engine.now();
-        let dirty: Vec<(String, Arc<Shared>)> = self
+        let dirty: Vec<(Arc<str>, Arc<Shared>)> = self
             .slots
             .iter()
             .filter(|(_, slot)| slot.shared.dirty.swap(false, Ordering::Relaxed))
-            .map(|(name, slot)| (name.clone(), Arc::clone(&slot.shared)))
+            .map(|(name, slot)| (Arc::clone(name), Arc::clone(&slot.shared)))
             .collect();
         let store = Arc::clone(self.engine.store());
         tokio::task::spawn_blocking(move || {
@@ -575,18 +614,19 @@ fn row(name: &str, state: &CheckState, now: Timestamp) -> Option<SourceState> {
     }
 }
 
-/// The first due time of a check: a deterministic offset within its interval, from a
-/// hash of its name (FNV-1a), so checks of one interval spread over it.
+/// The first due time of a check: a deterministic offset within its interval, in
+/// [`TICK`] steps, from a hash of its name (FNV-1a), so checks of one interval spread
+/// over it.
 fn first_due(name: &str, interval: Duration, now: Instant) -> Instant {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    let nanos = u64::try_from(interval.as_nanos())
+    let steps = u64::try_from(interval.as_nanos() / TICK.as_nanos())
         .unwrap_or(u64::MAX)
         .max(1);
-    now + Duration::from_nanos(hash % nanos)
+    now + TICK * u32::try_from(hash % steps).unwrap_or(0)
 }
 
 /// The due time after one at `due` with `period`, seen at `now`: the first of
@@ -647,6 +687,7 @@ pub async fn run_all(checks: Vec<Check>, concurrency: usize) -> Vec<Snapshot> {
 }
 
 struct RunOne {
+    name: Arc<str>,
     check: Arc<Check>,
     shared: Arc<Shared>,
     engine: Arc<Engine>,
@@ -659,6 +700,7 @@ struct RunOne {
 /// One run: probe, record, tell the engine, save a change, hand the check back.
 async fn run_one(run: RunOne) {
     let RunOne {
+        name,
         check,
         shared,
         engine,
@@ -716,7 +758,7 @@ async fn run_one(run: RunOne) {
     }
     let failed = shared.lock().last_failed();
     let _ = done.send(Done {
-        name: check.name.clone(),
+        name,
         generation,
         failed,
         lag,
@@ -805,6 +847,8 @@ mod tests {
             .map(|i| first_due(&format!("check-{i}"), every, t0) - t0)
             .collect();
         assert!(offsets.iter().all(|d| *d < every));
+        // in steps, so that the runs of one step start on one wake-up
+        assert!(offsets.iter().all(|d| d.as_nanos() % TICK.as_nanos() == 0));
         // each tenth of the interval gets about a tenth of the checks
         for k in 0..10 {
             let n = offsets.iter().filter(|d| d.as_secs() == k).count();
@@ -927,9 +971,9 @@ mod run_tests {
         settings.concurrency = 2;
         let (s, h) =
             Scheduler::new(engine(store, RecordingNotifier::new()), checks, settings).unwrap();
-        let stats = run_for(s, &h, Duration::from_secs(100)).await;
+        let stats = run_for(s, &h, Duration::from_secs(200)).await;
         // quick ran every 10 s although hung held a slot for 32 s at a time
-        assert!(quick.runs().len() >= 9, "{}", quick.runs().len());
+        assert!(quick.runs().len() >= 19, "{}", quick.runs().len());
         // on time, to the timer's millisecond
         let worst = stats.lag_quantile(1.0).unwrap();
         assert!(worst < Duration::from_millis(2), "{worst:?}");
@@ -972,6 +1016,61 @@ mod run_tests {
         let rows = store.sources(SOURCE_KIND).unwrap();
         let saved: CheckState = serde_json::from_str(&rows[0].state).unwrap();
         assert_eq!(saved.last.unwrap().at, latest);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_keeps_unchanged_checks_runs_changed_ones_and_forgets_removed_ones() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (kept, changed, removed) = (Scripted::new([]), Scripted::new([]), Scripted::new([]));
+        let checks = vec![
+            probed("kept", Arc::clone(&kept), 1),
+            probed("changed", Arc::clone(&changed), 1),
+            probed("removed", Arc::clone(&removed), 1),
+        ];
+        let engine = engine(Arc::clone(&store), RecordingNotifier::new());
+        let (s, h) = Scheduler::new(Arc::clone(&engine), checks, settings()).unwrap();
+        let task = tokio::spawn(s.run());
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let kept_runs = kept.runs();
+        let changed_before = changed.runs().len();
+
+        // the same "kept", "changed" with another table, no "removed"
+        let mut new_changed = probed("changed", Arc::clone(&changed), 1);
+        new_changed.source = 42;
+        let reloaded_at = Instant::now();
+        h.reload(
+            vec![probed("kept", Arc::clone(&kept), 1), new_changed],
+            engine,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        h.stop().await;
+        task.await.unwrap();
+
+        // "changed" ran at once, with its state kept
+        let after: Vec<_> = changed.runs().into_iter().skip(changed_before).collect();
+        assert!(
+            after
+                .first()
+                .is_some_and(|t| *t - reloaded_at < Duration::from_millis(20)),
+            "{after:?}"
+        );
+        // "kept" kept its rhythm: every run 10 s after the one before
+        let runs = kept.runs();
+        assert!(runs.len() > kept_runs.len());
+        assert!(
+            runs.windows(2)
+                .all(|w| w[1] - w[0] == Duration::from_secs(10)),
+            "{runs:?}"
+        );
+        // "removed" is gone from the store
+        let names: Vec<String> = store
+            .sources(SOURCE_KIND)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["changed", "kept"]);
     }
 
     #[tokio::test(start_paused = true)]

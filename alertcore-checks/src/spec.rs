@@ -84,8 +84,8 @@ pub struct Check {
     pub recover_after: u32,
     /// The severity an unknown result is reported with (default warning).
     pub unknown: Severity,
-    /// The `table` it was read from, to tell whether a reload changed it.
-    pub(crate) source: toml::Table,
+    /// A hash of the table it was read from, to tell whether a reload changed it.
+    pub(crate) source: u64,
 }
 
 impl fmt::Debug for Check {
@@ -244,8 +244,16 @@ fn build(raw: &toml::Table, hosts: &BTreeMap<String, String>) -> Result<(Check, 
             within: common.within,
             recover_after,
             unknown: common.unknown.unwrap_or(Severity::Warning),
-            source: raw.clone(),
+            source: table_hash(raw),
         },
         common.enabled.unwrap_or(true),
     ))
+}
+
+/// A hash of `table`'s TOML text: equal for equal tables (keys in the order written).
+fn table_hash(table: &toml::Table) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    toml::to_string(table).unwrap_or_default().hash(&mut h);
+    h.finish()
 }

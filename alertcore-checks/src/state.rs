@@ -252,7 +252,7 @@ pub(crate) mod tests {
             within,
             recover_after,
             unknown: Severity::Warning,
-            source: toml::Table::new(),
+            source: 0,
         }
     }
 

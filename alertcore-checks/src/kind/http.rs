@@ -290,7 +290,7 @@ impl HttpProbe {
         });
         perf(Outcome::new(
             graded,
-            format!("HTTP {}: {status}, {tail}{over}", net::word(graded)),
+            format!("HTTP {}: {status}, {tail}{over}", graded.label()),
         ))
     }
 

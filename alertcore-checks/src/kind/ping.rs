@@ -234,7 +234,7 @@ impl PingProbe {
             (self.warning_loss, self.critical_loss),
             (ms(self.warning), ms(self.critical)),
         );
-        let mut message = format!("PING {} - Packet loss = {loss:.0}%", net::word(status));
+        let mut message = format!("PING {} - Packet loss = {loss:.0}%", status.label());
         if let Some(rta) = rta {
             message.push_str(&format!(", RTA = {rta:.2} ms"));
         }

@@ -144,7 +144,8 @@ impl TcpProbe {
         read_until: tokio::time::Instant,
         timeout: Duration,
     ) -> Outcome {
-        let tcp = match net::connect(&self.host, self.port).await {
+        let converse = self.send.is_some() || self.expect.is_some() || self.tls.is_some();
+        let tcp = match net::connect(&self.host, self.port, converse).await {
             Ok(s) => s,
             Err(e) => return Outcome::critical(format!("TCP CRITICAL - {e}")),
         };
@@ -180,7 +181,7 @@ impl TcpProbe {
             status,
             format!(
                 "TCP {} - {} second response time on {} port {}",
-                net::word(status),
+                status.label(),
                 net::secs(elapsed),
                 self.host,
                 self.port
@@ -200,16 +201,16 @@ impl TcpProbe {
         mut stream: S,
         read_until: tokio::time::Instant,
     ) -> Result<(), String> {
-        let at = format!("{} port {}", self.host, self.port);
+        let at = || format!("{} port {}", self.host, self.port);
         if let Some(send) = &self.send {
             let sent = match stream.write_all(send.as_bytes()).await {
                 Ok(()) => stream.flush().await,
                 Err(e) => Err(e),
             };
-            sent.map_err(|e| format!("cannot send to {at}: {}", net::io_reason(&e)))?;
+            sent.map_err(|e| format!("cannot send to {}: {}", at(), net::io_reason(&e)))?;
         }
         let Some(expect) = &self.expect else {
-            let _ = stream.shutdown().await;
+            // closing (the drop) ends the connection; no shutdown of its own
             return Ok(());
         };
         let mut got = Vec::new();
@@ -230,7 +231,8 @@ impl TcpProbe {
             }
         };
         Err(format!(
-            "expected {expect:?} from {at} not received {end}; got {}",
+            "expected {expect:?} from {} not received {end}; got {}",
+            at(),
             net::excerpt(&got, SHOWN)
         ))
     }

@@ -119,7 +119,7 @@ impl TlsProbe {
             return Outcome::unknown(format!("TLS UNKNOWN - {p}"));
         }
         let start = Instant::now();
-        let tcp = match net::connect(&self.host, self.port).await {
+        let tcp = match net::connect(&self.host, self.port, true).await {
             Ok(s) => s,
             Err(e) => return Outcome::critical(format!("TLS CRITICAL - {e}")),
         };
@@ -227,7 +227,7 @@ impl TlsProbe {
                 status,
                 format!(
                     "TLS {} - certificate for {name} expires in {} ({})",
-                    net::word(status),
+                    status.label(),
                     net::span(left),
                     net::utc(not_after)
                 ),

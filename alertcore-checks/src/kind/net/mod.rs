@@ -11,16 +11,6 @@ use tokio::net::TcpStream;
 
 use crate::outcome::{PerfDatum, Status};
 
-/// `OK`, `WARNING`, `CRITICAL`, `UNKNOWN`: the word a plugin's first line starts with.
-pub(crate) fn word(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "OK",
-        Status::Warning => "WARNING",
-        Status::Critical => "CRITICAL",
-        Status::Unknown => "UNKNOWN",
-    }
-}
-
 /// Seconds with millisecond precision, as plugins print them: `0.004`.
 pub(crate) fn secs(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
@@ -168,13 +158,17 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, St
 /// # Errors
 /// `connection refused: 127.0.0.1:8080` (the reason of the last address tried), or
 /// `cannot resolve HOST: why`.
-pub(crate) async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
+///
+/// `converse`: the probe will write and wait for an answer, so Nagle's delay is turned
+/// off (a probe that only connects spares the system call).
+pub(crate) async fn connect(host: &str, port: u16, converse: bool) -> Result<TcpStream, String> {
     let mut last = String::new();
     for addr in resolve(host, port).await? {
         match TcpStream::connect(addr).await {
             Ok(s) => {
-                // A probe writes little and waits for the answer: no Nagle delay.
-                let _ = s.set_nodelay(true);
+                if converse {
+                    let _ = s.set_nodelay(true);
+                }
                 return Ok(s);
             }
             Err(e) => last = format!("{}: {addr}", io_reason(&e)),
