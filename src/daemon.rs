@@ -58,10 +58,15 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     tracing::info!("started: {}", daemon.summary().await);
     let mut flush = tokio::time::interval(daemon.flush_every);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // one flush at a time, beside the loop: a notifier that hangs until its delivery
+    // timeout must not hold up the signals
+    let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = flush.tick() => {
-                daemon.flush().await;
+                if flushing.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                    flushing = Some(tokio::spawn(flush_outbox(Arc::clone(&daemon.engine))));
+                }
                 let status = daemon.summary().await;
                 let _ = sd_notify::notify(false, &[NotifyState::Status(&status)]);
             }
@@ -85,8 +90,14 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     daemon.handle.stop().await;
     let _ = task.await;
     // deliveries the checks started are done or in the outbox; send what is due once
-    // more, within the bound
-    let _ = tokio::time::timeout(daemon.stop_timeout, daemon.engine.flush()).await;
+    // more, within the bound (what does not finish stays in the outbox)
+    let last = async {
+        if let Some(flushing) = flushing {
+            let _ = flushing.await;
+        }
+        flush_outbox(Arc::clone(&daemon.engine)).await;
+    };
+    let _ = tokio::time::timeout(daemon.stop_timeout, last).await;
     Ok(0)
 }
 
@@ -100,22 +111,22 @@ struct Daemon<'a> {
     handle: Handle,
 }
 
-impl Daemon<'_> {
-    /// Sends what is due in the outbox: retries, reminders, first alerts whose
-    /// `min_duration` has now passed.
-    async fn flush(&self) {
-        match self.engine.tick().await {
-            Ok(reports) => {
-                for r in &reports {
-                    for d in r.deliveries.iter().filter(|d| !d.delivered()) {
-                        tracing::warn!(service = %r.service, "{d}");
-                    }
+/// Sends what is due in the outbox: retries, reminders, first alerts whose
+/// `min_duration` has now passed.
+async fn flush_outbox(engine: Arc<Engine>) {
+    match engine.tick().await {
+        Ok(reports) => {
+            for r in &reports {
+                for d in r.deliveries.iter().filter(|d| !d.delivered()) {
+                    tracing::warn!(service = %r.service, "{d}");
                 }
             }
-            Err(e) => tracing::error!("flushing the outbox: {}", chain(&e)),
         }
+        Err(e) => tracing::error!("flushing the outbox: {}", chain(&e)),
     }
+}
 
+impl Daemon<'_> {
     /// Reads the config again; on success swaps it in and returns the new flush
     /// interval, on error logs it and keeps the old config.
     async fn reload(&mut self) -> Option<Duration> {
