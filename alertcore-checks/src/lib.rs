@@ -6,6 +6,7 @@
 //! `alertctl failure` records: the engine's policy, rules, templates and outbox decide
 //! what is sent.
 
+pub mod cron;
 mod kind;
 mod outcome;
 pub mod perfdata;

@@ -329,7 +329,13 @@ impl Scheduler {
                     let mut state = saved.get(&*name).cloned().unwrap_or_default();
                     let streak = store.state(&name)?.and_then(|s| s.streak);
                     state.failing = streak.map(|s| crate::state::Failing { since: s.started });
-                    let due = first_due(&name, check.interval, now);
+                    let due = match &check.cron {
+                        Some(cron) => {
+                            let wall_now = self.engine.now();
+                            instant_of(cron.next_after(wall_now), wall_now, now)
+                        }
+                        None => first_due(&name, check.interval, now),
+                    };
                     Slot {
                         check: Arc::new(check),
                         shared: Arc::new(Shared {
@@ -544,8 +550,22 @@ impl Scheduler {
             // replaced while it ran: the reload queued the new check already
             return;
         }
-        let period = slot.check.period_after(done.failed);
-        let (due, missed) = next_due(slot.due, period, Instant::now());
+        let now = Instant::now();
+        let (due, missed) = match (slot.check.period_after(done.failed), &slot.check.cron) {
+            (Some(period), _) => next_due(slot.due, period, now),
+            (None, None) => next_due(slot.due, slot.check.interval, now),
+            (None, Some(cron)) => {
+                // the next time it names after the one just due, or after now if a
+                // long run went past that one too
+                let wall_now = self.engine.now();
+                let due_wall = Timestamp::from_millis(
+                    wall_now.as_millis() - millis(now.saturating_duration_since(slot.due)),
+                );
+                let next = cron.next_after(due_wall.max(wall_now));
+                let skipped = cron.next_after(due_wall) < next;
+                (instant_of(next, wall_now, now), u64::from(skipped))
+            }
+        };
         self.stats.missed += missed;
         slot.due = due;
         self.queue
@@ -612,6 +632,20 @@ fn row(name: &str, state: &CheckState, now: Timestamp) -> Option<SourceState> {
             None
         }
     }
+}
+
+/// The instant of the wall-clock time `t`, when the wall clock says `wall_now` and the
+/// monotonic one `now`; a year on when there is none (a schedule that names no time in
+/// the coming years is refused when read).
+fn instant_of(t: Option<Timestamp>, wall_now: Timestamp, now: Instant) -> Instant {
+    match t {
+        Some(t) => now + t.saturating_duration_since(wall_now),
+        None => now + Duration::from_secs(365 * 86_400),
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The first due time of a check: a deterministic offset within its interval, in
@@ -724,8 +758,10 @@ async fn run_one(run: RunOne) {
         let observed = state.observe(&check, outcome, at, took);
         // the loop sets the exact time when it queues the next run; this one, close
         // to it, is what a save right after the run shows
-        let period = check.period_after(state.last_failed());
-        state.next_run = Some(at.saturating_add(period.saturating_sub(lag)));
+        state.next_run = check.next_after(
+            Timestamp::from_millis(at.as_millis() - millis(lag)),
+            state.last_failed(),
+        );
         (observed, before)
     };
     shared.dirty.store(true, Ordering::Relaxed);
@@ -956,6 +992,33 @@ mod run_tests {
         let gaps: Vec<u64> = runs.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
         // ok → 10 s; critical → 3 s; critical → 3 s; then ok again → 10 s
         assert_eq!(gaps[..4], [10, 3, 3, 10], "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cron_schedule_runs_at_the_times_it_names_and_retries_in_between() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        // the engine's clock starts on a minute (2027-01-15T08:00:00Z)
+        let probe = Scripted::new([
+            Outcome::ok("a"),
+            Outcome::critical("b"),
+            Outcome::critical("c"),
+        ]);
+        let mut c = probed("nightly", Arc::clone(&probe), 5);
+        c.cron =
+            Some(crate::cron::CronSchedule::parse("*/2 * * * *", jiff::tz::TimeZone::UTC).unwrap());
+        c.retry_interval = Some(Duration::from_secs(15));
+        let start = Instant::now();
+        let (s, h) =
+            Scheduler::new(engine(store, RecordingNotifier::new()), vec![c], settings()).unwrap();
+        run_for(s, &h, Duration::from_secs(300)).await;
+        let at: Vec<u64> = probe
+            .runs()
+            .iter()
+            .map(|t| (*t - start).as_secs())
+            .collect();
+        // 08:02 ok; 08:04 critical, then every 15 s while failing: 08:04:15 critical,
+        // 08:04:30 ok (the script's default); then the schedule again: 08:06
+        assert_eq!(at, [120, 240, 255, 270], "{at:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,17 +5,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertcore::{BuildError, Config, ConfigError, Severity, Table};
+use alertcore::{BuildError, Config, ConfigError, Severity, Table, Timestamp};
 use serde::Deserialize;
 
+use crate::cron::CronSchedule;
 use crate::kind::{self, BuildContext, Probe};
 
 /// The keys every check has, whatever its kind; the rest of its table is the kind's.
-const COMMON: [&str; 11] = [
+const COMMON: [&str; 13] = [
     "name",
     "kind",
     "host",
     "interval",
+    "schedule",
+    "timezone",
     "retry_interval",
     "timeout",
     "threshold",
@@ -33,6 +36,8 @@ struct Common {
     host: Option<String>,
     #[serde(default, with = "alertcore::duration::option")]
     interval: Option<Duration>,
+    schedule: Option<String>,
+    timezone: Option<String>,
     #[serde(default, with = "alertcore::duration::option")]
     retry_interval: Option<Duration>,
     #[serde(default, with = "alertcore::duration::option")]
@@ -68,8 +73,10 @@ pub struct Check {
     pub host: Option<String>,
     /// What one run does.
     pub probe: Arc<dyn Probe>,
-    /// How often it runs while it passes.
+    /// How often it runs while it passes (unless `cron` is set).
     pub interval: Duration,
+    /// `schedule`: when it runs while it passes, instead of every `interval`.
+    pub cron: Option<CronSchedule>,
     /// How long after a failed run the next one starts (default: as while passing).
     pub retry_interval: Option<Duration>,
     /// How long one run may take; it is then stopped and counts as critical.
@@ -95,6 +102,7 @@ impl fmt::Debug for Check {
             .field("kind", &self.probe.kind())
             .field("host", &self.host)
             .field("interval", &self.interval)
+            .field("cron", &self.cron)
             .field("retry_interval", &self.retry_interval)
             .field("timeout", &self.timeout)
             .field("threshold", &self.threshold)
@@ -115,12 +123,23 @@ impl Check {
         }
     }
 
-    /// How long after a run the next one is due: `retry_interval` after a failed run
-    /// (when set), else `interval`.
-    pub fn period_after(&self, failed: bool) -> Duration {
-        match (failed, self.retry_interval) {
-            (true, Some(retry)) => retry,
-            _ => self.interval,
+    /// How long after a run the next one is due, when that is a fixed time:
+    /// `retry_interval` after a failed run (when set), else `interval`; `None` when the
+    /// next run is the next time `schedule` names.
+    pub fn period_after(&self, failed: bool) -> Option<Duration> {
+        match (failed, self.retry_interval, &self.cron) {
+            (true, Some(retry), _) => Some(retry),
+            (_, _, Some(_)) => None,
+            _ => Some(self.interval),
+        }
+    }
+
+    /// When the run after one due at `due` (on the wall clock) is due.
+    pub fn next_after(&self, due: Timestamp, failed: bool) -> Option<Timestamp> {
+        match (self.period_after(failed), &self.cron) {
+            (Some(period), _) => Some(due.saturating_add(period)),
+            (None, Some(cron)) => cron.next_after(due),
+            (None, None) => None,
         }
     }
 
@@ -145,10 +164,10 @@ pub fn checks(config: &Config) -> Result<Vec<Check>, ConfigError> {
             Some(name) => format!("check {name:?}"),
             None => format!("check {}", i + 1),
         };
-        let (check, enabled) =
-            build(raw, &hosts).map_err(|e| config.error_in(spanned, &what, e))?;
+        let (check, enabled) = build(raw, &hosts, config.timezone.as_deref())
+            .map_err(|e| config.error_in(spanned, &what, e))?;
         if !names.insert(check.name.clone()) {
-            let e = BuildError::key("name", "another check has this name");
+            let e = BuildError::key("name", format!("another check is named {:?}", check.name));
             return Err(config.error_in(spanned, &what, e));
         }
         if enabled {
@@ -171,13 +190,18 @@ fn hosts(config: &Config) -> Result<BTreeMap<String, String>, ConfigError> {
         .collect()
 }
 
-/// The check `raw` describes, and whether it is enabled.
-fn build(raw: &toml::Table, hosts: &BTreeMap<String, String>) -> Result<(Check, bool), BuildError> {
+/// The check `raw` describes, and whether it is enabled; `timezone` is the config's
+/// (the default of a `schedule`'s).
+fn build(
+    raw: &toml::Table,
+    hosts: &BTreeMap<String, String>,
+    timezone: Option<&str>,
+) -> Result<(Check, bool), BuildError> {
     let (common, rest): (Common, Table) = Table::from(raw.clone()).split(&COMMON)?;
     if common.name.is_empty() || common.name.chars().any(char::is_control) {
         return Err(BuildError::key(
             "name",
-            "must be non-empty, without control characters",
+            "`name` must be non-empty, without control characters",
         ));
     }
     let address = match &common.host {
@@ -187,7 +211,7 @@ fn build(raw: &toml::Table, hosts: &BTreeMap<String, String>) -> Result<(Check, 
             BuildError::key(
                 "host",
                 format!(
-                    "no [hosts.{h}] (configured: {})",
+                    "`host`: no [hosts.{h}] (configured: {})",
                     if known.is_empty() {
                         "none".to_owned()
                     } else {
@@ -199,20 +223,59 @@ fn build(raw: &toml::Table, hosts: &BTreeMap<String, String>) -> Result<(Check, 
     };
     let interval = common.interval.unwrap_or(DEFAULT_INTERVAL);
     if interval < MIN_INTERVAL {
-        return Err(BuildError::key("interval", "must be at least 1s"));
+        return Err(BuildError::key(
+            "interval",
+            "`interval` must be at least 1s",
+        ));
     }
+    let cron = match (&common.schedule, common.interval) {
+        (Some(_), Some(_)) => {
+            return Err(BuildError::key(
+                "schedule",
+                "give either `interval` or `schedule`, not both",
+            ));
+        }
+        (Some(expr), None) => {
+            let name = common.timezone.as_deref().or(timezone).unwrap_or("system");
+            let zone = alertcore::rules::parse_timezone(name)
+                .map_err(|e| BuildError::key("timezone", format!("`timezone`: {e}")))?;
+            let cron = CronSchedule::parse(expr, zone)
+                .map_err(|e| BuildError::key("schedule", format!("`schedule`: {e}")))?;
+            let now = Timestamp::from_system_time(std::time::SystemTime::now());
+            if cron.next_after(now).is_none() {
+                return Err(BuildError::key(
+                    "schedule",
+                    "`schedule` names no time in the coming years",
+                ));
+            }
+            Some(cron)
+        }
+        (None, _) if common.timezone.is_some() => {
+            return Err(BuildError::key(
+                "timezone",
+                "`timezone` only means something with `schedule`",
+            ));
+        }
+        (None, _) => None,
+    };
     if common.retry_interval.is_some_and(|d| d < MIN_INTERVAL) {
-        return Err(BuildError::key("retry_interval", "must be at least 1s"));
+        return Err(BuildError::key(
+            "retry_interval",
+            "`retry_interval` must be at least 1s",
+        ));
     }
     let timeout = common.timeout.unwrap_or(DEFAULT_TIMEOUT);
     if timeout.is_zero() {
-        return Err(BuildError::key("timeout", "must be longer than 0s"));
+        return Err(BuildError::key(
+            "timeout",
+            "`timeout` must be longer than 0s",
+        ));
     }
     let threshold = common.threshold.unwrap_or(1);
     if threshold == 0 {
         return Err(BuildError::key(
             "threshold",
-            "must be at least 1 (1: the first failed run counts)",
+            "`threshold` must be at least 1 (1: the first failed run counts)",
         ));
     }
     if let Some(within) = common.within
@@ -220,14 +283,14 @@ fn build(raw: &toml::Table, hosts: &BTreeMap<String, String>) -> Result<(Check, 
     {
         return Err(BuildError::key(
             "within",
-            format!("must be between `threshold` ({threshold}) and {MAX_WITHIN}"),
+            format!("`within` must be between `threshold` ({threshold}) and {MAX_WITHIN}"),
         ));
     }
     let recover_after = common.recover_after.unwrap_or(1);
     if recover_after == 0 {
         return Err(BuildError::key(
             "recover_after",
-            "must be at least 1 (1: the first passing run recovers)",
+            "`recover_after` must be at least 1 (1: the first passing run recovers)",
         ));
     }
     let ctx = BuildContext::new(address);
@@ -238,6 +301,7 @@ fn build(raw: &toml::Table, hosts: &BTreeMap<String, String>) -> Result<(Check, 
             host: common.host,
             probe,
             interval,
+            cron,
             retry_interval: common.retry_interval,
             timeout,
             threshold,
@@ -256,4 +320,82 @@ fn table_hash(table: &toml::Table) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     toml::to_string(table).unwrap_or_default().hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        let config = Config::parse(text, "a.toml").unwrap();
+        checks(&config).unwrap_err().to_string()
+    }
+
+    const TCP: &str = "kind = \"tcp\"\naddress = \"127.0.0.1\"\nport = 1\n";
+
+    #[test]
+    fn errors_point_at_the_check_and_its_key() {
+        assert_eq!(
+            error(&format!(
+                "[[checks]]\nname = \"a\"\n{TCP}interval = \"0s\"\n"
+            )),
+            "a.toml:6:1: check \"a\": `interval` must be at least 1s"
+        );
+        let e = error(&format!(
+            "[[checks]]\nname = \"a\"\n{TCP}\n[[checks]]\nname = \"a\"\n{TCP}"
+        ));
+        assert!(
+            e.starts_with("a.toml:8:1: check \"a\": another check is named \"a\""),
+            "{e}"
+        );
+        let e = error(&format!("[[checks]]\nname = \"a\"\nhost = \"web\"\n{TCP}"));
+        assert!(
+            e.starts_with("a.toml:3:1: check \"a\": `host`: no [hosts.web]"),
+            "{e}"
+        );
+        // no key to point at: the [[checks]] header
+        let e = error("[[checks]]\nname = \"a\"\nkind = \"tcp\"\n");
+        assert!(e.starts_with("a.toml:1:1: check \"a\""), "{e}");
+    }
+
+    #[test]
+    fn a_schedule_is_a_cron_expression_in_a_time_zone() {
+        let with =
+            |extra: &str| format!("timezone = \"UTC\"\n[[checks]]\nname = \"a\"\n{TCP}{extra}");
+        let config = Config::parse(&with("schedule = \"30 3 * * *\"\n"), "a.toml").unwrap();
+        let c = &checks(&config).unwrap()[0];
+        let next = c.next_after(Timestamp::from_millis(0), false).unwrap();
+        assert_eq!(next, Timestamp::from_millis(3 * 3_600_000 + 30 * 60_000));
+        // a failed run with a retry_interval retries at that rate
+        let config = Config::parse(
+            &with("schedule = \"30 3 * * *\"\nretry_interval = \"1m\"\n"),
+            "a.toml",
+        )
+        .unwrap();
+        let c = &checks(&config).unwrap()[0];
+        assert_eq!(
+            c.next_after(Timestamp::from_millis(0), true),
+            Some(Timestamp::from_millis(60_000))
+        );
+        for (extra, want) in [
+            ("schedule = \"* * *\"\n", "`schedule`: "),
+            (
+                "schedule = \"0 3 * * *\"\ninterval = \"1m\"\n",
+                "give either",
+            ),
+            (
+                "timezone = \"Mars/Olympus\"\nschedule = \"0 3 * * *\"\n",
+                "`timezone`: ",
+            ),
+            (
+                "timezone = \"UTC\"\n",
+                "`timezone` only means something with `schedule`",
+            ),
+            ("schedule = \"0 0 31 2 *\"\n", "`schedule` names no time"),
+        ] {
+            let e = error(&with(extra));
+            assert!(e.contains(&format!("check \"a\": {want}")), "{extra}: {e}");
+        }
+    }
 }

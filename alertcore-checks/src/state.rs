@@ -246,6 +246,7 @@ pub(crate) mod tests {
             host: None,
             probe: Arc::new(Scripted::default()),
             interval: Duration::from_secs(10),
+            cron: None,
             retry_interval: None,
             timeout: Duration::from_secs(5),
             threshold,
