@@ -14,8 +14,8 @@
 //! [`Stats::missed`]) rather than running twice in a row.
 //!
 //! A run that changes nothing writes nothing: a change of status, and a check starting
-//! or stopping to count as failed, is saved at once (with the engine's own write when
-//! it reports); everything else is saved at checkpoints.
+//! or stopping to count as failed, is saved right away, in one transaction with every
+//! other change that came in meanwhile; everything else is saved at checkpoints.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -212,6 +212,8 @@ impl Shared {
 struct Done {
     name: Arc<str>,
     generation: u64,
+    /// The run changed the check's status or whether it fails: save soon.
+    changed: bool,
     failed: bool,
     lag: Duration,
 }
@@ -229,6 +231,8 @@ pub struct Scheduler {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     generation: u64,
+    /// A run changed a check's state since the last save started.
+    urgent: bool,
     stats: Stats,
     lag_next: usize,
     hook: Option<(Duration, Box<dyn FnMut() + Send + Sync>)>,
@@ -269,6 +273,7 @@ impl Scheduler {
             done_tx,
             done_rx,
             generation: 0,
+            urgent: false,
             stats: Stats::default(),
             lag_next: 0,
             hook: None,
@@ -402,16 +407,22 @@ impl Scheduler {
                 hook();
                 next_hook = now + *every;
             }
+            // One save at a time: the changes that arrive while one runs go into the
+            // next, in one transaction (a first round of 10,000 checks is a few dozen
+            // commits, not 10,000); a slow disk skips a checkpoint rather than piling
+            // them up.
+            let idle = saving
+                .as_ref()
+                .is_none_or(tokio::task::JoinHandle::is_finished);
             if now >= next_checkpoint {
-                // one save at a time: a slow disk skips a checkpoint rather than piling
-                // them up
-                if saving
-                    .as_ref()
-                    .is_none_or(tokio::task::JoinHandle::is_finished)
-                {
+                if idle {
                     saving = Some(self.checkpoint());
+                    self.urgent = false;
                 }
                 next_checkpoint = now + self.settings.checkpoint_every;
+            } else if self.urgent && idle {
+                saving = Some(self.checkpoint());
+                self.urgent = false;
             }
             let next_due = self.queue.peek().map(|Reverse((due, _, _))| *due);
             let wake = [
@@ -453,6 +464,8 @@ impl Scheduler {
                     }
                 }
                 () = &mut timer => self.launch_due(),
+                // a save finished: the next turn starts the one that waited for it
+                _ = async { saving.as_mut()?.await.ok() }, if self.urgent => saving = None,
             }
         }
     }
@@ -535,6 +548,7 @@ impl Scheduler {
 
     fn on_done(&mut self, done: Done) {
         self.stats.runs += 1;
+        self.urgent |= done.changed;
         let lag = u32::try_from(done.lag.as_micros()).unwrap_or(u32::MAX);
         if self.stats.lags_us.len() < LAGS_KEPT {
             self.stats.lags_us.push(lag);
@@ -782,20 +796,11 @@ async fn run_one(run: RunOne) {
         let mut state = shared.lock();
         state.failing = before.1;
     }
-    if observed.changed {
-        let row = row(&check.name, &shared.lock(), engine.now());
-        if let Some(row) = row {
-            let store = Arc::clone(engine.store());
-            let saved = tokio::task::spawn_blocking(move || store.save_sources(&[row])).await;
-            if let Ok(Ok(())) = saved {
-                shared.dirty.store(false, Ordering::Relaxed);
-            }
-        }
-    }
     let failed = shared.lock().last_failed();
     let _ = done.send(Done {
         name,
         generation,
+        changed: observed.changed,
         failed,
         lag,
     });
