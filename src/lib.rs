@@ -374,8 +374,12 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
         Command::Config(ConfigCommand::Dump) => {
             let notifiers = config.build_notifiers(registry)?;
             let router = config.build_router(&notifiers)?;
+            let checks = alertcore_checks::checks(&config)?;
             let state = state_path(&cli, &config)?;
-            print!("{}", status::dump(&config, &notifiers, &router, &state));
+            print!(
+                "{}",
+                status::dump(&config, &notifiers, &router, &checks, &state)
+            );
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(&config, registry, notifier).await,

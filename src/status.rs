@@ -428,6 +428,7 @@ pub(crate) fn dump(
     config: &Config,
     notifiers: &[ConfiguredNotifier],
     router: &Router,
+    checks: &[alertcore_checks::Check],
     state: &Path,
 ) -> String {
     let mut doc = toml::Table::new();
@@ -477,7 +478,61 @@ pub(crate) fn dump(
     if !rules.is_empty() {
         doc.insert("rules".to_owned(), toml::Value::Array(rules));
     }
+    if let Ok(toml::Value::Table(d)) = toml::Value::try_from(&config.daemon) {
+        doc.insert("daemon".to_owned(), toml::Value::Table(d));
+    }
+    if !checks.is_empty() {
+        let checks = checks.iter().map(|c| resolved_check(config, c)).collect();
+        doc.insert("checks".to_owned(), toml::Value::Array(checks));
+    }
     toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+}
+
+/// A check as written (secrets redacted), with the keys every check has filled in.
+fn resolved_check(config: &Config, check: &alertcore_checks::Check) -> toml::Value {
+    let written = config
+        .checks
+        .iter()
+        .map(|t| t.get_ref())
+        .find(|t| t.get("name").and_then(toml::Value::as_str) == Some(check.name.as_str()));
+    let mut t = match written
+        .map(|w| toml::Value::try_from(alertcore::Table::from(w.clone()).redacted()))
+    {
+        Some(Ok(toml::Value::Table(t))) => t,
+        _ => toml::Table::new(),
+    };
+    let text = |s: &str| toml::Value::String(s.to_owned());
+    let duration = |d| text(&alertcore::duration::format(d));
+    match &check.cron {
+        Some(cron) => {
+            t.insert("schedule".to_owned(), text(cron.as_str()));
+            t.insert("timezone".to_owned(), text(cron.zone_name()));
+        }
+        None => {
+            t.insert("interval".to_owned(), duration(check.interval));
+        }
+    }
+    // a failed scheduled check without one waits for the schedule
+    if let Some(retry) = check
+        .retry_interval
+        .or(check.cron.is_none().then_some(check.interval))
+    {
+        t.insert("retry_interval".to_owned(), duration(retry));
+    }
+    t.insert("timeout".to_owned(), duration(check.timeout));
+    t.insert(
+        "threshold".to_owned(),
+        toml::Value::Integer(check.threshold.into()),
+    );
+    if let Some(within) = check.within {
+        t.insert("within".to_owned(), toml::Value::Integer(within.into()));
+    }
+    t.insert(
+        "recover_after".to_owned(),
+        toml::Value::Integer(check.recover_after.into()),
+    );
+    t.insert("unknown".to_owned(), text(check.unknown.as_str()));
+    toml::Value::Table(t)
 }
 
 /// A rule with each recipient's effective threshold, repeat and recovery filled in.

@@ -20,7 +20,7 @@ impl fmt::Debug for CronSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CronSchedule")
             .field("text", &self.text)
-            .field("zone", &self.zone.iana_name().unwrap_or("system"))
+            .field("zone", &self.zone_name())
             .finish()
     }
 }
@@ -62,6 +62,11 @@ impl CronSchedule {
     /// The expression as written.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The time zone's IANA name (`system` when the system's has none).
+    pub fn zone_name(&self) -> &str {
+        self.zone.iana_name().unwrap_or("system")
     }
 }
 

@@ -416,6 +416,40 @@ fn config_dump_fills_defaults_and_redacts() {
 }
 
 #[test]
+fn config_dump_shows_checks_with_their_defaults() {
+    let ctl = Ctl::with_config(
+        "[[checks]]\nname = \"api\"\nkind = \"http\"\nurl = \"https://user:pw@example.org/x\"\n\
+         [checks.headers]\nAuthorization = \"Bearer s3cret\"\n\n\
+         [[checks]]\nname = \"nightly\"\nkind = \"file\"\npath = \"/srv/backup.tar\"\n\
+         schedule = \"30 3 * * *\"\ntimezone = \"Europe/Berlin\"\nthreshold = 2\nwithin = 5\n",
+    );
+    let out = ctl.run(&["config", "dump"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("s3cret") && !stdout.contains("pw@"),
+        "{stdout}"
+    );
+    let dump: toml::Table = toml::from_str(&stdout).expect("toml");
+    let checks = dump["checks"].as_array().expect("checks");
+    let api = &checks[0];
+    assert_eq!(api["kind"].as_str(), Some("http"));
+    assert_eq!(api["interval"].as_str(), Some("1m"));
+    assert_eq!(api["timeout"].as_str(), Some("10s"));
+    assert_eq!(api["retry_interval"].as_str(), Some("1m"));
+    assert_eq!(api["threshold"].as_integer(), Some(1));
+    assert_eq!(api["recover_after"].as_integer(), Some(1));
+    assert_eq!(api["unknown"].as_str(), Some("warning"));
+    let nightly = &checks[1];
+    assert_eq!(nightly["schedule"].as_str(), Some("30 3 * * *"));
+    assert_eq!(nightly["timezone"].as_str(), Some("Europe/Berlin"));
+    assert_eq!(nightly["within"].as_integer(), Some(5));
+    assert!(nightly.get("interval").is_none(), "{stdout}");
+    assert!(nightly.get("retry_interval").is_none(), "{stdout}");
+    assert_eq!(dump["daemon"]["concurrency"].as_integer(), Some(256));
+}
+
+#[test]
 fn notify_test_uses_the_named_notifier_and_no_state() {
     let ctl = Ctl::with_config("[notifiers.screen]\ntype = \"console\"\n");
     let out = ctl.run(&["notify-test", "screen"]);
