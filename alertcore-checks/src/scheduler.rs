@@ -787,7 +787,7 @@ async fn run_one(run: RunOne) {
             .lock()
             .last
             .as_ref()
-            .map(|l| failure_report(&l.outcome, severity)),
+            .map(|l| failure_report(&l.outcome, severity, check.host.as_deref())),
         _ => None,
     };
     if !report(&engine, &check.name, observed.verdict, failure).await {
@@ -835,12 +835,21 @@ async fn report(
 }
 
 /// The failure the engine records for a failed run that found `outcome`: its status
-/// as the result (`critical`, ...), its output as the message, source kind `check`.
-fn failure_report(outcome: &Outcome, severity: alertcore::Severity) -> FailureReport {
-    FailureReport::new(outcome.status.as_str())
+/// as the result (`critical`, ...), its output as the message, source kind `check`,
+/// and the check's `[hosts.NAME]` as the host it is about.
+fn failure_report(
+    outcome: &Outcome,
+    severity: alertcore::Severity,
+    host: Option<&str>,
+) -> FailureReport {
+    let report = FailureReport::new(outcome.status.as_str())
         .severity(severity)
         .kind("check")
-        .message(outcome.plugin_output())
+        .message(outcome.plugin_output());
+    match host {
+        Some(host) => report.host(host),
+        None => report,
+    }
 }
 
 /// One line for a change of state: `ok → critical (counts as failed): ...`.
@@ -962,8 +971,10 @@ mod run_tests {
             Outcome::critical("down 3"),
             Outcome::ok("up again"),
         ]);
-        let checks = vec![probed("web", Arc::clone(&probe), 2)];
-        let (s, h) = Scheduler::new(engine(store, Arc::clone(&rec)), checks, settings()).unwrap();
+        let mut web = probed("web", Arc::clone(&probe), 2);
+        web.host = Some("web1".to_owned());
+        let (s, h) =
+            Scheduler::new(engine(store, Arc::clone(&rec)), vec![web], settings()).unwrap();
         run_for(s, &h, Duration::from_secs(60)).await;
         let calls = rec.calls();
         let events: Vec<EventKind> = calls.iter().map(|c| c.event).collect();
@@ -975,6 +986,9 @@ mod run_tests {
         // the alert carries the run's output, and its history starts at the threshold
         let failure = &calls[0].notification;
         assert_eq!(failure.service, "web");
+        // about its [hosts.NAME], not the daemon's host; the recovery too
+        assert_eq!(failure.host, "web1");
+        assert_eq!(calls[1].notification.host, "web1");
         let last = failure.last_failure().unwrap();
         assert_eq!(last.message.as_deref(), Some("down 2"));
         assert_eq!(last.service_result, "critical");

@@ -181,6 +181,10 @@ pub struct FailureReport {
     /// ...); rules can match it with `kind`. `None` means `service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The host the failure is about, when not the engine's (a check of a remote
+    /// target); the streak keeps it for its reminders and recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl FailureReport {
@@ -225,6 +229,12 @@ impl FailureReport {
     /// Sets the source kind (default `service`).
     pub fn kind(mut self, v: impl Into<String>) -> Self {
         self.kind = Some(v.into());
+        self
+    }
+
+    /// Sets the host the failure is about (default: the engine's).
+    pub fn host(mut self, v: impl Into<String>) -> Self {
+        self.host = Some(v.into());
         self
     }
 }

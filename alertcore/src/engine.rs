@@ -372,11 +372,17 @@ impl Engine {
         kind: Option<&str>,
         at: Timestamp,
     ) -> Plan {
+        // a streak about another host (`FailureReport::host`) is routed by that host
+        let host = state
+            .streak
+            .as_ref()
+            .and_then(|s| s.host.as_deref())
+            .unwrap_or(&self.host);
         plan(
             &self.router,
             &self.policy,
             &self.notifiers,
-            &self.host,
+            host,
             (service, state, event, kind, at),
         )
     }
@@ -416,6 +422,10 @@ impl Engine {
                 let mut failures = 0;
                 let kind = report.as_ref().and_then(|r| r.kind.as_deref());
                 let applied = store.apply(&owned_service, now, &mut |state| {
+                    // the event's own host, else the streak's, else the engine's
+                    let streak_host = state.streak.as_ref().and_then(|s| s.host.as_deref());
+                    let report_host = report.as_ref().and_then(|r| r.host.as_deref());
+                    let host = report_host.or(streak_host).unwrap_or(&host).to_owned();
                     let mut plan = plan(
                         &router,
                         &policy,
@@ -423,6 +433,12 @@ impl Engine {
                         &host,
                         (&owned_service, state, event, kind, now),
                     );
+                    if let Some(streak) = plan.next.streak.as_mut()
+                        && streak.host.is_none()
+                        && event != Event::Success
+                    {
+                        streak.host = report_host.map(str::to_owned);
+                    }
                     // a success reports on the streak it ends
                     let streak = match event {
                         Event::Failure(_) | Event::Tick => plan.next.streak.as_ref(),

@@ -194,6 +194,7 @@ fn on_failure(
                 max_severity: severity,
                 escalated: false,
                 kind: None,
+                host: None,
                 recipients: Default::default(),
             })
         }

@@ -692,6 +692,7 @@ mod tests {
                 max_severity: Severity::Critical,
                 escalated: false,
                 kind: None,
+                host: None,
                 recipients: Default::default(),
             };
             streak.recipients.insert(

@@ -149,6 +149,7 @@ fn streak_state(id: u64, failures: u32, notifier: Option<&str>) -> ServiceState 
         max_severity: Severity::Warning,
         escalated: false,
         kind: None,
+        host: None,
         recipients: Default::default(),
     };
     if let Some(n) = notifier {

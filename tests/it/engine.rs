@@ -531,6 +531,82 @@ notify = "manager"
     assert!(engine.flush().await.unwrap().is_empty());
 }
 
+/// A failure about another host (a check of a remote target): its alert, the streak's
+/// reminders and its recovery all name that host, and rules route by it.
+#[tokio::test]
+async fn a_failure_about_another_host_keeps_that_host_for_its_whole_streak() {
+    use std::time::Duration;
+    let text = r#"
+[policy]
+repeat = "1h"
+
+[notifiers.web-team]
+type = "console"
+
+[notifiers.everyone]
+type = "console"
+
+[[rules]]
+hosts = "web*"
+notify = "web-team"
+
+[[rules]]
+notify = "everyone"
+"#;
+    let config = Config::parse(text, "t.toml").unwrap();
+    let mut notifiers = config.build_notifiers(&Registry::new()).unwrap();
+    let router = config.build_router(&notifiers).unwrap();
+    let (web, all) = (RecordingNotifier::new(), RecordingNotifier::new());
+    for n in &mut notifiers {
+        n.notifier = if n.name == "web-team" {
+            web.clone()
+        } else {
+            all.clone()
+        };
+    }
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let engine = Engine::builder(Arc::new(SqliteStore::open_in_memory().unwrap()))
+        .configured(notifiers)
+        .router(router)
+        .clock(clock.clone())
+        .host("monitor")
+        .policy(config.policy.clone())
+        .build();
+    engine
+        .failure("web1-https", report("1").host("web1"))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(3601));
+    engine.flush().await.unwrap();
+    engine.success("web1-https").await.unwrap();
+    let hosts: Vec<(EventKind, String)> = web
+        .calls()
+        .iter()
+        .map(|c| (c.event, c.notification.host.clone()))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            (EventKind::Failure, "web1".to_owned()),
+            (EventKind::Reminder, "web1".to_owned()),
+            (EventKind::Recovery, "web1".to_owned()),
+        ]
+    );
+    assert_eq!(
+        web.calls()[0].notification.failures[0].host,
+        "web1",
+        "the failure record names it too"
+    );
+    // a service of the engine's own host is not web-team's
+    engine.failure("db.service", report("1")).await.unwrap();
+    assert_eq!(web.calls().len(), 3);
+    let last = all.calls().pop().unwrap();
+    assert_eq!(
+        (last.service.as_str(), last.notification.host.as_str()),
+        ("db.service", "monitor")
+    );
+}
+
 #[tokio::test]
 async fn a_given_up_alert_goes_to_the_fallback_and_its_recovery_follows() {
     let text = r#"

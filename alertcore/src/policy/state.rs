@@ -50,6 +50,7 @@ impl ServiceState {
             max_severity: severity,
             escalated: false,
             kind: None,
+            host: None,
             recipients: BTreeMap::new(),
         });
         streak.failures = failures;
@@ -103,6 +104,10 @@ pub struct Streak {
     /// The source kind when not a service (`FailureReport::kind`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The host its events are about when not the engine's (`FailureReport::host`, as
+    /// the streak's first failure gave it): reminders and the recovery name it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// What each notifier has been sent in this streak, by notifier name.
     #[serde(default)]
     pub recipients: BTreeMap<String, RecipientState>,
