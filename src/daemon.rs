@@ -155,7 +155,7 @@ impl Daemon<'_> {
         result
     }
 
-    /// `12 checks: 1 failing, 11 ok` (or `no checks`), with the config's origin.
+    /// `12 checks: 1 failing (/etc/alertcore/alertcore.toml)`: the STATUS= line.
     async fn summary(&self) -> String {
         let (checks, failing) = self.handle.counts().await;
         let origin = self.path.as_ref().map_or_else(
