@@ -214,8 +214,9 @@ fn stall_for_tests() {
 fn stall_for_tests() {}
 
 /// Logs to stderr (the journal's), one line per event; `ALERTCORE_LOG` sets the level
-/// (`info` by default; `debug`, `warn`, ...).
-fn init_logging() {
+/// (`info` by default; `debug`, `warn`, ...). `config check` and `config dump` log
+/// too, so what building the config warns about (a deprecated key) is seen.
+pub(crate) fn init_logging() {
     let level = std::env::var("ALERTCORE_LOG")
         .ok()
         .and_then(|v| v.parse::<tracing::Level>().ok())

@@ -354,6 +354,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             Ok(0)
         }
         Command::Config(ConfigCommand::Check) => {
+            daemon::init_logging();
             let notifiers = config.build_notifiers(registry)?;
             let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
             let router = config.build_router(&notifiers)?;
@@ -372,6 +373,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             Ok(0)
         }
         Command::Config(ConfigCommand::Dump) => {
+            daemon::init_logging();
             let notifiers = config.build_notifiers(registry)?;
             let router = config.build_router(&notifiers)?;
             let checks = alertcore_checks::checks(&config)?;

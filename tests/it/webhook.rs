@@ -1294,3 +1294,25 @@ fn the_next_event_for_a_notifier_sends_its_due_retries() {
         .collect();
     assert_eq!(services, ["db.service", "web.service"], "{got:?}");
 }
+
+/// The retry keys the outbox replaced still load, and `config check` says they are no
+/// longer used (on stderr; the check passes).
+#[test]
+fn config_check_says_which_webhook_keys_are_no_longer_used() {
+    let ctl = Ctl::with_config(
+        "[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\nretries = 3\nbackoff = \"5s\"\n",
+    );
+    let out = ctl.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("webhook: `retries`, `backoff` are no longer used and can be removed"),
+        "{}",
+        text(&out)
+    );
+    // and a config without them says nothing
+    let clean =
+        Ctl::with_config("[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n");
+    let out = clean.run(&["config", "check"]);
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+}
