@@ -279,23 +279,16 @@ pub(crate) async fn once(
     config: &Config,
     notify: bool,
 ) -> Result<u8, Fail> {
-    let checks = alertcore_checks::checks(config)?;
-    let concurrency = config.daemon.concurrency.max(1);
     let list = if notify {
         init_logging();
-        let engine = Arc::new(build_engine_on(
-            cli,
-            config,
-            registry,
-            open_store(cli, config)?,
-            false,
-        )?);
+        let (engine, checks) = prepare(cli, config, registry)?;
         let settings = Settings::from_config(&config.daemon);
         let (scheduler, _handle) =
             Scheduler::new(engine, checks, settings).map_err(|e| Fail::other(&e))?;
         scheduler.run_once().await
     } else {
-        alertcore_checks::run_all(checks, concurrency).await
+        let checks = alertcore_checks::checks(config)?;
+        alertcore_checks::run_all(checks, config.daemon.concurrency).await
     };
     print!("{}", print_checks(&list, &Stats::default()));
     let failed = list.iter().any(|s| s.state.status() != Some(Status::Ok));

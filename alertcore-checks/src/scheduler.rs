@@ -28,7 +28,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::outcome::Outcome;
-use crate::spec::Check;
+use crate::spec::{Check, NextRun};
 use crate::state::{CheckState, Verdict};
 
 /// The source kind of check rows in the store.
@@ -58,12 +58,9 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// As `[daemon]`'s defaults.
     fn default() -> Self {
-        Self {
-            concurrency: 256,
-            checkpoint_every: Duration::from_secs(60),
-            stop_timeout: Duration::from_secs(10),
-        }
+        Self::from_config(&alertcore::DaemonConfig::default())
     }
 }
 
@@ -312,6 +309,19 @@ impl Scheduler {
             .collect();
         let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         store.forget_sources(SOURCE_KIND, &names)?;
+        // whether each new check counts as failed: the engine's open streaks, read once
+        let streaks: HashMap<String, Timestamp> = if checks
+            .iter()
+            .any(|c| !self.slots.contains_key(c.name.as_str()))
+        {
+            store
+                .states()?
+                .into_iter()
+                .filter_map(|(name, state)| Some((name, state.streak?.started)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let now = Instant::now();
         let mut old = std::mem::take(&mut self.slots);
         for check in checks {
@@ -332,8 +342,9 @@ impl Scheduler {
                 },
                 None => {
                     let mut state = saved.get(&*name).cloned().unwrap_or_default();
-                    let streak = store.state(&name)?.and_then(|s| s.streak);
-                    state.failing = streak.map(|s| crate::state::Failing { since: s.started });
+                    state.failing = streaks
+                        .get(&*name)
+                        .map(|since| crate::state::Failing { since: *since });
                     let due = match &check.cron {
                         Some(cron) => {
                             let wall_now = self.engine.now();
@@ -373,21 +384,8 @@ impl Scheduler {
     pub async fn run_once(mut self) -> Vec<Snapshot> {
         self.on_control(Control::RunNow);
         self.launch_due();
-        while self.slots.values().any(|s| s.running) {
-            let Some(done) = self.done_rx.recv().await else {
-                break;
-            };
-            if let Some(slot) = self.slots.get_mut(&done.name) {
-                slot.running = false;
-            }
-        }
-        for slot in self.slots.values() {
-            slot.shared.dirty.store(true, Ordering::Relaxed);
-        }
-        let _ = self.checkpoint().await;
-        let (tx, rx) = oneshot::channel();
-        self.on_control(Control::Snapshot(tx));
-        rx.await.map(|(list, _)| list).unwrap_or_default()
+        self.finish(None).await;
+        self.snapshots()
     }
 
     /// Runs until [`Handle::stop`] (or until every handle is dropped).
@@ -408,9 +406,8 @@ impl Scheduler {
                 next_hook = now + *every;
             }
             // One save at a time: the changes that arrive while one runs go into the
-            // next, in one transaction (a first round of 10,000 checks is a few dozen
-            // commits, not 10,000); a slow disk skips a checkpoint rather than piling
-            // them up.
+            // next, in one transaction (not a commit and a blocking thread each); a slow
+            // disk skips a checkpoint rather than piling them up.
             let idle = saving
                 .as_ref()
                 .is_none_or(tokio::task::JoinHandle::is_finished);
@@ -439,19 +436,14 @@ impl Scheduler {
             }
             tokio::select! {
                 control = self.control.recv() => match control {
-                    Some(Control::Stop(reply)) => {
+                    Some(Control::Stop(_)) | None => {
                         if let Some(saving) = saving.take() {
                             let _ = saving.await;
                         }
-                        self.finish().await;
-                        let _ = reply.send(());
-                        return self.stats;
-                    }
-                    None => {
-                        if let Some(saving) = saving.take() {
-                            let _ = saving.await;
+                        self.finish(Some(Instant::now() + self.settings.stop_timeout)).await;
+                        if let Some(Control::Stop(reply)) = control {
+                            let _ = reply.send(());
                         }
-                        self.finish().await;
                         return self.stats;
                     }
                     Some(other) => self.on_control(other),
@@ -498,20 +490,25 @@ impl Scheduler {
                 let _ = reply.send((self.slots.len(), failing));
             }
             Control::Snapshot(reply) => {
-                let mut list: Vec<Snapshot> = self
-                    .slots
-                    .iter()
-                    .map(|(name, slot)| Snapshot {
-                        name: name.to_string(),
-                        state: slot.shared.lock().clone(),
-                        running: slot.running,
-                    })
-                    .collect();
-                list.sort_by(|a, b| a.name.cmp(&b.name));
-                let _ = reply.send((list, self.stats.clone()));
+                let _ = reply.send((self.snapshots(), self.stats.clone()));
             }
             Control::Stop(_) => {}
         }
+    }
+
+    /// Every check's state, by name.
+    fn snapshots(&self) -> Vec<Snapshot> {
+        let mut list: Vec<Snapshot> = self
+            .slots
+            .iter()
+            .map(|(name, slot)| Snapshot {
+                name: name.to_string(),
+                state: slot.shared.lock().clone(),
+                running: slot.running,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
     }
 
     /// Starts every run that is due.
@@ -565,16 +562,13 @@ impl Scheduler {
             return;
         }
         let now = Instant::now();
-        let (due, missed) = match (slot.check.period_after(done.failed), &slot.check.cron) {
-            (Some(period), _) => next_due(slot.due, period, now),
-            (None, None) => next_due(slot.due, slot.check.interval, now),
-            (None, Some(cron)) => {
+        let (due, missed) = match slot.check.next_run(done.failed) {
+            NextRun::After(period) => next_due(slot.due, period, now),
+            NextRun::Schedule(cron) => {
                 // the next time it names after the one just due, or after now if a
                 // long run went past that one too
                 let wall_now = self.engine.now();
-                let due_wall = Timestamp::from_millis(
-                    wall_now.as_millis() - millis(now.saturating_duration_since(slot.due)),
-                );
+                let due_wall = wall_now.saturating_sub(now.saturating_duration_since(slot.due));
                 let next = cron.next_after(due_wall.max(wall_now));
                 let skipped = cron.next_after(due_wall) < next;
                 (instant_of(next, wall_now, now), u64::from(skipped))
@@ -617,17 +611,20 @@ impl Scheduler {
         })
     }
 
-    /// Waits for the runs in progress (up to the stop timeout), then saves every state.
-    async fn finish(&mut self) {
-        let deadline = Instant::now() + self.settings.stop_timeout;
+    /// Waits for the runs in progress (until `deadline`, if one is given), then saves
+    /// every state.
+    async fn finish(&mut self, deadline: Option<Instant>) {
         while self.slots.values().any(|s| s.running) {
-            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
-                Ok(Some(done)) => {
-                    if let Some(slot) = self.slots.get_mut(&done.name) {
-                        slot.running = false;
-                    }
-                }
-                Ok(None) | Err(_) => break,
+            let done = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, self.done_rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+                None => self.done_rx.recv().await,
+            };
+            let Some(done) = done else { break };
+            if let Some(slot) = self.slots.get_mut(&done.name) {
+                slot.running = false;
             }
         }
         for slot in self.slots.values() {
@@ -656,10 +653,6 @@ fn instant_of(t: Option<Timestamp>, wall_now: Timestamp, now: Instant) -> Instan
         Some(t) => now + t.saturating_duration_since(wall_now),
         None => now + Duration::from_secs(365 * 86_400),
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The first due time of a check: a deterministic offset within its interval, in
@@ -765,38 +758,32 @@ async fn run_one(run: RunOne) {
         let (outcome, took) = probe(&check).await;
         (outcome, at, took, lag)
     };
-    let (observed, before) = {
+    let (observed, failing_before, failure, failed) = {
         let mut state = shared.lock();
-        // what a log line and a rollback need of the state before the run
-        let before = (state.status(), state.failing.clone());
+        let (status_before, failing_before) = (state.status(), state.failing.clone());
         let observed = state.observe(&check, outcome, at, took);
         // the loop sets the exact time when it queues the next run; this one, close
         // to it, is what a save right after the run shows
-        state.next_run = check.next_after(
-            Timestamp::from_millis(at.as_millis() - millis(lag)),
-            state.last_failed(),
-        );
-        (observed, before)
+        let failed = state.last_failed();
+        state.next_run = check.next_after(at.saturating_sub(lag), failed);
+        if observed.changed {
+            log_change(&check, &state, status_before, failing_before.is_some());
+        }
+        let failure = match observed.verdict {
+            Verdict::Failure(severity) => state
+                .last
+                .as_ref()
+                .map(|l| failure_report(&l.outcome, severity, check.host.as_deref())),
+            _ => None,
+        };
+        (observed, failing_before, failure, failed)
     };
     shared.dirty.store(true, Ordering::Relaxed);
-    if observed.changed {
-        log_change(&check, &shared.lock(), before.0, before.1.is_some());
-    }
-    let failure = match observed.verdict {
-        Verdict::Failure(severity) => shared
-            .lock()
-            .last
-            .as_ref()
-            .map(|l| failure_report(&l.outcome, severity, check.host.as_deref())),
-        _ => None,
-    };
     if !report(&engine, &check.name, observed.verdict, failure).await {
         // the engine did not record it: as if the run had not counted, so the next
         // failed run reports again
-        let mut state = shared.lock();
-        state.failing = before.1;
+        shared.lock().failing = failing_before;
     }
-    let failed = shared.lock().last_failed();
     let _ = done.send(Done {
         name,
         generation,

@@ -123,23 +123,21 @@ impl Check {
         }
     }
 
-    /// How long after a run the next one is due, when that is a fixed time:
-    /// `retry_interval` after a failed run (when set), else `interval`; `None` when the
-    /// next run is the next time `schedule` names.
-    pub fn period_after(&self, failed: bool) -> Option<Duration> {
+    /// What decides when the run after this one is due: `retry_interval` after a
+    /// failed run (when set), else `schedule`, else `interval`.
+    pub fn next_run(&self, failed: bool) -> NextRun<'_> {
         match (failed, self.retry_interval, &self.cron) {
-            (true, Some(retry), _) => Some(retry),
-            (_, _, Some(_)) => None,
-            _ => Some(self.interval),
+            (true, Some(retry), _) => NextRun::After(retry),
+            (_, _, Some(cron)) => NextRun::Schedule(cron),
+            _ => NextRun::After(self.interval),
         }
     }
 
     /// When the run after one due at `due` (on the wall clock) is due.
     pub fn next_after(&self, due: Timestamp, failed: bool) -> Option<Timestamp> {
-        match (self.period_after(failed), &self.cron) {
-            (Some(period), _) => Some(due.saturating_add(period)),
-            (None, Some(cron)) => cron.next_after(due),
-            (None, None) => None,
+        match self.next_run(failed) {
+            NextRun::After(period) => Some(due.saturating_add(period)),
+            NextRun::Schedule(cron) => cron.next_after(due),
         }
     }
 
@@ -147,6 +145,15 @@ impl Check {
     pub fn kind(&self) -> &'static str {
         self.probe.kind()
     }
+}
+
+/// What decides when a check's next run is due ([`Check::next_run`]).
+#[derive(Debug, Clone, Copy)]
+pub enum NextRun<'a> {
+    /// This long after the run's due time.
+    After(Duration),
+    /// The next time this schedule names.
+    Schedule(&'a CronSchedule),
 }
 
 /// Reads every enabled `[[checks]]` entry of `config`.

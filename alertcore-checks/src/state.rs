@@ -115,7 +115,9 @@ impl CheckState {
         if status_changed {
             self.status_since = Some(at);
         }
-        self.kind = check.kind().to_owned();
+        if self.kind != check.kind() {
+            self.kind = check.kind().to_owned();
+        }
         self.last = Some(LastRun {
             at,
             took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),

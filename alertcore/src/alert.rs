@@ -47,6 +47,12 @@ impl Timestamp {
         Self(self.0.saturating_add(ms))
     }
 
+    /// `self - d`, saturating.
+    pub fn saturating_sub(self, d: Duration) -> Self {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_sub(ms))
+    }
+
     /// How long after `earlier` this is; zero if it is not later.
     pub fn saturating_duration_since(self, earlier: Self) -> Duration {
         Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
@@ -311,6 +317,14 @@ mod tests {
         assert_eq!(
             t.saturating_duration_since(t.saturating_add(Duration::from_secs(5))),
             Duration::ZERO
+        );
+        assert_eq!(
+            t.saturating_sub(Duration::from_secs(1)).as_millis(),
+            1_763_699_999_000
+        );
+        assert_eq!(
+            Timestamp::from_millis(i64::MIN + 1).saturating_sub(Duration::from_secs(1)),
+            Timestamp::from_millis(i64::MIN)
         );
         assert_eq!(
             Timestamp::from_millis(i64::MAX).to_string(),
