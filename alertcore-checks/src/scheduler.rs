@@ -68,7 +68,7 @@ impl Settings {
     /// Settings from the config's `[daemon]` table.
     pub fn from_config(daemon: &alertcore::DaemonConfig) -> Self {
         Self {
-            concurrency: daemon.concurrency.max(1),
+            concurrency: daemon.concurrency,
             checkpoint_every: daemon.checkpoint_every,
             stop_timeout: daemon.stop_timeout,
         }

@@ -81,19 +81,30 @@ pub struct StateConfig {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct DaemonConfig {
-    /// How many checks may run at once; the rest wait for a slot.
+    /// How many checks may run at once (at least 1); the rest wait for a slot.
+    #[serde(deserialize_with = "at_least_one")]
     pub concurrency: usize,
     /// How often the outbox's due deliveries (retries, reminders) are sent.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "crate::duration::positive")]
     pub flush_every: Duration,
     /// How often the results of runs that changed nothing are saved. A change of state
     /// is saved at once; between checkpoints a crash forgets only when ok checks last ran.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "crate::duration::positive")]
     pub checkpoint_every: Duration,
     /// How long a stopping daemon waits for deliveries in flight before it leaves them
     /// to the outbox.
     #[serde(with = "crate::duration")]
     pub stop_timeout: Duration,
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom(
+            "must be at least 1 (1: one check at a time)",
+        ));
+    }
+    Ok(n)
 }
 
 impl Default for DaemonConfig {
@@ -551,6 +562,25 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// A zero would make a period of nothing (a panic, or a busy loop) or stop every
+    /// check from running.
+    #[test]
+    fn daemon_periods_and_concurrency_must_not_be_zero() {
+        for (key, value, col, want) in [
+            ("flush_every", "\"0s\"", 15, "must be longer than 0s"),
+            ("checkpoint_every", "\"0\"", 20, "must be longer than 0s"),
+            ("concurrency", "0", 15, "must be at least 1"),
+        ] {
+            let e = err(&format!("[daemon]\n{key} = {value}\n"));
+            assert!(
+                e.starts_with(&format!("alertcore.toml:2:{col}: {want}")),
+                "{key}: {e}"
+            );
+        }
+        // stopping at once is fine
+        assert!(Config::parse("[daemon]\nstop_timeout = \"0s\"\n", "a.toml").is_ok());
     }
 
     #[test]

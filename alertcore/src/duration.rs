@@ -44,6 +44,34 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     parse(&s).map_err(serde::de::Error::custom)
 }
 
+/// `#[serde(with = "alertcore::duration::positive")]` for a duration that must not be
+/// zero (a period: zero would mean "all the time").
+pub mod positive {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    /// Serializes like [`super::serialize`].
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        super::serialize(d, s)
+    }
+
+    /// Deserializes like [`super::deserialize`], refusing zero.
+    ///
+    /// # Errors
+    /// A custom error for strings that are not durations, or are zero.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = super::deserialize(d)?;
+        if v.is_zero() {
+            return Err(serde::de::Error::custom("must be longer than 0s"));
+        }
+        Ok(v)
+    }
+}
+
 /// `#[serde(with = "alertcore::duration::option", default)]` for an optional duration
 /// (a missing key is `None`; with `skip_serializing_if = "Option::is_none"`).
 pub mod option {

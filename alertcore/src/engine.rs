@@ -361,29 +361,24 @@ impl Engine {
         self.process(service, Event::Success, None).await
     }
 
-    /// Routes `event` of `service` seen at `at` against `state` and runs the policy,
-    /// writing nothing: what [`Engine::failure`] and [`Engine::success`] do inside their
-    /// store transaction, and what `alertctl test` shows.
+    /// Routes `event` of `service` (with `report`, a failure's) seen at `at` against
+    /// `state` and runs the policy, writing nothing: what [`Engine::failure`] and
+    /// [`Engine::success`] do inside their store transaction, and what `alertctl test`
+    /// shows.
     pub fn plan(
         &self,
         service: &str,
         state: &ServiceState,
         event: Event,
-        kind: Option<&str>,
+        report: Option<&FailureReport>,
         at: Timestamp,
     ) -> Plan {
-        // a streak about another host (`FailureReport::host`) is routed by that host
-        let host = state
-            .streak
-            .as_ref()
-            .and_then(|s| s.host.as_deref())
-            .unwrap_or(&self.host);
         plan(
             &self.router,
             &self.policy,
             &self.notifiers,
-            host,
-            (service, state, event, kind, at),
+            &self.host,
+            (service, state, event, report, at),
         )
     }
 
@@ -395,10 +390,10 @@ impl Engine {
         &self,
         service: &str,
         event: Event,
-        kind: Option<&str>,
+        report: Option<&FailureReport>,
     ) -> Result<Plan, StoreError> {
         let state = self.store.state(service)?.unwrap_or_default();
-        Ok(self.plan(service, &state, event, kind, self.clock.now()))
+        Ok(self.plan(service, &state, event, report, self.clock.now()))
     }
 
     async fn process(
@@ -420,25 +415,15 @@ impl Engine {
                 let mut planned = None;
                 let mut fresh = Vec::new();
                 let mut failures = 0;
-                let kind = report.as_ref().and_then(|r| r.kind.as_deref());
                 let applied = store.apply(&owned_service, now, &mut |state| {
-                    // the event's own host, else the streak's, else the engine's
-                    let streak_host = state.streak.as_ref().and_then(|s| s.host.as_deref());
-                    let report_host = report.as_ref().and_then(|r| r.host.as_deref());
-                    let host = report_host.or(streak_host).unwrap_or(&host).to_owned();
+                    let host = event_host(report.as_ref(), state, &host).to_owned();
                     let mut plan = plan(
                         &router,
                         &policy,
                         &notifiers,
                         &host,
-                        (&owned_service, state, event, kind, now),
+                        (&owned_service, state, event, report.as_ref(), now),
                     );
-                    if let Some(streak) = plan.next.streak.as_mut()
-                        && streak.host.is_none()
-                        && event != Event::Success
-                    {
-                        streak.host = report_host.map(str::to_owned);
-                    }
                     // a success reports on the streak it ends
                     let streak = match event {
                         Event::Failure(_) | Event::Tick => plan.next.streak.as_ref(),
@@ -947,17 +932,45 @@ impl OwnedAttempt {
     }
 }
 
-/// The routing and policy of one event: (service, state, event, source kind, time).
+/// The host an event is about: the failure's own (`FailureReport::host`), else its
+/// streak's (a reminder or recovery of such a failure), else the engine's.
+fn event_host<'a>(
+    report: Option<&'a FailureReport>,
+    state: &'a ServiceState,
+    engine_host: &'a str,
+) -> &'a str {
+    report
+        .and_then(|r| r.host.as_deref())
+        .or_else(|| state.streak.as_ref().and_then(|s| s.host.as_deref()))
+        .unwrap_or(engine_host)
+}
+
+/// The routing and policy of one event: (service, state, event, its failure report,
+/// time). A streak that a failure about another host starts keeps that host.
 fn plan(
     router: &Router,
     policy: &Policy,
     notifiers: &[Entry],
-    host: &str,
-    (service, state, event, kind, at): (&str, &ServiceState, Event, Option<&str>, Timestamp),
+    engine_host: &str,
+    (service, state, event, report, at): (
+        &str,
+        &ServiceState,
+        Event,
+        Option<&FailureReport>,
+        Timestamp,
+    ),
 ) -> Plan {
     let names: Vec<&str> = notifiers.iter().map(|e| e.name.as_str()).collect();
+    let kind = report.and_then(|r| r.kind.as_deref());
+    let host = event_host(report, state, engine_host);
     let subject = Subject::new(service, host, kind, event, at, state);
-    router.plan(state, &subject, &names, policy)
+    let mut plan = router.plan(state, &subject, &names, policy);
+    if let (Event::Failure(_), Some(streak)) = (event, plan.next.streak.as_mut())
+        && streak.host.is_none()
+    {
+        streak.host = report.and_then(|r| r.host.clone());
+    }
+    plan
 }
 
 /// A delivery took longer than the engine's `delivery_timeout`.

@@ -572,10 +572,24 @@ notify = "everyone"
         .host("monitor")
         .policy(config.policy.clone())
         .build();
-    engine
-        .failure("web1-https", report("1").host("web1"))
-        .await
+    // the prediction (`alertctl test`, preview) routes by the report's host as the
+    // real path does
+    let about_web1 = report("1").host("web1");
+    let predicted = engine
+        .preview(
+            "web1-https",
+            alertcore::policy::Event::Failure(alertcore::Severity::Critical),
+            Some(&about_web1),
+        )
         .unwrap();
+    let senders: Vec<&str> = predicted
+        .decisions
+        .iter()
+        .filter(|d| d.send_kind().is_some())
+        .map(|d| d.notifier.as_str())
+        .collect();
+    assert_eq!(senders, ["everyone", "web-team"]);
+    engine.failure("web1-https", about_web1).await.unwrap();
     clock.advance(Duration::from_secs(3601));
     engine.flush().await.unwrap();
     engine.success("web1-https").await.unwrap();
