@@ -59,6 +59,11 @@ struct HostSpec {
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// The shortest `interval` and `retry_interval`.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest `interval` and `retry_interval`: a year (longer would overflow the
+/// clocks the scheduler adds it to; a schedule does yearly runs).
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(366 * 86_400);
+/// The longest `timeout`.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// The default `timeout`.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest run history `within` may ask for.
@@ -229,10 +234,11 @@ fn build(
         })?),
     };
     let interval = common.interval.unwrap_or(DEFAULT_INTERVAL);
-    if interval < MIN_INTERVAL {
+    let period = |d: Duration| (MIN_INTERVAL..=MAX_INTERVAL).contains(&d);
+    if !period(interval) {
         return Err(BuildError::key(
             "interval",
-            "`interval` must be at least 1s",
+            "`interval` must be between 1s and 366 days",
         ));
     }
     let cron = match (&common.schedule, common.interval) {
@@ -265,17 +271,17 @@ fn build(
         }
         (None, _) => None,
     };
-    if common.retry_interval.is_some_and(|d| d < MIN_INTERVAL) {
+    if common.retry_interval.is_some_and(|d| !period(d)) {
         return Err(BuildError::key(
             "retry_interval",
-            "`retry_interval` must be at least 1s",
+            "`retry_interval` must be between 1s and 366 days",
         ));
     }
     let timeout = common.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    if timeout.is_zero() {
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
         return Err(BuildError::key(
             "timeout",
-            "`timeout` must be longer than 0s",
+            "`timeout` must be longer than 0s and at most 1 day",
         ));
     }
     let threshold = common.threshold.unwrap_or(1);
@@ -347,8 +353,20 @@ mod tests {
             error(&format!(
                 "[[checks]]\nname = \"a\"\n{TCP}interval = \"0s\"\n"
             )),
-            "a.toml:6:1: check \"a\": `interval` must be at least 1s"
+            "a.toml:6:1: check \"a\": `interval` must be between 1s and 366 days"
         );
+        // durations that would overflow the clocks a run's times are added to
+        for (key, value) in [
+            ("interval", "\"400days\""),
+            ("retry_interval", "\"10000000000000000000s\""),
+            ("timeout", "\"2days\""),
+        ] {
+            let e = error(&format!("[[checks]]\nname = \"a\"\n{TCP}{key} = {value}\n"));
+            assert!(
+                e.starts_with(&format!("a.toml:6:1: check \"a\": `{key}` must be")),
+                "{e}"
+            );
+        }
         let e = error(&format!(
             "[[checks]]\nname = \"a\"\n{TCP}\n[[checks]]\nname = \"a\"\n{TCP}"
         ));

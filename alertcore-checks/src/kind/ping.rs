@@ -88,8 +88,8 @@ pub(crate) fn build(table: &Table, ctx: &BuildContext<'_>) -> Result<Arc<dyn Pro
     if !(1..=100).contains(&cfg.count) {
         return Err(BuildError::key("count", "must be 1 to 100"));
     }
-    if cfg.interval < Duration::from_millis(10) {
-        return Err(BuildError::key("interval", "must be at least 10ms"));
+    if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&cfg.interval) {
+        return Err(BuildError::key("interval", "must be between 10ms and 1m"));
     }
     for (key, v) in [
         ("warning_loss", cfg.warning_loss),
@@ -592,6 +592,11 @@ mod tests {
         );
         assert_eq!(
             key("address = \"a\"\ninterval = \"1ms\"").as_deref(),
+            Some("interval")
+        );
+        // a huge one would overflow the send times
+        assert_eq!(
+            key("address = \"a\"\ninterval = \"10000000000000000000s\"").as_deref(),
             Some("interval")
         );
         assert_eq!(
