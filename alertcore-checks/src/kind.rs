@@ -40,6 +40,24 @@ pub(crate) async fn bounded(
         .unwrap_or_else(|_| Outcome::timed_out(timeout))
 }
 
+/// A config value written as one item or a list of them (`expect = "a"` or
+/// `expect = ["a", "b"]`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub(crate) fn into_vec(self) -> Vec<T> {
+        match self {
+            Self::One(v) => vec![v],
+            Self::Many(v) => v,
+        }
+    }
+}
+
 /// What a kind's builder knows besides its own table.
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]

@@ -225,7 +225,38 @@ impl Outcome {
     pub fn timed_out(timeout: std::time::Duration) -> Self {
         Self::critical(format!(
             "timed out after {}",
-            humantime::format_duration(timeout)
+            alertcore::duration::format(timeout)
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every check's alert carries as its message: the plugin's own text back.
+    #[test]
+    fn plugin_output_writes_message_long_output_and_perfdata_as_a_plugin_does() {
+        let mut time = PerfDatum::new("time", Some(0.004), "s");
+        time.crit = Some("5".to_owned());
+        time.min = Some(0.0);
+        let size = PerfDatum::new("my size", Some(12.0), "B");
+        assert_eq!(Outcome::ok("TCP OK").plugin_output(), "TCP OK");
+        assert_eq!(
+            Outcome::ok("TCP OK").perf(time.clone()).plugin_output(),
+            "TCP OK | time=0.004s;;5;0"
+        );
+        assert_eq!(
+            Outcome::critical("HTTP CRITICAL")
+                .long_output("line 1\nline 2\n")
+                .perf(time)
+                .perf(size)
+                .plugin_output(),
+            "HTTP CRITICAL\nline 1\nline 2\n| time=0.004s;;5;0 'my size'=12B"
+        );
+        assert_eq!(
+            Outcome::timed_out(std::time::Duration::from_secs(90)).message,
+            "timed out after 1m 30s"
+        );
     }
 }

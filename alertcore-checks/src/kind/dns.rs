@@ -30,7 +30,7 @@ use hickory_resolver::{Resolver, TokioResolver};
 use serde::Deserialize;
 
 use super::net;
-use super::{BuildContext, Probe};
+use super::{BuildContext, OneOrMany, Probe};
 use crate::outcome::Outcome;
 
 /// How much of the answers the message shows.
@@ -41,15 +41,8 @@ const SHOWN: usize = 200;
 struct DnsConfig {
     name: String,
     record: Option<String>,
-    expect: Option<OneOrMany>,
+    expect: Option<OneOrMany<String>>,
     server: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 #[derive(Debug)]
@@ -99,11 +92,7 @@ pub(crate) fn build(table: &Table, ctx: &BuildContext<'_>) -> Result<Arc<dyn Pro
             t
         }
     };
-    let expect = match cfg.expect {
-        None => Vec::new(),
-        Some(OneOrMany::One(s)) => vec![s],
-        Some(OneOrMany::Many(v)) => v,
-    };
+    let expect = cfg.expect.map(OneOrMany::into_vec).unwrap_or_default();
     for e in &expect {
         let bad = match record {
             RecordType::A => e.trim().parse::<std::net::Ipv4Addr>().is_err(),

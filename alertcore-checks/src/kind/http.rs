@@ -84,9 +84,6 @@ pub(crate) fn build(table: &Table, ctx: &BuildContext<'_>) -> Result<Arc<dyn Pro
             ));
         }
     };
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(BuildError::key("url", format!("{text:?} names no host")));
-    }
     let method = match &cfg.method {
         None => Method::GET,
         Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
@@ -259,7 +256,7 @@ impl HttpProbe {
             )));
         }
         if let Some(needle) = &self.body
-            && !contains(&body, needle.as_bytes())
+            && !net::contains(&body, needle.as_bytes())
         {
             return perf(
                 Outcome::critical(format!(
@@ -362,10 +359,6 @@ fn tls_failure(e: &rustls::Error, at: &str) -> String {
         ),
         other => format!("TLS handshake with {at} failed: {other}"),
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -144,6 +144,10 @@ impl TcpProbe {
         read_until: tokio::time::Instant,
         timeout: Duration,
     ) -> Outcome {
+        // a TLS check that cannot verify anything says so without connecting
+        if let Some(p) = self.tls.as_ref().and_then(|t| t.problem.as_ref()) {
+            return Outcome::unknown(format!("TCP UNKNOWN - {p}"));
+        }
         let converse = self.send.is_some() || self.expect.is_some() || self.tls.is_some();
         let tcp = match net::connect(&self.host, self.port, converse).await {
             Ok(s) => s,
@@ -152,9 +156,6 @@ impl TcpProbe {
         let result = match &self.tls {
             None => self.converse(tcp, read_until).await,
             Some(tls) => {
-                if let Some(p) = &tls.problem {
-                    return Outcome::unknown(format!("TCP UNKNOWN - {p}"));
-                }
                 let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config));
                 match connector.connect(tls.name.clone(), tcp).await {
                     Ok(stream) => self.converse(stream, read_until).await,
@@ -216,7 +217,7 @@ impl TcpProbe {
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         let end = loop {
-            if contains(&got, expect.as_bytes()) {
+            if net::contains(&got, expect.as_bytes()) {
                 let _ = stream.shutdown().await;
                 return Ok(());
             }
@@ -236,10 +237,6 @@ impl TcpProbe {
             net::excerpt(&got, SHOWN)
         ))
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Why a TLS handshake failed: the certificate's problem when it is one.

@@ -38,7 +38,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::command::{RunError, run_captured};
-use super::{BuildContext, Probe};
+use super::{BuildContext, OneOrMany, Probe};
 use crate::outcome::{Outcome, Status};
 use crate::perfdata::output_text;
 
@@ -72,14 +72,7 @@ struct Config {
     #[serde(default)]
     user: bool,
     #[serde(default)]
-    expect: Option<OneOrMany>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+    expect: Option<OneOrMany<String>>,
 }
 
 pub(crate) fn build(table: &Table, _ctx: &BuildContext<'_>) -> Result<Arc<dyn Probe>, BuildError> {
@@ -99,11 +92,9 @@ fn unit_probe(table: &Table) -> Result<UnitProbe, BuildError> {
             format!("{:?} is not a unit name (e.g. \"nginx.service\")", c.unit),
         ));
     }
-    let expect = match c.expect {
-        None => vec!["active".to_owned()],
-        Some(OneOrMany::One(s)) => vec![s],
-        Some(OneOrMany::Many(v)) => v,
-    };
+    let expect = c
+        .expect
+        .map_or_else(|| vec!["active".to_owned()], OneOrMany::into_vec);
     if expect.is_empty() {
         return Err(BuildError::key(
             "expect",

@@ -11,6 +11,11 @@ use tokio::net::TcpStream;
 
 use crate::outcome::{PerfDatum, Status};
 
+/// Whether `needle` occurs in `haystack` (an empty one does).
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Seconds with millisecond precision, as plugins print them: `0.004`.
 pub(crate) fn secs(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
