@@ -604,6 +604,17 @@ mod tests {
             store.sources("check").unwrap(),
             vec![row("check", "web", "4", 2)]
         );
+        // any name, as written
+        store
+            .save_sources(&[row("check", "a \"b\" ü", "5", 3)])
+            .unwrap();
+        assert_eq!(
+            store
+                .forget_sources("check", &["web", "a \"b\" ü"])
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.forget_sources("check", &["web"]).unwrap(), 1);
         assert_eq!(
             store.sources("heartbeat").unwrap(),
             vec![row("heartbeat", "web", "3", 1)]
