@@ -268,7 +268,7 @@ impl Config {
                 let located = |e| self.located(at, &format!("notifier {name:?}"), e);
                 // the format and delivery keys are common to every type: the factory
                 // sees the rest
-                let whole = Table::from_toml(table.get_ref().clone());
+                let whole = Table::from(table.get_ref().clone());
                 let (spec, rest) = FormatSpec::split(&whole).map_err(located)?;
                 let (delivery, rest) = DeliverySpec::split(&rest).map_err(located)?;
                 let format = Format::compile(&spec, &formats, Format::full()).map_err(located)?;
@@ -374,27 +374,20 @@ impl Config {
                 (Some(tz), name)
             }
         };
-        let rules =
-            self.rules
-                .iter()
-                .enumerate()
-                .map(|(i, table)| {
-                    let start = self.rule_start(table.span().start);
-                    let line = self
-                        .source
-                        .as_ref()
-                        .map_or(0, |s| line_col(&s.text, start).0);
-                    crate::rules::build_rule(i + 1, line, table.get_ref(), notifiers, &formats)
-                        .map_err(|e| {
-                            let pos = e
-                                .key
-                                .as_deref()
-                                .and_then(|k| self.key_offset(table.span().start, k))
-                                .unwrap_or(start);
-                            self.error_at(pos, format!("rule {}: {}", i + 1, e.message))
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+        let rules = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, table)| {
+                let start = self.rule_start(table.span().start);
+                let line = self
+                    .source
+                    .as_ref()
+                    .map_or(0, |s| line_col(&s.text, start).0);
+                crate::rules::build_rule(i + 1, line, table.get_ref(), notifiers, &formats)
+                    .map_err(|e| self.error_in(table, &format!("rule {}", i + 1), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Router::new(rules, timezone, tz_name))
     }
 

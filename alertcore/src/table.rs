@@ -65,10 +65,6 @@ impl Table {
     pub fn redacted(&self) -> Table {
         Self(redact(&self.0))
     }
-
-    pub(crate) fn from_toml(table: toml::Table) -> Self {
-        Self(table)
-    }
 }
 
 impl From<toml::Table> for Table {

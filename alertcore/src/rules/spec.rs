@@ -156,8 +156,7 @@ impl Ctx<'_> {
         let (mut r, spec) = match v {
             toml::Value::String(name) => (Recipient::new(name.clone()), FormatSpec::default()),
             toml::Value::Table(t) => {
-                let (spec, rest) =
-                    FormatSpec::split(&Table::from_toml(t.clone())).map_err(in_entry)?;
+                let (spec, rest) = FormatSpec::split(&Table::from(t.clone())).map_err(in_entry)?;
                 let r: RecipientSpec = rest.deserialize().map_err(in_entry)?;
                 let recipient = Recipient {
                     notifier: r.to,
