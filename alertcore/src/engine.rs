@@ -180,6 +180,9 @@ pub struct Report {
     pub waiting: Vec<Waiting>,
     /// The per-host sequence number (0 when nothing was sent).
     pub sequence: u64,
+    /// The failure carried the invocation id of one already recorded in the streak:
+    /// it was neither counted nor sent.
+    pub duplicate: bool,
 }
 
 /// A notification of the event that waits in the outbox instead of being sent now.
@@ -410,12 +413,30 @@ impl Engine {
         let host = self.host.clone();
         let owned_service = service.to_owned();
         let lease = self.send_lease();
-        let (applied, planned, fresh, failures) = self
+        // a failure carrying the invocation id of one already in the streak
+        let invocation = match event {
+            Event::Failure(_) => report.as_ref().and_then(|r| r.invocation_id.clone()),
+            _ => None,
+        };
+        let (applied, planned, fresh, failures, duplicate) = self
             .blocking(move || {
                 let mut planned = None;
                 let mut fresh = Vec::new();
                 let mut failures = 0;
+                let mut duplicate = false;
                 let applied = store.apply(&owned_service, now, &mut |state| {
+                    if let (Some(id), Some(streak)) = (&invocation, &state.streak)
+                        && streak.invocations.contains(id)
+                    {
+                        duplicate = true;
+                        failures = streak.failures;
+                        planned = Some(Plan {
+                            next: ServiceState::default(),
+                            decisions: Vec::new(),
+                            rules: Vec::new(),
+                        });
+                        return Change::new(state.clone());
+                    }
                     let host = event_host(report.as_ref(), state, &host).to_owned();
                     let mut plan = plan(
                         &router,
@@ -465,6 +486,9 @@ impl Engine {
                         f.notifiers = notifications.iter().map(|n| n.notifier.clone()).collect();
                         f
                     });
+                    if let (Some(id), Some(streak)) = (&invocation, plan.next.streak.as_mut()) {
+                        streak.remember_invocation(id);
+                    }
                     let change = Change {
                         end_streak: event == Event::Success && state.streak.is_some(),
                         // the report needs the decisions and the trace, not the state
@@ -475,7 +499,7 @@ impl Engine {
                     planned = Some(plan);
                     change
                 })?;
-                Ok((applied, planned, fresh, failures))
+                Ok((applied, planned, fresh, failures, duplicate))
             })
             .await?;
         let plan =
@@ -521,6 +545,7 @@ impl Engine {
             deliveries,
             waiting,
             sequence: applied.sequence,
+            duplicate,
         })
     }
 

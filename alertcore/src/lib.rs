@@ -35,7 +35,7 @@ pub use notification::{FallbackOf, Notification, RuleRef, sanitize_id};
 pub use notifier::{ConfiguredNotifier, Notifier, NotifierFactory};
 pub use policy::{Policy, ServiceState};
 pub use registry::Registry;
-pub use store::{MemoryStore, SourceState, SqliteStore, Store};
+pub use store::{MemoryStore, Signal, SourceState, SqliteStore, Store};
 pub use table::Table;
 pub use template::{Context, Format, FormatSpec, Formats, JournalExcerpt};
 

@@ -196,6 +196,7 @@ fn on_failure(
                 kind: None,
                 host: None,
                 recipients: Default::default(),
+                invocations: Vec::new(),
             })
         }
     };

@@ -526,6 +526,87 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// A [`StoreError`]; then nothing was deleted.
     fn forget_sources(&self, kind: &str, keep: &[&str]) -> Result<usize, StoreError>;
+
+    /// In one durable transaction: appends `signal` (its `id` is ignored) and returns
+    /// its id, greater than every id before it. The source keeps about its newest
+    /// `keep` signals: older ones may be deleted now or at a later call.
+    ///
+    /// # Errors
+    /// A [`StoreError`]; then nothing was written.
+    fn record_signal(&self, signal: &Signal, keep: usize) -> Result<i64, StoreError>;
+
+    /// The newest `limit` signals of `source`, oldest first.
+    ///
+    /// # Errors
+    /// A [`StoreError`].
+    fn signals(&self, source: &str, limit: usize) -> Result<Vec<Signal>, StoreError>;
+
+    /// The id and source of up to `limit` signals recorded after id `after` (by any
+    /// process), oldest first: how a daemon learns of signals others recorded.
+    ///
+    /// # Errors
+    /// A [`StoreError`].
+    fn signals_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError>;
+}
+
+/// One signal a watched thing sent, as [`Store::record_signal`] keeps it: a heartbeat's
+/// ping. The core gives its fields no meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Signal {
+    /// Its id, in the order signals were recorded (0 before that).
+    pub id: i64,
+    /// The name of the thing that sent it.
+    pub source: String,
+    /// What it says (`success`, `start`, `fail`, ...).
+    pub kind: String,
+    /// An exit status it carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    /// The run it belongs to, when the sender names runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
+    /// When it arrived.
+    pub at: Timestamp,
+    /// Text it carried (a request body, a log excerpt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+impl Signal {
+    /// A signal of `kind` from `source` at `at`, with no exit status, run id or body.
+    pub fn new(source: impl Into<String>, kind: impl Into<String>, at: Timestamp) -> Self {
+        Self {
+            id: 0,
+            source: source.into(),
+            kind: kind.into(),
+            exit_status: None,
+            rid: None,
+            at,
+            body: None,
+        }
+    }
+
+    /// With an exit status.
+    #[must_use]
+    pub fn exit_status(mut self, status: i32) -> Self {
+        self.exit_status = Some(status);
+        self
+    }
+
+    /// With a run id.
+    #[must_use]
+    pub fn rid(mut self, rid: impl Into<String>) -> Self {
+        self.rid = Some(rid.into());
+        self
+    }
+
+    /// With a body.
+    #[must_use]
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
 }
 
 /// The latest state of one thing the daemon watches (a polling check, say), as its
@@ -621,6 +702,59 @@ mod tests {
         );
     }
 
+    /// Signals come back per source, oldest first, with every field; ids grow across
+    /// sources; old ones are pruned to about `keep`.
+    fn signals_round_trip(store: &dyn Store) {
+        let t = Timestamp::from_millis;
+        let a = store
+            .record_signal(&Signal::new("backup", "start", t(1)).rid("r1"), 1000)
+            .unwrap();
+        let b = store
+            .record_signal(&Signal::new("other", "success", t(2)), 1000)
+            .unwrap();
+        let c = store
+            .record_signal(
+                &Signal::new("backup", "exit", t(3))
+                    .exit_status(3)
+                    .rid("r1")
+                    .body("disk full\n"),
+                1000,
+            )
+            .unwrap();
+        assert!(a < b && b < c);
+        let got = store.signals("backup", 10).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].id, got[0].kind.as_str()), (a, "start"));
+        assert_eq!(got[0].rid.as_deref(), Some("r1"));
+        assert_eq!(got[1].exit_status, Some(3));
+        assert_eq!(got[1].body.as_deref(), Some("disk full\n"));
+        assert_eq!(got[1].at, t(3));
+        // the newest `limit`
+        assert_eq!(store.signals("backup", 1).unwrap()[0].id, c);
+        assert_eq!(
+            store.signals_after(a, 10).unwrap(),
+            vec![(b, "other".to_owned()), (c, "backup".to_owned())]
+        );
+        assert!(store.signals_after(c, 10).unwrap().is_empty());
+        // pruning keeps the newest, never fewer than `keep`
+        for i in 0..300 {
+            store
+                .record_signal(&Signal::new("busy", "success", t(10 + i)), 5)
+                .unwrap();
+        }
+        let busy = store.signals("busy", 1000).unwrap();
+        assert!(busy.len() >= 5 && busy.len() < 300, "{}", busy.len());
+        assert_eq!(busy.last().unwrap().at, t(309));
+        assert_eq!(store.signals("backup", 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn signals_round_trip_in_every_store() {
+        signals_round_trip(&MemoryStore::new());
+        let dir = tempfile::tempdir().unwrap();
+        signals_round_trip(&SqliteStore::open(dir.path().join("state.db")).unwrap());
+    }
+
     #[test]
     fn sources_round_trip_in_every_store() {
         sources_round_trip(&MemoryStore::new());
@@ -705,6 +839,7 @@ mod tests {
                 kind: None,
                 host: None,
                 recipients: Default::default(),
+                invocations: Vec::new(),
             };
             streak.recipients.insert(
                 "ops".to_owned(),
@@ -767,7 +902,7 @@ mod tests {
             "the v1 file has a pending recipient in compact JSON"
         );
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(SqliteStore::SCHEMA_VERSION, 4);
+        assert_eq!(SqliteStore::SCHEMA_VERSION, 5);
         let log = store.notifications(None, 10).unwrap();
         let by = |s: &str| log.iter().find(|r| r.service == s).unwrap();
         let (a, b, c) = (by("a.service"), by("b.service"), by("c.service"));

@@ -151,6 +151,7 @@ fn streak_state(id: u64, failures: u32, notifier: Option<&str>) -> ServiceState 
         kind: None,
         host: None,
         recipients: Default::default(),
+        invocations: Vec::new(),
     };
     if let Some(n) = notifier {
         streak.recipients.insert(

@@ -840,3 +840,73 @@ async fn a_notification_over_its_notifiers_limit_is_reported_as_waiting() {
         )
     );
 }
+
+/// A failure carrying the invocation id of one already in the streak is the same run
+/// reported twice (an `OnFailure=` handler and a watcher, two evaluators of one
+/// heartbeat): not counted, not sent. Two processes racing with it record it once.
+#[tokio::test]
+async fn a_failure_with_an_invocation_id_already_in_the_streak_is_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let pager = Arc::new(RecordingNotifier::default());
+    let engine = |pager: Arc<RecordingNotifier>| {
+        Engine::builder(Arc::new(SqliteStore::open(&path).unwrap()))
+            .notifier("pager", pager)
+            .build()
+    };
+    let (a, b) = (engine(Arc::clone(&pager)), engine(Arc::clone(&pager)));
+    let run = |id: &str| report("1").invocation_id(id);
+    // two "processes" (stores of their own on one file) report run-1 at once, 20 times
+    let (ra, rb) = tokio::join!(
+        async {
+            let mut n = 0;
+            for _ in 0..20 {
+                n += usize::from(
+                    !a.failure("db.service", run("run-1"))
+                        .await
+                        .unwrap()
+                        .duplicate,
+                );
+            }
+            n
+        },
+        async {
+            let mut n = 0;
+            for _ in 0..20 {
+                n += usize::from(
+                    !b.failure("db.service", run("run-1"))
+                        .await
+                        .unwrap()
+                        .duplicate,
+                );
+            }
+            n
+        }
+    );
+    assert_eq!(ra + rb, 1, "exactly one of 40 reports of run-1 counted");
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.history("db.service").unwrap().len(), 1);
+    assert_eq!(pager.calls().len(), 1);
+    // another run of the streak counts
+    let r = a.failure("db.service", run("run-2")).await.unwrap();
+    assert!(!r.duplicate);
+    assert_eq!(r.failures, 2);
+    // a new streak does not remember the old one's runs
+    a.success("db.service").await.unwrap();
+    let r = a.failure("db.service", run("run-1")).await.unwrap();
+    assert!(!r.duplicate);
+    assert_eq!(r.failures, 1);
+    // and a failure without an id always counts
+    assert!(
+        !a.failure("db.service", report("1"))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        !a.failure("db.service", report("1"))
+            .await
+            .unwrap()
+            .duplicate
+    );
+}

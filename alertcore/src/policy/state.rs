@@ -52,6 +52,7 @@ impl ServiceState {
             kind: None,
             host: None,
             recipients: BTreeMap::new(),
+            invocations: Vec::new(),
         });
         streak.failures = failures;
         streak.started = started;
@@ -111,6 +112,28 @@ pub struct Streak {
     /// What each notifier has been sent in this streak, by notifier name.
     #[serde(default)]
     pub recipients: BTreeMap<String, RecipientState>,
+    /// The invocation ids of the streak's latest failures (up to
+    /// [`Streak::INVOCATIONS_KEPT`]): a failure with one of them again is the same
+    /// run reported twice (an `OnFailure=` handler and a watcher, two evaluators of one
+    /// heartbeat), and is not counted again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invocations: Vec<String>,
+}
+
+impl Streak {
+    /// How many invocation ids a streak remembers.
+    pub const INVOCATIONS_KEPT: usize = 16;
+
+    /// Remembers `id` as the invocation id of a failure of this streak.
+    pub fn remember_invocation(&mut self, id: &str) {
+        if self.invocations.iter().any(|x| x == id) {
+            return;
+        }
+        if self.invocations.len() >= Self::INVOCATIONS_KEPT {
+            self.invocations.remove(0);
+        }
+        self.invocations.push(id.to_owned());
+    }
 }
 
 /// What one notifier has been sent during a streak.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{
-    Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter,
+    Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter, Signal,
     SourceState, SqliteStore, Store,
 };
 use crate::alert::{Failure, Timestamp};
@@ -129,5 +129,17 @@ impl Store for MemoryStore {
 
     fn forget_sources(&self, kind: &str, keep: &[&str]) -> Result<usize, StoreError> {
         self.0.forget_sources(kind, keep)
+    }
+
+    fn record_signal(&self, signal: &Signal, keep: usize) -> Result<i64, StoreError> {
+        self.0.record_signal(signal, keep)
+    }
+
+    fn signals(&self, source: &str, limit: usize) -> Result<Vec<Signal>, StoreError> {
+        self.0.signals(source, limit)
+    }
+
+    fn signals_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        self.0.signals_after(after, limit)
     }
 }

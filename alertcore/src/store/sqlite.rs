@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use self::group::{GroupCommit, Held};
 use super::{
-    Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter,
+    Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter, Signal,
     SourceState, Store, finished_outcome, placement,
 };
 use crate::alert::{EventKind, Failure, Timestamp};
@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_outbox.sql"),
     include_str!("../../migrations/0003_pending_index.sql"),
     include_str!("../../migrations/0004_sources.sql"),
+    include_str!("../../migrations/0005_signals.sql"),
 ];
 
 /// How long a writer waits for another process's transaction before failing.
@@ -1114,6 +1115,76 @@ impl Store for SqliteStore {
                     params![kind, keep],
                 )?)
             })
+        })
+    }
+
+    fn record_signal(&self, signal: &Signal, keep: usize) -> Result<i64, StoreError> {
+        let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
+        self.on_file(|| {
+            self.conn.durable(|tx| {
+                tx.prepare_cached(
+                    "INSERT INTO signals (source, kind, exit_status, rid, at_ms, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    signal.source,
+                    signal.kind,
+                    signal.exit_status,
+                    signal.rid,
+                    signal.at.as_millis(),
+                    signal.body
+                ])?;
+                let id = tx.last_insert_rowid();
+                // pruning walks `keep` index entries: one insert in 64 does it, so a
+                // source holds fewer than `keep` + 64 · (sources) rows, and a ping
+                // costs one insert
+                if id % 64 == 0 {
+                    tx.prepare_cached(
+                        "DELETE FROM signals WHERE source = ?1 AND id < (
+                             SELECT id FROM signals WHERE source = ?1
+                             ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    )?
+                    .execute(params![signal.source, keep - 1])?;
+                }
+                Ok(id)
+            })
+        })
+    }
+
+    fn signals(&self, source: &str, limit: usize) -> Result<Vec<Signal>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.on_file(|| {
+            let conn = self.lock();
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, kind, exit_status, rid, at_ms, body FROM signals
+                 WHERE source = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![source, limit], |r| {
+                Ok(Signal {
+                    id: r.get(0)?,
+                    source: source.to_owned(),
+                    kind: r.get(1)?,
+                    exit_status: r.get(2)?,
+                    rid: r.get(3)?,
+                    at: Timestamp::from_millis(r.get(4)?),
+                    body: r.get(5)?,
+                })
+            })?;
+            let mut list = rows.collect::<Result<Vec<_>, _>>()?;
+            list.reverse();
+            Ok(list)
+        })
+    }
+
+    fn signals_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.on_file(|| {
+            let conn = self.lock();
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, source FROM signals WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 }
