@@ -111,11 +111,45 @@ pub(crate) enum Command {
         #[arg(long, requires = "once")]
         notify: bool,
     },
+    /// Record a signal of heartbeat NAME (`[[heartbeats]]`): a success unless told
+    /// otherwise. It is judged at once (a failure alerts as the policy says); the
+    /// daemon or the flush timer judges the deadlines.
+    Ping(PingArgs),
     /// Send a test alert through one notifier (no state is read or written).
     NotifyTest {
         /// The notifier's name (`[notifiers.NAME]`; `console` without a config).
         notifier: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PingArgs {
+    /// The heartbeat's name.
+    pub(crate) name: String,
+    /// The job started (`--rid` pairs it with its finish).
+    #[arg(long, group = "signal")]
+    pub(crate) start: bool,
+    /// The job failed.
+    #[arg(long, group = "signal")]
+    pub(crate) fail: bool,
+    /// The job finished with exit status N: 0 is a success, anything else a failure.
+    #[arg(
+        long,
+        group = "signal",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub(crate) exit: Option<i32>,
+    /// Attach TEXT to the job's log; no change of state.
+    #[arg(long, group = "signal", value_name = "TEXT", value_parser = text_arg())]
+    pub(crate) log: Option<String>,
+    /// The run this signal belongs to, when runs overlap.
+    #[arg(long, value_name = "ID")]
+    pub(crate) rid: Option<String>,
+    /// Text to keep with the signal (its output; the first line is shown in alerts);
+    /// `-` reads it from stdin.
+    #[arg(long, value_name = "TEXT", value_parser = text_arg(), conflicts_with = "log")]
+    pub(crate) body: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
-//! `alertctl run`: the long-running daemon. It runs the polling checks and sends what
-//! falls due in the outbox (the flush timer's job), over one engine, and talks to
+//! `alertctl run`: the long-running daemon. It runs the polling checks, judges the
+//! heartbeats at their deadlines and sends what falls due in the outbox (the flush
+//! timer's job), over one engine, and talks to
 //! systemd: READY once the config is loaded and the store is open, WATCHDOG pings
 //! from the scheduler's own loop, STATUS with a one-line summary.
 //!
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alertcore::{Config, Engine, Registry, chain};
+use alertcore_checks::heartbeat::{self, Heartbeat, Monitor};
 use alertcore_checks::scheduler::Snapshot;
 use alertcore_checks::{Check, Handle, Scheduler, Settings, Stats, Status};
 use sd_notify::NotifyState;
@@ -25,7 +27,11 @@ use crate::{Fail, build_engine_on, load_config, open_store};
 pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     init_logging();
     let (config, path) = load_config(cli)?;
-    let (engine, checks) = prepare(cli, &config, registry)?;
+    let Prepared {
+        engine,
+        checks,
+        heartbeats,
+    } = prepare(cli, &config, registry)?;
     let settings = Settings::from_config(&config.daemon);
     let daemon_settings = config.daemon.clone();
     // what was built from it is all the daemon keeps: a config of 10,000 checks is
@@ -33,6 +39,8 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     drop(config);
     let (scheduler, handle) =
         Scheduler::new(Arc::clone(&engine), checks, settings).map_err(|e| Fail::other(&e))?;
+    let (monitor, heartbeats) =
+        Monitor::new(Arc::clone(&engine), heartbeats).map_err(|e| Fail::other(&e))?;
     let scheduler = match watchdog_interval() {
         Some(every) => scheduler.with_hook(every, move || {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
@@ -45,6 +53,7 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| Fail::other(&e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Fail::other(&e))?;
     let task = tokio::spawn(scheduler.run());
+    let monitor = tokio::spawn(monitor.run());
     let mut daemon = Daemon {
         cli,
         registry,
@@ -53,6 +62,7 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         flush_every: daemon_settings.flush_every,
         stop_timeout: daemon_settings.stop_timeout,
         handle,
+        heartbeats,
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
     tracing::info!("started: {}", daemon.summary().await);
@@ -79,6 +89,7 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
             _ = usr1.recv() => {
                 let (list, stats) = daemon.handle.snapshot().await;
                 eprint!("{}", print_checks(&list, &stats));
+                eprint!("{}", print_heartbeats(&daemon.heartbeats.snapshot()));
                 daemon.handle.run_now();
             }
             _ = term.recv() => break,
@@ -88,7 +99,9 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     tracing::info!("stopping");
     daemon.handle.stop().await;
+    daemon.heartbeats.stop(daemon.stop_timeout).await;
     let _ = task.await;
+    let _ = monitor.await;
     // deliveries the checks started are done or in the outbox; send what is due once
     // more, within the bound (what does not finish stays in the outbox)
     let last = async {
@@ -109,6 +122,7 @@ struct Daemon<'a> {
     flush_every: Duration,
     stop_timeout: Duration,
     handle: Handle,
+    heartbeats: heartbeat::Handle,
 }
 
 /// Sends what is due in the outbox: retries, reminders, first alerts whose
@@ -132,11 +146,28 @@ impl Daemon<'_> {
     async fn reload(&mut self) -> Option<Duration> {
         let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
         let loaded = load_config(self.cli).and_then(|(config, path)| {
-            let (engine, checks) = prepare(self.cli, &config, self.registry)?;
-            Ok((config, path, engine, checks))
+            let prepared = prepare(self.cli, &config, self.registry)?;
+            Ok((config, path, prepared))
         });
         let result = match loaded {
-            Ok((config, path, engine, checks)) => {
+            Ok((
+                config,
+                path,
+                Prepared {
+                    engine,
+                    checks,
+                    heartbeats,
+                },
+            )) => {
+                if let Err(e) = self
+                    .heartbeats
+                    .reload(heartbeats, Arc::clone(&engine))
+                    .await
+                {
+                    tracing::error!("reload refused, keeping the running config: {}", chain(&e));
+                    let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+                    return None;
+                }
                 self.handle.reload(checks, Arc::clone(&engine)).await;
                 self.engine = engine;
                 self.path = path;
@@ -155,29 +186,51 @@ impl Daemon<'_> {
         result
     }
 
-    /// `12 checks: 1 failing (/etc/alertcore/alertcore.toml)`: the STATUS= line.
+    /// `12 checks, 2 heartbeats: 1 failing (/etc/alertcore/alertcore.toml)` (no
+    /// heartbeats: `12 checks: ...`): the STATUS= line.
     async fn summary(&self) -> String {
-        let (checks, failing) = self.handle.counts().await;
+        let (checks, mut failing) = self.handle.counts().await;
+        let heartbeats = self.heartbeats.snapshot();
+        failing += heartbeats
+            .iter()
+            .filter(|h| {
+                h.assessment
+                    .as_ref()
+                    .is_some_and(|a| matches!(a.standing, heartbeat::Standing::Down(_)))
+            })
+            .count();
         let origin = self.path.as_ref().map_or_else(
             || "built-in defaults".to_owned(),
             |p| p.display().to_string(),
         );
+        let heartbeats = match heartbeats.len() {
+            0 => String::new(),
+            n => format!(", {}", alertcore::message::plural(n, "heartbeat")),
+        };
         format!(
-            "{}: {failing} failing ({origin})",
+            "{}{heartbeats}: {failing} failing ({origin})",
             alertcore::message::plural(checks, "check"),
         )
     }
 }
 
-/// The engine and the checks of `config`, or the first config error.
-fn prepare(
-    cli: &Cli,
-    config: &Config,
-    registry: &Registry,
-) -> Result<(Arc<Engine>, Vec<Check>), Fail> {
+/// What the daemon runs, built from one config.
+struct Prepared {
+    engine: Arc<Engine>,
+    checks: Vec<Check>,
+    heartbeats: Vec<Heartbeat>,
+}
+
+/// The engine, the checks and the heartbeats of `config`, or the first config error.
+fn prepare(cli: &Cli, config: &Config, registry: &Registry) -> Result<Prepared, Fail> {
     let checks = alertcore_checks::checks(config)?;
+    let heartbeats = heartbeat::heartbeats(config)?;
     let engine = build_engine_on(cli, config, registry, open_store(cli, config)?, false)?;
-    Ok((Arc::new(engine), checks))
+    Ok(Prepared {
+        engine: Arc::new(engine),
+        checks,
+        heartbeats,
+    })
 }
 
 /// Half of `WatchdogSec=`, when systemd asks for pings.
@@ -270,6 +323,29 @@ pub(crate) fn print_checks(list: &[Snapshot], stats: &Stats) -> String {
     out
 }
 
+/// Every heartbeat, down ones first: its line in the SIGUSR1 dump.
+fn print_heartbeats(list: &[heartbeat::monitor::Snapshot]) -> String {
+    use std::fmt::Write as _;
+    let mut order: Vec<&heartbeat::monitor::Snapshot> = list.iter().collect();
+    let down = |s: &heartbeat::monitor::Snapshot| {
+        s.assessment
+            .as_ref()
+            .is_some_and(|a| matches!(a.standing, heartbeat::Standing::Down(_)))
+    };
+    order.sort_by_key(|s| (!down(s), s.heartbeat.name.clone()));
+    let mut out = String::new();
+    for s in order {
+        let line = match s.assessment.as_ref().map(|a| &a.standing) {
+            None => "PENDING".to_owned(),
+            Some(heartbeat::Standing::New) => "NEW       no run yet".to_owned(),
+            Some(heartbeat::Standing::Up) => "UP".to_owned(),
+            Some(heartbeat::Standing::Down(p)) => format!("DOWN      ({}) {}", p.result, p.message),
+        };
+        let _ = writeln!(out, "heartbeat {}: {line}", s.heartbeat.name);
+    }
+    out
+}
+
 /// `alertctl run --once`: every check once, now, results printed; 0 when all passed,
 /// 1 otherwise. Sends nothing unless `notify`: then each result goes through the
 /// engine and the saved state as a daemon's run would.
@@ -281,7 +357,7 @@ pub(crate) async fn once(
 ) -> Result<u8, Fail> {
     let list = if notify {
         init_logging();
-        let (engine, checks) = prepare(cli, config, registry)?;
+        let Prepared { engine, checks, .. } = prepare(cli, config, registry)?;
         let settings = Settings::from_config(&config.daemon);
         let (scheduler, _handle) =
             Scheduler::new(engine, checks, settings).map_err(|e| Fail::other(&e))?;

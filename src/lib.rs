@@ -21,6 +21,7 @@
 mod cli;
 mod daemon;
 mod explain;
+mod heartbeat;
 mod status;
 mod systemd;
 
@@ -321,7 +322,9 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
         Command::Failure(_) | Command::Success { .. } => Ok(0),
         Command::Status { unit, json } => {
             let engine = build_engine(&cli, &config, registry)?;
-            status::status(&engine, unit.as_deref(), *json).map_err(|e| Fail::other(&e))?;
+            let heartbeats = alertcore_checks::heartbeat::heartbeats(&config)?;
+            status::status(&engine, &heartbeats, unit.as_deref(), *json)
+                .map_err(|e| Fail::other(&e))?;
             Ok(0)
         }
         Command::History { unit, json } => {
@@ -359,16 +362,18 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let names: Vec<&str> = notifiers.iter().map(|n| n.name.as_str()).collect();
             let router = config.build_router(&notifiers)?;
             let checks = alertcore_checks::checks(&config)?;
+            let heartbeats = alertcore_checks::heartbeat::heartbeats(&config)?;
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),
                 |p| p.display().to_string(),
             );
             println!(
-                "{origin}: ok ({} notifiers: {}; {}; {})",
+                "{origin}: ok ({} notifiers: {}; {}; {}; {})",
                 names.len(),
                 names.join(", "),
                 alertcore::message::plural(router.rules().len(), "rule"),
-                alertcore::message::plural(checks.len(), "check")
+                alertcore::message::plural(checks.len(), "check"),
+                alertcore::message::plural(heartbeats.len(), "heartbeat")
             );
             Ok(0)
         }
@@ -377,10 +382,11 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let notifiers = config.build_notifiers(registry)?;
             let router = config.build_router(&notifiers)?;
             let checks = alertcore_checks::checks(&config)?;
+            let heartbeats = alertcore_checks::heartbeat::heartbeats(&config)?;
             let state = state_path(&cli, &config)?;
             print!(
                 "{}",
-                status::dump(&config, &notifiers, &router, &checks, &state)
+                status::dump(&config, &notifiers, &router, &checks, &heartbeats, &state)
             );
             Ok(0)
         }
@@ -389,12 +395,15 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
         Command::Run { once: true, notify } => daemon::once(&cli, registry, &config, *notify).await,
         Command::Flush => {
             let engine = build_engine(&cli, &config, registry)?;
+            // what the heartbeats' deadlines say, then what is due
+            let judged = heartbeat::evaluate_all(&engine, &config).await?;
             let sent = engine.flush().await.map_err(|e| Fail::other(&e))?;
             if sent.is_empty() {
                 println!("nothing due in the outbox");
             }
-            Ok(print_deliveries(&sent, |_| true))
+            Ok(judged.max(print_deliveries(&sent, |_| true)))
         }
+        Command::Ping(args) => heartbeat::ping(&cli, &config, registry, args).await,
         Command::Outbox { action, json } => {
             let store = open_store(&cli, &config)?;
             let now = cli.now.unwrap_or_else(|| alertcore::SystemClock.now());

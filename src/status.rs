@@ -12,6 +12,7 @@ use alertcore::{
     StoreError, Timestamp,
 };
 use alertcore_checks::CheckState;
+use alertcore_checks::heartbeat::{Assessment, Heartbeat, Standing};
 use serde::Serialize;
 
 use crate::cli::OutboxCommand;
@@ -19,16 +20,26 @@ use crate::cli::OutboxCommand;
 /// How many log rows `status` looks at for delivery errors.
 const LOG_WINDOW: usize = 500;
 
+/// What `alertctl status --json` prints and `GET /api/v1/status` serves.
 #[derive(Debug, Serialize)]
-struct StatusOut {
-    services: Vec<ServiceStatus>,
-    checks: Vec<CheckStatus>,
-    notifiers: Vec<NotifierStatus>,
+pub(crate) struct StatusOut {
+    pub(crate) services: Vec<ServiceStatus>,
+    pub(crate) checks: Vec<CheckStatus>,
+    pub(crate) heartbeats: Vec<HeartbeatStatus>,
+    pub(crate) notifiers: Vec<NotifierStatus>,
+}
+
+/// A heartbeat as its stored signals show it now.
+#[derive(Debug, Serialize)]
+pub(crate) struct HeartbeatStatus {
+    pub(crate) name: String,
+    #[serde(flatten)]
+    pub(crate) assessment: Assessment,
 }
 
 /// A polling check as the daemon last saved it (at a change of state, or a checkpoint).
 #[derive(Debug, Serialize)]
-struct CheckStatus {
+pub(crate) struct CheckStatus {
     name: String,
     /// When the daemon saved this (at a change of state, else at a checkpoint).
     saved: Timestamp,
@@ -94,7 +105,7 @@ fn print_check(c: &CheckStatus) {
 }
 
 #[derive(Debug, Serialize)]
-struct ServiceStatus {
+pub(crate) struct ServiceStatus {
     service: String,
     failing: bool,
     failing_since: Option<Timestamp>,
@@ -108,7 +119,7 @@ struct ServiceStatus {
 }
 
 #[derive(Debug, Serialize)]
-struct RecipientStatus {
+pub(crate) struct RecipientStatus {
     notifier: String,
     last_alert: Timestamp,
     last_kind: EventKind,
@@ -119,7 +130,7 @@ struct RecipientStatus {
 }
 
 #[derive(Debug, Serialize)]
-struct ErrorStatus {
+pub(crate) struct ErrorStatus {
     notifier: String,
     kind: EventKind,
     at: Timestamp,
@@ -127,7 +138,7 @@ struct ErrorStatus {
 }
 
 #[derive(Debug, Serialize)]
-struct NotifierStatus {
+pub(crate) struct NotifierStatus {
     name: String,
     last_outcome: Option<Outcome>,
     last_at: Option<Timestamp>,
@@ -181,7 +192,85 @@ fn service_status(
 }
 
 /// `alertctl status [UNIT] [--json]`.
-pub(crate) fn status(engine: &Engine, unit: Option<&str>, json: bool) -> Result<(), StoreError> {
+pub(crate) fn status(
+    engine: &Engine,
+    heartbeats: &[Heartbeat],
+    unit: Option<&str>,
+    json: bool,
+) -> Result<(), StoreError> {
+    let out = collect(engine, heartbeats, unit)?;
+    if json {
+        println!("{}", to_json(&out));
+        return Ok(());
+    }
+    if out.services.is_empty() && out.checks.is_empty() && out.heartbeats.is_empty() {
+        println!(
+            "{}",
+            unit.map_or_else(
+                || "no services recorded".to_owned(),
+                |u| format!("{u}: no state")
+            )
+        );
+    }
+    for s in &out.services {
+        print_service(s);
+    }
+    if !out.checks.is_empty() {
+        println!("checks:");
+        for c in &out.checks {
+            print_check(c);
+        }
+    }
+    if !out.heartbeats.is_empty() {
+        println!("heartbeats:");
+        for h in &out.heartbeats {
+            print_heartbeat(h);
+        }
+    }
+    println!("notifiers:");
+    for n in &out.notifiers {
+        match (n.last_outcome, n.last_at) {
+            (Some(o), Some(at)) => {
+                let err = n
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                println!("  {}: last delivery {} at {at}{err}", n.name, o.as_str());
+            }
+            _ => println!("  {}: nothing sent yet", n.name),
+        }
+    }
+    Ok(())
+}
+
+fn print_heartbeat(h: &HeartbeatStatus) {
+    let a = &h.assessment;
+    let what = match &a.standing {
+        Standing::New => "NEW: no run yet".to_owned(),
+        Standing::Up => "UP".to_owned(),
+        Standing::Down(p) => format!("DOWN ({}) since {}: {}", p.result, p.since, p.message),
+    };
+    println!("  {}: {what}", h.name);
+    let opt = |t: Option<Timestamp>| t.map_or_else(|| "never".to_owned(), |t| t.to_string());
+    let running = a
+        .running_since
+        .map(|t| format!("; running since {t}"))
+        .unwrap_or_default();
+    println!(
+        "    last success {}, last signal {}{running}; late after {}",
+        opt(a.last_success),
+        opt(a.last_signal),
+        opt(a.deadline)
+    );
+}
+
+/// Everything `status` shows (only `unit`'s, when given).
+pub(crate) fn collect(
+    engine: &Engine,
+    heartbeats: &[Heartbeat],
+    unit: Option<&str>,
+) -> Result<StatusOut, StoreError> {
     let store = engine.store();
     let log = store.notifications(unit, LOG_WINDOW)?;
     let states = match unit {
@@ -215,48 +304,32 @@ pub(crate) fn status(engine: &Engine, unit: Option<&str>, json: bool) -> Result<
         .collect();
     let mut checks = check_status(store.as_ref(), unit)?;
     checks.sort_by_key(|c| (!c.state.last_failed(), c.name.clone()));
-    let out = StatusOut {
+    let wanted: Vec<Heartbeat> = heartbeats
+        .iter()
+        .filter(|h| unit.is_none_or(|u| u == h.name))
+        .cloned()
+        .collect();
+    let mut heartbeats: Vec<HeartbeatStatus> =
+        alertcore_checks::heartbeat::assess_stored(store.as_ref(), &wanted, engine.now())?
+            .into_iter()
+            .zip(&wanted)
+            .map(|(assessment, hb)| HeartbeatStatus {
+                name: hb.name.clone(),
+                assessment,
+            })
+            .collect();
+    heartbeats.sort_by_key(|h| {
+        (
+            !matches!(h.assessment.standing, Standing::Down(_)),
+            h.name.clone(),
+        )
+    });
+    Ok(StatusOut {
         services,
         checks,
+        heartbeats,
         notifiers,
-    };
-    if json {
-        println!("{}", to_json(&out));
-        return Ok(());
-    }
-    if out.services.is_empty() && out.checks.is_empty() {
-        println!(
-            "{}",
-            unit.map_or_else(
-                || "no services recorded".to_owned(),
-                |u| format!("{u}: no state")
-            )
-        );
-    }
-    for s in &out.services {
-        print_service(s);
-    }
-    if !out.checks.is_empty() {
-        println!("checks:");
-        for c in &out.checks {
-            print_check(c);
-        }
-    }
-    println!("notifiers:");
-    for n in &out.notifiers {
-        match (n.last_outcome, n.last_at) {
-            (Some(o), Some(at)) => {
-                let err = n
-                    .last_error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                println!("  {}: last delivery {} at {at}{err}", n.name, o.as_str());
-            }
-            _ => println!("  {}: nothing sent yet", n.name),
-        }
-    }
-    Ok(())
+    })
 }
 
 fn print_service(s: &ServiceStatus) {
@@ -429,6 +502,7 @@ pub(crate) fn dump(
     notifiers: &[ConfiguredNotifier],
     router: &Router,
     checks: &[alertcore_checks::Check],
+    heartbeats: &[Heartbeat],
     state: &Path,
 ) -> String {
     let mut doc = toml::Table::new();
@@ -485,7 +559,53 @@ pub(crate) fn dump(
         let checks = checks.iter().map(|c| resolved_check(config, c)).collect();
         doc.insert("checks".to_owned(), toml::Value::Array(checks));
     }
+    if !heartbeats.is_empty() {
+        let list = heartbeats.iter().map(resolved_heartbeat).collect();
+        doc.insert("heartbeats".to_owned(), toml::Value::Array(list));
+    }
     toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+}
+
+/// A heartbeat with every key filled in.
+fn resolved_heartbeat(hb: &Heartbeat) -> toml::Value {
+    use alertcore_checks::heartbeat::Expect;
+    let text = |s: &str| toml::Value::String(s.to_owned());
+    let duration = |d| text(&alertcore::duration::format(d));
+    let mut t = toml::Table::new();
+    t.insert("name".to_owned(), text(&hb.name));
+    match &hb.expect {
+        Expect::Period(p) => {
+            t.insert("period".to_owned(), duration(*p));
+        }
+        Expect::Schedule(cron) => {
+            t.insert("schedule".to_owned(), text(cron.as_str()));
+            t.insert("timezone".to_owned(), text(cron.zone_name()));
+        }
+    }
+    t.insert("grace".to_owned(), duration(hb.grace));
+    for (key, d) in [
+        ("max_runtime", hb.max_runtime),
+        ("min_runtime", hb.min_runtime),
+        ("min_interval", hb.min_interval),
+    ] {
+        if let Some(d) = d {
+            t.insert(key.to_owned(), duration(d));
+        }
+    }
+    let failures = match hb.failures.within {
+        Some(w) => text(&format!(
+            "{} in {}",
+            hb.failures.count,
+            alertcore::duration::format(w)
+        )),
+        None => toml::Value::Integer(hb.failures.count.into()),
+    };
+    t.insert("failures".to_owned(), failures);
+    t.insert("severity".to_owned(), text(hb.severity.as_str()));
+    if let Some(host) = &hb.host {
+        t.insert("host".to_owned(), text(host));
+    }
+    toml::Value::Table(t)
 }
 
 /// A check as written (secrets redacted), with the keys every check has filled in.

@@ -7,6 +7,7 @@
 //! what is sent.
 
 pub mod cron;
+pub mod heartbeat;
 mod kind;
 mod outcome;
 pub mod perfdata;

@@ -54,6 +54,13 @@ pub struct Config {
     /// `[hosts.NAME]`: targets that checks name with `host = "NAME"`.
     #[serde(default)]
     pub hosts: BTreeMap<String, toml::Spanned<toml::Table>>,
+    /// `[[heartbeats]]`: what must call in, and by when (read by the `alertcore-checks`
+    /// crate, which reports errors with [`Config::error_in`]).
+    #[serde(default)]
+    pub heartbeats: Vec<toml::Spanned<toml::Table>>,
+    /// `[http]`: the daemon's HTTP listener (read by `alertctl`).
+    #[serde(default)]
+    pub http: Option<toml::Spanned<toml::Table>>,
     /// `[daemon]`: settings of `alertctl run`.
     #[serde(default)]
     pub daemon: DaemonConfig,
@@ -135,6 +142,8 @@ impl fmt::Debug for Config {
             .field("rules", &self.rules.len())
             .field("checks", &self.checks.len())
             .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .field("heartbeats", &self.heartbeats.len())
+            .field("http", &self.http.is_some())
             .field("daemon", &self.daemon)
             .field("origin", &self.source.as_ref().map(|s| &s.origin))
             .finish()

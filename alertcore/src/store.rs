@@ -547,6 +547,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// A [`StoreError`].
     fn signals_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// The id of the newest signal (0 when there is none): where a reader of
+    /// [`Store::signals_after`] starts.
+    ///
+    /// # Errors
+    /// A [`StoreError`].
+    fn last_signal_id(&self) -> Result<i64, StoreError>;
 }
 
 /// One signal a watched thing sent, as [`Store::record_signal`] keeps it: a heartbeat's
@@ -706,6 +713,7 @@ mod tests {
     /// sources; old ones are pruned to about `keep`.
     fn signals_round_trip(store: &dyn Store) {
         let t = Timestamp::from_millis;
+        assert_eq!(store.last_signal_id().unwrap(), 0);
         let a = store
             .record_signal(&Signal::new("backup", "start", t(1)).rid("r1"), 1000)
             .unwrap();
@@ -736,6 +744,7 @@ mod tests {
             vec![(b, "other".to_owned()), (c, "backup".to_owned())]
         );
         assert!(store.signals_after(c, 10).unwrap().is_empty());
+        assert_eq!(store.last_signal_id().unwrap(), c);
         // pruning keeps the newest, never fewer than `keep`
         for i in 0..300 {
             store

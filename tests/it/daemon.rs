@@ -133,13 +133,13 @@ fn run_once_with_notify_records_and_alerts() {
 }
 
 /// A daemon child whose stderr goes to a file the test reads while it runs.
-struct Daemon {
-    child: Child,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn start(ctl: &Ctl) -> Self {
+    pub(crate) fn start(ctl: &Ctl) -> Self {
         let log = ctl.dir.path().join("daemon.log");
         let file = std::fs::File::create(&log).expect("log file");
         let child = ctl
@@ -151,11 +151,11 @@ impl Daemon {
         Self { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -165,7 +165,7 @@ impl Daemon {
     }
 
     /// Waits until the log has a line containing `needle` after `skip` bytes.
-    fn wait_log(&self, skip: usize, needle: &str) -> usize {
+    pub(crate) fn wait_log(&self, skip: usize, needle: &str) -> usize {
         let start = Instant::now();
         loop {
             let log = self.log();
@@ -189,7 +189,7 @@ impl Drop for Daemon {
 }
 
 /// The `file` notifier's lines (`TIME JSON`, with `format = "json"`), as JSON.
-fn lines(path: &Path) -> Vec<Value> {
+pub(crate) fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -201,7 +201,7 @@ fn lines(path: &Path) -> Vec<Value> {
 }
 
 /// Waits until the file notifier has written `n` lines.
-fn wait_lines(path: &Path, n: usize, daemon: &Daemon) -> Vec<Value> {
+pub(crate) fn wait_lines(path: &Path, n: usize, daemon: &Daemon) -> Vec<Value> {
     let start = Instant::now();
     loop {
         let got = lines(path);

@@ -10,6 +10,7 @@ mod engine;
 mod exec;
 mod faults;
 mod hardening;
+mod heartbeat;
 mod peers;
 mod sandbox;
 mod syslog;

@@ -142,4 +142,8 @@ impl Store for MemoryStore {
     fn signals_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
         self.0.signals_after(after, limit)
     }
+
+    fn last_signal_id(&self) -> Result<i64, StoreError> {
+        self.0.last_signal_id()
+    }
 }

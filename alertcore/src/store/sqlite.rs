@@ -1187,6 +1187,13 @@ impl Store for SqliteStore {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
+
+    fn last_signal_id(&self) -> Result<i64, StoreError> {
+        self.on_file(|| {
+            let conn = self.lock();
+            Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM signals", [], |r| r.get(0))?)
+        })
+    }
 }
 
 /// [`Store::record_attempt`]'s reads and writes, in the transaction open on `tx`.
