@@ -83,9 +83,9 @@ pub(crate) enum Command {
     /// Explain what an event would do: which rules match and why, who would be sent
     /// what, and who not and why. Nothing is sent and nothing is written.
     Test(TestArgs),
-    /// Send everything due in the outbox (retries, reminders of notifications whose
-    /// sender died, notifications queued behind an earlier one) and exit. The shipped
-    /// alertcore-flush.timer runs it every minute.
+    /// Judge the heartbeats' deadlines, send everything due in the outbox (retries,
+    /// reminders of notifications whose sender died, notifications queued behind an
+    /// earlier one) and exit. The shipped alertcore-flush.timer runs it every minute.
     Flush,
     /// List pending and failed deliveries, or manage them.
     Outbox {
@@ -98,10 +98,11 @@ pub(crate) enum Command {
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Run the daemon: the polling checks of `[[checks]]` and the outbox's due
-    /// deliveries, until SIGTERM. SIGHUP reloads the config, SIGUSR1 prints every
-    /// check and runs them now. Under systemd (the shipped alertcore.service) it
-    /// reports READY and pings the watchdog.
+    /// Run the daemon: the polling checks of `[[checks]]`, the deadlines of
+    /// `[[heartbeats]]`, the outbox's due deliveries and, with `[http]`, the ping API,
+    /// the status page and /metrics, until SIGTERM. SIGHUP reloads the config,
+    /// SIGUSR1 prints every check and heartbeat and runs the checks now. Under systemd
+    /// (the shipped alertcore.service) it reports READY and pings the watchdog.
     Run {
         /// Run every check once now, print the results and exit: 0 when all passed,
         /// 1 otherwise. Nothing is sent or recorded unless --notify.

@@ -31,6 +31,7 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         engine,
         checks,
         heartbeats,
+        http,
     } = prepare(cli, &config, registry)?;
     let settings = Settings::from_config(&config.daemon);
     let daemon_settings = config.daemon.clone();
@@ -41,6 +42,10 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         Scheduler::new(Arc::clone(&engine), checks, settings).map_err(|e| Fail::other(&e))?;
     let (monitor, heartbeats) =
         Monitor::new(Arc::clone(&engine), heartbeats).map_err(|e| Fail::other(&e))?;
+    let listener = match &http {
+        Some(config) => Some(Listener::start(config, &engine, &handle, &heartbeats).await?),
+        None => None,
+    };
     let scheduler = match watchdog_interval() {
         Some(every) => scheduler.with_hook(every, move || {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
@@ -63,6 +68,7 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         stop_timeout: daemon_settings.stop_timeout,
         handle,
         heartbeats,
+        listener,
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
     tracing::info!("started: {}", daemon.summary().await);
@@ -98,6 +104,10 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     }
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     tracing::info!("stopping");
+    // no new pings first, then the sources, then the last deliveries
+    if let Some(listener) = daemon.listener.take() {
+        listener.stop(daemon.stop_timeout).await;
+    }
     daemon.handle.stop().await;
     daemon.heartbeats.stop(daemon.stop_timeout).await;
     let _ = task.await;
@@ -123,6 +133,58 @@ struct Daemon<'a> {
     stop_timeout: Duration,
     handle: Handle,
     heartbeats: heartbeat::Handle,
+    listener: Option<Listener>,
+}
+
+/// The `[http]` listener, serving until stopped.
+struct Listener {
+    app: Arc<crate::http::App>,
+    listen: std::net::SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Listener {
+    /// Binds `config.listen` and serves there.
+    async fn start(
+        config: &crate::http::HttpConfig,
+        engine: &Arc<Engine>,
+        checks: &Handle,
+        heartbeats: &heartbeat::Handle,
+    ) -> Result<Self, Fail> {
+        let failed = |message: String| Fail { code: 1, message };
+        let prom = crate::http::Prom::install().map_err(failed)?;
+        let app = crate::http::App::new(
+            config,
+            Arc::clone(engine),
+            checks.clone(),
+            heartbeats.clone(),
+            prom,
+        )
+        .map_err(failed)?;
+        let socket = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| failed(format!("[http] cannot listen on {}: {e}", config.listen)))?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(socket, crate::http::router(Arc::clone(&app)))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+        let task = tokio::spawn(std::future::IntoFuture::into_future(serve));
+        tracing::info!("listening on http://{}", config.listen);
+        Ok(Self {
+            app,
+            listen: config.listen,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Stops accepting; waits up to `timeout` for requests in progress.
+    async fn stop(self, timeout: Duration) {
+        let _ = self.shutdown.send(());
+        let _ = tokio::time::timeout(timeout, self.task).await;
+    }
 }
 
 /// Sends what is due in the outbox: retries, reminders, first alerts whose
@@ -157,8 +219,14 @@ impl Daemon<'_> {
                     engine,
                     checks,
                     heartbeats,
+                    http,
                 },
             )) => {
+                if let Err(e) = self.reload_http(http.as_ref(), &engine) {
+                    tracing::error!("reload refused, keeping the running config: {e}");
+                    let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+                    return None;
+                }
                 if let Err(e) = self
                     .heartbeats
                     .reload(heartbeats, Arc::clone(&engine))
@@ -184,6 +252,36 @@ impl Daemon<'_> {
         };
         let _ = sd_notify::notify(false, &[NotifyState::Ready]);
         result
+    }
+
+    /// Hands a reloaded `[http]` to the listener: its secrets and settings; a new
+    /// `listen`, or a listener started or stopped, takes a restart.
+    fn reload_http(
+        &self,
+        http: Option<&crate::http::HttpConfig>,
+        engine: &Arc<Engine>,
+    ) -> Result<(), String> {
+        match (&self.listener, http) {
+            (Some(listener), Some(config)) => {
+                if config.listen != listener.listen {
+                    tracing::warn!(
+                        "[http] listen changed to {}: it takes effect at the next start; still listening on {}",
+                        config.listen,
+                        listener.listen
+                    );
+                }
+                listener.app.reload(config, Arc::clone(engine))
+            }
+            (None, Some(_)) => {
+                tracing::warn!("[http] was added: the listener starts at the next start");
+                Ok(())
+            }
+            (Some(_), None) => {
+                tracing::warn!("[http] was removed: the listener stops at the next start");
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
     }
 
     /// `12 checks, 2 heartbeats: 1 failing (/etc/alertcore/alertcore.toml)` (no
@@ -219,17 +317,20 @@ struct Prepared {
     engine: Arc<Engine>,
     checks: Vec<Check>,
     heartbeats: Vec<Heartbeat>,
+    http: Option<crate::http::HttpConfig>,
 }
 
 /// The engine, the checks and the heartbeats of `config`, or the first config error.
 fn prepare(cli: &Cli, config: &Config, registry: &Registry) -> Result<Prepared, Fail> {
     let checks = alertcore_checks::checks(config)?;
     let heartbeats = heartbeat::heartbeats(config)?;
+    let http = crate::http::config(config)?;
     let engine = build_engine_on(cli, config, registry, open_store(cli, config)?, false)?;
     Ok(Prepared {
         engine: Arc::new(engine),
         checks,
         heartbeats,
+        http,
     })
 }
 

@@ -42,8 +42,7 @@ pub(crate) async fn ping(
     )
     .map_err(|e| Fail::other(&e))?
     .get(&hb.name)
-    .copied()
-    .unwrap_or(now);
+    .map_or(now, |s| s.since);
     let (id, evaluation) = heartbeat::record(&engine, hb, since, signal)
         .await
         .map_err(|e| Fail::other(&e))?;
@@ -120,7 +119,7 @@ pub(crate) async fn evaluate_all(engine: &Engine, config: &Config) -> Result<u8,
         .map_err(|e| Fail::other(&e))?;
     let mut code = 0;
     for hb in &heartbeats {
-        let since = seen.get(&hb.name).copied().unwrap_or(now);
+        let since = seen.get(&hb.name).map_or(now, |s| s.since);
         let evaluation = heartbeat::evaluate(engine, hb, since)
             .await
             .map_err(|e| Fail::other(&e))?;

@@ -22,6 +22,7 @@ mod cli;
 mod daemon;
 mod explain;
 mod heartbeat;
+mod http;
 mod status;
 mod systemd;
 

@@ -27,7 +27,15 @@ pub(crate) struct StatusOut {
     pub(crate) checks: Vec<CheckStatus>,
     pub(crate) heartbeats: Vec<HeartbeatStatus>,
     pub(crate) notifiers: Vec<NotifierStatus>,
+    /// Pending and failed deliveries, newest first (at most [`OUTBOX_SHOWN`]).
+    pub(crate) outbox: Vec<NotificationRecord>,
+    /// How many deliveries are pending, and how many failed, in all.
+    pub(crate) outbox_pending: usize,
+    pub(crate) outbox_failed: usize,
 }
+
+/// How many outbox rows `status` shows.
+const OUTBOX_SHOWN: usize = 200;
 
 /// A heartbeat as its stored signals show it now.
 #[derive(Debug, Serialize)]
@@ -40,11 +48,12 @@ pub(crate) struct HeartbeatStatus {
 /// A polling check as the daemon last saved it (at a change of state, or a checkpoint).
 #[derive(Debug, Serialize)]
 pub(crate) struct CheckStatus {
-    name: String,
-    /// When the daemon saved this (at a change of state, else at a checkpoint).
-    saved: Timestamp,
+    pub(crate) name: String,
+    /// When the daemon saved this (at a change of state, else at a checkpoint); for
+    /// the running daemon's own view, when it was read.
+    pub(crate) saved: Timestamp,
     #[serde(flatten)]
-    state: CheckState,
+    pub(crate) state: CheckState,
 }
 
 /// The checks the daemon saved, by name (only `unit` when given).
@@ -106,43 +115,45 @@ fn print_check(c: &CheckStatus) {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct ServiceStatus {
-    service: String,
-    failing: bool,
-    failing_since: Option<Timestamp>,
-    consecutive_failures: u32,
-    severity: Option<Severity>,
-    last_failure: Option<Timestamp>,
-    last_success: Option<Timestamp>,
-    notifiers: Vec<RecipientStatus>,
-    pending_deliveries: usize,
-    last_delivery_error: Option<ErrorStatus>,
+    pub(crate) service: String,
+    pub(crate) failing: bool,
+    pub(crate) failing_since: Option<Timestamp>,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) severity: Option<Severity>,
+    pub(crate) last_failure: Option<Timestamp>,
+    /// The latest failure's message, while failing.
+    pub(crate) last_message: Option<String>,
+    pub(crate) last_success: Option<Timestamp>,
+    pub(crate) notifiers: Vec<RecipientStatus>,
+    pub(crate) pending_deliveries: usize,
+    pub(crate) last_delivery_error: Option<ErrorStatus>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct RecipientStatus {
-    notifier: String,
-    last_alert: Timestamp,
-    last_kind: EventKind,
-    alerts: u32,
-    delivered: bool,
-    outcome: Outcome,
-    next_reminder: Option<Timestamp>,
+    pub(crate) notifier: String,
+    pub(crate) last_alert: Timestamp,
+    pub(crate) last_kind: EventKind,
+    pub(crate) alerts: u32,
+    pub(crate) delivered: bool,
+    pub(crate) outcome: Outcome,
+    pub(crate) next_reminder: Option<Timestamp>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct ErrorStatus {
-    notifier: String,
-    kind: EventKind,
-    at: Timestamp,
-    error: String,
+    pub(crate) notifier: String,
+    pub(crate) kind: EventKind,
+    pub(crate) at: Timestamp,
+    pub(crate) error: String,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct NotifierStatus {
-    name: String,
-    last_outcome: Option<Outcome>,
-    last_at: Option<Timestamp>,
-    last_error: Option<String>,
+    pub(crate) name: String,
+    pub(crate) last_outcome: Option<Outcome>,
+    pub(crate) last_at: Option<Timestamp>,
+    pub(crate) last_error: Option<String>,
 }
 
 fn service_status(
@@ -160,6 +171,7 @@ fn service_status(
         consecutive_failures: streak.map_or(0, |s| s.failures),
         severity: streak.map(|s| s.max_severity),
         last_failure: streak.map(|s| s.last_failure),
+        last_message: None,
         last_success: state.last_success,
         notifiers: streak
             .map(|s| {
@@ -198,7 +210,21 @@ pub(crate) fn status(
     unit: Option<&str>,
     json: bool,
 ) -> Result<(), StoreError> {
-    let out = collect(engine, heartbeats, unit)?;
+    let wanted: Vec<Heartbeat> = heartbeats
+        .iter()
+        .filter(|h| unit.is_none_or(|u| u == h.name))
+        .cloned()
+        .collect();
+    let heartbeats =
+        alertcore_checks::heartbeat::assess_stored(engine.store().as_ref(), &wanted, engine.now())?
+            .into_iter()
+            .zip(&wanted)
+            .map(|(assessment, hb)| HeartbeatStatus {
+                name: hb.name.clone(),
+                assessment,
+            })
+            .collect();
+    let out = collect(engine, heartbeats, None, unit)?;
     if json {
         println!("{}", to_json(&out));
         return Ok(());
@@ -266,9 +292,13 @@ fn print_heartbeat(h: &HeartbeatStatus) {
 }
 
 /// Everything `status` shows (only `unit`'s, when given).
+///
+/// `heartbeats` are judged by the caller; `checks`, when given, are the running
+/// scheduler's (else the ones the daemon last saved are read from the store).
 pub(crate) fn collect(
     engine: &Engine,
-    heartbeats: &[Heartbeat],
+    mut heartbeats: Vec<HeartbeatStatus>,
+    checks: Option<Vec<CheckStatus>>,
     unit: Option<&str>,
 ) -> Result<StatusOut, StoreError> {
     let store = engine.store();
@@ -285,6 +315,10 @@ pub(crate) fn collect(
         .iter()
         .map(|(n, s)| service_status(engine, n.clone(), s, &log))
         .collect();
+    // what the failing ones last said
+    for s in services.iter_mut().filter(|s| s.failing) {
+        s.last_message = store.history(&s.service)?.pop().and_then(|f| f.message);
+    }
     services.sort_by_key(|s| !s.failing);
     let mut latest: BTreeMap<&str, &NotificationRecord> = BTreeMap::new();
     for r in &log {
@@ -302,33 +336,36 @@ pub(crate) fn collect(
             }
         })
         .collect();
-    let mut checks = check_status(store.as_ref(), unit)?;
+    let mut checks = match checks {
+        Some(live) => live,
+        None => check_status(store.as_ref(), unit)?,
+    };
     checks.sort_by_key(|c| (!c.state.last_failed(), c.name.clone()));
-    let wanted: Vec<Heartbeat> = heartbeats
-        .iter()
-        .filter(|h| unit.is_none_or(|u| u == h.name))
-        .cloned()
-        .collect();
-    let mut heartbeats: Vec<HeartbeatStatus> =
-        alertcore_checks::heartbeat::assess_stored(store.as_ref(), &wanted, engine.now())?
-            .into_iter()
-            .zip(&wanted)
-            .map(|(assessment, hb)| HeartbeatStatus {
-                name: hb.name.clone(),
-                assessment,
-            })
-            .collect();
     heartbeats.sort_by_key(|h| {
         (
             !matches!(h.assessment.standing, Standing::Down(_)),
             h.name.clone(),
         )
     });
+    let mut filter = OutboxFilter::new();
+    if let Some(u) = unit {
+        filter = filter.service(u);
+    }
+    let mut outbox = store.outbox(&filter)?;
+    let outbox_pending = outbox
+        .iter()
+        .filter(|r| r.status == Outcome::Pending)
+        .count();
+    let outbox_failed = outbox.len() - outbox_pending;
+    outbox.truncate(OUTBOX_SHOWN);
     Ok(StatusOut {
         services,
         checks,
         heartbeats,
         notifiers,
+        outbox,
+        outbox_pending,
+        outbox_failed,
     })
 }
 

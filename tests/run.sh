@@ -19,6 +19,9 @@ command -v rsyslogd >/dev/null || need+=(rsyslog)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v /usr/lib/nagios/plugins/check_tcp >/dev/null || need+=(monitoring-plugins-basic)
 [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -12,7 +12,7 @@ mod spec;
 pub use assess::{Assessment, Problem, Standing, assess, kind, local};
 pub use evaluate::{
     BODY_CAP, Evaluation, HeartbeatState, KEEP, Recorded, SOURCE_KIND, assess_stored, evaluate,
-    first_seen, record,
+    first_seen, record, save_created,
 };
 pub use monitor::{Handle, Monitor, PingError};
-pub use spec::{DEFAULT_GRACE, Expect, Failures, Heartbeat, heartbeats};
+pub use spec::{DEFAULT_GRACE, Expect, Failures, Heartbeat, check_name, heartbeats};

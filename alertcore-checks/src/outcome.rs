@@ -30,6 +30,16 @@ impl Status {
         }
     }
 
+    /// The Nagios exit code of the status: 0 ok, 1 warning, 2 critical, 3 unknown.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Warning => 1,
+            Self::Critical => 2,
+            Self::Unknown => 3,
+        }
+    }
+
     /// `ok`, `warning`, `critical` or `unknown`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -756,6 +756,8 @@ async fn run_one(run: RunOne) {
         let lag = due.elapsed();
         let at = engine.now();
         let (outcome, took) = probe(&check).await;
+        metrics::histogram!(alertcore::telemetry::CHECK_DURATION, "kind" => check.kind())
+            .record(took.as_secs_f64());
         (outcome, at, took, lag)
     };
     let (observed, failing_before, failure, failed) = {

@@ -504,6 +504,15 @@ impl Engine {
             .await?;
         let plan =
             planned.ok_or_else(|| StoreError::Task("the store did not run the policy".into()))?;
+        if let Some(event) = match event {
+            Event::Failure(_) => Some("failure"),
+            Event::Success => Some("success"),
+            Event::Tick => None,
+        } {
+            let duplicate = if duplicate { "true" } else { "false" };
+            metrics::counter!(crate::telemetry::EVENTS, "event" => event, "duplicate" => duplicate)
+                .increment(1);
+        }
 
         // A tick's senders take no further rows: it asks one service after another, and a
         // row sent for one would change what the next is told after `Engine::preview`
@@ -816,6 +825,14 @@ impl Engine {
                 Attempt::GaveUp { error }
             }
         };
+        let outcome = match &attempt {
+            Attempt::Delivered => "delivered",
+            Attempt::Retry { .. } => "retry",
+            Attempt::HandedOver { .. } => "handed_over",
+            Attempt::GaveUp { .. } => "lost",
+        };
+        metrics::counter!(crate::telemetry::NOTIFICATIONS, "notifier" => entry.name.clone(), "outcome" => outcome)
+            .increment(1);
         let handed_to = match &attempt {
             Attempt::HandedOver { to, .. } => Some((*to).to_owned()),
             _ => None,
@@ -841,6 +858,8 @@ impl Engine {
     /// Marks a claimed row failed without sending it.
     async fn give_up(&self, r: &NotificationRecord, why: &str) -> Option<Delivery> {
         let now = self.clock.now();
+        metrics::counter!(crate::telemetry::NOTIFICATIONS, "notifier" => r.notifier.clone(), "outcome" => "lost")
+            .increment(1);
         self.record(
             r.id,
             Attempt::GaveUp { error: why },

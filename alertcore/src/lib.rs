@@ -19,6 +19,7 @@ pub mod rules;
 pub mod secret;
 pub mod store;
 pub mod table;
+pub mod telemetry;
 pub mod template;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -33,7 +33,7 @@ fn plugins_present() -> bool {
 }
 
 /// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }

@@ -59,14 +59,20 @@ impl Recorded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct HeartbeatState {
-    /// When it was first configured: its first run is expected one period (or the
-    /// next scheduled time) after it.
+    /// When it was first configured (or created by a ping): its first run is expected
+    /// one period (or the next scheduled time) after it.
     pub since: Timestamp,
+    /// It is not in the config: a ping of an unknown name created it (`[http]
+    /// create_on_ping`), and it lives until a config names it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created_on_ping: bool,
 }
 
-/// When each of `heartbeats` was first seen, read from the store; the ones seen now
-/// for the first time are saved with `now`. With `forget`, the rows of heartbeats no
-/// longer configured are deleted (the daemon's start and reload).
+/// The rows of `heartbeats` in the store, by name; the ones seen now for the first time
+/// are saved with `now` (a configured heartbeat once created by a ping is the config's
+/// from now on). With `forget` (the daemon's start and reload), the rows of heartbeats
+/// neither configured nor created by a ping are deleted, and the returned map has the
+/// rows created by a ping too.
 ///
 /// # Errors
 /// A [`StoreError`] reading or writing the rows.
@@ -75,39 +81,67 @@ pub fn first_seen(
     heartbeats: &[Heartbeat],
     now: Timestamp,
     forget: bool,
-) -> Result<HashMap<String, Timestamp>, StoreError> {
+) -> Result<HashMap<String, HeartbeatState>, StoreError> {
     if heartbeats.is_empty() && !forget {
         return Ok(HashMap::new());
     }
     let mut seen = saved(store)?;
-    let mut new = Vec::new();
+    let mut changed = Vec::new();
     for hb in heartbeats {
-        if !seen.contains_key(&hb.name) {
-            let state = HeartbeatState { since: now };
-            let json = serde_json::to_string(&state)
-                .map_err(|e| StoreError::Task(format!("encoding a heartbeat's state: {e}")))?;
-            new.push(SourceState::new(SOURCE_KIND, hb.name.as_str(), json, now));
-            seen.insert(hb.name.clone(), now);
-        }
+        let state = match seen.get(&hb.name) {
+            None => HeartbeatState {
+                since: now,
+                created_on_ping: false,
+            },
+            Some(s) if s.created_on_ping => HeartbeatState {
+                created_on_ping: false,
+                ..*s
+            },
+            Some(_) => continue,
+        };
+        changed.push(row(&hb.name, state, now)?);
+        seen.insert(hb.name.clone(), state);
     }
-    store.save_sources(&new)?;
+    store.save_sources(&changed)?;
+    let configured = |name: &str| heartbeats.iter().any(|h| h.name == name);
     if forget {
-        let names: Vec<&str> = heartbeats.iter().map(|h| h.name.as_str()).collect();
-        store.forget_sources(SOURCE_KIND, &names)?;
-        seen.retain(|name, _| names.contains(&name.as_str()));
+        let keep: Vec<&str> = seen
+            .iter()
+            .filter(|(name, s)| s.created_on_ping || configured(name))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        store.forget_sources(SOURCE_KIND, &keep)?;
+        seen.retain(|name, s| s.created_on_ping || configured(name));
+    } else {
+        seen.retain(|name, _| configured(name));
     }
     Ok(seen)
 }
 
-/// When each heartbeat with a row was first seen, by name.
-fn saved(store: &dyn Store) -> Result<HashMap<String, Timestamp>, StoreError> {
+/// Saves a heartbeat created by a ping of an unknown name, at `now`.
+///
+/// # Errors
+/// A [`StoreError`].
+pub fn save_created(store: &dyn Store, name: &str, now: Timestamp) -> Result<(), StoreError> {
+    let state = HeartbeatState {
+        since: now,
+        created_on_ping: true,
+    };
+    store.save_sources(&[row(name, state, now)?])
+}
+
+fn row(name: &str, state: HeartbeatState, now: Timestamp) -> Result<SourceState, StoreError> {
+    let json = serde_json::to_string(&state)
+        .map_err(|e| StoreError::Task(format!("encoding a heartbeat's state: {e}")))?;
+    Ok(SourceState::new(SOURCE_KIND, name, json, now))
+}
+
+/// Each heartbeat's row, by name.
+fn saved(store: &dyn Store) -> Result<HashMap<String, HeartbeatState>, StoreError> {
     Ok(store
         .sources(SOURCE_KIND)?
         .into_iter()
-        .filter_map(|row| {
-            let state: HeartbeatState = serde_json::from_str(&row.state).ok()?;
-            Some((row.name, state.since))
-        })
+        .filter_map(|row| Some((row.name, serde_json::from_str(&row.state).ok()?)))
         .collect())
 }
 
@@ -128,7 +162,7 @@ pub fn assess_stored(
     heartbeats
         .iter()
         .map(|hb| {
-            let since = seen.get(&hb.name).copied().unwrap_or(now);
+            let since = seen.get(&hb.name).map_or(now, |s| s.since);
             Ok(assess(hb, &store.signals(&hb.name, KEEP)?, since, now))
         })
         .collect()

@@ -12,8 +12,16 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::assess::Assessment;
-use super::evaluate::{BODY_CAP, KEEP, cap, evaluate, first_seen};
-use super::spec::Heartbeat;
+use super::evaluate::{BODY_CAP, KEEP, cap, evaluate, first_seen, save_created};
+use super::spec::{DEFAULT_GRACE, Heartbeat};
+
+/// The period of a heartbeat a ping created.
+const CREATED_PERIOD: Duration = Duration::from_secs(86_400);
+
+/// A heartbeat a ping of an unknown name created: daily, an hour's grace.
+fn created(name: &str) -> Heartbeat {
+    Heartbeat::every(name, CREATED_PERIOD, DEFAULT_GRACE)
+}
 
 /// How often the store is asked for signals other processes recorded, at most.
 const POLL: Duration = Duration::from_secs(1);
@@ -41,6 +49,7 @@ pub enum PingError {
 }
 
 enum Control {
+    Created(Arc<Heartbeat>, Timestamp),
     Reload(
         Vec<Heartbeat>,
         Arc<Engine>,
@@ -89,27 +98,52 @@ impl Handle {
 
     /// Records `signal` of a configured heartbeat durably (its body capped) and has the
     /// monitor evaluate it right away. Returns the signal's id once it is committed.
+    /// With `create`, a signal of an unknown (valid) name first creates a heartbeat of
+    /// that name, expected daily with an hour's grace (healthchecks.io's defaults),
+    /// kept in the store until a config names it.
     ///
     /// # Errors
-    /// [`PingError::Unknown`] for a name no heartbeat has; [`PingError::Store`].
-    pub async fn ping(&self, mut signal: Signal) -> Result<i64, PingError> {
+    /// [`PingError::Unknown`] for a name no heartbeat has (or, with `create`, one no
+    /// heartbeat may have); [`PingError::Store`].
+    pub async fn ping(&self, mut signal: Signal, create: bool) -> Result<i64, PingError> {
+        let engine = Arc::clone(
+            &self
+                .shared
+                .engine
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         if self.heartbeat(&signal.source).is_none() {
-            return Err(PingError::Unknown(signal.source));
+            if !create || super::spec::check_name(&signal.source).is_err() {
+                return Err(PingError::Unknown(signal.source));
+            }
+            let (store, name, now) = (
+                Arc::clone(engine.store()),
+                signal.source.clone(),
+                engine.now(),
+            );
+            tokio::task::spawn_blocking(move || save_created(store.as_ref(), &name, now))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
+            let hb = Arc::new(created(&signal.source));
+            tracing::info!(heartbeat = %hb.name, "created by a ping");
+            self.shared
+                .heartbeats
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(hb.name.clone(), Arc::clone(&hb));
+            let _ = self.tx.send(Control::Created(hb, now));
         }
         if let Some(body) = &mut signal.body {
             cap(body, BODY_CAP);
         }
-        let store = Arc::clone(
-            self.shared
-                .engine
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .store(),
-        );
+        let store = Arc::clone(engine.store());
         let name = signal.source.clone();
+        let kind = signal.kind.clone();
         let id = tokio::task::spawn_blocking(move || store.record_signal(&signal, KEEP))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
+        metrics::counter!(alertcore::telemetry::PINGS, "kind" => kind).increment(1);
         lock(&self.shared.signalled).insert(name);
         self.shared.wake.notify_one();
         Ok(id)
@@ -238,12 +272,20 @@ impl Monitor {
         heartbeats: Vec<Heartbeat>,
         engine: Arc<Engine>,
     ) -> Result<(), StoreError> {
-        let seen = first_seen(engine.store().as_ref(), &heartbeats, engine.now(), true)?;
+        let now = engine.now();
+        let seen = first_seen(engine.store().as_ref(), &heartbeats, now, true)?;
+        let mut heartbeats = heartbeats;
+        // the ones pings created, with the defaults
+        for (name, state) in &seen {
+            if state.created_on_ping && !heartbeats.iter().any(|h| &h.name == name) {
+                heartbeats.push(created(name));
+            }
+        }
         let mut old = std::mem::take(&mut self.tracked);
         let mut by_name = HashMap::new();
         for hb in heartbeats {
             let hb = Arc::new(hb);
-            let since = seen.get(&hb.name).copied().unwrap_or_else(|| engine.now());
+            let since = seen.get(&hb.name).map_or(now, |s| s.since);
             let (running, again) = old
                 .remove(&hb.name)
                 .map_or((false, false), |t| (t.running, t.running));
@@ -289,6 +331,15 @@ impl Monitor {
                 .map_or(POLL, |w| w.saturating_duration_since(now).min(POLL));
             tokio::select! {
                 control = self.control.recv() => match control {
+                    Some(Control::Created(heartbeat, since)) => {
+                        self.tracked.entry(heartbeat.name.clone()).or_insert(Tracked {
+                            heartbeat,
+                            since,
+                            wake: Some(Timestamp::from_millis(0)),
+                            running: false,
+                            again: false,
+                        });
+                    }
                     Some(Control::Reload(heartbeats, engine, reply)) => {
                         let _ = reply.send(self.install(heartbeats, engine));
                     }

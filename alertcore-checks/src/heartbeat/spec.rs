@@ -160,12 +160,7 @@ pub fn heartbeats(config: &Config) -> Result<Vec<Heartbeat>, ConfigError> {
 
 fn build(raw: &toml::Table, timezone: Option<&str>) -> Result<(Heartbeat, bool), BuildError> {
     let spec: Spec = Table::from(raw.clone()).deserialize()?;
-    if spec.name.is_empty() || spec.name.contains('/') || spec.name.chars().any(char::is_control) {
-        return Err(BuildError::key(
-            "name",
-            "`name` must be non-empty, without `/` or control characters (it is part of the ping URL)",
-        ));
-    }
+    check_name(&spec.name).map_err(|e| BuildError::key("name", e))?;
     let bounded = |key: &str, d: Option<Duration>| match d {
         Some(d) if d.is_zero() || d > MAX => Err(BuildError::key(
             key,
@@ -241,6 +236,23 @@ fn build(raw: &toml::Table, timezone: Option<&str>) -> Result<(Heartbeat, bool),
         },
         spec.enabled.unwrap_or(true),
     ))
+}
+
+/// Whether `name` may name a heartbeat: it is part of the ping URL.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty()
+        || name.len() > 200
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+    {
+        return Err(
+            "`name` must be 1 to 200 bytes, without `/` or control characters (it is part of the ping URL)",
+        );
+    }
+    Ok(())
 }
 
 /// `failures = 3` (in a row) or `failures = "3 in 1h"`.

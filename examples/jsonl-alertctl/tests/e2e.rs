@@ -143,6 +143,7 @@ fn every_subcommand_of_the_stock_cli_is_there() {
         "outbox",
         "test",
         "run",
+        "ping",
     ];
     documented.sort_unstable();
     assert_eq!(commands, documented, "{help}");
