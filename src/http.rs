@@ -363,21 +363,33 @@ async fn collect(app: &App) -> Result<status::StatusOut, Response> {
         })
 }
 
+/// A read-only page: the token checked, the status collected, then rendered.
+async fn read_only(
+    app: &App,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    render: impl FnOnce(&App, status::StatusOut) -> Response,
+) -> Response {
+    if !authorized(&app.settings(), headers, query) {
+        return unauthorized();
+    }
+    match collect(app).await {
+        Ok(out) => render(app, out),
+        Err(r) => r,
+    }
+}
+
 async fn status_page(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if !authorized(&app.settings(), &headers, query.as_deref()) {
-        return unauthorized();
-    }
-    let out = match collect(&app).await {
-        Ok(out) => out,
-        Err(r) => return r,
-    };
-    let engine = app.engine();
-    let html = page::render(&out, engine.host(), engine.now());
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    read_only(&app, &headers, query.as_deref(), |app, out| {
+        let engine = app.engine();
+        let html = page::render(&out, engine.host(), engine.now());
+        ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    })
+    .await
 }
 
 async fn status_json(
@@ -385,17 +397,11 @@ async fn status_json(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if !authorized(&app.settings(), &headers, query.as_deref()) {
-        return unauthorized();
-    }
-    match collect(&app).await {
-        Ok(out) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_string_pretty(&out).unwrap_or_default(),
-        )
-            .into_response(),
-        Err(r) => r,
-    }
+    read_only(&app, &headers, query.as_deref(), |_, out| {
+        let json = serde_json::to_string_pretty(&out).unwrap_or_default();
+        ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+    })
+    .await
 }
 
 async fn metrics(
@@ -403,21 +409,18 @@ async fn metrics(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if !authorized(&app.settings(), &headers, query.as_deref()) {
-        return unauthorized();
-    }
-    let out = match collect(&app).await {
-        Ok(out) => out,
-        Err(r) => return r,
-    };
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.prom.render(&out),
-    )
-        .into_response()
+    read_only(&app, &headers, query.as_deref(), |app, out| {
+        let text = app.prom.render(&out);
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ fn ok(out: &std::process::Output) -> String {
 }
 
 /// The (event, result, message) of each alert the file notifier wrote.
-fn events(alerts: &[Value]) -> Vec<(String, String, String)> {
+pub(crate) fn events(alerts: &[Value]) -> Vec<(String, String, String)> {
     alerts
         .iter()
         .map(|a| {

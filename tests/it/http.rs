@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{Ctl, text};
 use crate::daemon::{Daemon, closed_port, wait_lines};
+use crate::heartbeat::events;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -65,29 +66,6 @@ fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().expect("a status code"), body.to_owned())
 }
 
-/// (event, result, message) of each alert.
-fn events(alerts: &[Value]) -> Vec<(String, String, String)> {
-    alerts
-        .iter()
-        .map(|a| {
-            let last = a["failures"]
-                .as_array()
-                .and_then(|f| f.last())
-                .cloned()
-                .unwrap_or_default();
-            (
-                format!(
-                    "{}:{}",
-                    a["service"].as_str().unwrap_or(""),
-                    a["event"].as_str().unwrap_or("")
-                ),
-                last["result"].as_str().unwrap_or("").to_owned(),
-                last["message"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ping_api_answers_curl_and_a_rust_client_as_healthchecks_does() {
     let (ctl, daemon, base, file) = start(
@@ -114,10 +92,11 @@ async fn the_ping_api_answers_curl_and_a_rust_client_as_healthchecks_does() {
         (200, "OK".to_owned())
     );
     let alerts = wait_lines(&file, 1, &daemon);
+    assert_eq!(alerts[0]["service"], "backup");
     assert_eq!(
         events(&alerts),
         [(
-            "backup:failure".to_owned(),
+            "failure".to_owned(),
             "failed".to_owned(),
             "exit status 2: tar: /srv: Cannot open: Permission denied".to_owned()
         )]
@@ -141,7 +120,10 @@ async fn the_ping_api_answers_curl_and_a_rust_client_as_healthchecks_does() {
         (200, "OK".to_owned())
     );
     let alerts = wait_lines(&file, 2, &daemon);
-    assert_eq!(events(&alerts)[1].0, "backup:recovery");
+    assert_eq!(
+        (alerts[1]["service"].as_str(), alerts[1]["event"].as_str()),
+        (Some("backup"), Some("recovery"))
+    );
     // unknown names and actions are 404, as at healthchecks.io
     for path in [
         "/ping/nope",

@@ -151,6 +151,16 @@ pub fn heartbeats(config: &Config) -> Result<Vec<Heartbeat>, ConfigError> {
             let e = BuildError::key("name", format!("another heartbeat is named {:?}", hb.name));
             return Err(config.error_in(spanned, &what, e));
         }
+        // one name, one service: a check and a heartbeat of one name would end each
+        // other's failures
+        if config
+            .checks
+            .iter()
+            .any(|c| c.get_ref().get("name").and_then(toml::Value::as_str) == Some(&hb.name))
+        {
+            let e = BuildError::key("name", format!("a check is named {:?} too", hb.name));
+            return Err(config.error_in(spanned, &what, e));
+        }
         if enabled {
             out.push(hb);
         }
@@ -388,6 +398,11 @@ mod tests {
         let e = parse("[[heartbeats]]\nname = \"a/b\"\nperiod = \"1h\"\n").unwrap_err();
         assert!(
             e.starts_with("a.toml:2:1: heartbeat \"a/b\": `name` must be"),
+            "{e}"
+        );
+        let e = parse("[[checks]]\nname = \"b\"\nkind = \"file\"\npath = \"/\"\n[[heartbeats]]\nname = \"b\"\nperiod = \"1h\"\n").unwrap_err();
+        assert!(
+            e.starts_with("a.toml:6:1: heartbeat \"b\": a check is named \"b\" too"),
             "{e}"
         );
         let e = parse("[[heartbeats]]\nname = \"b\"\nperiod = \"1h\"\n[[heartbeats]]\nname = \"b\"\nperiod = \"1h\"\n").unwrap_err();
