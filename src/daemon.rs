@@ -222,7 +222,7 @@ impl Daemon<'_> {
                     http,
                 },
             )) => {
-                if let Err(e) = self.reload_http(http.as_ref(), &engine) {
+                if let Err(e) = self.reload_http(http.as_ref(), &heartbeats, &engine) {
                     tracing::error!("reload refused, keeping the running config: {e}");
                     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
                     return None;
@@ -259,6 +259,7 @@ impl Daemon<'_> {
     fn reload_http(
         &self,
         http: Option<&crate::http::HttpConfig>,
+        heartbeats: &[Heartbeat],
         engine: &Arc<Engine>,
     ) -> Result<(), String> {
         match (&self.listener, http) {
@@ -270,7 +271,7 @@ impl Daemon<'_> {
                         listener.listen
                     );
                 }
-                listener.app.reload(config, Arc::clone(engine))
+                listener.app.reload(config, heartbeats, Arc::clone(engine))
             }
             (None, Some(_)) => {
                 tracing::warn!("[http] was added: the listener starts at the next start");

@@ -6,13 +6,14 @@
 mod page;
 mod prom;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use alertcore::secret::SecretSource;
 use alertcore::{BuildError, Config, ConfigError, Engine, Signal, Table, chain};
-use alertcore_checks::heartbeat::{self, PingError, kind};
+use alertcore_checks::heartbeat::{self, Heartbeat, PingError, kind};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
@@ -94,25 +95,47 @@ pub(crate) fn config(config: &Config) -> Result<Option<HttpConfig>, ConfigError>
         .map_err(|e| config.error_in(spanned, "[http]", e))
 }
 
-/// What the handlers need of `[http]`, with the secrets read.
+/// What the handlers need of `[http]` and the heartbeats, with the secrets read.
 #[derive(Debug, Default)]
 struct Settings {
     token: Option<String>,
     ping_key: Option<String>,
+    /// The heartbeats with a key of their own, by name.
+    keys: HashMap<String, String>,
     create_on_ping: bool,
 }
 
+impl Settings {
+    /// The key pings of `name` must carry, if any: its own, else `[http]`'s.
+    fn key_of(&self, name: &str) -> Option<&str> {
+        self.keys
+            .get(name)
+            .or(self.ping_key.as_ref())
+            .map(String::as_str)
+    }
+}
+
 impl HttpConfig {
-    /// Reads the secrets.
-    fn settings(&self) -> Result<Settings, String> {
-        let read = |s: &Option<SecretSource>| {
-            s.as_ref()
-                .map(|s| s.read().map_err(|e| format!("[http] {e}")))
-                .transpose()
-        };
+    /// Reads the secrets, `[http]`'s and those of `heartbeats`.
+    fn settings(&self, heartbeats: &[Heartbeat]) -> Result<Settings, String> {
+        let read = |s: &SecretSource, what: &str| s.read().map_err(|e| format!("{what}: {e}"));
+        let mut keys = HashMap::new();
+        for hb in heartbeats {
+            if let Some(key) = &hb.ping_key {
+                keys.insert(
+                    hb.name.clone(),
+                    read(key, &format!("heartbeat {:?}", hb.name))?,
+                );
+            }
+        }
         Ok(Settings {
-            token: read(&self.token)?,
-            ping_key: read(&self.ping_key)?,
+            token: self.token.as_ref().map(|s| read(s, "[http]")).transpose()?,
+            ping_key: self
+                .ping_key
+                .as_ref()
+                .map(|s| read(s, "[http]"))
+                .transpose()?,
+            keys,
             create_on_ping: self.create_on_ping,
         })
     }
@@ -140,22 +163,32 @@ impl App {
         heartbeats: heartbeat::Handle,
         prom: Prom,
     ) -> Result<Arc<Self>, String> {
+        let configured: Vec<Heartbeat> = heartbeats
+            .snapshot()
+            .iter()
+            .map(|s| Heartbeat::clone(&s.heartbeat))
+            .collect();
         Ok(Arc::new(Self {
             engine: RwLock::new(engine),
-            settings: RwLock::new(Arc::new(config.settings()?)),
+            settings: RwLock::new(Arc::new(config.settings(&configured)?)),
             checks,
             heartbeats,
             prom,
         }))
     }
 
-    /// Takes a reloaded config's engine and `[http]` (its `listen` is not changed:
-    /// that takes a restart).
+    /// Takes a reloaded config's engine, `[http]` (its `listen` is not changed: that
+    /// takes a restart) and heartbeats' keys.
     ///
     /// # Errors
     /// A secret that cannot be read; then nothing changed.
-    pub(crate) fn reload(&self, config: &HttpConfig, engine: Arc<Engine>) -> Result<(), String> {
-        let settings = config.settings()?;
+    pub(crate) fn reload(
+        &self,
+        config: &HttpConfig,
+        heartbeats: &[Heartbeat],
+        engine: Arc<Engine>,
+    ) -> Result<(), String> {
+        let settings = config.settings(heartbeats)?;
         *self
             .settings
             .write()
@@ -203,9 +236,10 @@ fn is_action(s: &str) -> bool {
         || (!s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Splits a ping path; `keyed`: a ping key is set (then two segments are the key and
-/// the name; without one, a name and an action when the second is one).
-fn split(rest: &str, keyed: bool) -> Option<PingPath<'_>> {
+/// Splits a ping path; `keyed` says whether pings of a name need a key (then two
+/// segments are the key and the name; else a name and an action when the second is
+/// one).
+fn split<'a>(rest: &'a str, keyed: impl Fn(&str) -> bool) -> Option<PingPath<'a>> {
     let parts: Vec<&str> = rest.split('/').collect();
     match parts.as_slice() {
         [name] => Some(PingPath {
@@ -213,7 +247,7 @@ fn split(rest: &str, keyed: bool) -> Option<PingPath<'_>> {
             name,
             action: None,
         }),
-        [a, b] if is_action(b) && !keyed => Some(PingPath {
+        [a, b] if is_action(b) && !keyed(a) => Some(PingPath {
             key: None,
             name: a,
             action: Some(b),
@@ -241,10 +275,10 @@ async fn ping(
     body: Bytes,
 ) -> Response {
     let settings = app.settings();
-    let Some(path) = split(&rest, settings.ping_key.is_some()) else {
+    let Some(path) = split(&rest, |name| settings.key_of(name).is_some()) else {
         return not_found();
     };
-    if !key_matches(settings.ping_key.as_deref(), path.key) {
+    if !key_matches(settings.key_of(path.name), path.key) {
         return not_found();
     }
     let engine = app.engine();
@@ -429,7 +463,8 @@ mod tests {
 
     #[test]
     fn ping_paths_split_as_healthchecks_does() {
-        let (none, all) = (false, true);
+        let none = |_: &str| false;
+        let all = |_: &str| true;
         let p = |key, name, action| Some(PingPath { key, name, action });
         assert_eq!(split("backup", none), p(None, "backup", None));
         assert_eq!(
@@ -446,6 +481,14 @@ mod tests {
         );
         // without one, a second segment that is no action is read as a key (and fails)
         assert_eq!(split("backup/nope", none), p(Some("backup"), "nope", None));
+        // a name with a key of its own among names without
+        let only_db = |n: &str| n == "db";
+        assert_eq!(
+            split("backup/start", only_db),
+            p(None, "backup", Some("start"))
+        );
+        assert_eq!(split("k/db", only_db), p(Some("k"), "db", None));
+        assert_eq!(split("db/start", only_db), p(Some("db"), "start", None));
         assert_eq!(split("a/b/c/d", none), None);
     }
 

@@ -169,14 +169,20 @@ async fn keys_tokens_created_heartbeats_and_metrics_that_promtool_accepts() {
     let token = dir.path().join("token");
     std::fs::write(&key, "k3y-0f-the-pings\n").expect("write key");
     std::fs::write(&token, "read-0nly\n").expect("write token");
+    let own = dir.path().join("vault.key");
+    std::fs::write(&own, "v4ult-only").expect("write the vault's key");
     let (ctl, daemon, base, _file) = start(
         &format!(
             "ping_key_file = \"{}\"\ntoken_file = \"{}\"\ncreate_on_ping = true\n",
             key.display(),
             token.display()
         ),
-        "[[heartbeats]]\nname = \"backup\"\nperiod = \"1h\"\n\n\
-         [[checks]]\nname = \"db\"\nkind = \"tcp\"\naddress = \"127.0.0.1\"\nport = 1\ninterval = \"1s\"\n",
+        &format!(
+            "[[heartbeats]]\nname = \"backup\"\nperiod = \"1h\"\n\n\
+             [[heartbeats]]\nname = \"vault\"\nperiod = \"1h\"\nping_key_file = \"{}\"\n\n\
+             [[checks]]\nname = \"db\"\nkind = \"tcp\"\naddress = \"127.0.0.1\"\nport = 1\ninterval = \"1s\"\n",
+            own.display()
+        ),
     );
     let k = "k3y-0f-the-pings";
     assert_eq!(
@@ -187,6 +193,13 @@ async fn keys_tokens_created_heartbeats_and_metrics_that_promtool_accepts() {
     assert_eq!(curl(&[&format!("{base}/ping/wrong/backup")]).0, 404);
     assert_eq!(curl(&[&format!("{base}/ping/{k}/backup")]).0, 200);
     assert_eq!(curl(&[&format!("{base}/ping/{k}/backup/start")]).0, 200);
+    // a heartbeat with a key of its own takes that one, not [http]'s
+    assert_eq!(curl(&[&format!("{base}/ping/{k}/vault")]).0, 404);
+    assert_eq!(
+        curl(&[&format!("{base}/ping/v4ult-only/vault/fail")]).0,
+        200
+    );
+    assert_eq!(curl(&[&format!("{base}/ping/v4ult-only/backup")]).0, 404);
     // an unknown name with the key creates a heartbeat (daily, an hour's grace)
     assert_eq!(curl(&[&format!("{base}/ping/{k}/nightly-export")]).0, 200);
     // read-only pages want the token
@@ -202,14 +215,16 @@ async fn keys_tokens_created_heartbeats_and_metrics_that_promtool_accepts() {
             .as_array()
             .map(|a| a.iter().filter_map(|h| h["name"].as_str()).collect())
             .unwrap_or_default();
-        if names == ["backup", "nightly-export"] && v["checks"][0]["failing"].is_object() {
+        if names == ["vault", "backup", "nightly-export"] && v["checks"][0]["failing"].is_object() {
             break v;
         }
         assert!(start.elapsed() < DEADLINE, "{v:#}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // down first: the vault's failed run; the backup's run goes on
+    assert_eq!(status["heartbeats"][0]["result"], "failed", "{status:#}");
     assert!(
-        status["heartbeats"][0]["running_since"].is_number(),
+        status["heartbeats"][1]["running_since"].is_number(),
         "{status:#}"
     );
     // the same shape as `alertctl status --json`
@@ -501,4 +516,36 @@ fn decode_base64(s: &str) -> Vec<u8> {
         out.extend_from_slice(&n.to_be_bytes()[1..=take]);
     }
     out
+}
+
+/// The healthchecks.io client crate (`healthchecks` on crates.io), pointed at the
+/// listener instead of hc-ping.com: it names checks by UUID, so the heartbeat has one.
+#[test]
+fn the_healthchecks_client_crate_works_by_changing_only_the_base_url() {
+    let uuid = "5b1cb0a4-7e2f-4d0e-9d44-3f9e1c2b7a61";
+    let (_ctl, daemon, base, file) = start(
+        "",
+        &format!("[[heartbeats]]\nname = \"{uuid}\"\nperiod = \"1h\"\n"),
+    );
+    let client =
+        healthchecks::ping::get_client_with_url(uuid, &format!("{base}/ping")).expect("a client");
+    assert!(client.start_timer(), "start");
+    assert!(
+        client.report_failure_with_logs("pg_dump: connection refused\nexit 1"),
+        "fail"
+    );
+    let alerts = wait_lines(&file, 1, &daemon);
+    assert_eq!(
+        events(&alerts),
+        [(
+            "failure".to_owned(),
+            "failed".to_owned(),
+            "failed: pg_dump: connection refused".to_owned()
+        )]
+    );
+    assert!(client.report_success(), "success");
+    let alerts = wait_lines(&file, 2, &daemon);
+    assert_eq!(alerts[1]["event"], "recovery");
+    assert_eq!(alerts[1]["service"], uuid);
+    drop(daemon);
 }

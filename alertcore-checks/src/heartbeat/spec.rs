@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
+use alertcore::secret::SecretSource;
 use alertcore::{BuildError, Config, ConfigError, Severity, Table, Timestamp};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
@@ -30,6 +31,9 @@ struct Spec {
     host: Option<String>,
     severity: Option<Severity>,
     enabled: Option<bool>,
+    ping_key_env: Option<String>,
+    ping_key_file: Option<std::path::PathBuf>,
+    ping_key_credential: Option<String>,
 }
 
 /// The default `grace`, as healthchecks.io's.
@@ -88,6 +92,8 @@ pub struct Heartbeat {
     pub severity: Severity,
     /// The time zone its times are shown in (its schedule's).
     pub zone: TimeZone,
+    /// Its own ping key (`ping_key_file`, ...), instead of `[http]`'s.
+    pub ping_key: Option<SecretSource>,
 }
 
 impl fmt::Debug for Heartbeat {
@@ -119,6 +125,7 @@ impl Heartbeat {
             failures: Failures::FIRST,
             severity: Severity::Critical,
             zone: TimeZone::UTC,
+            ping_key: None,
         }
     }
 
@@ -227,6 +234,11 @@ fn build(raw: &toml::Table, timezone: Option<&str>) -> Result<(Heartbeat, bool),
             "`min_runtime` must be shorter than `max_runtime`",
         ));
     }
+    let ping_key = SecretSource::choose(
+        ("ping_key_env", spec.ping_key_env.as_deref()),
+        ("ping_key_file", spec.ping_key_file.as_deref()),
+        ("ping_key_credential", spec.ping_key_credential.as_deref()),
+    )?;
     let failures = match &spec.failures {
         None => Failures::FIRST,
         Some(v) => parse_failures(v).map_err(|e| BuildError::key("failures", e))?,
@@ -243,6 +255,7 @@ fn build(raw: &toml::Table, timezone: Option<&str>) -> Result<(Heartbeat, bool),
             failures,
             severity: spec.severity.unwrap_or(Severity::Critical),
             zone,
+            ping_key,
         },
         spec.enabled.unwrap_or(true),
     ))
