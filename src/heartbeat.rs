@@ -17,7 +17,10 @@ pub(crate) async fn ping(
     registry: &Registry,
     args: &PingArgs,
 ) -> Result<u8, Fail> {
-    let heartbeats = heartbeat::heartbeats(config)?;
+    let heartbeats = match heartbeat::heartbeats(config) {
+        Ok(list) => list,
+        Err(e) => return Err(record_despite(cli, Some(config), args, Fail::from(e))),
+    };
     let Some(hb) = heartbeats.iter().find(|h| h.name == args.name) else {
         let names: Vec<&str> = heartbeats.iter().map(|h| h.name.as_str()).collect();
         return Err(Fail::usage(format!(
@@ -52,6 +55,37 @@ pub(crate) async fn ping(
         standing(hb, &evaluation.assessment)
     );
     Ok(evaluation.recorded.as_ref().map_or(0, print_recorded))
+}
+
+/// Records the signal although the config is broken, so it is not lost: unjudged, in
+/// the state file `config` names (the built-in defaults' when it could not be read);
+/// the daemon or the next flush judges it once the config is mended. Exit code 2.
+pub(crate) fn record_despite(
+    cli: &Cli,
+    config: Option<&Config>,
+    args: &PingArgs,
+    error: Fail,
+) -> Fail {
+    eprintln!("alertctl: {}", error.message);
+    let fallback = Config::default();
+    let recorded = crate::open_store(cli, config.unwrap_or(&fallback)).and_then(|store| {
+        let now = cli
+            .now
+            .unwrap_or_else(|| Timestamp::from_system_time(std::time::SystemTime::now()));
+        let mut signal = signal(args, now)?;
+        if let Some(body) = &mut signal.body {
+            body.truncate(body.floor_char_boundary(BODY_CAP));
+        }
+        store
+            .record_signal(&signal, heartbeat::KEEP)
+            .map_err(|e| Fail::other(&e))
+    });
+    match recorded {
+        Ok(id) => Fail::usage(format!(
+            "signal {id} was recorded without judging it because of the config error above"
+        )),
+        Err(f) => Fail::usage(format!("the signal was not recorded: {}", f.message)),
+    }
 }
 
 /// The signal `args` describe, at `now`.

@@ -317,7 +317,12 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
     if let Command::Run { once: false, .. } = cli.command {
         return daemon::run(&cli, registry).await;
     }
-    let (config, config_path) = load_config(&cli)?;
+    let (config, config_path) = match (load_config(&cli), &cli.command) {
+        (Err(f), Command::Ping(args)) if f.code == 2 => {
+            return Err(heartbeat::record_despite(&cli, None, args, f));
+        }
+        (loaded, _) => loaded?,
+    };
     match &cli.command {
         // handled above
         Command::Failure(_) | Command::Success { .. } => Ok(0),

@@ -220,3 +220,34 @@ fn the_daemon_alerts_a_missing_heartbeat_and_an_overrun_started_by_another_proce
     let got = events(&lines(&file));
     assert_eq!(got.len(), 3, "{got:#?}");
 }
+
+/// A ping while the config is broken is recorded anyway (exit 2), and judged once the
+/// config is mended.
+#[test]
+fn a_ping_with_a_broken_config_is_kept_and_judged_later() {
+    let (mut ctl, file) = ctl_with("[[heartbeats]]\nname = \"backup\"\nperiod = \"1h\"\n");
+    let good = std::fs::read_to_string(ctl.dir.path().join("alertcore.toml")).expect("config");
+    ctl.set_config(&format!("{good}colour = \"red\"\n"));
+    let out = ctl.run_at(
+        "2026-12-07T00:00:00Z",
+        &["ping", "backup", "--fail", "--body", "disk full"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = text(&out);
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    assert!(
+        err.contains("signal 1 was recorded without judging it"),
+        "{err}"
+    );
+    assert!(lines(&file).is_empty());
+    ctl.set_config(&good);
+    ok(&ctl.run_at("2026-12-07T00:01:00Z", &["flush"]));
+    assert_eq!(
+        events(&lines(&file)),
+        [(
+            "failure".to_owned(),
+            "failed".to_owned(),
+            "failed: disk full".to_owned()
+        )]
+    );
+}

@@ -271,11 +271,5 @@ async fn blocking<T: Send + 'static>(
 
 /// Cuts `s` to at most `max` bytes, at a character boundary.
 pub(super) fn cap(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    s.truncate(s.floor_char_boundary(max));
 }
