@@ -116,6 +116,20 @@ pub(crate) enum Command {
     /// otherwise. It is judged at once (a failure alerts as the policy says); the
     /// daemon or the flush timer judges the deadlines.
     Ping(PingArgs),
+    /// Hold the alerts of matching services for a while: they are recorded, not sent;
+    /// one still failing when the silence ends alerts then.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Acknowledge SERVICE's failure: no more reminders of its current streak (an
+    /// escalation to critical still goes out, and so does the recovery).
+    Ack {
+        /// The failing service.
+        #[arg(value_parser = unit_arg())]
+        service: String,
+        /// What is being done about it.
+        #[arg(long, value_parser = text_arg())]
+        comment: Option<String>,
+    },
     /// Send a test alert through one notifier (no state is read or written).
     NotifyTest {
         /// The notifier's name (`[notifiers.NAME]`; `console` without a config).
@@ -151,6 +165,48 @@ pub(crate) struct PingArgs {
     /// `-` reads it from stdin.
     #[arg(long, value_name = "TEXT", value_parser = text_arg(), conflicts_with = "log")]
     pub(crate) body: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SilenceCommand {
+    /// Add a silence: every given matcher must match (none: everything).
+    Add {
+        /// Services it covers: a glob (`web-*`) or `re:REGEX`; repeat for more.
+        #[arg(long = "service", value_name = "PATTERN")]
+        services: Vec<String>,
+        /// Hosts it covers; repeat for more.
+        #[arg(long = "host", value_name = "PATTERN")]
+        hosts: Vec<String>,
+        /// Only failures of this severity.
+        #[arg(long)]
+        severity: Option<alertcore::Severity>,
+        /// How long from now (or from --start): `2h`, `30m`.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, required_unless_present = "until", conflicts_with = "until")]
+        duration: Option<std::time::Duration>,
+        /// When it ends: `2026-12-24 08:00` (config time zone) or RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// When it starts [default: now].
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
+        /// Why.
+        #[arg(long, value_parser = text_arg())]
+        comment: String,
+    },
+    /// List the silences not ended yet (with --all: ended ones too).
+    List {
+        /// Ended ones too.
+        #[arg(long)]
+        all: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now.
+    Expire {
+        /// Its id (see `alertctl silence list`).
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

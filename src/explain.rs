@@ -73,10 +73,13 @@ pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
         }
     }
     let host = args.host.as_deref().unwrap_or(engine.host());
-    let plan = alertcore::rules::Subject::new(&args.service, host, None, event, at, &state);
-    let plan = engine
+    let subject = alertcore::rules::Subject::new(&args.service, host, None, event, at, &state);
+    let mut plan = engine
         .router()
-        .plan(&state, &plan, &names(engine), engine.policy());
+        .plan(&state, &subject, &names(engine), engine.policy());
+    // silences, maintenance windows and an acknowledgement, as a real event meets them
+    let holds = engine.holds(at).map_err(|e| alertcore::chain(&e))?;
+    alertcore::hold::apply(&holds, (&args.service, host, event, at), &state, &mut plan);
     let streak = state.streak.as_ref();
     let failures = match event {
         Event::Failure(_) => streak.map_or(0, |s| s.failures) + 1,

@@ -22,6 +22,7 @@ mod cli;
 mod daemon;
 mod explain;
 mod heartbeat;
+mod hold;
 mod http;
 mod status;
 mod systemd;
@@ -211,6 +212,7 @@ fn build_engine_on(
         .router(router)
         .delivery_timeout(DELIVERY_TIMEOUT)
         .store_inline(one_shot)
+        .maintenance(config.build_maintenance()?)
         .configured(notifiers);
     if let Some(host) = &config.host {
         builder = builder.host(host.clone());
@@ -369,6 +371,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let router = config.build_router(&notifiers)?;
             let checks = alertcore_checks::checks(&config)?;
             let heartbeats = alertcore_checks::heartbeat::heartbeats(&config)?;
+            config.build_maintenance()?;
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),
                 |p| p.display().to_string(),
@@ -410,6 +413,14 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             Ok(judged.max(print_deliveries(&sent, |_| true)))
         }
         Command::Ping(args) => heartbeat::ping(&cli, &config, registry, args).await,
+        Command::Silence(action) => {
+            let engine = build_engine(&cli, &config, registry)?;
+            hold::silence(&engine, action)
+        }
+        Command::Ack { service, comment } => {
+            let engine = build_engine(&cli, &config, registry)?;
+            hold::ack(&engine, service, comment.clone()).await
+        }
         Command::Outbox { action, json } => {
             let store = open_store(&cli, &config)?;
             let now = cli.now.unwrap_or_else(|| alertcore::SystemClock.now());

@@ -29,6 +29,8 @@ pub(crate) struct StatusOut {
     pub(crate) notifiers: Vec<NotifierStatus>,
     /// Pending and failed deliveries, newest first (at most [`OUTBOX_SHOWN`]).
     pub(crate) outbox: Vec<NotificationRecord>,
+    /// The silences not ended yet.
+    pub(crate) silences: Vec<alertcore::hold::Silence>,
     /// How many deliveries are pending, and how many failed, in all.
     pub(crate) outbox_pending: usize,
     pub(crate) outbox_failed: usize,
@@ -123,6 +125,12 @@ pub(crate) struct ServiceStatus {
     pub(crate) last_failure: Option<Timestamp>,
     /// The latest failure's message, while failing.
     pub(crate) last_message: Option<String>,
+    /// The silence or maintenance window that holds its alerts now.
+    pub(crate) held_by: Option<alertcore::hold::Hold>,
+    /// What kept the streak's latest alert back, until one is sent.
+    pub(crate) held: Option<String>,
+    /// The streak's acknowledgement.
+    pub(crate) acknowledged: Option<alertcore::policy::Ack>,
     pub(crate) last_success: Option<Timestamp>,
     pub(crate) notifiers: Vec<RecipientStatus>,
     pub(crate) pending_deliveries: usize,
@@ -172,6 +180,9 @@ fn service_status(
         severity: streak.map(|s| s.max_severity),
         last_failure: streak.map(|s| s.last_failure),
         last_message: None,
+        held_by: None,
+        held: streak.and_then(|s| s.held.clone()),
+        acknowledged: streak.and_then(|s| s.ack.clone()),
         last_success: state.last_success,
         notifiers: streak
             .map(|s| {
@@ -184,7 +195,8 @@ fn service_status(
                         alerts: r.alerts,
                         delivered: r.delivered,
                         outcome: r.outcome,
-                        next_reminder: (!repeat.is_zero())
+                        // an acknowledged streak has none
+                        next_reminder: (!repeat.is_zero() && s.ack.is_none())
                             .then(|| r.last_alert.saturating_add(repeat)),
                     })
                     .collect()
@@ -315,9 +327,15 @@ pub(crate) fn collect(
         .iter()
         .map(|(n, s)| service_status(engine, n.clone(), s, &log))
         .collect();
-    // what the failing ones last said
+    // what the failing ones last said, and what holds their alerts now
+    let now = engine.now();
+    let holds = engine.holds(now)?;
     for s in services.iter_mut().filter(|s| s.failing) {
-        s.last_message = store.history(&s.service)?.pop().and_then(|f| f.message);
+        let last = store.history(&s.service)?.pop();
+        if let (Some(f), Some(severity)) = (&last, s.severity) {
+            s.held_by = holds.find(&s.service, &f.host, severity, now);
+        }
+        s.last_message = last.and_then(|f| f.message);
     }
     services.sort_by_key(|s| !s.failing);
     let mut latest: BTreeMap<&str, &NotificationRecord> = BTreeMap::new();
@@ -364,6 +382,7 @@ pub(crate) fn collect(
         heartbeats,
         notifiers,
         outbox,
+        silences: holds.silences,
         outbox_pending,
         outbox_failed,
     })
@@ -387,6 +406,22 @@ fn print_service(s: &ServiceStatus) {
                 .map(|t| format!(" (last success {t})"))
                 .unwrap_or_default()
         ),
+    }
+    if let Some(h) = &s.held_by {
+        println!("  held by {h}");
+    } else if let Some(h) = &s.held {
+        println!("  its alert was held by {h}; it goes out at the next flush");
+    }
+    if let Some(a) = &s.acknowledged {
+        let comment = a
+            .comment
+            .as_deref()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        println!(
+            "  acknowledged by {} at {}{comment}: no reminders",
+            a.by, a.at
+        );
     }
     for r in &s.notifiers {
         let next = r
@@ -417,6 +452,10 @@ struct HistoryOut {
     service: String,
     failures: Vec<Failure>,
     notifications: Vec<NotificationRecord>,
+    /// What kept the streak's latest alert back (a silence, a maintenance window).
+    held: Option<String>,
+    /// The streak's acknowledgement.
+    acknowledged: Option<alertcore::policy::Ack>,
 }
 
 /// `alertctl outbox [--json]`, `outbox retry ID|--all`, `outbox drop ID`.
@@ -487,10 +526,13 @@ pub(crate) fn outbox(
 
 /// `alertctl history UNIT [--json]`.
 pub(crate) fn history(store: &dyn Store, unit: &str, json: bool) -> Result<(), StoreError> {
+    let streak = store.state(unit)?.and_then(|s| s.streak);
     let out = HistoryOut {
         service: unit.to_owned(),
         failures: store.history(unit)?,
         notifications: store.notifications(Some(unit), 20)?,
+        held: streak.as_ref().and_then(|s| s.held.clone()),
+        acknowledged: streak.and_then(|s| s.ack),
     };
     if json {
         println!("{}", to_json(&out));
@@ -500,6 +542,12 @@ pub(crate) fn history(store: &dyn Store, unit: &str, json: bool) -> Result<(), S
         "{unit}: {} in the current streak",
         alertcore::message::plural(out.failures.len(), "failure")
     );
+    if let Some(h) = &out.held {
+        println!("  its latest alert was held by {h}");
+    }
+    if let Some(a) = &out.acknowledged {
+        println!("  acknowledged by {} at {}", a.by, a.at);
+    }
     for (i, f) in out.failures.iter().enumerate() {
         println!(
             "  {:>3}  {}  {:<8}  {}{}",

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::Severity;
 use crate::error::BuildError;
+use crate::hold::{Maintenance, Matchers, When};
 use crate::notifier::ConfiguredNotifier;
 use crate::outbox::DeliverySpec;
 use crate::policy::Policy;
 use crate::registry::Registry;
-use crate::rules::Router;
+use crate::rules::{Patterns, Router, TimeWindows};
 use crate::table::{Table, from_table, redact};
 use crate::template::{Format, FormatSpec, Formats};
 
@@ -58,6 +60,10 @@ pub struct Config {
     /// crate, which reports errors with [`Config::error_in`]).
     #[serde(default)]
     pub heartbeats: Vec<toml::Spanned<toml::Table>>,
+    /// `[[maintenance]]`: windows in which the alerts they cover are held
+    /// ([`Config::build_maintenance`]).
+    #[serde(default)]
+    pub maintenance: Vec<toml::Spanned<toml::Table>>,
     /// `[http]`: the daemon's HTTP listener (read by `alertctl`).
     #[serde(default)]
     pub http: Option<toml::Spanned<toml::Table>>,
@@ -143,6 +149,7 @@ impl fmt::Debug for Config {
             .field("checks", &self.checks.len())
             .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
             .field("heartbeats", &self.heartbeats.len())
+            .field("maintenance", &self.maintenance.len())
             .field("http", &self.http.is_some())
             .field("daemon", &self.daemon)
             .field("origin", &self.source.as_ref().map(|s| &s.origin))
@@ -366,6 +373,37 @@ impl Config {
     /// Builds the routing rules for the built `notifiers` (whose formats the rules'
     /// per-recipient format overrides start from).
     ///
+    /// Reads `[[maintenance]]`: each has matchers (`services`, `hosts` as in
+    /// `[[rules]]`, `severity`) and either `time` (recurring windows in the rules'
+    /// syntax, read in `timezone`) or `start` and `end` (once; RFC 3339 or a civil time
+    /// in `timezone`), and an optional `name` and `comment`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the window and pointing at its bad key.
+    pub fn build_maintenance(&self) -> Result<Vec<Maintenance>, ConfigError> {
+        if self.maintenance.is_empty() {
+            return Ok(Vec::new());
+        }
+        // an unknown zone is build_router's error to report
+        let tz = self
+            .timezone
+            .as_deref()
+            .and_then(|n| crate::rules::parse_timezone(n).ok());
+        let router = Router::new(Vec::new(), tz, self.timezone.as_deref().unwrap_or("system"));
+        self.maintenance
+            .iter()
+            .enumerate()
+            .map(|(i, spanned)| {
+                let raw = spanned.get_ref();
+                let what = match raw.get("name").and_then(toml::Value::as_str) {
+                    Some(name) => format!("maintenance {name:?}"),
+                    None => format!("maintenance {}", i + 1),
+                };
+                build_maintenance(raw, i + 1, &router).map_err(|e| self.error_in(spanned, &what, e))
+            })
+            .collect()
+    }
+
     /// # Errors
     /// [`ConfigError::Invalid`] naming the rule (`rule 3: unknown notifier "pagr"`) and
     /// pointing at its bad key, or at the `timezone`.
@@ -598,4 +636,69 @@ mod tests {
         assert_eq!(line_col("ab\ncé", 6), (2, 3));
         assert_eq!(line_col("", 10), (1, 1));
     }
+}
+
+/// A `[[maintenance]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceSpec {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    services: Patterns,
+    #[serde(default)]
+    hosts: Patterns,
+    severity: Option<Severity>,
+    #[serde(default)]
+    time: TimeWindows,
+    start: Option<String>,
+    end: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// The `index`th (1-based) `[[maintenance]]` window; `router` reads its times in the
+/// config's zone.
+fn build_maintenance(
+    raw: &toml::Table,
+    index: usize,
+    router: &Router,
+) -> Result<Maintenance, BuildError> {
+    let spec: MaintenanceSpec = Table::from(raw.clone()).deserialize()?;
+    let when = match (spec.time.is_empty(), &spec.start, &spec.end) {
+        (false, None, None) => When::Windows(spec.time),
+        (true, Some(start), Some(end)) => {
+            let start = router
+                .parse_time(start)
+                .map_err(|e| BuildError::key("start", format!("`start`: {e}")))?;
+            let end = router
+                .parse_time(end)
+                .map_err(|e| BuildError::key("end", format!("`end`: {e}")))?;
+            if end <= start {
+                return Err(BuildError::key("end", "`end` must be after `start`"));
+            }
+            When::Once(start, end)
+        }
+        (false, _, _) => {
+            return Err(BuildError::key(
+                "time",
+                "give either `time` (recurring) or `start` and `end` (once), not both",
+            ));
+        }
+        (true, Some(_), None) => {
+            return Err(BuildError::key("start", "`start` needs an `end`"));
+        }
+        (true, None, Some(_)) => return Err(BuildError::key("end", "`end` needs a `start`")),
+        (true, None, None) => {
+            return Err(BuildError::new(
+                "give `time` (\"Sat 02:00-04:00\") or `start` and `end`: when is the maintenance?",
+            ));
+        }
+    };
+    Ok(Maintenance {
+        name: spec.name.unwrap_or_else(|| index.to_string()),
+        matchers: Matchers::new(spec.services, spec.hosts, spec.severity),
+        when,
+        comment: spec.comment,
+    })
 }

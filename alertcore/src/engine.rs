@@ -11,10 +11,11 @@ use serde::Serialize;
 
 use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 use crate::error::{EngineError, NotifyError, StoreError, chain};
+use crate::hold::{Holds, Maintenance};
 use crate::notification::{FallbackOf, Notification};
 use crate::notifier::{ConfiguredNotifier, Notifier};
 use crate::outbox::{DeliverySpec, Limits};
-use crate::policy::{Decision, Event, Policy, ServiceState};
+use crate::policy::{Ack, Decision, Event, Policy, ServiceState};
 use crate::rules::{Plan, Router, RuleTrace, Subject};
 use crate::store::{
     Applied, Attempt, Change, Claimed, NewNotification, NotificationId, NotificationRecord, Store,
@@ -61,6 +62,7 @@ pub struct Engine {
     host: String,
     delivery_timeout: Option<Duration>,
     store_inline: bool,
+    maintenance: Arc<[Maintenance]>,
 }
 
 /// Builds an [`Engine`].
@@ -74,6 +76,7 @@ pub struct EngineBuilder {
     host: Option<String>,
     delivery_timeout: Option<Duration>,
     store_inline: bool,
+    maintenance: Vec<Maintenance>,
 }
 
 impl EngineBuilder {
@@ -143,6 +146,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets the maintenance windows (`[[maintenance]]`): alerts they cover are held.
+    pub fn maintenance(mut self, list: Vec<Maintenance>) -> Self {
+        self.maintenance = list;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         Engine {
@@ -154,6 +163,7 @@ impl EngineBuilder {
             host: self.host.unwrap_or_else(host_name),
             delivery_timeout: self.delivery_timeout,
             store_inline: self.store_inline,
+            maintenance: self.maintenance.into(),
         }
     }
 }
@@ -308,6 +318,7 @@ impl Engine {
             host: None,
             delivery_timeout: None,
             store_inline: false,
+            maintenance: Vec::new(),
         }
     }
 
@@ -365,9 +376,9 @@ impl Engine {
     }
 
     /// Routes `event` of `service` (with `report`, a failure's) seen at `at` against
-    /// `state` and runs the policy, writing nothing: what [`Engine::failure`] and
-    /// [`Engine::success`] do inside their store transaction, and what `alertctl test`
-    /// shows.
+    /// `state`, runs the policy and applies `holds`, writing nothing: what
+    /// [`Engine::failure`] and [`Engine::success`] do inside their store transaction, and
+    /// what `alertctl test` shows.
     pub fn plan(
         &self,
         service: &str,
@@ -375,14 +386,61 @@ impl Engine {
         event: Event,
         report: Option<&FailureReport>,
         at: Timestamp,
+        holds: &Holds,
     ) -> Plan {
         plan(
             &self.router,
             &self.policy,
             &self.notifiers,
-            &self.host,
+            (&self.host, holds),
             (service, state, event, report, at),
         )
+    }
+
+    /// What may hold alerts at `at`: the store's silences not ended by then and the
+    /// maintenance windows.
+    ///
+    /// # Errors
+    /// A [`StoreError`] reading the silences.
+    pub fn holds(&self, at: Timestamp) -> Result<Holds, StoreError> {
+        holds(
+            self.store.as_ref(),
+            Arc::clone(&self.maintenance),
+            self.router.timezone().clone(),
+            at,
+        )
+    }
+
+    /// Acknowledges the failure streak of `service` on behalf of `by`: no more reminders
+    /// of it (an escalation still goes out; the next streak is not acknowledged).
+    /// `false` if the service is not failing.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub async fn ack(
+        &self,
+        service: &str,
+        by: &str,
+        comment: Option<String>,
+    ) -> Result<bool, EngineError> {
+        let now = self.clock.now();
+        let store = Arc::clone(&self.store);
+        let (service, ack) = (service.to_owned(), Ack::new(by, now, comment));
+        let failing = self
+            .blocking(move || {
+                let mut failing = false;
+                store.apply(&service, now, &mut |state| {
+                    let mut next = state.clone();
+                    failing = next.streak.is_some();
+                    if let Some(streak) = next.streak.as_mut() {
+                        streak.ack = Some(ack.clone());
+                    }
+                    Change::new(next)
+                })?;
+                Ok(failing)
+            })
+            .await?;
+        Ok(failing)
     }
 
     /// [`Engine::plan`] against the stored state of `service`, at the clock's now.
@@ -396,7 +454,9 @@ impl Engine {
         report: Option<&FailureReport>,
     ) -> Result<Plan, StoreError> {
         let state = self.store.state(service)?.unwrap_or_default();
-        Ok(self.plan(service, &state, event, report, self.clock.now()))
+        let now = self.clock.now();
+        let holds = self.holds(now)?;
+        Ok(self.plan(service, &state, event, report, now, &holds))
     }
 
     async fn process(
@@ -413,6 +473,8 @@ impl Engine {
         let host = self.host.clone();
         let owned_service = service.to_owned();
         let lease = self.send_lease();
+        let maintenance = Arc::clone(&self.maintenance);
+        let timezone = self.router.timezone().clone();
         // a failure carrying the invocation id of one already in the streak
         let invocation = match event {
             Event::Failure(_) => report.as_ref().and_then(|r| r.invocation_id.clone()),
@@ -424,6 +486,7 @@ impl Engine {
                 let mut fresh = Vec::new();
                 let mut failures = 0;
                 let mut duplicate = false;
+                let holds = holds(store.as_ref(), maintenance, timezone, now)?;
                 let applied = store.apply(&owned_service, now, &mut |state| {
                     if let (Some(id), Some(streak)) = (&invocation, &state.streak)
                         && streak.invocations.contains(id)
@@ -442,7 +505,7 @@ impl Engine {
                         &router,
                         &policy,
                         &notifiers,
-                        &host,
+                        (&host, &holds),
                         (&owned_service, state, event, report.as_ref(), now),
                     );
                     // a success reports on the streak it ends
@@ -626,12 +689,21 @@ impl Engine {
     /// [`EngineError::Store`] if the state cannot be read or written.
     pub async fn tick(&self) -> Result<Vec<Report>, EngineError> {
         let store = Arc::clone(&self.store);
-        let states = self.blocking(move || store.states()).await?;
         let now = self.clock.now();
+        let maintenance = Arc::clone(&self.maintenance);
+        let timezone = self.router.timezone().clone();
+        let (states, holds) = self
+            .blocking(move || {
+                Ok((
+                    store.states()?,
+                    holds(store.as_ref(), maintenance, timezone, now)?,
+                ))
+            })
+            .await?;
         let mut reports = Vec::new();
         for (service, state) in states.iter().filter(|(_, s)| s.is_failing()) {
             // a read first: most ticks send nothing and should write nothing
-            let plan = self.plan(service, state, Event::Tick, None, now);
+            let plan = self.plan(service, state, Event::Tick, None, now, &holds);
             if plan.decisions.iter().any(|d| d.send_kind().is_some()) {
                 reports.push(self.process(service, Event::Tick, None).await?);
             }
@@ -995,7 +1067,7 @@ fn plan(
     router: &Router,
     policy: &Policy,
     notifiers: &[Entry],
-    engine_host: &str,
+    (engine_host, holds): (&str, &Holds),
     (service, state, event, report, at): (
         &str,
         &ServiceState,
@@ -1014,7 +1086,22 @@ fn plan(
     {
         streak.host = report.and_then(|r| r.host.clone());
     }
+    crate::hold::apply(holds, (service, host, event, at), state, &mut plan);
     plan
+}
+
+/// What may hold alerts at `at` ([`Engine::holds`]).
+fn holds(
+    store: &dyn Store,
+    maintenance: Arc<[Maintenance]>,
+    timezone: jiff::tz::TimeZone,
+    at: Timestamp,
+) -> Result<Holds, StoreError> {
+    Ok(Holds {
+        silences: store.silences(at)?,
+        maintenance,
+        timezone: Some(timezone),
+    })
 }
 
 /// A delivery took longer than the engine's `delivery_timeout`.

@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use decision::{Action, Decision, Reason};
-pub use state::{Outcome, RecipientState, ServiceState, Streak};
+pub use state::{Ack, Outcome, RecipientState, ServiceState, Streak};
 
 use crate::alert::{EventKind, Severity, Timestamp};
 use crate::duration;
@@ -197,6 +197,8 @@ fn on_failure(
                 host: None,
                 recipients: Default::default(),
                 invocations: Vec::new(),
+                ack: None,
+                held: None,
             })
         }
     };

@@ -17,6 +17,7 @@ pub use sqlite::SqliteStore;
 
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
+use crate::hold::Silence;
 use crate::outbox::{Admission, Limits};
 use crate::policy::{Outcome, ServiceState};
 
@@ -554,6 +555,25 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// A [`StoreError`].
     fn last_signal_id(&self) -> Result<i64, StoreError>;
+
+    /// Adds `silence` (its `id` is ignored); returns its id.
+    ///
+    /// # Errors
+    /// A [`StoreError`]; then nothing was written.
+    fn add_silence(&self, silence: &Silence) -> Result<i64, StoreError>;
+
+    /// The silences that end after `after` (active, or not started yet), by id.
+    ///
+    /// # Errors
+    /// A [`StoreError`].
+    fn silences(&self, after: Timestamp) -> Result<Vec<Silence>, StoreError>;
+
+    /// Ends silence `id` at `at`, if it had not ended by then; `false` if there is no
+    /// such silence or it had.
+    ///
+    /// # Errors
+    /// A [`StoreError`].
+    fn expire_silence(&self, id: i64, at: Timestamp) -> Result<bool, StoreError>;
 }
 
 /// One signal a watched thing sent, as [`Store::record_signal`] keeps it: a heartbeat's
@@ -757,6 +777,69 @@ mod tests {
         assert_eq!(store.signals("backup", 10).unwrap().len(), 2);
     }
 
+    /// Silences come back with every field while they have not ended, and expiring
+    /// one ends it then.
+    fn silences_round_trip(store: &dyn Store) {
+        use crate::alert::Severity;
+        use crate::hold::Matchers;
+        use crate::rules::Patterns;
+        let t = Timestamp::from_millis;
+        let m = Matchers::new(
+            Patterns::parse(["db-*", "re:^cache"]).unwrap(),
+            Patterns::default(),
+            Some(Severity::Warning),
+        );
+        let a = store
+            .add_silence(&Silence::new(
+                m.clone(),
+                (t(10), t(100)),
+                "patching",
+                "ann",
+                t(5),
+            ))
+            .unwrap();
+        let b = store
+            .add_silence(&Silence::new(
+                Matchers::default(),
+                (t(50), t(60)),
+                "x",
+                "bob",
+                t(6),
+            ))
+            .unwrap();
+        assert!(a < b);
+        let list = store.silences(t(0)).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].id, &list[0].matchers), (a, &m));
+        assert_eq!((list[0].starts, list[0].ends), (t(10), t(100)));
+        assert_eq!(
+            (list[0].comment.as_str(), list[0].created_by.as_str()),
+            ("patching", "ann")
+        );
+        assert_eq!(list[0].created, t(5));
+        // ended ones are left out
+        assert_eq!(store.silences(t(60)).unwrap().len(), 1);
+        assert!(store.expire_silence(a, t(20)).unwrap());
+        assert!(!store.expire_silence(a, t(30)).unwrap(), "already ended");
+        assert!(!store.expire_silence(999, t(30)).unwrap());
+        assert_eq!(
+            store
+                .silences(t(20))
+                .unwrap()
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
+            [b]
+        );
+    }
+
+    #[test]
+    fn silences_round_trip_in_every_store() {
+        silences_round_trip(&MemoryStore::new());
+        let dir = tempfile::tempdir().unwrap();
+        silences_round_trip(&SqliteStore::open(dir.path().join("state.db")).unwrap());
+    }
+
     #[test]
     fn signals_round_trip_in_every_store() {
         signals_round_trip(&MemoryStore::new());
@@ -849,6 +932,8 @@ mod tests {
                 host: None,
                 recipients: Default::default(),
                 invocations: Vec::new(),
+                ack: None,
+                held: None,
             };
             streak.recipients.insert(
                 "ops".to_owned(),
@@ -911,7 +996,7 @@ mod tests {
             "the v1 file has a pending recipient in compact JSON"
         );
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(SqliteStore::SCHEMA_VERSION, 5);
+        assert_eq!(SqliteStore::SCHEMA_VERSION, 6);
         let log = store.notifications(None, 10).unwrap();
         let by = |s: &str| log.iter().find(|r| r.service == s).unwrap();
         let (a, b, c) = (by("a.service"), by("b.service"), by("c.service"));

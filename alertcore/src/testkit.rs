@@ -152,6 +152,8 @@ fn streak_state(id: u64, failures: u32, notifier: Option<&str>) -> ServiceState 
         host: None,
         recipients: Default::default(),
         invocations: Vec::new(),
+        ack: None,
+        held: None,
     };
     if let Some(n) = notifier {
         streak.recipients.insert(

@@ -11,6 +11,7 @@ mod exec;
 mod faults;
 mod hardening;
 mod heartbeat;
+mod hold;
 mod http;
 mod peers;
 mod sandbox;

@@ -94,6 +94,22 @@ pub enum Reason {
         /// The rule's position in `[[rules]]`.
         rule: usize,
     },
+    /// A silence or a maintenance window holds the alert; it goes out once the hold is
+    /// over, if the service is still failing then.
+    Held {
+        /// `silence 3`, `maintenance "patch night"`.
+        by: String,
+        /// When the hold ends, if known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<Timestamp>,
+    },
+    /// The streak was acknowledged: no reminders.
+    Acknowledged {
+        /// Who acknowledged it.
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -131,6 +147,12 @@ impl fmt::Display for Reason {
             Self::KindNotRouted { kind } => write!(f, "its rule sends no {kind} notifications"),
             Self::NotRouted => f.write_str("no rule sends this event to it"),
             Self::Ignored { rule } => write!(f, "ignored by rule {rule}"),
+            Self::Held {
+                by,
+                until: Some(until),
+            } => write!(f, "held by {by} until {until}"),
+            Self::Held { by, until: None } => write!(f, "held by {by}"),
+            Self::Acknowledged { by, at } => write!(f, "acknowledged by {by} at {at}"),
         }
     }
 }

@@ -53,6 +53,8 @@ impl ServiceState {
             host: None,
             recipients: BTreeMap::new(),
             invocations: Vec::new(),
+            ack: None,
+            held: None,
         });
         streak.failures = failures;
         streak.started = started;
@@ -118,6 +120,37 @@ pub struct Streak {
     /// heartbeat), and is not counted again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invocations: Vec<String>,
+    /// Acknowledged (`alertctl ack`): no reminders for the rest of the streak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
+    /// The hold (a silence, a maintenance window) that kept the latest alert of the
+    /// streak from being sent, until one is sent (`status`, `history`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+}
+
+/// An acknowledgement of a failure streak.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Ack {
+    /// Who acknowledged it.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+    /// Why, or what is being done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl Ack {
+    /// An acknowledgement by `by` at `at`.
+    pub fn new(by: impl Into<String>, at: Timestamp, comment: Option<String>) -> Self {
+        Self {
+            by: by.into(),
+            at,
+            comment,
+        }
+    }
 }
 
 impl Streak {

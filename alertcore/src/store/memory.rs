@@ -8,6 +8,7 @@ use super::{
 };
 use crate::alert::{Failure, Timestamp};
 use crate::error::StoreError;
+use crate::hold::Silence;
 use crate::outbox::Limits;
 use crate::policy::ServiceState;
 
@@ -145,5 +146,17 @@ impl Store for MemoryStore {
 
     fn last_signal_id(&self) -> Result<i64, StoreError> {
         self.0.last_signal_id()
+    }
+
+    fn add_silence(&self, silence: &Silence) -> Result<i64, StoreError> {
+        self.0.add_silence(silence)
+    }
+
+    fn silences(&self, after: Timestamp) -> Result<Vec<Silence>, StoreError> {
+        self.0.silences(after)
+    }
+
+    fn expire_silence(&self, id: i64, at: Timestamp) -> Result<bool, StoreError> {
+        self.0.expire_silence(id, at)
     }
 }

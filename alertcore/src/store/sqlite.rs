@@ -17,6 +17,7 @@ use super::{
 };
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
+use crate::hold::Silence;
 use crate::outbox::{Admission, Gates, Limits};
 use crate::policy::{Outcome, ServiceState};
 
@@ -27,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_pending_index.sql"),
     include_str!("../../migrations/0004_sources.sql"),
     include_str!("../../migrations/0005_signals.sql"),
+    include_str!("../../migrations/0006_silences.sql"),
 ];
 
 /// How long a writer waits for another process's transaction before failing.
@@ -1185,6 +1187,77 @@ impl Store for SqliteStore {
             )?;
             let rows = stmt.query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn add_silence(&self, silence: &Silence) -> Result<i64, StoreError> {
+        let matchers = serde_json::to_string(&silence.matchers)
+            .map_err(|e| StoreError::Task(format!("encoding a silence: {e}")))?;
+        self.on_file(|| {
+            self.conn.durable(|tx| {
+                tx.execute(
+                    "INSERT INTO silences (matchers, starts_ms, ends_ms, comment, created_by, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        matchers,
+                        silence.starts.as_millis(),
+                        silence.ends.as_millis(),
+                        silence.comment,
+                        silence.created_by,
+                        silence.created.as_millis()
+                    ],
+                )?;
+                Ok(tx.last_insert_rowid())
+            })
+        })
+    }
+
+    fn silences(&self, after: Timestamp) -> Result<Vec<Silence>, StoreError> {
+        self.on_file(|| {
+            let conn = self.lock();
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, matchers, starts_ms, ends_ms, comment, created_by, created_ms
+                 FROM silences WHERE ends_ms > ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([after.as_millis()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, matchers, starts, ends, comment, created_by, created) = row?;
+                let matchers = serde_json::from_str(&matchers).map_err(|e| {
+                    StoreError::Corrupt(format!("silence {id}: unreadable matchers: {e}"))
+                })?;
+                let mut s = Silence::new(
+                    matchers,
+                    (Timestamp::from_millis(starts), Timestamp::from_millis(ends)),
+                    comment,
+                    created_by,
+                    Timestamp::from_millis(created),
+                );
+                s.id = id;
+                out.push(s);
+            }
+            Ok(out)
+        })
+    }
+
+    fn expire_silence(&self, id: i64, at: Timestamp) -> Result<bool, StoreError> {
+        self.on_file(|| {
+            self.conn.durable(|tx| {
+                Ok(tx.execute(
+                    "UPDATE silences SET ends_ms = ?2 WHERE id = ?1 AND ends_ms > ?2",
+                    params![id, at.as_millis()],
+                )? > 0)
+            })
         })
     }
 

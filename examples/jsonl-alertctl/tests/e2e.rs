@@ -144,6 +144,8 @@ fn every_subcommand_of_the_stock_cli_is_there() {
         "test",
         "run",
         "ping",
+        "silence",
+        "ack",
     ];
     documented.sort_unstable();
     assert_eq!(commands, documented, "{help}");

@@ -1,0 +1,520 @@
+//! Holding alerts back on purpose: silences (`alertctl silence`, kept in the store),
+//! maintenance windows (`[[maintenance]]` in the config) and acknowledgements
+//! (`alertctl ack`, kept in the streak).
+//!
+//! A hold is a veto over what the policy decided, applied after it ([`veto`]): a
+//! failure alert, reminder or escalation it would send is suppressed with the hold as
+//! its reason, and the recipient's state is left as it was, so nothing counts as sent.
+//! Once the hold is over, the next flush finds a failing service whose recipient was
+//! never alerted and sends the alert then (once); a service that recovered meanwhile
+//! sends nothing, as nobody was alerted. Recoveries are not held: they go to whoever
+//! had the failure alert, which was before the hold. An acknowledgement holds only
+//! reminders of its streak: an escalation still goes out.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{EventKind, Severity, Timestamp};
+use crate::policy::{Action, Event, Reason, ServiceState};
+use crate::rules::{Patterns, Plan, TimeWindows};
+
+/// What a silence or a maintenance window covers: every given matcher must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Matchers {
+    /// Service names (globs, or `re:` regexes): any may match.
+    #[serde(default, skip_serializing_if = "Patterns::is_empty")]
+    pub services: Patterns,
+    /// Host names: any may match.
+    #[serde(default, skip_serializing_if = "Patterns::is_empty")]
+    pub hosts: Patterns,
+    /// Only failures of this severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+impl Matchers {
+    /// Matchers of `services` and `hosts` (empty: any) and `severity`.
+    pub fn new(services: Patterns, hosts: Patterns, severity: Option<Severity>) -> Self {
+        Self {
+            services,
+            hosts,
+            severity,
+        }
+    }
+
+    /// Whether an event of `service` about `host` with `severity` is covered.
+    pub fn matches(&self, service: &str, host: &str, severity: Severity) -> bool {
+        (self.services.is_empty() || self.services.matches_any(service))
+            && (self.hosts.is_empty() || self.hosts.matches_any(host))
+            && self.severity.is_none_or(|s| s == severity)
+    }
+}
+
+impl fmt::Display for Matchers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |p: &Patterns| {
+            p.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut parts = Vec::new();
+        if !self.services.is_empty() {
+            parts.push(format!("service {}", list(&self.services)));
+        }
+        if !self.hosts.is_empty() {
+            parts.push(format!("host {}", list(&self.hosts)));
+        }
+        if let Some(s) = self.severity {
+            parts.push(format!("severity {s}"));
+        }
+        if parts.is_empty() {
+            f.write_str("everything")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+/// A silence: the alerts it covers are held from `starts` to `ends`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Silence {
+    /// Its id (0 before the store gave it one).
+    pub id: i64,
+    /// What it covers.
+    pub matchers: Matchers,
+    /// When it starts.
+    pub starts: Timestamp,
+    /// When it ends.
+    pub ends: Timestamp,
+    /// Why.
+    pub comment: String,
+    /// Who added it.
+    pub created_by: String,
+    /// When.
+    pub created: Timestamp,
+}
+
+impl Silence {
+    /// A silence of `matchers` from `starts` to `ends`, added by `created_by` at
+    /// `created` because of `comment`.
+    pub fn new(
+        matchers: Matchers,
+        (starts, ends): (Timestamp, Timestamp),
+        comment: impl Into<String>,
+        created_by: impl Into<String>,
+        created: Timestamp,
+    ) -> Self {
+        Self {
+            id: 0,
+            matchers,
+            starts,
+            ends,
+            comment: comment.into(),
+            created_by: created_by.into(),
+            created,
+        }
+    }
+
+    /// Whether it holds alerts at `at`.
+    pub fn active_at(&self, at: Timestamp) -> bool {
+        self.starts <= at && at < self.ends
+    }
+}
+
+/// When a maintenance window holds alerts.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum When {
+    /// Recurring, in the config's time zone (the `[[rules]]` time-window syntax).
+    Windows(TimeWindows),
+    /// Once, from the first time to the second.
+    Once(Timestamp, Timestamp),
+}
+
+/// A `[[maintenance]]` window of the config.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Maintenance {
+    /// Its `name`, else its place in the config (`2`).
+    pub name: String,
+    /// What it covers.
+    pub matchers: Matchers,
+    /// When.
+    pub when: When,
+    /// Why.
+    pub comment: Option<String>,
+}
+
+/// The holds that may apply to an event: the store's silences and the config's
+/// maintenance windows, with the time zone recurring windows are read in.
+#[derive(Debug, Clone)]
+pub struct Holds {
+    /// Silences (active or not; [`Holds::find`] looks at their times).
+    pub silences: Vec<Silence>,
+    /// Maintenance windows.
+    pub maintenance: std::sync::Arc<[Maintenance]>,
+    /// The time zone of recurring windows.
+    pub timezone: Option<jiff::tz::TimeZone>,
+}
+
+/// The hold an event falls under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Hold {
+    /// `silence 3`, `maintenance "patch night"`.
+    pub by: String,
+    /// When it ends, when that is known (a recurring window's end is not computed).
+    pub until: Option<Timestamp>,
+}
+
+impl fmt::Display for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.until {
+            Some(t) => write!(f, "{} until {t}", self.by),
+            None => f.write_str(&self.by),
+        }
+    }
+}
+
+impl Default for Holds {
+    fn default() -> Self {
+        Self {
+            silences: Vec::new(),
+            maintenance: std::sync::Arc::from([]),
+            timezone: None,
+        }
+    }
+}
+
+impl Holds {
+    /// Whether there is nothing that could hold an alert.
+    pub fn is_empty(&self) -> bool {
+        self.silences.is_empty() && self.maintenance.is_empty()
+    }
+
+    /// The hold an event of `service` about `host` with `severity` at `at` falls under:
+    /// the silence ending last, else the first maintenance window.
+    pub fn find(
+        &self,
+        service: &str,
+        host: &str,
+        severity: Severity,
+        at: Timestamp,
+    ) -> Option<Hold> {
+        let silence = self
+            .silences
+            .iter()
+            .filter(|s| s.active_at(at) && s.matchers.matches(service, host, severity))
+            .max_by_key(|s| s.ends)
+            .map(|s| Hold {
+                by: format!("silence {}", s.id),
+                until: Some(s.ends),
+            });
+        silence.or_else(|| {
+            self.maintenance
+                .iter()
+                .filter(|m| m.matchers.matches(service, host, severity))
+                .find_map(|m| {
+                    let until = match &m.when {
+                        When::Once(from, to) => (*from <= at && at < *to).then_some(Some(*to)),
+                        When::Windows(w) => {
+                            let tz = self
+                                .timezone
+                                .clone()
+                                .unwrap_or_else(jiff::tz::TimeZone::system);
+                            w.contains_any_ms(at.as_millis(), &tz).then_some(None)
+                        }
+                    }?;
+                    Some(Hold {
+                        by: format!("maintenance {:?}", m.name),
+                        until,
+                    })
+                })
+        })
+    }
+}
+
+/// Applies `holds` and the streak's acknowledgement to `plan`, the routing and policy of
+/// `event` of `service` about `host` at `at` on the state `before` (see [`veto`]); a
+/// streak whose alert a hold kept back says by what (`Streak::held`) until an alert of it
+/// is sent.
+pub fn apply(
+    holds: &Holds,
+    (service, host, event, at): (&str, &str, Event, Timestamp),
+    before: &ServiceState,
+    plan: &mut Plan,
+) {
+    let severity = match (event, plan.next.streak.as_ref()) {
+        (Event::Failure(s), _) => s,
+        (Event::Tick, Some(streak)) => streak.max_severity,
+        _ => return,
+    };
+    let hold = if holds.is_empty() {
+        None
+    } else {
+        holds.find(service, host, severity, at)
+    };
+    let held = veto(before, &mut plan.next, &mut plan.decisions, hold.as_ref());
+    let sent = plan
+        .decisions
+        .iter()
+        .any(|d| matches!(d.action, Action::Send { kind } if kind.is_failure()));
+    if let Some(streak) = plan.next.streak.as_mut() {
+        if sent {
+            streak.held = None;
+        } else if let (true, Some(h)) = (held, &hold) {
+            streak.held = Some(h.to_string());
+        }
+    }
+}
+
+/// Applies a hold (`hold`, the one the event falls under) and the streak's
+/// acknowledgement to the policy's `decisions`: a failure kind it would send to a
+/// notifier is suppressed and that recipient's state in `next` is put back as it was
+/// in `before`. Returns whether anything was held.
+fn veto(
+    before: &ServiceState,
+    next: &mut ServiceState,
+    decisions: &mut [crate::policy::Decision],
+    hold: Option<&Hold>,
+) -> bool {
+    let ack = before.streak.as_ref().and_then(|s| s.ack.clone());
+    let mut held = false;
+    for d in decisions.iter_mut() {
+        let Action::Send { kind } = d.action else {
+            continue;
+        };
+        let reason = match (hold, &ack, kind) {
+            (_, _, EventKind::Recovery) => continue,
+            (Some(h), _, _) => Reason::Held {
+                by: h.by.clone(),
+                until: h.until,
+            },
+            (None, Some(a), EventKind::Reminder) => Reason::Acknowledged {
+                by: a.by.clone(),
+                at: a.at,
+            },
+            _ => continue,
+        };
+        d.action = Action::Suppress { reason };
+        held = true;
+        if let Some(streak) = next.streak.as_mut() {
+            match before
+                .streak
+                .as_ref()
+                .and_then(|s| s.recipients.get(&d.notifier))
+            {
+                Some(r) => {
+                    streak.recipients.insert(d.notifier.clone(), r.clone());
+                }
+                None => {
+                    streak.recipients.remove(&d.notifier);
+                }
+            }
+        }
+    }
+    held
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::policy::{self, Ack, Policy, Target};
+
+    fn t(min: i64) -> Timestamp {
+        Timestamp::from_millis(min * 60_000)
+    }
+
+    fn silence(id: i64, services: &[&str], from: i64, to: i64) -> Silence {
+        let mut s = Silence::new(
+            Matchers::new(
+                Patterns::parse(services).unwrap(),
+                Patterns::default(),
+                None,
+            ),
+            (t(from), t(to)),
+            "c",
+            "me",
+            t(0),
+        );
+        s.id = id;
+        s
+    }
+
+    #[test]
+    fn matchers_need_every_given_part() {
+        let m = Matchers::new(
+            Patterns::parse(["web-*"]).unwrap(),
+            Patterns::parse(["re:^eu-"]).unwrap(),
+            Some(Severity::Warning),
+        );
+        assert!(m.matches("web-1", "eu-west", Severity::Warning));
+        assert!(!m.matches("db-1", "eu-west", Severity::Warning));
+        assert!(!m.matches("web-1", "us-east", Severity::Warning));
+        assert!(!m.matches("web-1", "eu-west", Severity::Critical));
+        assert!(Matchers::default().matches("anything", "anywhere", Severity::Critical));
+        assert_eq!(
+            m.to_string(),
+            "service web-*, host re:^eu-, severity warning"
+        );
+    }
+
+    #[test]
+    fn the_silence_ending_last_holds_and_only_while_active() {
+        let holds = Holds {
+            silences: vec![silence(1, &["web-*"], 0, 60), silence(2, &["*"], 10, 90)],
+            ..Holds::default()
+        };
+        let find = |m| {
+            holds
+                .find("web-1", "h", Severity::Critical, t(m))
+                .map(|h| h.to_string())
+        };
+        assert_eq!(
+            find(5).as_deref(),
+            Some("silence 1 until 1970-01-01T01:00:00Z")
+        );
+        assert_eq!(
+            find(20).as_deref(),
+            Some("silence 2 until 1970-01-01T01:30:00Z")
+        );
+        assert_eq!(find(90), None, "the end is not in it");
+        let once = Maintenance {
+            name: "x".into(),
+            matchers: Matchers::default(),
+            when: When::Once(t(100), t(110)),
+            comment: None,
+        };
+        let holds = Holds {
+            maintenance: vec![once].into(),
+            ..Holds::default()
+        };
+        assert_eq!(
+            holds.find("a", "h", Severity::Critical, t(105)),
+            Some(Hold {
+                by: "maintenance \"x\"".into(),
+                until: Some(t(110))
+            })
+        );
+        assert_eq!(holds.find("a", "h", Severity::Critical, t(110)), None);
+    }
+
+    /// One notifier, the default policy with a repeat, through `step` then `apply`.
+    fn run(state: &ServiceState, event: Event, at: Timestamp, holds: &Holds) -> Plan {
+        let p = Policy::default().repeat(std::time::Duration::from_secs(3_600));
+        let targets = [Target::new("mail", &p)];
+        let step = policy::step(state, event, at, &targets);
+        let mut plan = Plan {
+            next: step.next,
+            decisions: step.decisions,
+            rules: Vec::new(),
+        };
+        apply(holds, ("web-1", "h", event, at), state, &mut plan);
+        plan
+    }
+
+    #[test]
+    fn a_held_alert_leaves_the_recipient_unalerted_and_goes_out_after_the_hold() {
+        let holds = Holds {
+            silences: vec![silence(7, &["web-*"], 0, 30)],
+            ..Holds::default()
+        };
+        let failed = run(
+            &ServiceState::default(),
+            Event::Failure(Severity::Critical),
+            t(1),
+            &holds,
+        );
+        assert!(matches!(
+            &failed.decisions[0].action,
+            Action::Suppress { reason: Reason::Held { by, .. } } if by == "silence 7"
+        ));
+        let streak = failed.next.streak.as_ref().unwrap();
+        assert!(streak.recipients.is_empty(), "nothing counts as sent");
+        assert_eq!(
+            streak.held.as_deref(),
+            Some("silence 7 until 1970-01-01T00:30:00Z")
+        );
+        // a tick inside the silence: still held; after it: the failure alert
+        let tick = run(&failed.next, Event::Tick, t(20), &holds);
+        assert!(tick.decisions[0].send_kind().is_none());
+        let tick = run(&failed.next, Event::Tick, t(30), &holds);
+        assert_eq!(tick.decisions[0].send_kind(), Some(EventKind::Failure));
+        assert_eq!(tick.next.streak.as_ref().unwrap().held, None);
+        // recovered during the silence: nobody was alerted, nothing to send
+        let ok = run(&failed.next, Event::Success, t(10), &holds);
+        assert!(ok.decisions[0].send_kind().is_none());
+    }
+
+    #[test]
+    fn an_ack_holds_reminders_only() {
+        let none = Holds::default();
+        let first = run(
+            &ServiceState::default(),
+            Event::Failure(Severity::Warning),
+            t(0),
+            &none,
+        );
+        assert_eq!(first.decisions[0].send_kind(), Some(EventKind::Failure));
+        let mut acked = first.next.clone();
+        let streak = acked.streak.as_mut().unwrap();
+        streak.recipients.get_mut("mail").unwrap().delivered = true;
+        streak.recipients.get_mut("mail").unwrap().outcome = policy::Outcome::Delivered;
+        streak.ack = Some(Ack::new("ann", t(1), None));
+        let later = run(&acked, Event::Failure(Severity::Warning), t(120), &none);
+        assert!(matches!(
+            &later.decisions[0].action,
+            Action::Suppress { reason: Reason::Acknowledged { by, .. } } if by == "ann"
+        ));
+        assert_eq!(
+            later.next.streak.as_ref().unwrap().recipients["mail"],
+            acked.streak.as_ref().unwrap().recipients["mail"],
+            "the reminder is not counted as sent"
+        );
+        let esc = run(&acked, Event::Failure(Severity::Critical), t(121), &none);
+        assert_eq!(esc.decisions[0].send_kind(), Some(EventKind::Escalation));
+    }
+
+    proptest! {
+        /// With nothing that matches (a silence and a maintenance window of other
+        /// services) and no acknowledgement, every decision and state is the policy's.
+        #[test]
+        fn holds_that_match_nothing_change_nothing(
+            events in prop::collection::vec((0u8..4, 1i64..200), 1..60),
+        ) {
+            let holds = Holds {
+                silences: vec![silence(1, &["db-*"], 0, 100_000)],
+                maintenance: vec![Maintenance {
+                    name: "m".into(),
+                    matchers: Matchers::new(Patterns::parse(["re:^cache"]).unwrap(), Patterns::default(), None),
+                    when: When::Once(t(0), t(100_000)),
+                    comment: None,
+                }].into(),
+                timezone: None,
+            };
+            let mut state = ServiceState::default();
+            let mut now = 0;
+            for (e, step) in events {
+                now += step;
+                let event = match e {
+                    0 => Event::Failure(Severity::Warning),
+                    1 => Event::Failure(Severity::Critical),
+                    2 => Event::Success,
+                    _ => Event::Tick,
+                };
+                let held = run(&state, event, t(now), &holds);
+                let plain = run(&state, event, t(now), &Holds::default());
+                prop_assert_eq!(&held.decisions, &plain.decisions);
+                prop_assert_eq!(&held.next, &plain.next);
+                state = held.next;
+            }
+        }
+    }
+}

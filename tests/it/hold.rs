@@ -1,0 +1,222 @@
+//! Silences, acknowledgements and maintenance windows through `alertctl` on a manual
+//! clock (`--now`), delivering to the real SMTP sink: what is held is recorded and not
+//! sent; what is still failing when the hold ends is sent once; a recovery during the
+//! hold sends nothing; an acknowledged streak gets no reminders but its escalation.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cli::{Ctl, failure_args, text};
+use crate::peers::{SinkOptions, SmtpSink};
+
+/// `extra` (top-level keys first, then tables), `repeat = "1h"` and a mail notifier.
+fn config(sink: &SmtpSink, extra: &str) -> String {
+    format!(
+        "{extra}\n[policy]\nrepeat = \"1h\"\n\n\
+         [notifiers.mail]\ntype = \"email\"\nurl = \"smtp://127.0.0.1:{}\"\n\
+         from = \"alertcore <alertcore@example.org>\"\nto = [\"ops@example.org\"]\ntimeout = \"5s\"\n",
+        sink.port()
+    )
+}
+
+fn at(hm: &str) -> String {
+    format!("2026-12-07T{hm}:00Z")
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", text(out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn subjects(sink: &SmtpSink) -> Vec<String> {
+    sink.messages()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn status(ctl: &Ctl, now: &str) -> Value {
+    let out = ctl.run_at(now, &["status", "--json"]);
+    serde_json::from_slice(&ok(&out).into_bytes()).expect("JSON")
+}
+
+fn service<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["service"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {status:#}"))
+}
+
+#[test]
+fn a_silence_holds_alerts_and_releases_the_ones_still_failing_once() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let ctl = Ctl::with_config(&config(&sink, ""));
+    let out = ok(&ctl.run_at(
+        &at("00:00"),
+        &[
+            "silence",
+            "add",
+            "--service",
+            "web-*",
+            "--for",
+            "2h",
+            "--comment",
+            "rebooting the web tier",
+        ],
+    ));
+    assert!(out.starts_with("silence 1: service web-* from "), "{out}");
+    // held: recorded, nothing sent, the silence named as the reason
+    let out = ok(&ctl.run_at(&at("00:10"), &failure_args("web-1.service")));
+    assert!(
+        out.contains("mail: suppressed: held by silence 1 until 2026-12-07T02:00:00Z"),
+        "{out}"
+    );
+    ok(&ctl.run_at(&at("00:11"), &failure_args("web-2.service")));
+    // not covered: alerts at once
+    ok(&ctl.run_at(&at("00:12"), &failure_args("db.service")));
+    assert_eq!(sink.wait_for(1, Duration::from_secs(10)).len(), 1);
+    let s = status(&ctl, &at("00:20"));
+    let web1 = service(&s, "web-1.service");
+    assert_eq!(web1["held_by"]["by"], "silence 1", "{s:#}");
+    assert_eq!(web1["consecutive_failures"], 1);
+    assert_eq!(s["silences"][0]["comment"], "rebooting the web tier");
+    let out = ok(&ctl.run_at(&at("00:21"), &["history", "web-1.service"]));
+    assert!(
+        out.contains("its latest alert was held by silence 1 until"),
+        "{out}"
+    );
+    // `test` explains the hold too
+    let out = ok(&ctl.run_at(&at("00:30"), &["test", "web-1.service"]));
+    assert!(out.contains("mail: suppressed: held by silence 1"), "{out}");
+    // web-2 recovers during the silence: nothing is ever sent about it
+    ok(&ctl.run_at(&at("00:40"), &["success", "web-2.service"]));
+    // a flush while the silence runs sends nothing about them
+    ok(&ctl.run_at(&at("01:00"), &["flush"]));
+    let web = |sink: &SmtpSink| -> Vec<String> {
+        subjects(sink)
+            .into_iter()
+            .filter(|s| s.contains("web-"))
+            .collect()
+    };
+    assert!(web(&sink).is_empty(), "{:?}", subjects(&sink));
+    // expired while web-1 still fails: its alert goes out at the next flush, once
+    ok(&ctl.run_at(&at("01:05"), &["silence", "expire", "1"]));
+    ok(&ctl.run_at(&at("01:06"), &["flush"]));
+    ok(&ctl.run_at(&at("01:07"), &["flush"]));
+    sink.wait_for(2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        web(&sink),
+        ["[vm] FAILED: web-1.service (exit-code, status=1)"]
+    );
+    // the silence is listed as ended
+    let list = ok(&ctl.run_at(&at("01:08"), &["silence", "list", "--all"]));
+    assert!(list.starts_with("1 ended: service web-*"), "{list}");
+    assert_eq!(
+        ok(&ctl.run_at(&at("01:08"), &["silence", "list"])).trim(),
+        "no silences"
+    );
+}
+
+#[test]
+fn an_ack_stops_reminders_but_not_the_escalation() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let ctl = Ctl::with_config(&config(&sink, ""));
+    let mut warning = failure_args("backup.service");
+    warning.extend(["--severity", "warning"]);
+    ok(&ctl.run_at(&at("00:00"), &warning));
+    assert_eq!(sink.wait_for(1, Duration::from_secs(10)).len(), 1);
+    // not failing: nothing to acknowledge
+    let out = ctl.run_at(&at("00:05"), &["ack", "other.service"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = ok(&ctl.run_at(
+        &at("00:05"),
+        &["ack", "backup.service", "--comment", "disk ordered"],
+    ));
+    assert!(out.contains("acknowledged by "), "{out}");
+    let s = status(&ctl, &at("00:06"));
+    assert_eq!(
+        service(&s, "backup.service")["acknowledged"]["comment"],
+        "disk ordered"
+    );
+    // reminders would be due every hour: none come
+    for t in ["01:10", "02:10", "03:10"] {
+        ok(&ctl.run_at(&at(t), &["flush"]));
+    }
+    let out = ok(&ctl.run_at(&at("03:20"), &warning));
+    assert!(out.contains("mail: suppressed: acknowledged by "), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(subjects(&sink).len(), 1, "{:?}", subjects(&sink));
+    // warning → critical still escalates
+    ok(&ctl.run_at(&at("03:30"), &failure_args("backup.service")));
+    let mails = sink.wait_for(2, Duration::from_secs(10));
+    assert!(
+        mails[1]["subject"]
+            .as_str()
+            .unwrap_or("")
+            .contains("backup.service"),
+        "{mails:#?}"
+    );
+    assert!(
+        mails[1]["body"].as_str().unwrap_or("").contains("critical"),
+        "{mails:#?}"
+    );
+    // a new streak is not acknowledged
+    ok(&ctl.run_at(&at("04:00"), &["success", "backup.service"]));
+    ok(&ctl.run_at(&at("04:10"), &warning));
+    let s = status(&ctl, &at("04:11"));
+    assert!(
+        service(&s, "backup.service")["acknowledged"].is_null(),
+        "{s:#}"
+    );
+}
+
+#[test]
+fn a_maintenance_window_in_the_config_holds_like_a_silence() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let ctl = Ctl::with_config(&config(
+        &sink,
+        "timezone = \"UTC\"\n\n\
+         [[maintenance]]\nname = \"patch night\"\nservices = [\"db*\"]\ntime = \"Mon 00:00-02:00\"\n\n\
+         [[maintenance]]\nhosts = [\"vm\"]\nseverity = \"warning\"\nstart = \"2026-12-07 05:00\"\nend = \"2026-12-07 06:00\"\n",
+    ));
+    // 2026-12-07 is a Monday
+    let out = ok(&ctl.run_at(&at("01:00"), &failure_args("db.service")));
+    assert!(out.contains("held by maintenance \"patch night\""), "{out}");
+    // after the window, the flush sends it
+    ok(&ctl.run_at(&at("02:01"), &["flush"]));
+    let mails = sink.wait_for(1, Duration::from_secs(10));
+    assert!(
+        mails[0]["subject"]
+            .as_str()
+            .unwrap_or("")
+            .contains("db.service")
+    );
+    // the one-off window holds warnings only
+    let mut warning = failure_args("web.service");
+    warning.extend(["--severity", "warning"]);
+    let out = ok(&ctl.run_at(&at("05:30"), &warning));
+    assert!(
+        out.contains("held by maintenance \"2\" until 2026-12-07T06:00:00Z"),
+        "{out}"
+    );
+    let out = ok(&ctl.run_at(&at("05:31"), &failure_args("api.service")));
+    assert!(out.contains("mail: send failure alert"), "{out}");
+    // a bad window is a config error at its key
+    let bad =
+        Ctl::with_config("[[maintenance]]\nservices = [\"x\"]\nstart = \"2026-12-07 05:00\"\n");
+    let out = bad.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains(":3:1: maintenance 1: `start` needs an `end`"),
+        "{}",
+        text(&out)
+    );
+}
