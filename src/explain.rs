@@ -78,7 +78,9 @@ pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
         .router()
         .plan(&state, &subject, &names(engine), engine.policy());
     // silences, maintenance windows and an acknowledgement, as a real event meets them
-    let holds = engine.holds(at).map_err(|e| alertcore::chain(&e))?;
+    let holds = engine
+        .holds(Some(&args.service), at)
+        .map_err(|e| alertcore::chain(&e))?;
     alertcore::hold::apply(&holds, (&args.service, host, event, at), &state, &mut plan);
     let streak = state.streak.as_ref();
     let failures = match event {

@@ -213,6 +213,7 @@ fn build_engine_on(
         .delivery_timeout(DELIVERY_TIMEOUT)
         .store_inline(one_shot)
         .maintenance(config.build_maintenance()?)
+        .dependencies(alertcore_checks::dependencies(config)?)
         .configured(notifiers);
     if let Some(host) = &config.host {
         builder = builder.host(host.clone());
@@ -372,6 +373,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let checks = alertcore_checks::checks(&config)?;
             let heartbeats = alertcore_checks::heartbeat::heartbeats(&config)?;
             config.build_maintenance()?;
+            alertcore_checks::dependencies(&config)?;
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),
                 |p| p.display().to_string(),

@@ -329,7 +329,7 @@ pub(crate) fn collect(
         .collect();
     // what the failing ones last said, and what holds their alerts now
     let now = engine.now();
-    let holds = engine.holds(now)?;
+    let holds = engine.holds(None, now)?;
     for s in services.iter_mut().filter(|s| s.failing) {
         let last = store.history(&s.service)?.pop();
         if let (Some(f), Some(severity)) = (&last, s.severity) {

@@ -18,5 +18,5 @@ pub mod state;
 pub use kind::{BuildContext, KINDS, Probe, build};
 pub use outcome::{Outcome, PerfDatum, Status};
 pub use scheduler::{Handle, Scheduler, Settings, Snapshot, Stats, run_all};
-pub use spec::{Check, NextRun, checks};
+pub use spec::{Check, NextRun, checks, dependencies};
 pub use state::CheckState;

@@ -12,7 +12,7 @@ use crate::cron::CronSchedule;
 use crate::kind::{self, BuildContext, Probe};
 
 /// The keys every check has, whatever its kind; the rest of its table is the kind's.
-const COMMON: [&str; 13] = [
+const COMMON: [&str; 14] = [
     "name",
     "kind",
     "host",
@@ -26,6 +26,7 @@ const COMMON: [&str; 13] = [
     "recover_after",
     "unknown",
     "enabled",
+    "depends_on",
 ];
 
 #[derive(Deserialize)]
@@ -47,6 +48,9 @@ struct Common {
     recover_after: Option<u32>,
     unknown: Option<Severity>,
     enabled: Option<bool>,
+    // read by `dependencies`
+    #[serde(default, rename = "depends_on")]
+    _depends_on: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +339,94 @@ fn table_hash(table: &toml::Table) -> u64 {
     h.finish()
 }
 
+/// Each check's and heartbeat's `depends_on` (a service name or a list of them), by
+/// name: their alerts are held while one of those is failing.
+///
+/// # Errors
+/// A [`ConfigError`] at the `depends_on` key of a check or heartbeat that is not a
+/// name or a list of names, or one of a cycle (`a` depends on `b`, which depends on
+/// `a`: both would hold each other's alerts forever).
+pub fn dependencies(config: &Config) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+    let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut at: BTreeMap<String, (&toml::Spanned<toml::Table>, &str)> = BTreeMap::new();
+    for (what, list) in [("check", &config.checks), ("heartbeat", &config.heartbeats)] {
+        for spanned in list {
+            let raw = spanned.get_ref();
+            let (Some(name), Some(value)) = (
+                raw.get("name").and_then(toml::Value::as_str),
+                raw.get("depends_on"),
+            ) else {
+                continue;
+            };
+            let names = match value {
+                toml::Value::String(s) => Some(vec![s.clone()]),
+                toml::Value::Array(a) => a
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>(),
+                _ => None,
+            }
+            .filter(|n| n.iter().all(|s| !s.is_empty()))
+            .ok_or_else(|| {
+                config.error_in(
+                    spanned,
+                    &format!("{what} {name:?}"),
+                    BuildError::key(
+                        "depends_on",
+                        "`depends_on` is a service name or a list of them",
+                    ),
+                )
+            })?;
+            deps.insert(name.to_owned(), names);
+            at.insert(name.to_owned(), (spanned, what));
+        }
+    }
+    if let Some(cycle) = find_cycle(&deps) {
+        let (spanned, what) = at[&cycle[0]];
+        let e = BuildError::key(
+            "depends_on",
+            format!("`depends_on`: a dependency cycle: {}", cycle.join(" → ")),
+        );
+        return Err(config.error_in(spanned, &format!("{what} {:?}", cycle[0]), e));
+    }
+    Ok(deps)
+}
+
+/// A cycle in `deps`, as the names along it with the first repeated at the end.
+fn find_cycle(deps: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    // depth-first, colouring: 1 on the path, 2 done
+    fn visit(
+        n: &str,
+        deps: &BTreeMap<String, Vec<String>>,
+        colour: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match colour.get(n) {
+            Some(2) => return None,
+            Some(1) => {
+                let from = path.iter().position(|p| p == n).unwrap_or(0);
+                let mut cycle = path[from..].to_vec();
+                cycle.push(n.to_owned());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        colour.insert(n.to_owned(), 1);
+        path.push(n.to_owned());
+        for d in deps.get(n).into_iter().flatten() {
+            if let Some(c) = visit(d, deps, colour, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        colour.insert(n.to_owned(), 2);
+        None
+    }
+    let mut colour = BTreeMap::new();
+    deps.keys()
+        .find_map(|n| visit(n, deps, &mut colour, &mut Vec::new()))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -382,6 +474,40 @@ mod tests {
         // no key to point at: the [[checks]] header
         let e = error("[[checks]]\nname = \"a\"\nkind = \"tcp\"\n");
         assert!(e.starts_with("a.toml:1:1: check \"a\""), "{e}");
+    }
+
+    #[test]
+    fn dependencies_are_read_from_checks_and_heartbeats_and_cycles_refused() {
+        let text = format!(
+            "[[checks]]\nname = \"app\"\n{TCP}depends_on = [\"net\", \"db.service\"]\n\n\
+             [[heartbeats]]\nname = \"backup\"\nperiod = \"1d\"\ndepends_on = \"app\"\n"
+        );
+        let config = Config::parse(&text, "a.toml").unwrap();
+        let deps = dependencies(&config).unwrap();
+        assert_eq!(deps["app"], ["net", "db.service"]);
+        assert_eq!(deps["backup"], ["app"]);
+        // the checks still build with the key
+        assert_eq!(checks(&config).unwrap().len(), 1);
+        let cyclic = format!(
+            "[[checks]]\nname = \"a\"\n{TCP}depends_on = \"b\"\n\n\
+             [[heartbeats]]\nname = \"b\"\nperiod = \"1d\"\ndepends_on = [\"c\"]\n\n\
+             [[heartbeats]]\nname = \"c\"\nperiod = \"1d\"\ndepends_on = [\"a\"]\n"
+        );
+        let e = dependencies(&Config::parse(&cyclic, "a.toml").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "a.toml:6:1: check \"a\": `depends_on`: a dependency cycle: a → b → c → a"
+        );
+        let bad = format!("[[checks]]\nname = \"a\"\n{TCP}depends_on = 3\n");
+        let e = dependencies(&Config::parse(&bad, "a.toml").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`depends_on` is a service name or a list of them"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the notifications logged as pending), then dispatches to notifiers concurrently and
 //! records each outcome.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use serde::Serialize;
 
 use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 use crate::error::{EngineError, NotifyError, StoreError, chain};
-use crate::hold::{Holds, Maintenance};
+use crate::hold::{self, Dependencies, Holds, Maintenance};
 use crate::notification::{FallbackOf, Notification};
 use crate::notifier::{ConfiguredNotifier, Notifier};
 use crate::outbox::{DeliverySpec, Limits};
@@ -62,7 +63,7 @@ pub struct Engine {
     host: String,
     delivery_timeout: Option<Duration>,
     store_inline: bool,
-    maintenance: Arc<[Maintenance]>,
+    holding: hold::Sources,
 }
 
 /// Builds an [`Engine`].
@@ -77,6 +78,7 @@ pub struct EngineBuilder {
     delivery_timeout: Option<Duration>,
     store_inline: bool,
     maintenance: Vec<Maintenance>,
+    dependencies: BTreeMap<String, Vec<String>>,
 }
 
 impl EngineBuilder {
@@ -152,8 +154,31 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets what each service depends on (checks' and heartbeats' `depends_on`): its
+    /// alerts are held while one of those is failing. Rules' `depends_on` come with the
+    /// router.
+    pub fn dependencies(mut self, by_service: BTreeMap<String, Vec<String>>) -> Self {
+        self.dependencies = by_service;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
+        let rules = self
+            .router
+            .rules()
+            .iter()
+            .filter(|r| !r.depends_on.is_empty())
+            .map(|r| (r.index, r.depends_on.clone()))
+            .collect();
+        let holding = hold::Sources {
+            maintenance: self.maintenance.into(),
+            dependencies: Arc::new(Dependencies {
+                services: self.dependencies,
+                rules,
+            }),
+            timezone: Some(self.router.timezone().clone()),
+        };
         Engine {
             store: self.store,
             notifiers: self.notifiers.into(),
@@ -163,7 +188,7 @@ impl EngineBuilder {
             host: self.host.unwrap_or_else(host_name),
             delivery_timeout: self.delivery_timeout,
             store_inline: self.store_inline,
-            maintenance: self.maintenance.into(),
+            holding,
         }
     }
 }
@@ -319,6 +344,7 @@ impl Engine {
             delivery_timeout: None,
             store_inline: false,
             maintenance: Vec::new(),
+            dependencies: BTreeMap::new(),
         }
     }
 
@@ -397,18 +423,14 @@ impl Engine {
         )
     }
 
-    /// What may hold alerts at `at`: the store's silences not ended by then and the
-    /// maintenance windows.
+    /// What may hold alerts of `service` (without one: of any service, with no
+    /// dependency looked up) at `at`: the store's silences not ended by then, the
+    /// maintenance windows, and which of its dependencies are failing.
     ///
     /// # Errors
-    /// A [`StoreError`] reading the silences.
-    pub fn holds(&self, at: Timestamp) -> Result<Holds, StoreError> {
-        holds(
-            self.store.as_ref(),
-            Arc::clone(&self.maintenance),
-            self.router.timezone().clone(),
-            at,
-        )
+    /// A [`StoreError`] reading the silences or a dependency's state.
+    pub fn holds(&self, service: Option<&str>, at: Timestamp) -> Result<Holds, StoreError> {
+        self.holding.read(self.store.as_ref(), service, at)
     }
 
     /// Acknowledges the failure streak of `service` on behalf of `by`: no more reminders
@@ -455,7 +477,7 @@ impl Engine {
     ) -> Result<Plan, StoreError> {
         let state = self.store.state(service)?.unwrap_or_default();
         let now = self.clock.now();
-        let holds = self.holds(now)?;
+        let holds = self.holds(Some(service), now)?;
         Ok(self.plan(service, &state, event, report, now, &holds))
     }
 
@@ -473,8 +495,7 @@ impl Engine {
         let host = self.host.clone();
         let owned_service = service.to_owned();
         let lease = self.send_lease();
-        let maintenance = Arc::clone(&self.maintenance);
-        let timezone = self.router.timezone().clone();
+        let holding = self.holding.clone();
         // a failure carrying the invocation id of one already in the streak
         let invocation = match event {
             Event::Failure(_) => report.as_ref().and_then(|r| r.invocation_id.clone()),
@@ -486,7 +507,7 @@ impl Engine {
                 let mut fresh = Vec::new();
                 let mut failures = 0;
                 let mut duplicate = false;
-                let holds = holds(store.as_ref(), maintenance, timezone, now)?;
+                let holds = holding.read(store.as_ref(), Some(&owned_service), now)?;
                 let applied = store.apply(&owned_service, now, &mut |state| {
                     if let (Some(id), Some(streak)) = (&invocation, &state.streak)
                         && streak.invocations.contains(id)
@@ -690,16 +711,16 @@ impl Engine {
     pub async fn tick(&self) -> Result<Vec<Report>, EngineError> {
         let store = Arc::clone(&self.store);
         let now = self.clock.now();
-        let maintenance = Arc::clone(&self.maintenance);
-        let timezone = self.router.timezone().clone();
-        let (states, holds) = self
-            .blocking(move || {
-                Ok((
-                    store.states()?,
-                    holds(store.as_ref(), maintenance, timezone, now)?,
-                ))
-            })
+        let holding = self.holding.clone();
+        let (states, mut holds) = self
+            .blocking(move || Ok((store.states()?, holding.read(store.as_ref(), None, now)?)))
             .await?;
+        // every dependency's state is at hand
+        holds.failing = states
+            .iter()
+            .filter(|(_, s)| s.is_failing())
+            .map(|(n, _)| n.clone())
+            .collect();
         let mut reports = Vec::new();
         for (service, state) in states.iter().filter(|(_, s)| s.is_failing()) {
             // a read first: most ticks send nothing and should write nothing
@@ -1088,20 +1109,6 @@ fn plan(
     }
     crate::hold::apply(holds, (service, host, event, at), state, &mut plan);
     plan
-}
-
-/// What may hold alerts at `at` ([`Engine::holds`]).
-fn holds(
-    store: &dyn Store,
-    maintenance: Arc<[Maintenance]>,
-    timezone: jiff::tz::TimeZone,
-    at: Timestamp,
-) -> Result<Holds, StoreError> {
-    Ok(Holds {
-        silences: store.silences(at)?,
-        maintenance,
-        timezone: Some(timezone),
-    })
 }
 
 /// A delivery took longer than the engine's `delivery_timeout`.

@@ -1,6 +1,7 @@
 //! Holding alerts back on purpose: silences (`alertctl silence`, kept in the store),
-//! maintenance windows (`[[maintenance]]` in the config) and acknowledgements
-//! (`alertctl ack`, kept in the streak).
+//! maintenance windows (`[[maintenance]]` in the config), dependencies (`depends_on` of a
+//! check, a heartbeat or a rule: held while a service it names is failing) and
+//! acknowledgements (`alertctl ack`, kept in the streak).
 //!
 //! A hold is a veto over what the policy decided, applied after it ([`veto`]): a
 //! failure alert, reminder or escalation it would send is suppressed with the hold as
@@ -11,6 +12,7 @@
 //! had the failure alert, which was before the hold. An acknowledgement holds only
 //! reminders of its streak: an escalation still goes out.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -149,8 +151,56 @@ pub struct Maintenance {
     pub comment: Option<String>,
 }
 
-/// The holds that may apply to an event: the store's silences and the config's
-/// maintenance windows, with the time zone recurring windows are read in.
+/// What depends on what: a service's alerts (or a rule's) are held while a service
+/// they depend on is failing.
+#[derive(Debug, Clone, Default)]
+pub struct Dependencies {
+    /// By service name: the services it depends on (a check's or heartbeat's
+    /// `depends_on`).
+    pub services: BTreeMap<String, Vec<String>>,
+    /// By rule (1-based position in `[[rules]]`): the services its alerts depend on.
+    pub rules: BTreeMap<usize, Vec<String>>,
+}
+
+impl Dependencies {
+    /// Whether nothing depends on anything.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.rules.is_empty()
+    }
+
+    /// Every service an event of `service` may depend on (its own and any rule's).
+    pub fn of(&self, service: &str) -> BTreeSet<&str> {
+        self.services
+            .get(service)
+            .into_iter()
+            .chain(self.rules.values())
+            .flatten()
+            .map(String::as_str)
+            .filter(|d| *d != service)
+            .collect()
+    }
+
+    /// The first dependency of `service`, or of its decision's `rule`, that is in
+    /// `failing`.
+    fn failing_for<'a>(
+        &'a self,
+        service: &str,
+        rule: Option<usize>,
+        failing: &BTreeSet<String>,
+    ) -> Option<&'a str> {
+        self.services
+            .get(service)
+            .into_iter()
+            .chain(rule.and_then(|r| self.rules.get(&r)))
+            .flatten()
+            .find(|d| failing.contains(*d) && d.as_str() != service)
+            .map(String::as_str)
+    }
+}
+
+/// The holds that may apply to an event: the store's silences, the config's
+/// maintenance windows (with the time zone recurring windows are read in), and the
+/// dependencies with those of them failing now.
 #[derive(Debug, Clone)]
 pub struct Holds {
     /// Silences (active or not; [`Holds::find`] looks at their times).
@@ -159,6 +209,10 @@ pub struct Holds {
     pub maintenance: std::sync::Arc<[Maintenance]>,
     /// The time zone of recurring windows.
     pub timezone: Option<jiff::tz::TimeZone>,
+    /// What depends on what.
+    pub dependencies: std::sync::Arc<Dependencies>,
+    /// Of the services the event may depend on, those failing now.
+    pub failing: BTreeSet<String>,
 }
 
 /// The hold an event falls under.
@@ -180,12 +234,57 @@ impl fmt::Display for Hold {
     }
 }
 
+/// What an engine holds alerts by besides the store's silences: the maintenance
+/// windows, the dependencies, and the time zone of recurring windows.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The `[[maintenance]]` windows.
+    pub maintenance: std::sync::Arc<[Maintenance]>,
+    /// What depends on what.
+    pub dependencies: std::sync::Arc<Dependencies>,
+    /// The time zone recurring windows are read in.
+    pub timezone: Option<jiff::tz::TimeZone>,
+}
+
+impl Sources {
+    /// The holds for an event of `service` at `at`: the silences not ended by then,
+    /// and which of the services it may depend on are failing (none are looked up
+    /// without a service).
+    ///
+    /// # Errors
+    /// A [`StoreError`] reading the silences or a dependency's state.
+    pub fn read(
+        &self,
+        store: &dyn crate::store::Store,
+        service: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Holds, crate::error::StoreError> {
+        let mut failing = BTreeSet::new();
+        if let Some(service) = service {
+            for d in self.dependencies.of(service) {
+                if store.state(d)?.is_some_and(|s| s.is_failing()) {
+                    failing.insert(d.to_owned());
+                }
+            }
+        }
+        Ok(Holds {
+            silences: store.silences(at)?,
+            maintenance: std::sync::Arc::clone(&self.maintenance),
+            timezone: self.timezone.clone(),
+            dependencies: std::sync::Arc::clone(&self.dependencies),
+            failing,
+        })
+    }
+}
+
 impl Default for Holds {
     fn default() -> Self {
         Self {
             silences: Vec::new(),
             maintenance: std::sync::Arc::from([]),
             timezone: None,
+            dependencies: std::sync::Arc::default(),
+            failing: BTreeSet::new(),
         }
     }
 }
@@ -193,7 +292,7 @@ impl Default for Holds {
 impl Holds {
     /// Whether there is nothing that could hold an alert.
     pub fn is_empty(&self) -> bool {
-        self.silences.is_empty() && self.maintenance.is_empty()
+        self.silences.is_empty() && self.maintenance.is_empty() && self.failing.is_empty()
     }
 
     /// The hold an event of `service` about `host` with `severity` at `at` falls under:
@@ -253,12 +352,39 @@ pub fn apply(
         (Event::Tick, Some(streak)) => streak.max_severity,
         _ => return,
     };
-    let hold = if holds.is_empty() {
+    let hold = if holds.silences.is_empty() && holds.maintenance.is_empty() {
         None
     } else {
         holds.find(service, host, severity, at)
     };
-    let held = veto(before, &mut plan.next, &mut plan.decisions, hold.as_ref());
+    let ack = before.streak.as_ref().and_then(|s| s.ack.as_ref());
+    // what holds one decision: a silence or maintenance window, else a failing
+    // dependency of the service or of the decision's rule, else (reminders only) the ack
+    let reason = |rule: Option<usize>, kind: EventKind| -> Option<Reason> {
+        if kind == EventKind::Recovery {
+            return None;
+        }
+        if let Some(h) = &hold {
+            return Some(Reason::Held {
+                by: h.by.clone(),
+                until: h.until,
+            });
+        }
+        if let Some(on) = holds
+            .dependencies
+            .failing_for(service, rule, &holds.failing)
+        {
+            return Some(Reason::DependsOn { on: on.to_owned() });
+        }
+        match (ack, kind) {
+            (Some(a), EventKind::Reminder) => Some(Reason::Acknowledged {
+                by: a.by.clone(),
+                at: a.at,
+            }),
+            _ => None,
+        }
+    };
+    let held = veto(before, &mut plan.next, &mut plan.decisions, reason);
     let sent = plan
         .decisions
         .iter()
@@ -266,42 +392,41 @@ pub fn apply(
     if let Some(streak) = plan.next.streak.as_mut() {
         if sent {
             streak.held = None;
-        } else if let (true, Some(h)) = (held, &hold) {
-            streak.held = Some(h.to_string());
+        } else if let Some(why) = held {
+            streak.held = Some(why);
         }
     }
 }
 
-/// Applies a hold (`hold`, the one the event falls under) and the streak's
-/// acknowledgement to the policy's `decisions`: a failure kind it would send to a
-/// notifier is suppressed and that recipient's state in `next` is put back as it was
-/// in `before`. Returns whether anything was held.
+/// Suppresses each failure kind in `decisions` that `reason` gives a reason for, and
+/// puts that recipient's state in `next` back as it was in `before`. Returns what held
+/// the last one held by something other than an acknowledgement, for [`Streak::held`].
+///
+/// [`Streak::held`]: crate::policy::Streak::held
 fn veto(
     before: &ServiceState,
     next: &mut ServiceState,
     decisions: &mut [crate::policy::Decision],
-    hold: Option<&Hold>,
-) -> bool {
-    let ack = before.streak.as_ref().and_then(|s| s.ack.clone());
-    let mut held = false;
+    reason: impl Fn(Option<usize>, EventKind) -> Option<Reason>,
+) -> Option<String> {
+    let mut held = None;
     for d in decisions.iter_mut() {
         let Action::Send { kind } = d.action else {
             continue;
         };
-        let reason = match (hold, &ack, kind) {
-            (_, _, EventKind::Recovery) => continue,
-            (Some(h), _, _) => Reason::Held {
-                by: h.by.clone(),
-                until: h.until,
-            },
-            (None, Some(a), EventKind::Reminder) => Reason::Acknowledged {
-                by: a.by.clone(),
-                at: a.at,
-            },
-            _ => continue,
+        let Some(why) = reason(d.rule, kind) else {
+            continue;
         };
-        d.action = Action::Suppress { reason };
-        held = true;
+        match &why {
+            Reason::Held {
+                by,
+                until: Some(until),
+            } => held = Some(format!("{by} until {until}")),
+            Reason::Held { by, until: None } => held = Some(by.clone()),
+            Reason::DependsOn { .. } => held = Some(why.to_string()),
+            _ => {}
+        }
+        d.action = Action::Suppress { reason: why };
         if let Some(streak) = next.streak.as_mut() {
             match before
                 .streak
@@ -484,7 +609,8 @@ mod tests {
 
     proptest! {
         /// With nothing that matches (a silence and a maintenance window of other
-        /// services) and no acknowledgement, every decision and state is the policy's.
+        /// services, a dependency that is not failing) and no acknowledgement, every
+        /// decision and state is the policy's.
         #[test]
         fn holds_that_match_nothing_change_nothing(
             events in prop::collection::vec((0u8..4, 1i64..200), 1..60),
@@ -498,6 +624,12 @@ mod tests {
                     comment: None,
                 }].into(),
                 timezone: None,
+                // a dependency that is not failing
+                dependencies: std::sync::Arc::new(Dependencies {
+                    services: [("web-1".to_owned(), vec!["network".to_owned()])].into(),
+                    rules: BTreeMap::new(),
+                }),
+                failing: BTreeSet::new(),
             };
             let mut state = ServiceState::default();
             let mut now = 0;

@@ -119,6 +119,9 @@ pub struct Rule {
     /// Time windows the event must not fall in.
     #[serde(skip_serializing_if = "TimeWindows::is_empty")]
     pub exclude_time: TimeWindows,
+    /// Services whose failure holds this rule's alerts (`alertcore::hold`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
     /// The streak must have lasted at least this long (xymon `DURATION>`).
     #[serde(
         skip_serializing_if = "Option::is_none",

@@ -220,3 +220,93 @@ fn a_maintenance_window_in_the_config_holds_like_a_silence() {
         text(&out)
     );
 }
+
+/// The file notifier's lines as (service, event).
+fn file_events(path: &std::path::Path) -> Vec<(String, String)> {
+    crate::daemon::lines(path)
+        .iter()
+        .map(|a| {
+            (
+                a["service"].as_str().unwrap_or("").to_owned(),
+                a["event"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_failing_dependency_holds_its_dependants_until_it_recovers() {
+    let mut ctl = Ctl::new();
+    let file = ctl.dir.path().join("alerts.jsonl");
+    let mut text = format!(
+        "[notifiers.log]\ntype = \"file\"\nformat = \"json\"\npath = \"{}\"\n\n\
+         [[rules]]\nservices = [\"web-*\"]\ndepends_on = [\"lb.service\"]\nnotify = [\"log\"]\n\n\
+         [[rules]]\nunmatched = true\nnotify = [\"log\"]\n\n\
+         [[heartbeats]]\nname = \"network\"\nperiod = \"1h\"\n",
+        file.display()
+    );
+    for i in 1..=20 {
+        text.push_str(&format!(
+            "\n[[heartbeats]]\nname = \"app-{i:02}\"\nperiod = \"1h\"\ndepends_on = \"network\"\n"
+        ));
+    }
+    ctl.set_config(&text);
+    ok(&ctl.run_at(&at("00:00"), &["ping", "network", "--fail"]));
+    assert_eq!(file_events(&file), [("network".into(), "failure".into())]);
+    // 20 dependants fail while the network does: held, each saying why
+    for i in 1..=20 {
+        let out = ok(&ctl.run_at(&at("00:01"), &["ping", &format!("app-{i:02}"), "--fail"]));
+        assert!(
+            out.contains("log: suppressed: depends on network, which is failing"),
+            "{out}"
+        );
+    }
+    ok(&ctl.run_at(&at("00:02"), &["flush"]));
+    assert_eq!(file_events(&file).len(), 1);
+    // two recover meanwhile: never alerted, nothing sent
+    ok(&ctl.run_at(&at("00:03"), &["ping", "app-01"]));
+    ok(&ctl.run_at(&at("00:03"), &["ping", "app-02"]));
+    // the network recovers: its recovery, then the 18 still failing, once
+    ok(&ctl.run_at(&at("00:04"), &["ping", "network"]));
+    ok(&ctl.run_at(&at("00:05"), &["flush"]));
+    ok(&ctl.run_at(&at("00:06"), &["flush"]));
+    let got = file_events(&file);
+    assert_eq!(got[1], ("network".to_owned(), "recovery".to_owned()));
+    let mut released: Vec<&str> = got[2..]
+        .iter()
+        .map(|(s, e)| {
+            assert_eq!(e, "failure");
+            s.as_str()
+        })
+        .collect();
+    released.sort_unstable();
+    let want: Vec<String> = (3..=20).map(|i| format!("app-{i:02}")).collect();
+    assert_eq!(
+        released,
+        want.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    // a rule's depends_on: web-* waits for the load balancer
+    ok(&ctl.run_at(&at("01:00"), &failure_args("lb.service")));
+    let out = ok(&ctl.run_at(&at("01:01"), &failure_args("web-1.service")));
+    assert!(
+        out.contains("log: suppressed: depends on lb.service, which is failing"),
+        "{out}"
+    );
+    let status = status(&ctl, &at("01:02"));
+    assert_eq!(
+        service(&status, "web-1.service")["held"],
+        "depends on lb.service, which is failing"
+    );
+    ok(&ctl.run_at(&at("01:03"), &["success", "lb.service"]));
+    ok(&ctl.run_at(&at("01:04"), &["flush"]));
+    let got = file_events(&file);
+    assert_eq!(
+        &got[got.len() - 3..],
+        [
+            ("lb.service".to_owned(), "failure".to_owned()),
+            ("lb.service".to_owned(), "recovery".to_owned()),
+            ("web-1.service".to_owned(), "failure".to_owned()),
+        ]
+    );
+}

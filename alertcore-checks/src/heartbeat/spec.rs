@@ -34,6 +34,9 @@ struct Spec {
     ping_key_env: Option<String>,
     ping_key_file: Option<std::path::PathBuf>,
     ping_key_credential: Option<String>,
+    // read by `crate::dependencies`
+    #[serde(default, rename = "depends_on")]
+    _depends_on: Option<toml::Value>,
 }
 
 /// The default `grace`, as healthchecks.io's.

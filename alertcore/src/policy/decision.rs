@@ -103,6 +103,12 @@ pub enum Reason {
         #[serde(skip_serializing_if = "Option::is_none")]
         until: Option<Timestamp>,
     },
+    /// A service this one (or the rule that routed it) depends on is failing; the
+    /// alert goes out once it recovers, if this one is still failing then.
+    DependsOn {
+        /// The failing dependency.
+        on: String,
+    },
     /// The streak was acknowledged: no reminders.
     Acknowledged {
         /// Who acknowledged it.
@@ -152,6 +158,7 @@ impl fmt::Display for Reason {
                 until: Some(until),
             } => write!(f, "held by {by} until {until}"),
             Self::Held { by, until: None } => write!(f, "held by {by}"),
+            Self::DependsOn { on } => write!(f, "depends on {on}, which is failing"),
             Self::Acknowledged { by, at } => write!(f, "acknowledged by {by} at {at}"),
         }
     }

@@ -53,6 +53,8 @@ struct RuleSpec {
     unmatched: bool,
     #[serde(default)]
     ignore: bool,
+    #[serde(default)]
+    depends_on: Vec<String>,
 }
 
 /// An inline `notify` entry: `{ to = "pager", repeat = "30m" }`.
@@ -133,6 +135,7 @@ pub(crate) fn build_rule(
         kind: spec.kind,
         time: spec.time,
         exclude_time: spec.exclude_time,
+        depends_on: spec.depends_on,
         min_duration: spec.min_duration,
         max_duration: spec.max_duration,
         notify,
