@@ -807,3 +807,18 @@ fn a_recovery_behind_its_pending_alert_is_reported_as_waiting() {
         text(&out)
     );
 }
+
+/// The README's ten-line example config is a good config.
+#[test]
+fn the_readme_example_config_passes_config_check() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("```toml\n")
+        .expect("a toml block in the README")
+        + 8;
+    let end = start + readme[start..].find("```").expect("its end");
+    let ctl = Ctl::with_config(&readme[start..end]);
+    let out = ctl.run(&["config", "check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 notifiers: mail;"));
+}

@@ -219,7 +219,7 @@ fn install_units(sb: &Sandbox, w: &Path) {
     );
     let units = sb.units();
     let wd = w.display();
-    // Wired explicitly, as the README shows; the service.d/ drop-in adds the same.
+    // Wired explicitly, as docs/systemd.md shows; the service.d/ drop-in adds the same.
     write(
         &units.join("demo.service"),
         &format!(
