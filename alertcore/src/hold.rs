@@ -3,7 +3,7 @@
 //! check, a heartbeat or a rule: held while a service it names is failing) and
 //! acknowledgements (`alertctl ack`, kept in the streak).
 //!
-//! A hold is a veto over what the policy decided, applied after it ([`veto`]): a
+//! A hold is a veto over what the policy decided, applied after it ([`apply`]): a
 //! failure alert, reminder or escalation it would send is suppressed with the hold as
 //! its reason, and the recipient's state is left as it was, so nothing counts as sent.
 //! Once the hold is over, the next flush finds a failing service whose recipient was
@@ -252,7 +252,7 @@ impl Sources {
     /// without a service).
     ///
     /// # Errors
-    /// A [`StoreError`] reading the silences or a dependency's state.
+    /// A [`StoreError`](crate::StoreError) reading the silences or a dependency's state.
     pub fn read(
         &self,
         store: &dyn crate::store::Store,
@@ -338,9 +338,9 @@ impl Holds {
 }
 
 /// Applies `holds` and the streak's acknowledgement to `plan`, the routing and policy of
-/// `event` of `service` about `host` at `at` on the state `before` (see [`veto`]); a
-/// streak whose alert a hold kept back says by what (`Streak::held`) until an alert of it
-/// is sent.
+/// `event` of `service` about `host` at `at` on the state `before`, as the module
+/// documentation says. A streak whose alert a hold kept back says by what
+/// (`Streak::held`) until an alert of it is sent.
 pub fn apply(
     holds: &Holds,
     (service, host, event, at): (&str, &str, Event, Timestamp),
