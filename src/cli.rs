@@ -130,6 +130,9 @@ pub(crate) enum Command {
         #[arg(long, value_parser = text_arg())]
         comment: Option<String>,
     },
+    /// Write the man pages or a shell's completions (for packages).
+    #[command(hide = true, subcommand)]
+    Generate(GenerateCommand),
     /// Send a test alert through one notifier (no state is read or written).
     NotifyTest {
         /// The notifier's name (`[notifiers.NAME]`; `console` without a config).
@@ -165,6 +168,20 @@ pub(crate) struct PingArgs {
     /// `-` reads it from stdin.
     #[arg(long, value_name = "TEXT", value_parser = text_arg(), conflicts_with = "log")]
     pub(crate) body: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GenerateCommand {
+    /// `alertctl.1` and one `alertctl-COMMAND.1` per command, into DIR.
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
+    /// SHELL's completion script, on stdout.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -320,6 +320,9 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
     if let Command::Run { once: false, .. } = cli.command {
         return daemon::run(&cli, registry).await;
     }
+    if let Command::Generate(what) = &cli.command {
+        return generate(what);
+    }
     let (config, config_path) = match (load_config(&cli), &cli.command) {
         (Err(f), Command::Ping(args)) if f.code == 2 => {
             return Err(heartbeat::record_despite(&cli, None, args, f));
@@ -402,7 +405,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(&config, registry, notifier).await,
-        Command::Run { once: false, .. } => Ok(0),
+        Command::Run { once: false, .. } | Command::Generate(_) => Ok(0),
         Command::Run { once: true, notify } => daemon::once(&cli, registry, &config, *notify).await,
         Command::Flush => {
             let engine = build_engine(&cli, &config, registry)?;
@@ -427,6 +430,36 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let store = open_store(&cli, &config)?;
             let now = cli.now.unwrap_or_else(|| alertcore::SystemClock.now());
             status::outbox(store.as_ref(), action.as_ref(), *json, now).map_err(|e| Fail::other(&e))
+        }
+    }
+}
+
+/// `alertctl generate man DIR | completions SHELL`: from the same definitions as
+/// `--help`, so a package's man pages and completions never drift from it.
+fn generate(what: &cli::GenerateCommand) -> Result<u8, Fail> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    match what {
+        cli::GenerateCommand::Man { dir } => {
+            std::fs::create_dir_all(dir).map_err(|e| Fail::other(&e))?;
+            let write = |cmd: clap::Command, name: &str| -> Result<(), Fail> {
+                let mut out = Vec::new();
+                clap_mangen::Man::new(cmd)
+                    .render(&mut out)
+                    .map_err(|e| Fail::other(&e))?;
+                std::fs::write(dir.join(format!("{name}.1")), out).map_err(|e| Fail::other(&e))
+            };
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("alertctl-{}", sub.get_name());
+                write(sub.clone().name(name.clone()), &name)?;
+            }
+            write(cmd, "alertctl")?;
+            Ok(0)
+        }
+        cli::GenerateCommand::Completions { shell } => {
+            let mut cmd = cmd;
+            clap_complete::generate(*shell, &mut cmd, "alertctl", &mut std::io::stdout());
+            Ok(0)
         }
     }
 }

@@ -20,6 +20,7 @@ command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v /usr/lib/nagios/plugins/check_tcp >/dev/null || need+=(monitoring-plugins-basic)
 [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v groff >/dev/null || need+=(groff-base)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then

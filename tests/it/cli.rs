@@ -822,3 +822,64 @@ fn the_readme_example_config_passes_config_check() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 notifiers: mail;"));
 }
+
+/// `alertctl generate man` writes one page per command of `--help`, each rendering
+/// without a groff warning; the bash completion parses.
+#[test]
+fn man_pages_and_completions_come_from_the_command_line_definitions() {
+    let ctl = Ctl::new();
+    let dir = ctl.dir.path().join("man");
+    let out = ctl.run(&["generate", "man", dir.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let help = String::from_utf8_lossy(&ctl.run(&["--help"]).stdout).into_owned();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() > 10, "{help}");
+    for c in &commands {
+        assert!(
+            dir.join(format!("alertctl-{c}.1")).exists(),
+            "no page for {c}"
+        );
+    }
+    let mut pages: Vec<_> = std::fs::read_dir(&dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    pages.sort();
+    assert_eq!(pages.len(), commands.len() + 1, "{pages:?}");
+    for page in &pages {
+        let out = Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(page)
+            .output()
+            .expect("groff (groff-base)");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}: {}",
+            page.display(),
+            text(&out)
+        );
+    }
+    let ping = std::fs::read_to_string(dir.join("alertctl-ping.1")).expect("ping page");
+    assert!(
+        ping.contains("\\-\\-rid"),
+        "the page has the options of --help"
+    );
+    let out = ctl.run(&["generate", "completions", "bash"]);
+    assert!(out.status.success());
+    let script = ctl.dir.path().join("alertctl.bash");
+    std::fs::write(&script, &out.stdout).expect("write");
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .expect("bash");
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("silence"));
+}
