@@ -883,3 +883,35 @@ fn man_pages_and_completions_come_from_the_command_line_definitions() {
     assert!(check.status.success(), "{}", text(&check));
     assert!(String::from_utf8_lossy(&out.stdout).contains("silence"));
 }
+
+/// Every TOML example in the manual (`docs/*.md`) and the README is a good config:
+/// `alertctl config check` accepts each, so the manual cannot drift from the parser.
+#[test]
+fn every_toml_example_in_the_manual_passes_config_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.push(root.join("README.md"));
+    files.sort();
+    let mut checked = 0;
+    for file in &files {
+        let doc = std::fs::read_to_string(file).expect("read");
+        for (i, block) in doc.split("```toml\n").skip(1).enumerate() {
+            let example = block.split("```").next().expect("a block");
+            let ctl = Ctl::with_config(example);
+            let out = ctl.run(&["config", "check"]);
+            assert!(
+                out.status.success(),
+                "{} example {}:\n{example}\n{}",
+                file.display(),
+                i + 1,
+                text(&out)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "{checked} examples");
+}
