@@ -450,6 +450,11 @@ impl Engine {
         let (service, ack) = (service.to_owned(), Ack::new(by, now, comment));
         let failing = self
             .blocking(move || {
+                // a service that is not failing is left alone (no state row written
+                // for a name that has none)
+                if !store.state(&service)?.is_some_and(|s| s.is_failing()) {
+                    return Ok(false);
+                }
                 let mut failing = false;
                 store.apply(&service, now, &mut |state| {
                     let mut next = state.clone();

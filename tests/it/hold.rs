@@ -134,6 +134,13 @@ fn an_ack_stops_reminders_but_not_the_escalation() {
     // not failing: nothing to acknowledge
     let out = ctl.run_at(&at("00:05"), &["ack", "other.service"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = status(&ctl, &at("00:05"));
+    assert!(
+        s["services"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|x| x["service"] != "other.service")),
+        "an ack of an unknown service leaves no state: {s:#}"
+    );
     let out = ok(&ctl.run_at(
         &at("00:05"),
         &["ack", "backup.service", "--comment", "disk ordered"],
