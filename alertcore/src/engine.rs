@@ -430,7 +430,7 @@ impl Engine {
     /// # Errors
     /// A [`StoreError`] reading the silences or a dependency's state.
     pub fn holds(&self, service: Option<&str>, at: Timestamp) -> Result<Holds, StoreError> {
-        self.holding.read(self.store.as_ref(), service, at)
+        read_holds(&self.holding, self.store.as_ref(), service, at)
     }
 
     /// Acknowledges the failure streak of `service` on behalf of `by`: no more reminders
@@ -512,7 +512,7 @@ impl Engine {
                 let mut fresh = Vec::new();
                 let mut failures = 0;
                 let mut duplicate = false;
-                let holds = holding.read(store.as_ref(), Some(&owned_service), now)?;
+                let holds = read_holds(&holding, store.as_ref(), Some(&owned_service), now)?;
                 let applied = store.apply(&owned_service, now, &mut |state| {
                     if let (Some(id), Some(streak)) = (&invocation, &state.streak)
                         && streak.invocations.contains(id)
@@ -718,7 +718,12 @@ impl Engine {
         let now = self.clock.now();
         let holding = self.holding.clone();
         let (states, mut holds) = self
-            .blocking(move || Ok((store.states()?, holding.read(store.as_ref(), None, now)?)))
+            .blocking(move || {
+                Ok((
+                    store.states()?,
+                    read_holds(&holding, store.as_ref(), None, now)?,
+                ))
+            })
             .await?;
         // every dependency's state is at hand
         holds.failing = states
@@ -1114,6 +1119,32 @@ fn plan(
     }
     crate::hold::apply(holds, (service, host, event, at), state, &mut plan);
     plan
+}
+
+/// The holds for an event of `service` at `at`: the silences not ended by then, and
+/// which of the services it may depend on are failing (none are looked up without a
+/// service). Here rather than in `hold`, which the store depends on for `Silence`.
+fn read_holds(
+    sources: &hold::Sources,
+    store: &dyn Store,
+    service: Option<&str>,
+    at: Timestamp,
+) -> Result<Holds, StoreError> {
+    let mut failing = std::collections::BTreeSet::new();
+    if let Some(service) = service {
+        for d in sources.dependencies.of(service) {
+            if store.state(d)?.is_some_and(|s| s.is_failing()) {
+                failing.insert(d.to_owned());
+            }
+        }
+    }
+    Ok(Holds {
+        silences: store.silences(at)?,
+        maintenance: Arc::clone(&sources.maintenance),
+        timezone: sources.timezone.clone(),
+        dependencies: Arc::clone(&sources.dependencies),
+        failing,
+    })
 }
 
 /// A delivery took longer than the engine's `delivery_timeout`.

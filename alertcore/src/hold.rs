@@ -246,37 +246,6 @@ pub struct Sources {
     pub timezone: Option<jiff::tz::TimeZone>,
 }
 
-impl Sources {
-    /// The holds for an event of `service` at `at`: the silences not ended by then,
-    /// and which of the services it may depend on are failing (none are looked up
-    /// without a service).
-    ///
-    /// # Errors
-    /// A [`StoreError`](crate::StoreError) reading the silences or a dependency's state.
-    pub fn read(
-        &self,
-        store: &dyn crate::store::Store,
-        service: Option<&str>,
-        at: Timestamp,
-    ) -> Result<Holds, crate::error::StoreError> {
-        let mut failing = BTreeSet::new();
-        if let Some(service) = service {
-            for d in self.dependencies.of(service) {
-                if store.state(d)?.is_some_and(|s| s.is_failing()) {
-                    failing.insert(d.to_owned());
-                }
-            }
-        }
-        Ok(Holds {
-            silences: store.silences(at)?,
-            maintenance: std::sync::Arc::clone(&self.maintenance),
-            timezone: self.timezone.clone(),
-            dependencies: std::sync::Arc::clone(&self.dependencies),
-            failing,
-        })
-    }
-}
-
 impl Default for Holds {
     fn default() -> Self {
         Self {
@@ -290,11 +259,6 @@ impl Default for Holds {
 }
 
 impl Holds {
-    /// Whether there is nothing that could hold an alert.
-    pub fn is_empty(&self) -> bool {
-        self.silences.is_empty() && self.maintenance.is_empty() && self.failing.is_empty()
-    }
-
     /// The hold an event of `service` about `host` with `severity` at `at` falls under:
     /// the silence ending last, else the first maintenance window.
     pub fn find(
