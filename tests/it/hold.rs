@@ -317,3 +317,36 @@ fn a_failing_dependency_holds_its_dependants_until_it_recovers() {
         ]
     );
 }
+
+/// Bad input to `silence` is a usage error saying what is wrong; nothing is stored.
+#[test]
+fn bad_silences_are_refused_with_a_clear_message() {
+    let ctl = Ctl::new();
+    for (args, want) in [
+        (&["--service", "[", "--for", "1h"][..], "--service: "),
+        (
+            &["--for", "1h", "--start", "tomorrow"][..],
+            "--start: invalid time",
+        ),
+        (
+            &["--until", "2026-12-07 00:30"][..],
+            "over before it starts",
+        ),
+        (&["--until", "yesterday"][..], "--until: invalid time"),
+    ] {
+        let mut all = vec!["silence", "add", "--comment", "x"];
+        all.extend_from_slice(args);
+        let out = ctl.run_at(&at("01:00"), &all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(want), "{args:?}: {}", text(&out));
+    }
+    let out = ok(&ctl.run_at(&at("01:00"), &["silence", "list"]));
+    assert_eq!(out.trim(), "no silences");
+    let out = ctl.run_at(&at("01:00"), &["silence", "expire", "7"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("no silence 7 that has not ended"),
+        "{}",
+        text(&out)
+    );
+}

@@ -193,6 +193,10 @@ async fn keys_tokens_created_heartbeats_and_metrics_that_promtool_accepts() {
     assert_eq!(curl(&[&format!("{base}/ping/wrong/backup")]).0, 404);
     assert_eq!(curl(&[&format!("{base}/ping/{k}/backup")]).0, 200);
     assert_eq!(curl(&[&format!("{base}/ping/{k}/backup/start")]).0, 200);
+    // a run id too long to be one is refused, not stored
+    let long = "r".repeat(201);
+    let (code, body) = curl(&[&format!("{base}/ping/{k}/backup?rid={long}")]);
+    assert_eq!((code, body.as_str()), (400, "invalid rid\n"));
     // a heartbeat with a key of its own takes that one, not [http]'s
     assert_eq!(curl(&[&format!("{base}/ping/{k}/vault")]).0, 404);
     assert_eq!(
