@@ -129,6 +129,10 @@ pub(crate) enum Command {
         /// What is being done about it.
         #[arg(long, value_parser = text_arg())]
         comment: Option<String>,
+        /// Tell the notifiers already alerted of this failure that it was acknowledged,
+        /// by whom, and the comment.
+        #[arg(long)]
+        notify: bool,
     },
     /// Write the man pages or a shell's completions (for packages).
     #[command(hide = true, subcommand)]

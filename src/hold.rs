@@ -152,22 +152,23 @@ pub(crate) fn silence(engine: &Engine, action: &SilenceCommand) -> Result<u8, Fa
     }
 }
 
-/// `alertctl ack SERVICE [--comment TEXT]`.
+/// `alertctl ack SERVICE [--comment TEXT] [--notify]`: 1 if the service is not
+/// failing, 3 if a notice was not delivered.
 pub(crate) async fn ack(
     engine: &Engine,
     service: &str,
     comment: Option<String>,
+    notify: bool,
 ) -> Result<u8, Fail> {
     let by = invoking_user();
-    if engine
-        .ack(service, &by, comment)
+    let Some(deliveries) = engine
+        .ack(service, &by, comment, notify)
         .await
         .map_err(|e| Fail::other(&e))?
-    {
-        println!("{service}: acknowledged by {by}: no more reminders of this failure");
-        Ok(0)
-    } else {
+    else {
         eprintln!("alertctl: {service} is not failing: nothing to acknowledge");
-        Ok(1)
-    }
+        return Ok(1);
+    };
+    println!("{service}: acknowledged by {by}: no more reminders of this failure");
+    Ok(crate::print_deliveries(&deliveries, |_| true))
 }

@@ -214,6 +214,8 @@ fn build_engine_on(
         .store_inline(one_shot)
         .maintenance(config.build_maintenance()?)
         .dependencies(alertcore_checks::dependencies(config)?)
+        .inhibits(config.build_inhibits()?)
+        .flapping(config.flapping)
         .configured(notifiers);
     if let Some(host) = &config.host {
         builder = builder.host(host.clone());
@@ -376,6 +378,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let checks = alertcore_checks::checks(&config)?;
             let heartbeats = alertcore_checks::heartbeat::heartbeats(&config)?;
             config.build_maintenance()?;
+            config.build_inhibits()?;
             alertcore_checks::dependencies(&config)?;
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),
@@ -422,9 +425,13 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let engine = build_engine(&cli, &config, registry)?;
             hold::silence(&engine, action)
         }
-        Command::Ack { service, comment } => {
+        Command::Ack {
+            service,
+            comment,
+            notify,
+        } => {
             let engine = build_engine(&cli, &config, registry)?;
-            hold::ack(&engine, service, comment.clone()).await
+            hold::ack(&engine, service, comment.clone(), *notify).await
         }
         Command::Outbox { action, json } => {
             let store = open_store(&cli, &config)?;
@@ -482,7 +489,7 @@ fn print_report(what: &str, r: &Report) -> u8 {
 
 /// Reports failed deliveries on stderr (and, where `show` says so, delivered ones on
 /// stdout); 3 if any failed.
-fn print_deliveries(
+pub(crate) fn print_deliveries(
     deliveries: &[alertcore::Delivery],
     show: impl Fn(&alertcore::Delivery) -> bool,
 ) -> u8 {

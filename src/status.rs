@@ -131,10 +131,22 @@ pub(crate) struct ServiceStatus {
     pub(crate) held: Option<String>,
     /// The streak's acknowledgement.
     pub(crate) acknowledged: Option<alertcore::policy::Ack>,
+    /// Flap detection's view (`[flapping]`), when it is on.
+    pub(crate) flapping: Option<FlapStatus>,
     pub(crate) last_success: Option<Timestamp>,
     pub(crate) notifiers: Vec<RecipientStatus>,
     pub(crate) pending_deliveries: usize,
     pub(crate) last_delivery_error: Option<ErrorStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FlapStatus {
+    /// Flapping since then, if it is.
+    since: Option<Timestamp>,
+    /// The weighted percentage of state changes in the last 20 events.
+    percent: f64,
+    /// Who was told it is flapping.
+    notified: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -183,6 +195,11 @@ fn service_status(
         held_by: None,
         held: streak.and_then(|s| s.held.clone()),
         acknowledged: streak.and_then(|s| s.ack.clone()),
+        flapping: state.flap.as_ref().map(|f| FlapStatus {
+            since: f.since,
+            percent: (f.percent() * 10.0).round() / 10.0,
+            notified: f.notified.clone(),
+        }),
         last_success: state.last_success,
         notifiers: streak
             .map(|s| {
@@ -411,6 +428,14 @@ fn print_service(s: &ServiceStatus) {
         println!("  held by {h}");
     } else if let Some(h) = &s.held {
         println!("  its alert was held by {h}; it goes out at the next flush");
+    }
+    if let Some(f) = &s.flapping
+        && let Some(since) = f.since
+    {
+        println!(
+            "  flapping since {since} ({}% state changes): no alert per change until it settles",
+            f.percent
+        );
     }
     if let Some(a) = &s.acknowledged {
         let comment = a

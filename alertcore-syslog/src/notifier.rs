@@ -109,10 +109,12 @@ impl SyslogNotifier {
     }
 }
 
-/// critical → `crit`, warning → `warning`, a recovery → `notice`.
+/// critical → `crit`, warning → `warning`, a recovery or an acknowledgement →
+/// `notice`, flapping → `warning`.
 fn severity(event: EventKind, last: Option<Severity>) -> fasyslog::Severity {
     match (event, last) {
-        (EventKind::Recovery, _) => fasyslog::Severity::NOTICE,
+        (EventKind::Recovery | EventKind::Acknowledged, _) => fasyslog::Severity::NOTICE,
+        (EventKind::Flapping, _) => fasyslog::Severity::WARNING,
         (_, Some(Severity::Warning)) => fasyslog::Severity::WARNING,
         (_, Some(Severity::Critical) | None) => fasyslog::Severity::CRITICAL,
     }

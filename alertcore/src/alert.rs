@@ -127,6 +127,12 @@ pub enum EventKind {
     Escalation,
     /// The service succeeded after an alert was delivered.
     Recovery,
+    /// The service changes state so often that it is flapping (`[flapping]`): one
+    /// notice instead of an alert per change, until it settles.
+    Flapping,
+    /// The failure streak was acknowledged (`alertctl ack --notify`): told to those
+    /// already alerted.
+    Acknowledged,
 }
 
 impl EventKind {
@@ -137,12 +143,32 @@ impl EventKind {
             Self::Reminder => "reminder",
             Self::Escalation => "escalation",
             Self::Recovery => "recovery",
+            Self::Flapping => "flapping",
+            Self::Acknowledged => "acknowledged",
         }
     }
 
-    /// `true` for the kinds that report a failure (everything but recovery).
+    /// Every kind, in the order of the documentation.
+    pub const ALL: [Self; 6] = [
+        Self::Failure,
+        Self::Reminder,
+        Self::Escalation,
+        Self::Recovery,
+        Self::Flapping,
+        Self::Acknowledged,
+    ];
+
+    /// `true` for the kinds sent while the service is in trouble (everything but
+    /// recovery).
     pub fn is_failure(self) -> bool {
         !matches!(self, Self::Recovery)
+    }
+
+    /// `true` for the alerts the policy counts per recipient (failure, reminder,
+    /// escalation): their delivery is what a recovery and a reminder follow. Notices
+    /// (flapping, acknowledged) are sent beside them and change nothing there.
+    pub fn is_alert(self) -> bool {
+        matches!(self, Self::Failure | Self::Reminder | Self::Escalation)
     }
 }
 
@@ -160,7 +186,33 @@ impl FromStr for EventKind {
             "reminder" => Ok(Self::Reminder),
             "escalation" => Ok(Self::Escalation),
             "recovery" => Ok(Self::Recovery),
+            "flapping" => Ok(Self::Flapping),
+            "acknowledged" => Ok(Self::Acknowledged),
             other => Err(format!("unknown event kind {other:?}")),
+        }
+    }
+}
+
+/// An acknowledgement of a failure streak.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Ack {
+    /// Who acknowledged it.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+    /// Why, or what is being done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl Ack {
+    /// An acknowledgement by `by` at `at`.
+    pub fn new(by: impl Into<String>, at: Timestamp, comment: Option<String>) -> Self {
+        Self {
+            by: by.into(),
+            at,
+            comment,
         }
     }
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Severity;
 use crate::error::BuildError;
-use crate::hold::{Maintenance, Matchers, When};
+use crate::flap::Flapping;
+use crate::hold::{Inhibit, Label, Maintenance, Matchers, When};
 use crate::notifier::ConfiguredNotifier;
 use crate::outbox::DeliverySpec;
 use crate::policy::Policy;
@@ -64,6 +65,14 @@ pub struct Config {
     /// ([`Config::build_maintenance`]).
     #[serde(default)]
     pub maintenance: Vec<toml::Spanned<toml::Table>>,
+    /// `[[inhibit]]`: alerts held while another service is failing
+    /// ([`Config::build_inhibits`]).
+    #[serde(default)]
+    pub inhibit: Vec<toml::Spanned<toml::Table>>,
+    /// `[flapping]`: flap detection, off without the table (see
+    /// [`flap`](crate::flap)).
+    #[serde(default)]
+    pub flapping: Option<Flapping>,
     /// `[http]`: the daemon's HTTP listener (read by `alertctl`).
     #[serde(default)]
     pub http: Option<toml::Spanned<toml::Table>>,
@@ -150,6 +159,8 @@ impl fmt::Debug for Config {
             .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
             .field("heartbeats", &self.heartbeats.len())
             .field("maintenance", &self.maintenance.len())
+            .field("inhibit", &self.inhibit.len())
+            .field("flapping", &self.flapping)
             .field("http", &self.http.is_some())
             .field("daemon", &self.daemon)
             .field("origin", &self.source.as_ref().map(|s| &s.origin))
@@ -370,9 +381,23 @@ impl Config {
         self.error_at(pos, format!("{what}: {}", error.message))
     }
 
-    /// Builds the routing rules for the built `notifiers` (whose formats the rules'
-    /// per-recipient format overrides start from).
+    /// Reads `[[inhibit]]`: each has `source` and `target` matchers (`services`,
+    /// `hosts` as in `[[rules]]`, `severity`; the source needs at least one) and `equal`,
+    /// a list of `host`, `severity`, `kind`.
     ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the rule and pointing at its bad key.
+    pub fn build_inhibits(&self) -> Result<Vec<Inhibit>, ConfigError> {
+        self.inhibit
+            .iter()
+            .enumerate()
+            .map(|(i, spanned)| {
+                build_inhibit(spanned.get_ref(), i + 1)
+                    .map_err(|e| self.error_in(spanned, &format!("inhibit {}", i + 1), e))
+            })
+            .collect()
+    }
+
     /// Reads `[[maintenance]]`: each has matchers (`services`, `hosts` as in
     /// `[[rules]]`, `severity`) and either `time` (recurring windows in the rules'
     /// syntax, read in `timezone`) or `start` and `end` (once; RFC 3339 or a civil time
@@ -537,7 +562,7 @@ mod tests {
     fn unknown_key_is_located() {
         assert_eq!(
             err("[policy]\nthreshold = 2\nrepaet = \"4h\"\n"),
-            "alertcore.toml:3:1: unknown field `repaet`, expected one of `threshold`, `min_duration`, `repeat`, `recovery`"
+            "alertcore.toml:3:1: unknown field `repaet`, expected one of `threshold`, `min_duration`, `repeat`, `recovery`, `held_recovery`"
         );
     }
 
@@ -636,6 +661,47 @@ mod tests {
         assert_eq!(line_col("ab\ncé", 6), (2, 3));
         assert_eq!(line_col("", 10), (1, 1));
     }
+}
+
+/// An `[[inhibit]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InhibitSpec {
+    source: MatcherSpec,
+    #[serde(default)]
+    target: MatcherSpec,
+    #[serde(default)]
+    equal: Vec<Label>,
+}
+
+/// The matchers of one side of an `[[inhibit]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatcherSpec {
+    #[serde(default)]
+    services: Patterns,
+    #[serde(default)]
+    hosts: Patterns,
+    severity: Option<Severity>,
+}
+
+impl From<MatcherSpec> for Matchers {
+    fn from(m: MatcherSpec) -> Self {
+        Matchers::new(m.services, m.hosts, m.severity)
+    }
+}
+
+/// The `index`th (1-based) `[[inhibit]]` rule.
+fn build_inhibit(raw: &toml::Table, index: usize) -> Result<Inhibit, BuildError> {
+    let spec: InhibitSpec = Table::from(raw.clone()).deserialize()?;
+    let source = Matchers::from(spec.source);
+    if source == Matchers::default() {
+        return Err(BuildError::key(
+            "source",
+            "`source` needs `services`, `hosts` or `severity`: which failures inhibit?",
+        ));
+    }
+    Ok(Inhibit::new(index, source, spec.target.into(), spec.equal))
 }
 
 /// A `[[maintenance]]` table as written.

@@ -12,11 +12,12 @@ use serde::Serialize;
 
 use crate::alert::{EventKind, Failure, FailureReport, Timestamp};
 use crate::error::{EngineError, NotifyError, StoreError, chain};
-use crate::hold::{self, Dependencies, Holds, Maintenance};
+use crate::flap::{self, Flapping};
+use crate::hold::{self, Active, Dependencies, Holds, Inhibit, Maintenance};
 use crate::notification::{FallbackOf, Notification};
 use crate::notifier::{ConfiguredNotifier, Notifier};
 use crate::outbox::{DeliverySpec, Limits};
-use crate::policy::{Ack, Decision, Event, Policy, ServiceState};
+use crate::policy::{Ack, Decision, Event, Outcome, Policy, ServiceState};
 use crate::rules::{Plan, Router, RuleTrace, Subject};
 use crate::store::{
     Applied, Attempt, Change, Claimed, NewNotification, NotificationId, NotificationRecord, Store,
@@ -64,6 +65,7 @@ pub struct Engine {
     delivery_timeout: Option<Duration>,
     store_inline: bool,
     holding: hold::Sources,
+    flapping: Option<Flapping>,
 }
 
 /// Builds an [`Engine`].
@@ -79,6 +81,8 @@ pub struct EngineBuilder {
     store_inline: bool,
     maintenance: Vec<Maintenance>,
     dependencies: BTreeMap<String, Vec<String>>,
+    inhibits: Vec<Inhibit>,
+    flapping: Option<Flapping>,
 }
 
 impl EngineBuilder {
@@ -162,6 +166,19 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets the `[[inhibit]]` rules: alerts they cover are held while a failing service
+    /// matches a rule's source. Each event then reads every service's state.
+    pub fn inhibits(mut self, rules: Vec<Inhibit>) -> Self {
+        self.inhibits = rules;
+        self
+    }
+
+    /// Turns flap detection on with these settings (`[flapping]`; default: off).
+    pub fn flapping(mut self, settings: impl Into<Option<Flapping>>) -> Self {
+        self.flapping = settings.into();
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         let rules = self
@@ -178,6 +195,8 @@ impl EngineBuilder {
                 rules,
             }),
             timezone: Some(self.router.timezone().clone()),
+            held_recovery: self.policy.held_recovery,
+            inhibits: self.inhibits.into(),
         };
         Engine {
             store: self.store,
@@ -189,6 +208,7 @@ impl EngineBuilder {
             delivery_timeout: self.delivery_timeout,
             store_inline: self.store_inline,
             holding,
+            flapping: self.flapping,
         }
     }
 }
@@ -345,6 +365,8 @@ impl Engine {
             store_inline: false,
             maintenance: Vec::new(),
             dependencies: BTreeMap::new(),
+            inhibits: Vec::new(),
+            flapping: None,
         }
     }
 
@@ -415,8 +437,7 @@ impl Engine {
         holds: &Holds,
     ) -> Plan {
         plan(
-            &self.router,
-            &self.policy,
+            (&self.router, &self.policy, self.flapping.as_ref()),
             &self.notifiers,
             (&self.host, holds),
             (service, state, event, report, at),
@@ -430,12 +451,19 @@ impl Engine {
     /// # Errors
     /// A [`StoreError`] reading the silences or a dependency's state.
     pub fn holds(&self, service: Option<&str>, at: Timestamp) -> Result<Holds, StoreError> {
-        read_holds(&self.holding, self.store.as_ref(), service, at)
+        read_holds(
+            &self.holding,
+            self.store.as_ref(),
+            (service, &self.host),
+            at,
+        )
     }
 
     /// Acknowledges the failure streak of `service` on behalf of `by`: no more reminders
-    /// of it (an escalation still goes out; the next streak is not acknowledged).
-    /// `false` if the service is not failing.
+    /// of it (an escalation still goes out; the next streak is not acknowledged). With
+    /// `notify`, an [`EventKind::Acknowledged`] notice goes to every notifier alerted in
+    /// the streak (delivered, or still pending in the outbox), through the outbox.
+    /// `None` if the service is not failing; else the notices' deliveries.
     ///
     /// # Errors
     /// [`EngineError::Store`].
@@ -444,30 +472,60 @@ impl Engine {
         service: &str,
         by: &str,
         comment: Option<String>,
-    ) -> Result<bool, EngineError> {
+        notify: bool,
+    ) -> Result<Option<Vec<Delivery>>, EngineError> {
         let now = self.clock.now();
         let store = Arc::clone(&self.store);
+        let (notifiers, router) = (Arc::clone(&self.notifiers), Arc::clone(&self.router));
+        let (lease, engine_host) = (self.send_lease(), self.host.clone());
         let (service, ack) = (service.to_owned(), Ack::new(by, now, comment));
-        let failing = self
+        let done = self
             .blocking(move || {
                 // a service that is not failing is left alone (no state row written
                 // for a name that has none)
                 if !store.state(&service)?.is_some_and(|s| s.is_failing()) {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                let mut failing = false;
-                store.apply(&service, now, &mut |state| {
+                let mut fresh = Vec::new();
+                let applied = store.apply(&service, now, &mut |state| {
                     let mut next = state.clone();
-                    failing = next.streak.is_some();
-                    if let Some(streak) = next.streak.as_mut() {
-                        streak.ack = Some(ack.clone());
+                    let host = event_host(None, state, &engine_host).to_owned();
+                    fresh.clear();
+                    let Some(streak) = next.streak.as_mut() else {
+                        return Change::new(next);
+                    };
+                    streak.ack = Some(ack.clone());
+                    if notify {
+                        fresh = streak
+                            .recipients
+                            .iter()
+                            .filter(|(_, r)| r.delivered || r.outcome == Outcome::Pending)
+                            .map(|(name, r)| {
+                                let n = Notification::new(
+                                    service.as_str(),
+                                    EventKind::Acknowledged,
+                                    host.as_str(),
+                                )
+                                .streak(streak.id, streak.started)
+                                .time(now)
+                                .rule(r.rule.and_then(|i| router.rule_ref(i)))
+                                .ack(ack.clone());
+                                (name.clone(), n)
+                            })
+                            .collect();
                     }
-                    Change::new(next)
+                    Change {
+                        notifications: rows(&notifiers, &fresh, lease),
+                        ..Change::new(next)
+                    }
                 })?;
-                Ok(failing)
+                Ok(Some((applied, fresh)))
             })
             .await?;
-        Ok(failing)
+        let Some((applied, fresh)) = done else {
+            return Ok(None);
+        };
+        Ok(Some(self.dispatch(fresh, &applied, now, true).await))
     }
 
     /// [`Engine::plan`] against the stored state of `service`, at the clock's now.
@@ -501,6 +559,7 @@ impl Engine {
         let owned_service = service.to_owned();
         let lease = self.send_lease();
         let holding = self.holding.clone();
+        let flapping = self.flapping;
         // a failure carrying the invocation id of one already in the streak
         let invocation = match event {
             Event::Failure(_) => report.as_ref().and_then(|r| r.invocation_id.clone()),
@@ -512,7 +571,8 @@ impl Engine {
                 let mut fresh = Vec::new();
                 let mut failures = 0;
                 let mut duplicate = false;
-                let holds = read_holds(&holding, store.as_ref(), Some(&owned_service), now)?;
+                let holds =
+                    read_holds(&holding, store.as_ref(), (Some(&owned_service), &host), now)?;
                 let applied = store.apply(&owned_service, now, &mut |state| {
                     if let (Some(id), Some(streak)) = (&invocation, &state.streak)
                         && streak.invocations.contains(id)
@@ -528,8 +588,7 @@ impl Engine {
                     }
                     let host = event_host(report.as_ref(), state, &host).to_owned();
                     let mut plan = plan(
-                        &router,
-                        &policy,
+                        (&router, &policy, flapping.as_ref()),
                         &notifiers,
                         (&host, &holds),
                         (&owned_service, state, event, report.as_ref(), now),
@@ -539,8 +598,12 @@ impl Engine {
                         Event::Failure(_) | Event::Tick => plan.next.streak.as_ref(),
                         Event::Success => state.streak.as_ref(),
                     };
-                    let (streak_id, streak_start) = streak.map_or((0, now), |s| (s.id, s.started));
+                    // (a flapping service that settled while ok has no streak: its
+                    // notice belongs to the last one)
+                    let (streak_id, streak_start) =
+                        streak.map_or((plan.next.streaks, now), |s| (s.id, s.started));
                     failures = streak.map_or(0, |s| s.failures);
+                    let settled = flap::settled(state, &plan);
                     fresh = plan
                         .decisions
                         .iter()
@@ -549,27 +612,27 @@ impl Engine {
                             let n = Notification::new(owned_service.as_str(), event, host.as_str())
                                 .streak(streak_id, streak_start)
                                 .time(now)
-                                .rule(d.rule.and_then(|i| router.rule_ref(i)));
+                                .rule(d.rule.and_then(|i| router.rule_ref(i)))
+                                // a recovery to a notifier never alerted: a hold kept
+                                // its failure alert back (`held_recovery`)
+                                .collapsed(
+                                    event == EventKind::Recovery
+                                        && !settled
+                                        && state.streak.as_ref().is_some_and(|s| {
+                                            !s.recipients.contains_key(&d.notifier)
+                                        }),
+                                )
+                                .stopped_flapping(
+                                    settled
+                                        && state
+                                            .flap
+                                            .as_ref()
+                                            .is_some_and(|f| f.notified.contains(&d.notifier)),
+                                );
                             Some((d.notifier.clone(), n))
                         })
                         .collect();
-                    let notifications: Vec<NewNotification> = fresh
-                        .iter()
-                        .map(|(name, n)| {
-                            let entry = notifiers.iter().find(|e| &e.name == name);
-                            let limits = entry.map_or(Limits::NONE, |e| e.delivery.limits());
-                            let mut row = NewNotification::new(name.clone(), n.event, n.streak_id)
-                                .payload(stored::encode(n))
-                                .lease(lease)
-                                .limits(limits);
-                            if n.event == EventKind::Recovery
-                                && entry.is_some_and(|e| e.delivery.collapse)
-                            {
-                                row = row.collapse(stored::encode(&n.clone().collapsed(true)));
-                            }
-                            row
-                        })
-                        .collect();
+                    let notifications = rows(&notifiers, &fresh, lease);
                     let failure = report.as_ref().map(|r| {
                         let mut f = Failure::from_report(r, &host, now);
                         f.notifiers = notifications.iter().map(|n| n.notifier.clone()).collect();
@@ -668,10 +731,12 @@ impl Engine {
                 notifier,
                 created: now,
                 attempts: 0,
-                notification: n
-                    .sequence(applied.sequence)
-                    .failures(applied.history.clone())
-                    .collapsed(applied.collapsed.contains(&id)),
+                notification: {
+                    let collapsed = n.collapsed || applied.collapsed.contains(&id);
+                    n.sequence(applied.sequence)
+                        .failures(applied.history.clone())
+                        .collapsed(collapsed)
+                },
             });
         join_all(
             outgoing.map(|o| async move { self.and_next(self.send(o, take_next).await).await }),
@@ -721,21 +786,29 @@ impl Engine {
             .blocking(move || {
                 Ok((
                     store.states()?,
-                    read_holds(&holding, store.as_ref(), None, now)?,
+                    read_holds(&holding, store.as_ref(), (None, ""), now)?,
                 ))
             })
             .await?;
         // every dependency's state is at hand
+        if !holds.inhibits.is_empty() {
+            holds.active = Active::of(&states, &self.host);
+        }
         holds.failing = states
             .iter()
             .filter(|(_, s)| s.is_failing())
             .map(|(n, _)| n.clone())
             .collect();
         let mut reports = Vec::new();
-        for (service, state) in states.iter().filter(|(_, s)| s.is_failing()) {
+        // a flapping service that is ok is asked too: time alone may settle it
+        for (service, state) in states
+            .iter()
+            .filter(|(_, s)| s.is_failing() || s.flapping_since().is_some())
+        {
             // a read first: most ticks send nothing and should write nothing
             let plan = self.plan(service, state, Event::Tick, None, now, &holds);
-            if plan.decisions.iter().any(|d| d.send_kind().is_some()) {
+            if plan.decisions.iter().any(|d| d.send_kind().is_some()) || flap::settled(state, &plan)
+            {
                 reports.push(self.process(service, Event::Tick, None).await?);
             }
         }
@@ -1079,6 +1152,29 @@ impl OwnedAttempt {
     }
 }
 
+/// The outbox rows of `fresh` notifications, claimed for `lease`.
+fn rows(
+    notifiers: &[Entry],
+    fresh: &[(String, Notification)],
+    lease: Duration,
+) -> Vec<NewNotification> {
+    fresh
+        .iter()
+        .map(|(name, n)| {
+            let entry = notifiers.iter().find(|e| &e.name == name);
+            let limits = entry.map_or(Limits::NONE, |e| e.delivery.limits());
+            let mut row = NewNotification::new(name.clone(), n.event, n.streak_id)
+                .payload(stored::encode(n))
+                .lease(lease)
+                .limits(limits);
+            if n.event == EventKind::Recovery && entry.is_some_and(|e| e.delivery.collapse) {
+                row = row.collapse(stored::encode(&n.clone().collapsed(true)));
+            }
+            row
+        })
+        .collect()
+}
+
 /// The host an event is about: the failure's own (`FailureReport::host`), else its
 /// streak's (a reminder or recovery of such a failure), else the engine's.
 fn event_host<'a>(
@@ -1095,8 +1191,7 @@ fn event_host<'a>(
 /// The routing and policy of one event: (service, state, event, its failure report,
 /// time). A streak that a failure about another host starts keeps that host.
 fn plan(
-    router: &Router,
-    policy: &Policy,
+    (router, policy, flapping): (&Router, &Policy, Option<&Flapping>),
     notifiers: &[Entry],
     (engine_host, holds): (&str, &Holds),
     (service, state, event, report, at): (
@@ -1117,17 +1212,22 @@ fn plan(
     {
         streak.host = report.and_then(|r| r.host.clone());
     }
+    flap::apply(flapping, (event, at), state, &mut plan, |rule, kind| {
+        router.sends(rule, kind)
+    });
     crate::hold::apply(holds, (service, host, event, at), state, &mut plan);
+    flap::settle(state, &mut plan);
     plan
 }
 
-/// The holds for an event of `service` at `at`: the silences not ended by then, and
-/// which of the services it may depend on are failing (none are looked up without a
-/// service). Here rather than in `hold`, which the store depends on for `Silence`.
+/// The holds for an event of `service` at `at`: the silences not ended by then, which
+/// of the services it may depend on are failing (none are looked up without a
+/// service), and with `[[inhibit]]` rules, every failing service (hosts defaulting to
+/// `engine_host`). Here rather than in `hold`, which the store depends on for `Silence`.
 fn read_holds(
     sources: &hold::Sources,
     store: &dyn Store,
-    service: Option<&str>,
+    (service, engine_host): (Option<&str>, &str),
     at: Timestamp,
 ) -> Result<Holds, StoreError> {
     let mut failing = std::collections::BTreeSet::new();
@@ -1144,6 +1244,13 @@ fn read_holds(
         timezone: sources.timezone.clone(),
         dependencies: Arc::clone(&sources.dependencies),
         failing,
+        held_recovery: sources.held_recovery,
+        inhibits: Arc::clone(&sources.inhibits),
+        active: if sources.inhibits.is_empty() || service.is_none() {
+            Vec::new()
+        } else {
+            Active::of(&store.states()?, engine_host)
+        },
     })
 }
 
@@ -1173,8 +1280,7 @@ impl Engine {
 mod stored {
     use serde::Deserialize;
 
-    use crate::alert::Failure;
-    use crate::alert::Timestamp;
+    use crate::alert::{Ack, Failure, Timestamp};
     use crate::notification::{FallbackOf, Notification, RuleRef};
     use crate::rules::Router;
     use crate::store::NotificationRecord;
@@ -1202,6 +1308,10 @@ mod stored {
         fallback_for: Option<FallbackOf>,
         #[serde(default)]
         collapsed: bool,
+        #[serde(default)]
+        stopped_flapping: bool,
+        #[serde(default)]
+        ack: Option<Ack>,
     }
 
     #[derive(Deserialize)]
@@ -1234,6 +1344,8 @@ mod stored {
             .rule(rule)
             .failures(history)
             .fallback_for(p.fallback_for)
-            .collapsed(p.collapsed))
+            .collapsed(p.collapsed)
+            .stopped_flapping(p.stopped_flapping)
+            .ack(p.ack))
     }
 }

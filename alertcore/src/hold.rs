@@ -1,7 +1,8 @@
 //! Holding alerts back on purpose: silences (`alertctl silence`, kept in the store),
 //! maintenance windows (`[[maintenance]]` in the config), dependencies (`depends_on` of a
-//! check, a heartbeat or a rule: held while a service it names is failing) and
-//! acknowledgements (`alertctl ack`, kept in the streak).
+//! check, a heartbeat or a rule: held while a service it names is failing), inhibition
+//! (`[[inhibit]]`: held while a failing service matching its source agrees on its
+//! `equal` labels) and acknowledgements (`alertctl ack`, kept in the streak).
 //!
 //! A hold is a veto over what the policy decided, applied after it ([`apply`]): a
 //! failure alert, reminder or escalation it would send is suppressed with the hold as
@@ -198,6 +199,82 @@ impl Dependencies {
     }
 }
 
+/// A label an `[[inhibit]]` rule's `equal` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    /// The host the event is about.
+    Host,
+    /// Its severity (of a failing service: the worst of its streak).
+    Severity,
+    /// The source kind (`service`, `check`, `heartbeat`, ...).
+    Kind,
+}
+
+/// An `[[inhibit]]` rule: while a service matching `source` is failing, the alerts of
+/// other services matching `target` that agree with it on every `equal` label are held
+/// (Alertmanager's inhibition). An alert that matches both sides is not held by another
+/// that also matches both, so a rule cannot silence every member of a group.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Inhibit {
+    /// Its 1-based place among `[[inhibit]]`.
+    pub index: usize,
+    /// What the inhibiting failure matches.
+    pub source: Matchers,
+    /// What it holds.
+    pub target: Matchers,
+    /// The labels both must have equal.
+    pub equal: Vec<Label>,
+}
+
+impl Inhibit {
+    /// A rule at place `index`.
+    pub fn new(index: usize, source: Matchers, target: Matchers, equal: Vec<Label>) -> Self {
+        Self {
+            index,
+            source,
+            target,
+            equal,
+        }
+    }
+}
+
+/// A failing service, as `[[inhibit]]` sources are looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Active {
+    /// The service.
+    pub service: String,
+    /// The host its streak is about.
+    pub host: String,
+    /// The worst severity of its streak.
+    pub severity: Severity,
+    /// Its source kind (`service` when none is recorded).
+    pub kind: String,
+}
+
+impl Active {
+    /// The failing services among `states`, hosts defaulting to `engine_host`.
+    pub fn of(states: &[(String, ServiceState)], engine_host: &str) -> Vec<Self> {
+        states
+            .iter()
+            .filter_map(|(name, s)| {
+                let streak = s.streak.as_ref()?;
+                Some(Self {
+                    service: name.clone(),
+                    host: streak
+                        .host
+                        .clone()
+                        .unwrap_or_else(|| engine_host.to_owned()),
+                    severity: streak.max_severity,
+                    kind: streak.kind.clone().unwrap_or_else(|| "service".to_owned()),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The holds that may apply to an event: the store's silences, the config's
 /// maintenance windows (with the time zone recurring windows are read in), and the
 /// dependencies with those of them failing now.
@@ -213,6 +290,13 @@ pub struct Holds {
     pub dependencies: std::sync::Arc<Dependencies>,
     /// Of the services the event may depend on, those failing now.
     pub failing: BTreeSet<String>,
+    /// `held_recovery` of the policy: a recovery while held tells those it was kept
+    /// from.
+    pub held_recovery: bool,
+    /// The `[[inhibit]]` rules.
+    pub inhibits: std::sync::Arc<[Inhibit]>,
+    /// Every failing service, when there are `[[inhibit]]` rules (none otherwise).
+    pub active: Vec<Active>,
 }
 
 /// The hold an event falls under.
@@ -244,6 +328,10 @@ pub struct Sources {
     pub dependencies: std::sync::Arc<Dependencies>,
     /// The time zone recurring windows are read in.
     pub timezone: Option<jiff::tz::TimeZone>,
+    /// `held_recovery` of the policy.
+    pub held_recovery: bool,
+    /// The `[[inhibit]]` rules.
+    pub inhibits: std::sync::Arc<[Inhibit]>,
 }
 
 impl Default for Holds {
@@ -254,11 +342,44 @@ impl Default for Holds {
             timezone: None,
             dependencies: std::sync::Arc::default(),
             failing: BTreeSet::new(),
+            held_recovery: false,
+            inhibits: std::sync::Arc::from([]),
+            active: Vec::new(),
         }
     }
 }
 
 impl Holds {
+    /// The failing service that inhibits an alert of `service` (about `host`, of
+    /// `severity` and source `kind`), and the rule by which.
+    pub fn inhibitor(
+        &self,
+        service: &str,
+        host: &str,
+        severity: Severity,
+        kind: &str,
+    ) -> Option<(&str, usize)> {
+        self.inhibits.iter().find_map(|r| {
+            if !r.target.matches(service, host, severity) {
+                return None;
+            }
+            let both = r.source.matches(service, host, severity);
+            self.active
+                .iter()
+                .find(|a| {
+                    a.service != service
+                        && r.source.matches(&a.service, &a.host, a.severity)
+                        && !(both && r.target.matches(&a.service, &a.host, a.severity))
+                        && r.equal.iter().all(|l| match l {
+                            Label::Host => a.host == host,
+                            Label::Severity => a.severity == severity,
+                            Label::Kind => a.kind == kind,
+                        })
+                })
+                .map(|a| (a.service.as_str(), r.index))
+        })
+    }
+
     /// The hold an event of `service` about `host` with `severity` at `at` falls under:
     /// the silence ending last, else the first maintenance window.
     pub fn find(
@@ -314,7 +435,13 @@ pub fn apply(
     let severity = match (event, plan.next.streak.as_ref()) {
         (Event::Failure(s), _) => s,
         (Event::Tick, Some(streak)) => streak.max_severity,
-        _ => return,
+        (Event::Success, _) => {
+            if holds.held_recovery {
+                recovered_while_held(before, plan);
+            }
+            return;
+        }
+        (Event::Tick, None) => return,
     };
     let hold = if holds.silences.is_empty() && holds.maintenance.is_empty() {
         None
@@ -322,6 +449,12 @@ pub fn apply(
         holds.find(service, host, severity, at)
     };
     let ack = before.streak.as_ref().and_then(|s| s.ack.as_ref());
+    let inhibitor = if holds.inhibits.is_empty() {
+        None
+    } else {
+        let kind = plan.next.streak.as_ref().and_then(|s| s.kind.as_deref());
+        holds.inhibitor(service, host, severity, kind.unwrap_or("service"))
+    };
     // what holds one decision: a silence or maintenance window, else a failing
     // dependency of the service or of the decision's rule, else (reminders only) the ack
     let reason = |rule: Option<usize>, kind: EventKind| -> Option<Reason> {
@@ -340,6 +473,12 @@ pub fn apply(
         {
             return Some(Reason::DependsOn { on: on.to_owned() });
         }
+        if let Some((by, rule)) = inhibitor {
+            return Some(Reason::Inhibited {
+                by: by.to_owned(),
+                rule,
+            });
+        }
         match (ack, kind) {
             (Some(a), EventKind::Reminder) => Some(Reason::Acknowledged {
                 by: a.by.clone(),
@@ -352,12 +491,40 @@ pub fn apply(
     let sent = plan
         .decisions
         .iter()
-        .any(|d| matches!(d.action, Action::Send { kind } if kind.is_failure()));
+        .filter(|d| d.send_kind().is_some_and(EventKind::is_alert))
+        .map(|d| d.notifier.as_str());
     if let Some(streak) = plan.next.streak.as_mut() {
-        if sent {
+        let mut any = false;
+        for name in sent {
+            any = true;
+            streak.held_for.retain(|n| n != name);
+        }
+        if any {
             streak.held = None;
         } else if let Some(why) = held {
             streak.held = Some(why);
+        }
+    }
+}
+
+/// On a success: the notifiers a hold kept the streak's failure alert from, and that
+/// were never alerted in it, get a recovery (the engine marks it "failed and
+/// recovered").
+fn recovered_while_held(before: &ServiceState, plan: &mut Plan) {
+    let Some(streak) = before.streak.as_ref() else {
+        return;
+    };
+    for d in plan.decisions.iter_mut() {
+        if matches!(
+            d.action,
+            Action::Suppress {
+                reason: Reason::NotAlerted
+            }
+        ) && streak.held_for.contains(&d.notifier)
+        {
+            d.action = Action::Send {
+                kind: EventKind::Recovery,
+            };
         }
     }
 }
@@ -387,23 +554,16 @@ fn veto(
                 until: Some(until),
             } => held = Some(format!("{by} until {until}")),
             Reason::Held { by, until: None } => held = Some(by.clone()),
-            Reason::DependsOn { .. } => held = Some(why.to_string()),
+            Reason::DependsOn { .. } | Reason::Inhibited { .. } => held = Some(why.to_string()),
             _ => {}
         }
+        let acked = matches!(why, Reason::Acknowledged { .. });
         d.action = Action::Suppress { reason: why };
-        if let Some(streak) = next.streak.as_mut() {
-            match before
-                .streak
-                .as_ref()
-                .and_then(|s| s.recipients.get(&d.notifier))
-            {
-                Some(r) => {
-                    streak.recipients.insert(d.notifier.clone(), r.clone());
-                }
-                None => {
-                    streak.recipients.remove(&d.notifier);
-                }
-            }
+        next.restore_recipient(before, &d.notifier);
+        if let Some(streak) = next.streak.as_mut().filter(|_| !acked)
+            && !streak.held_for.contains(&d.notifier)
+        {
+            streak.held_for.push(d.notifier.clone());
         }
     }
     held
@@ -540,6 +700,16 @@ mod tests {
         // recovered during the silence: nobody was alerted, nothing to send
         let ok = run(&failed.next, Event::Success, t(10), &holds);
         assert!(ok.decisions[0].send_kind().is_none());
+        // unless `held_recovery` asks to tell those it was kept from
+        let told = Holds {
+            held_recovery: true,
+            ..holds.clone()
+        };
+        assert_eq!(failed.next.streak.as_ref().unwrap().held_for, ["mail"]);
+        let ok = run(&failed.next, Event::Success, t(10), &told);
+        assert_eq!(ok.decisions[0].send_kind(), Some(EventKind::Recovery));
+        // once its alert went out after the hold, it is an ordinary recovery
+        assert!(tick.next.streak.as_ref().unwrap().held_for.is_empty());
     }
 
     #[test]
@@ -571,6 +741,68 @@ mod tests {
         assert_eq!(esc.decisions[0].send_kind(), Some(EventKind::Escalation));
     }
 
+    #[test]
+    fn an_inhibit_holds_targets_that_agree_on_its_equal_labels() {
+        let active = |service: &str, host: &str, severity| Active {
+            service: service.into(),
+            host: host.into(),
+            severity,
+            kind: "check".into(),
+        };
+        let rule = Inhibit::new(
+            1,
+            Matchers::new(
+                Patterns::parse(["switch-*"]).unwrap(),
+                Patterns::default(),
+                Some(Severity::Critical),
+            ),
+            Matchers::default(),
+            vec![Label::Host],
+        );
+        let holds = Holds {
+            inhibits: vec![rule].into(),
+            active: vec![
+                active("switch-1", "rack1", Severity::Critical),
+                active("switch-9", "rack9", Severity::Warning),
+            ],
+            ..Holds::default()
+        };
+        let c = Severity::Critical;
+        assert_eq!(
+            holds.inhibitor("web-1", "rack1", c, "service"),
+            Some(("switch-1", 1))
+        );
+        assert_eq!(
+            holds.inhibitor("web-2", "rack2", c, "service"),
+            None,
+            "other host"
+        );
+        // a warning source does not match `severity = "critical"`
+        assert_eq!(holds.inhibitor("web-9", "rack9", c, "service"), None);
+        // matching both sides: not held by another that matches both
+        assert_eq!(holds.inhibitor("switch-2", "rack1", c, "check"), None);
+        assert_eq!(
+            holds.inhibitor("switch-1", "rack1", c, "check"),
+            None,
+            "not itself"
+        );
+        // through the veto: held with the reason, nobody counts as alerted
+        let failed = run(
+            &ServiceState::default(),
+            Event::Failure(Severity::Critical),
+            t(1),
+            &Holds {
+                active: vec![active("switch-1", "h", Severity::Critical)],
+                ..holds.clone()
+            },
+        );
+        assert!(matches!(
+            &failed.decisions[0].action,
+            Action::Suppress { reason: Reason::Inhibited { by, rule: 1 } } if by == "switch-1"
+        ));
+        assert!(failed.next.streak.as_ref().unwrap().recipients.is_empty());
+    }
+
     proptest! {
         /// With nothing that matches (a silence and a maintenance window of other
         /// services, a dependency that is not failing) and no acknowledgement, every
@@ -594,6 +826,10 @@ mod tests {
                     rules: BTreeMap::new(),
                 }),
                 failing: BTreeSet::new(),
+                held_recovery: true,
+                // an inhibit whose source is not failing
+                inhibits: vec![Inhibit::new(1, Matchers::new(Patterns::parse(["switch"]).unwrap(), Patterns::default(), None), Matchers::default(), Vec::new())].into(),
+                active: vec![Active { service: "db".into(), host: "h".into(), severity: Severity::Critical, kind: "service".into() }],
             };
             let mut state = ServiceState::default();
             let mut now = 0;

@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod exec;
 mod file;
+pub mod flap;
 pub mod hold;
 pub mod journal;
 pub mod message;

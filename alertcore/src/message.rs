@@ -10,6 +10,8 @@ pub fn event_word(kind: EventKind) -> &'static str {
         EventKind::Reminder => "REMINDER",
         EventKind::Escalation => "ESCALATED",
         EventKind::Recovery => "RECOVERED",
+        EventKind::Flapping => "FLAPPING",
+        EventKind::Acknowledged => "ACKNOWLEDGED",
     }
 }
 

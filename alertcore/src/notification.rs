@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{EventKind, Failure, Severity, Timestamp};
+use crate::alert::{Ack, EventKind, Failure, Severity, Timestamp};
 
 /// One notification about one service, as decided by the engine.
 ///
@@ -44,9 +44,17 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_for: Option<FallbackOf>,
     /// A recovery that replaced its failure alert, which was still waiting to be sent
-    /// (the notifier's `collapse`): one "failed and recovered" notice.
+    /// (the notifier's `collapse`), or that tells of a failure a hold kept back
+    /// (`held_recovery`): one "failed and recovered" notice.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub collapsed: bool,
+    /// The service stopped flapping (`[flapping]`) and this failure alert or recovery
+    /// says the state it settled in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_flapping: bool,
+    /// The acknowledgement an [`EventKind::Acknowledged`] notice tells of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
 }
 
 impl Notification {
@@ -65,6 +73,8 @@ impl Notification {
             failures: Vec::new(),
             fallback_for: None,
             collapsed: false,
+            stopped_flapping: false,
+            ack: None,
         }
     }
 
@@ -115,6 +125,20 @@ impl Notification {
     #[must_use]
     pub fn collapsed(mut self, collapsed: bool) -> Self {
         self.collapsed = collapsed;
+        self
+    }
+
+    /// Marks a failure alert or recovery as the state a flapping service settled in.
+    #[must_use]
+    pub fn stopped_flapping(mut self, stopped: bool) -> Self {
+        self.stopped_flapping = stopped;
+        self
+    }
+
+    /// Sets the acknowledgement an [`EventKind::Acknowledged`] notice tells of.
+    #[must_use]
+    pub fn ack(mut self, ack: impl Into<Option<Ack>>) -> Self {
+        self.ack = ack.into();
         self
     }
 
@@ -251,7 +275,13 @@ mod tests {
             .time(Timestamp::from_millis(9))
             .rule(RuleRef { index: 1, line: 3 })
             .fallback_for(FallbackOf::new("mail", "refused"))
-            .collapsed(true);
+            .collapsed(true)
+            .stopped_flapping(true)
+            .ack(Ack::new(
+                "ann",
+                Timestamp::from_millis(8),
+                Some("on it".into()),
+            ));
         let json = serde_json::to_string(&n).expect("serialises");
         let back: Notification = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, n);

@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use decision::{Action, Decision, Reason};
-pub use state::{Ack, Outcome, RecipientState, ServiceState, Streak};
+pub use state::{Ack, FlapState, Health, Outcome, RecipientState, ServiceState, Streak};
 
 use crate::alert::{EventKind, Severity, Timestamp};
 use crate::duration;
@@ -54,6 +54,11 @@ pub struct Policy {
     pub repeat: Duration,
     /// Send a recovery notification after an alert.
     pub recovery: bool,
+    /// When a service recovers while a hold (a silence, a maintenance window, a
+    /// failing dependency) still keeps its failure alert back, tell the notifiers it
+    /// was kept from: one "failed and recovered" notice. Off: nothing is sent, as
+    /// nobody was alerted. Read from `[policy]` only (not per rule).
+    pub held_recovery: bool,
 }
 
 impl Default for Policy {
@@ -63,6 +68,7 @@ impl Default for Policy {
             min_duration: Duration::ZERO,
             repeat: Duration::ZERO,
             recovery: true,
+            held_recovery: false,
         }
     }
 }
@@ -199,6 +205,7 @@ fn on_failure(
                 invocations: Vec::new(),
                 ack: None,
                 held: None,
+                held_for: Vec::new(),
             })
         }
     };
@@ -277,7 +284,7 @@ fn decide(
             other => other,
         };
         if let Action::Send { kind } = action {
-            streak.mark_sent(t, kind, now);
+            streak.mark_sent(t.name, t.rule, kind, now);
         }
         decisions.push(Decision {
             notifier: t.name.to_owned(),
@@ -289,11 +296,18 @@ fn decide(
 }
 
 impl Streak {
-    /// Records in the recipient's state that `kind` goes to `t` now.
-    fn mark_sent(&mut self, t: &Target<'_>, kind: EventKind, now: Timestamp) {
+    /// Records in the state of the recipient `name` (routed by `rule`) that `kind`
+    /// goes to it now.
+    pub(crate) fn mark_sent(
+        &mut self,
+        name: &str,
+        rule: Option<usize>,
+        kind: EventKind,
+        now: Timestamp,
+    ) {
         let r = self
             .recipients
-            .entry(t.name.to_owned())
+            .entry(name.to_owned())
             .or_insert(RecipientState {
                 first_alert: now,
                 last_alert: now,
@@ -301,9 +315,9 @@ impl Streak {
                 alerts: 0,
                 delivered: false,
                 outcome: Outcome::Pending,
-                rule: t.rule,
+                rule,
             });
-        r.rule = t.rule;
+        r.rule = rule;
         r.last_alert = now;
         r.last_kind = kind;
         r.alerts = r.alerts.saturating_add(1);

@@ -475,6 +475,15 @@ impl Router {
         })
     }
 
+    /// Whether rule `index` (none: no rule) sends notifications of `kind` (its
+    /// `events`).
+    pub fn sends(&self, index: Option<usize>, kind: EventKind) -> bool {
+        index
+            .and_then(|i| self.rule(i))
+            .and_then(|r| r.events.as_ref())
+            .is_none_or(|e| e.contains(&kind))
+    }
+
     /// The recipient entry of `notifier` in rule `index`.
     pub fn recipient(&self, index: Option<usize>, notifier: &str) -> Option<&Recipient> {
         self.rule(index?)?.recipient(notifier)

@@ -934,6 +934,7 @@ mod tests {
                 invocations: Vec::new(),
                 ack: None,
                 held: None,
+                held_for: Vec::new(),
             };
             streak.recipients.insert(
                 "ops".to_owned(),

@@ -42,8 +42,8 @@
 //! |---|---|
 //! | `service`, `host` | the service (`backup.service`) and the host it runs on |
 //! | `notifier` | the notifier's name (`[notifiers.NAME]`) |
-//! | `event` | `failure`, `reminder`, `escalation` or `recovery` |
-//! | `event_word` | `FAILED`, `REMINDER`, `ESCALATED` or `RECOVERED` |
+//! | `event` | `failure`, `reminder`, `escalation`, `recovery`, `flapping` or `acknowledged` |
+//! | `event_word` | `FAILED`, `REMINDER`, `ESCALATED`, `RECOVERED`, `FLAPPING` or `ACKNOWLEDGED` (see also `collapsed`, `stopped_flapping`) |
 //! | `severity` | `warning` or `critical` (of the latest failure) |
 //! | `result`, `exit_code`, `exit_status`, `invocation_id`, `message` | of the latest failure of the streak (on recovery: of the streak that ended); `none` when unknown |
 //! | `summary` | `exit-code, status=1`: the result and exit status |
@@ -59,7 +59,9 @@
 //! | `show_rule_id` | the format's `show_rule_id` |
 //! | `journal` | the journal excerpt of the failed run, `none` unless the transport read one: `journal.invocation_id`, `journal.lines`, `journal.text` (lines joined by `\n`) |
 //! | `fallback_for` | set when this notifier gets the alert as another one's `fallback`: `fallback_for.notifier` (the one that gave it up) and `fallback_for.error`; `none` otherwise |
-//! | `collapsed` | `true` for a recovery that replaced its failure alert, still waiting to be sent (the notifier's `collapse`); `event_word` is then `FAILED AND RECOVERED` |
+//! | `collapsed` | `true` for a recovery that replaced its failure alert, still waiting to be sent (the notifier's `collapse`), or that tells of a failure a hold kept back (`held_recovery`); `event_word` is then `FAILED AND RECOVERED` |
+//! | `stopped_flapping` | `true` for the failure alert or recovery that says which state a flapping service settled in (`[flapping]`); `event_word` is then `STOPPED FLAPPING, FAILING` or `STOPPED FLAPPING, RECOVERED` |
+//! | `ack` | for an `acknowledged` notice: `ack.by`, `ack.time`, `ack.comment` (`none` if not given); `none` otherwise |
 //! | `subject` | the rendered subject (in the body only) |
 //! | `version` | alertcore's version |
 //!

@@ -154,6 +154,7 @@ fn streak_state(id: u64, failures: u32, notifier: Option<&str>) -> ServiceState 
         invocations: Vec::new(),
         ack: None,
         held: None,
+        held_for: Vec::new(),
     };
     if let Some(n) = notifier {
         streak.recipients.insert(

@@ -121,6 +121,40 @@ fn a_silence_holds_alerts_and_releases_the_ones_still_failing_once() {
     );
 }
 
+/// With `held_recovery = true`, a service that recovers while its alert is held tells
+/// the notifier it was kept from: one "FAILED AND RECOVERED" mail, at the recovery.
+#[test]
+fn held_recovery_tells_of_a_failure_that_ended_during_the_silence() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let cfg = config(&sink, "").replace("[policy]\n", "[policy]\nheld_recovery = true\n");
+    let ctl = Ctl::with_config(&cfg);
+    ok(&ctl.run_at(
+        &at("00:00"),
+        &[
+            "silence",
+            "add",
+            "--service",
+            "web-*",
+            "--for",
+            "2h",
+            "--comment",
+            "reboot",
+        ],
+    ));
+    let out = ok(&ctl.run_at(&at("00:10"), &failure_args("web-2.service")));
+    assert!(out.contains("mail: suppressed: held by silence 1"), "{out}");
+    let out = ok(&ctl.run_at(&at("00:40"), &["success", "web-2.service"]));
+    assert!(out.contains("mail: send recovery"), "{out}");
+    let mails = sink.wait_for(1, Duration::from_secs(10));
+    assert_eq!(
+        subjects(&sink),
+        ["[vm] FAILED AND RECOVERED: web-2.service (after 1 failure)"],
+        "{mails:#?}"
+    );
+}
+
 #[test]
 fn an_ack_stops_reminders_but_not_the_escalation() {
     let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
@@ -181,6 +215,93 @@ fn an_ack_stops_reminders_but_not_the_escalation() {
         service(&s, "backup.service")["acknowledged"].is_null(),
         "{s:#}"
     );
+    // `--notify` tells those alerted of this streak who acknowledged it, and why
+    sink.wait_for(4, Duration::from_secs(10));
+    let out = ok(&ctl.run_at(
+        &at("04:20"),
+        &["ack", "backup.service", "--notify", "--comment", "on it"],
+    ));
+    assert!(
+        out.contains("mail acknowledged of backup.service") && out.contains(": delivered"),
+        "{out}"
+    );
+    let mails = sink.wait_for(5, Duration::from_secs(10));
+    let notice = &mails[4];
+    assert!(
+        notice["subject"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("[vm] ACKNOWLEDGED: backup.service"),
+        "{notice:#}"
+    );
+    let body = notice["body"].as_str().unwrap_or("");
+    assert!(
+        body.contains("Acknowledged by ") && body.contains(": on it"),
+        "{body}"
+    );
+    // and a reminder is still not sent for it
+    let out = ok(&ctl.run_at(&at("06:00"), &["flush"]));
+    assert!(!out.contains("reminder"), "{out}");
+}
+
+/// A unit alternating failure and success 20 times, then succeeding 15 times, with
+/// `[flapping]` at Icinga's defaults (high 30 %, low 25 %): the weighted percentage
+/// passes 30 % at the 6th change, so the 7th event (a failure) sends the one flapping
+/// notice; after the 20th event 19 changes are in the window, and 15 quiet events later
+/// 5 are left (21 % ≤ 25 %): one "stopped flapping" recovery, nothing in between.
+#[test]
+fn a_flapping_unit_sends_one_notice_when_it_starts_and_one_when_it_settles() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let ctl = Ctl::with_config(&config(&sink, "[flapping]\nhigh = 30\nlow = 25\n"));
+    let minute = |i: usize| at(&format!("{:02}:{:02}", i / 60, i % 60));
+    for i in 0..35 {
+        let out = if i < 20 && i % 2 == 0 {
+            ctl.run_at(&minute(i), &failure_args("bouncy.service"))
+        } else {
+            ctl.run_at(&minute(i), &["success", "bouncy.service"])
+        };
+        let out = ok(&out);
+        if i == 10 {
+            assert!(out.contains("mail: suppressed: flapping since "), "{out}");
+            let s = status(&ctl, &minute(i));
+            let f = &service(&s, "bouncy.service")["flapping"];
+            // 2026-12-07T00:06:00Z, the 7th event
+            assert_eq!(f["since"], 1_796_601_960_000_i64, "{s:#}");
+            assert_eq!(f["notified"][0], "mail", "{s:#}");
+        }
+    }
+    let mails = sink.wait_for(8, Duration::from_secs(10));
+    let words: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            let s = m["subject"].as_str().unwrap_or("");
+            s.trim_start_matches("[vm] ")
+                .split(": bouncy")
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        words,
+        [
+            "FAILED",
+            "RECOVERED",
+            "FAILED",
+            "RECOVERED",
+            "FAILED",
+            "RECOVERED",
+            "FLAPPING",
+            "STOPPED FLAPPING, RECOVERED"
+        ]
+    );
+    let s = status(&ctl, &minute(40));
+    assert!(
+        service(&s, "bouncy.service")["flapping"]["since"].is_null(),
+        "{s:#}"
+    );
 }
 
 #[test]
@@ -223,6 +344,59 @@ fn a_maintenance_window_in_the_config_holds_like_a_silence() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).contains(":3:1: maintenance 1: `start` needs an `end`"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `[[inhibit]]`: while `switch.service` is failing, the alerts of the services on its
+/// host are held; one that recovers meanwhile is never sent, the others are sent once
+/// when the switch recovers. A rule without a source is a located config error.
+#[test]
+fn an_inhibit_rule_holds_alerts_while_its_source_fails() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let inhibit = "[[inhibit]]\nsource = { services = [\"switch.service\"] }\n\
+                   target = { services = [\"web-*\"] }\nequal = [\"host\"]\n";
+    let ctl = Ctl::with_config(&config(&sink, inhibit));
+    ok(&ctl.run_at(&at("00:00"), &failure_args("switch.service")));
+    for i in 1..=5 {
+        let out = ok(&ctl.run_at(&at("00:01"), &failure_args(&format!("web-{i}.service"))));
+        assert!(
+            out.contains(
+                "mail: suppressed: inhibited by switch.service, which is failing (inhibit 1)"
+            ),
+            "{out}"
+        );
+    }
+    // not a target: alerts at once
+    ok(&ctl.run_at(&at("00:02"), &failure_args("db.service")));
+    ok(&ctl.run_at(&at("00:03"), &["success", "web-5.service"]));
+    ok(&ctl.run_at(&at("00:04"), &["flush"]));
+    assert_eq!(sink.wait_for(2, Duration::from_secs(10)).len(), 2);
+    ok(&ctl.run_at(&at("00:10"), &["success", "switch.service"]));
+    ok(&ctl.run_at(&at("00:11"), &["flush"]));
+    sink.wait_for(7, Duration::from_secs(10));
+    let mut got = subjects(&sink);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "[vm] FAILED: db.service (exit-code, status=1)",
+            "[vm] FAILED: switch.service (exit-code, status=1)",
+            "[vm] FAILED: web-1.service (exit-code, status=1)",
+            "[vm] FAILED: web-2.service (exit-code, status=1)",
+            "[vm] FAILED: web-3.service (exit-code, status=1)",
+            "[vm] FAILED: web-4.service (exit-code, status=1)",
+            "[vm] RECOVERED: switch.service (after 1 failure)",
+        ]
+    );
+    let bad = Ctl::with_config("[[inhibit]]\nequal = [\"host\"]\nsource = {}\n");
+    let out = bad.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains(":3:1: inhibit 1: `source` needs `services`, `hosts` or `severity`"),
         "{}",
         text(&out)
     );

@@ -109,6 +109,22 @@ pub enum Reason {
         /// The failing dependency.
         on: String,
     },
+    /// The service is flapping (`[flapping]`): one notice was sent when it started,
+    /// one goes out when it settles, nothing per change in between.
+    Flapping {
+        /// Since when.
+        since: Timestamp,
+        /// Its weighted percentage of state changes in the last 20 events now.
+        percent: u8,
+    },
+    /// An `[[inhibit]]` rule holds the alert while another service is failing; it goes
+    /// out once that one recovers, if this one is still failing then.
+    Inhibited {
+        /// The failing service that inhibits it.
+        by: String,
+        /// The rule's 1-based place among `[[inhibit]]`.
+        rule: usize,
+    },
     /// The streak was acknowledged: no reminders.
     Acknowledged {
         /// Who acknowledged it.
@@ -159,6 +175,13 @@ impl fmt::Display for Reason {
             } => write!(f, "held by {by} until {until}"),
             Self::Held { by, until: None } => write!(f, "held by {by}"),
             Self::DependsOn { on } => write!(f, "depends on {on}, which is failing"),
+            Self::Flapping { since, percent } => write!(
+                f,
+                "flapping since {since} ({percent}% state changes in the last 20 events)"
+            ),
+            Self::Inhibited { by, rule } => {
+                write!(f, "inhibited by {by}, which is failing (inhibit {rule})")
+            }
             Self::Acknowledged { by, at } => write!(f, "acknowledged by {by} at {at}"),
         }
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::alert::Ack;
 use crate::alert::{EventKind, Severity, Timestamp};
 
 /// Per-service state. Serialised as JSON in the store, so fields only ever get added
@@ -20,6 +21,52 @@ pub struct ServiceState {
     /// When the service last reported success.
     #[serde(default)]
     pub last_success: Option<Timestamp>,
+    /// Its recent changes of state, when flap detection is on (`[flapping]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap: Option<FlapState>,
+}
+
+/// The state a flap sample records: ok, or failed with a severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// A success.
+    Ok,
+    /// A failure of severity warning.
+    Warning,
+    /// A failure of severity critical.
+    Critical,
+}
+
+impl From<Severity> for Health {
+    fn from(s: Severity) -> Self {
+        match s {
+            Severity::Warning => Self::Warning,
+            Severity::Critical => Self::Critical,
+        }
+    }
+}
+
+/// What flap detection remembers of a service (see `crate::flap`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FlapState {
+    /// The last 20 events, newest in bit 0: a set bit is an event that changed the
+    /// state.
+    #[serde(default)]
+    pub changes: u32,
+    /// The state of the latest event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Health>,
+    /// When the state last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<Timestamp>,
+    /// Flapping since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// The notifiers told that it is flapping, which are told when it settles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notified: Vec<String>,
 }
 
 impl ServiceState {
@@ -36,6 +83,27 @@ impl ServiceState {
     /// `true` while a failure streak is in progress.
     pub fn is_failing(&self) -> bool {
         self.streak.is_some()
+    }
+
+    /// Puts the state of recipient `name` in this state's streak back as it was in
+    /// `before`: an alert that was not sent after all does not count as sent.
+    pub(crate) fn restore_recipient(&mut self, before: &ServiceState, name: &str) {
+        let Some(streak) = self.streak.as_mut() else {
+            return;
+        };
+        match before.streak.as_ref().and_then(|s| s.recipients.get(name)) {
+            Some(r) => {
+                streak.recipients.insert(name.to_owned(), r.clone());
+            }
+            None => {
+                streak.recipients.remove(name);
+            }
+        }
+    }
+
+    /// Since when the service is flapping, if it is.
+    pub fn flapping_since(&self) -> Option<Timestamp> {
+        self.flap.as_ref().and_then(|f| f.since)
     }
 
     /// For "what if" questions (`alertctl test`): the current streak (a new one if
@@ -55,6 +123,7 @@ impl ServiceState {
             invocations: Vec::new(),
             ack: None,
             held: None,
+            held_for: Vec::new(),
         });
         streak.failures = failures;
         streak.started = started;
@@ -127,30 +196,11 @@ pub struct Streak {
     /// streak from being sent, until one is sent (`status`, `history`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
-}
-
-/// An acknowledgement of a failure streak.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Ack {
-    /// Who acknowledged it.
-    pub by: String,
-    /// When.
-    pub at: Timestamp,
-    /// Why, or what is being done.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-}
-
-impl Ack {
-    /// An acknowledgement by `by` at `at`.
-    pub fn new(by: impl Into<String>, at: Timestamp, comment: Option<String>) -> Self {
-        Self {
-            by: by.into(),
-            at,
-            comment,
-        }
-    }
+    /// The notifiers whose alert of this streak a hold kept back and that have not
+    /// been sent one since: told "failed and recovered" on a recovery when
+    /// `held_recovery` is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_for: Vec<String>,
 }
 
 impl Streak {

@@ -810,7 +810,7 @@ fn set_recipient(
     row: &NotificationRecord,
     outcome: Outcome,
 ) -> Result<(), StoreError> {
-    if !row.kind.is_failure() {
+    if !row.kind.is_alert() {
         return Ok(());
     }
     update_state(conn, &row.service, |state| {
@@ -1347,7 +1347,7 @@ fn hand_over(
          FROM notifications WHERE id = ?1",
     )?
     .execute(params![row.id.0, to, at.as_millis(), payload])?;
-    if !row.kind.is_failure() {
+    if !row.kind.is_alert() {
         return Ok(());
     }
     update_state(conn, &row.service, |state| {

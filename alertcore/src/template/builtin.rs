@@ -28,6 +28,8 @@ pub(super) const FULL_BODY: &str = r##"{% set streak = streak_length ~ " consecu
 Service:   {{ service }}
 Host:      {{ host }}
 Event:     {{ event }}
+{% if ack %}Acknowledged by {{ ack.by }} at {{ ack.time }}{% if ack.comment %}: {{ ack.comment }}{% endif %}
+{% endif -%}
 {% if failures %}Severity:  {{ severity }}
 Result:    {{ result }}
 Exit code: {{ exit_code or "-" }}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use crate::alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
+use crate::alert::{Ack, EventKind, Failure, FailureReport, Severity, Timestamp};
 use crate::journal::Journal;
 use crate::message::{event_word, one_line};
 use crate::notification::{FallbackOf, Notification, RuleRef};
@@ -110,6 +110,8 @@ pub(super) struct Model {
     journal: Option<JournalExcerpt>,
     fallback_for: Option<FallbackOf>,
     collapsed: bool,
+    stopped_flapping: bool,
+    ack: Option<AckData>,
     /// Only in bodies and lines: a subject template that names it fails on the samples.
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<String>,
@@ -135,6 +137,13 @@ struct FailureData {
     message: Option<String>,
     summary: String,
     host: String,
+}
+
+#[derive(Debug, Serialize)]
+struct AckData {
+    by: String,
+    time: String,
+    comment: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -170,10 +179,11 @@ impl Model {
             host: text(&n.host),
             notifier: text(ctx.notifier),
             event: n.event.as_str(),
-            event_word: if n.collapsed {
-                "FAILED AND RECOVERED"
-            } else {
-                event_word(n.event)
+            event_word: match (n.collapsed, n.stopped_flapping, n.event) {
+                (true, ..) => "FAILED AND RECOVERED",
+                (_, true, EventKind::Recovery) => "STOPPED FLAPPING, RECOVERED",
+                (_, true, _) => "STOPPED FLAPPING, FAILING",
+                _ => event_word(n.event),
             },
             severity: n.severity().as_str(),
             result: last.map(|f| text(&f.service_result)),
@@ -222,6 +232,12 @@ impl Model {
                 .as_ref()
                 .map(|f| FallbackOf::new(text(&f.notifier), text(&f.error))),
             collapsed: n.collapsed,
+            stopped_flapping: n.stopped_flapping,
+            ack: n.ack.as_ref().map(|a| AckData {
+                by: text(&a.by),
+                time: time(a.at),
+                comment: opt(a.comment.as_ref()),
+            }),
             subject,
         }
     }
@@ -287,6 +303,13 @@ impl Model {
             "Service:   {}\nHost:      {}\nEvent:     {}\n",
             self.service, self.host, self.event
         );
+        if let Some(a) = &self.ack {
+            let _ = write!(out, "Acknowledged by {} at {}", a.by, a.time);
+            if let Some(c) = truthy(&a.comment) {
+                let _ = write!(out, ": {c}");
+            }
+            out.push('\n');
+        }
         if !self.failures.is_empty() {
             let _ = write!(
                 out,
@@ -422,12 +445,6 @@ impl Sample {
 /// Every event kind with a full record, a rule and a journal excerpt; every event kind
 /// with the optional fields missing and no rule; and hostile names.
 pub(super) fn samples() -> Vec<Sample> {
-    const EVENTS: [EventKind; 4] = [
-        EventKind::Failure,
-        EventKind::Reminder,
-        EventKind::Escalation,
-        EventKind::Recovery,
-    ];
     let start = Timestamp::from_millis(1_763_700_000_000);
     let full = |severity, host: &str| {
         Failure::from_report(
@@ -443,7 +460,14 @@ pub(super) fn samples() -> Vec<Sample> {
     };
     let bare = Failure::from_report(&FailureReport::new(""), "web1", start);
     let mut out = Vec::new();
-    for event in EVENTS {
+    for event in EventKind::ALL {
+        let ack = (event == EventKind::Acknowledged).then(|| {
+            Ack::new(
+                "ann",
+                start.saturating_add(Duration::from_secs(200)),
+                Some("replacing the disk".into()),
+            )
+        });
         out.push(Sample {
             notification: Sample::notification(
                 "backup.service",
@@ -454,7 +478,8 @@ pub(super) fn samples() -> Vec<Sample> {
             ],
                 event,
                 Some(RuleRef { index: 3, line: 42 }),
-            ),
+            )
+            .ack(ack.clone()),
             journal: Some(JournalExcerpt::new(
                 "0123456789abcdef0123456789abcdef",
                 50,
@@ -469,9 +494,24 @@ pub(super) fn samples() -> Vec<Sample> {
                 vec![bare.clone()],
                 event,
                 None,
-            ),
+            )
+            .ack(ack.map(|a| Ack::new(a.by, a.at, None))),
             journal: None,
             note: " (no exit status, message, invocation id, rule or journal)",
+        });
+    }
+    for event in [EventKind::Failure, EventKind::Recovery] {
+        out.push(Sample {
+            notification: Sample::notification(
+                "backup.service",
+                "web1",
+                vec![full(Severity::Critical, "web1")],
+                event,
+                None,
+            )
+            .stopped_flapping(true),
+            journal: None,
+            note: " (the state a flapping service settled in)",
         });
     }
     out.push(Sample {
