@@ -3,8 +3,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alertcore::{EventKind, Notification};
+use std::collections::BTreeSet;
+
+use alertcore::message::{event_word, one_line};
+use alertcore::{Context, EventKind, Notification, NotifyError};
 use lettre::Message;
+use lettre::message::MessageBuilder;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, SinglePart};
 
@@ -25,11 +29,87 @@ pub(crate) fn compose(
     body: String,
 ) -> Result<Message, EmailError> {
     let root = root_message_id(n);
+    let builder = headers(from, to, subject);
+    let builder = if n.event == EventKind::Failure {
+        builder.message_id(Some(root))
+    } else {
+        builder
+            .message_id(Some(unique_message_id(n)))
+            .in_reply_to(root.clone())
+            .references(root)
+    };
+    builder
+        .singlepart(SinglePart::plain(body))
+        .map_err(EmailError::Message)
+}
+
+/// The most incidents a group mail names in `References`.
+const MAX_REFERENCES: usize = 50;
+
+/// Builds one message for a group of notifications (`group_wait`): the subject counts
+/// them by kind, the body lists each one's subject, then each one's body in full. Its
+/// `References` name the incidents' root Message-IDs (up to [`MAX_REFERENCES`]), so
+/// clients that thread by reference show it with them.
+pub(crate) fn compose_group(
+    from: &Mailbox,
+    to: &[Mailbox],
+    group: &[Notification],
+    ctx: &Context<'_>,
+) -> Result<Message, NotifyError> {
+    let mut parts = Vec::with_capacity(group.len());
+    for n in group {
+        parts.push(ctx.format.subject_and_body(n, ctx)?);
+    }
+    let hosts: BTreeSet<&str> = group.iter().map(|n| n.host.as_str()).collect();
+    let prefix = match hosts.iter().next() {
+        Some(h) if hosts.len() == 1 => one_line(h),
+        _ => "alertcore".to_owned(),
+    };
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for n in group {
+        let word = event_word(n.event);
+        match counts.iter_mut().find(|(w, _)| *w == word) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((word, 1)),
+        }
+    }
+    let counts: Vec<String> = counts.iter().map(|(w, c)| format!("{c} {w}")).collect();
+    let subject = format!(
+        "[{prefix}] {} notifications: {}",
+        group.len(),
+        counts.join(", ")
+    );
+    let mut body = format!("{} notifications, sent together:\n\n", group.len());
+    for (subject, _) in &parts {
+        body.push_str("  ");
+        body.push_str(subject);
+        body.push('\n');
+    }
+    for (i, (subject, text)) in parts.iter().enumerate() {
+        body.push_str(&format!(
+            "\n---- {}/{}: {subject}\n{text}\n",
+            i + 1,
+            group.len()
+        ));
+    }
+    let mut roots: Vec<String> = group.iter().map(root_message_id).collect();
+    roots.dedup();
+    roots.truncate(MAX_REFERENCES);
+    let builder = headers(from, to, subject)
+        .message_id(group.first().map(unique_message_id))
+        .references(roots.join(" "));
+    Ok(builder
+        .singlepart(SinglePart::plain(body))
+        .map_err(EmailError::Message)?)
+}
+
+/// The headers every mail has: from, to, subject, date, user agent, Auto-Submitted.
+fn headers(from: &Mailbox, to: &[Mailbox], subject: String) -> MessageBuilder {
     let mut builder = Message::builder()
         .from(from.clone())
         // `Format::subject()` replaces control characters and stays under 900 bytes, and
         // lettre RFC 2047-encodes any non-ASCII: a service name can neither end the
-        // header nor start a new one.
+        // header nor start a new one. (A group's subject is made of those.)
         .subject(subject)
         .date_now()
         .user_agent(concat!("alertcore-email/", env!("CARGO_PKG_VERSION")).to_owned())
@@ -41,17 +121,7 @@ pub(crate) fn compose(
     for rcpt in to {
         builder = builder.to(rcpt.clone());
     }
-    builder = if n.event == EventKind::Failure {
-        builder.message_id(Some(root))
-    } else {
-        builder
-            .message_id(Some(unique_message_id(n)))
-            .in_reply_to(root.clone())
-            .references(root)
-    };
     builder
-        .singlepart(SinglePart::plain(body))
-        .map_err(EmailError::Message)
 }
 
 /// `<incident@alertcore>`: the same for every mail about one incident.
@@ -109,6 +179,52 @@ mod tests {
         )
         .unwrap();
         String::from_utf8(m.formatted()).unwrap()
+    }
+
+    #[test]
+    fn a_group_counts_its_kinds_and_references_its_incidents() {
+        let n = |service: &str, event, host: &str| {
+            Notification::new(service, event, host)
+                .failures(vec![failure()])
+                .streak(2, Timestamp::from_millis(1_000))
+        };
+        let group = [
+            n("a.service", EventKind::Failure, "web1"),
+            n("b.service", EventKind::Failure, "web1"),
+            n("c.service", EventKind::Recovery, "web2"),
+        ];
+        let ctx = Context::new("email");
+        let m = compose_group(
+            &mailbox("alertcore@example.org"),
+            &[mailbox("ops@example.org")],
+            &group,
+            &ctx,
+        )
+        .unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        assert_eq!(
+            header(&raw, "Subject"),
+            ["[alertcore] 3 notifications: 2 FAILED, 1 RECOVERED"]
+        );
+        // the header is folded: look in the head, continuation lines and all
+        let head = raw
+            .split("References: ")
+            .nth(1)
+            .unwrap()
+            .split("\r\n\r\n")
+            .next()
+            .unwrap();
+        for g in &group {
+            assert!(head.contains(&root_message_id(g)), "{raw}");
+        }
+        assert!(
+            raw.contains("  [web2] RECOVERED: c.service (after 1 failure)"),
+            "{raw}"
+        );
+        assert!(
+            raw.contains("---- 3/3: [web2] RECOVERED: c.service"),
+            "{raw}"
+        );
     }
 
     fn header<'a>(raw: &'a str, name: &str) -> Vec<&'a str> {

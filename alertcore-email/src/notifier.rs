@@ -9,7 +9,7 @@ use lettre::message::Mailbox;
 
 use crate::KIND;
 use crate::config::EmailConfig;
-use crate::mail::compose;
+use crate::mail::{compose, compose_group};
 use crate::sendmail::Sendmail;
 use crate::smtp::Smtp;
 
@@ -97,7 +97,11 @@ impl EmailNotifier {
             None => *ctx,
         };
         let (subject, body) = ctx.format.subject_and_body(n, &ctx)?;
-        let message = compose(&self.from, &self.to, n, subject, body)?;
+        self.transmit(compose(&self.from, &self.to, n, subject, body)?)
+            .await
+    }
+
+    async fn transmit(&self, message: lettre::Message) -> Result<(), NotifyError> {
         let bytes = message.formatted();
         match &self.transport {
             Transport::Smtp(s) => s.send(message.envelope(), &bytes, self.timeout).await,
@@ -118,5 +122,22 @@ impl Notifier for EmailNotifier {
         ctx: &Context<'_>,
     ) -> Result<(), NotifyError> {
         self.deliver(notification, ctx).await
+    }
+
+    /// One mail for the group: see `compose_group` (no journal excerpts).
+    fn check_group(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn notify_group(
+        &self,
+        group: &[Notification],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        self.transmit(compose_group(&self.from, &self.to, group, ctx)?)
+            .await
     }
 }

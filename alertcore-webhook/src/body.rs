@@ -264,6 +264,54 @@ impl Body {
     }
 }
 
+impl Body {
+    /// The body for a group of alerts (`group_wait`): the default document becomes
+    /// `{"version": "1", "event": "group", "count": N, "notifications": [...]}` with one
+    /// document per alert; a template's (or a format's own) JSON bodies become one JSON
+    /// array, each body an element, except that bodies that are arrays themselves (the
+    /// `alertmanager` preset's list of alerts) are joined into one array; other bodies
+    /// are joined by blank lines.
+    pub(crate) fn render_group(
+        &self,
+        group: &[Notification],
+        ctx: &Context<'_>,
+        content_type: &str,
+    ) -> Result<Vec<u8>, WebhookError> {
+        let not_json = |source| WebhookError::NotJson {
+            content_type: content_type.to_owned(),
+            source,
+        };
+        if matches!(self, Self::Document) && !has_own_body(ctx.format) {
+            let notifications = group
+                .iter()
+                .map(|n| Document::new(n, ctx))
+                .collect::<Result<Vec<_>, _>>()?;
+            return serde_json::to_vec(&serde_json::json!({
+                "version": DOCUMENT_VERSION,
+                "event": "group",
+                "count": group.len(),
+                "notifications": notifications,
+            }))
+            .map_err(not_json);
+        }
+        let bodies = group
+            .iter()
+            .map(|n| self.render(n, ctx, content_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !is_json(content_type) {
+            return Ok(bodies.join(&b"\n\n"[..]));
+        }
+        let mut list = Vec::with_capacity(bodies.len());
+        for b in &bodies {
+            match serde_json::from_slice(b).map_err(not_json)? {
+                serde_json::Value::Array(items) => list.extend(items),
+                other => list.push(other),
+            }
+        }
+        serde_json::to_vec(&list).map_err(not_json)
+    }
+}
+
 /// Whether the format's body is the user's (or `short`'s): sent as the HTTP body when no
 /// preset or `template` says otherwise. `full`'s and `json`'s keep the JSON document.
 pub(crate) fn has_own_body(format: &Format) -> bool {

@@ -264,6 +264,32 @@ impl Notifier for WebhookNotifier {
     async fn notify(&self, n: &Notification, ctx: &Context<'_>) -> Result<(), NotifyError> {
         self.deliver(n, ctx).await
     }
+
+    /// Slack and ntfy take one message per request; every other body can carry a
+    /// group (see `Body::render_group`).
+    fn check_group(&self) -> Result<(), String> {
+        match self.preset {
+            Some(p @ (Preset::Slack | Preset::Ntfy)) => Err(format!(
+                "the {} preset takes one message per request: grouping needs the default \
+                 document, the alertmanager preset or a template (bodies sent as one JSON array)",
+                p.name()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// One request for the whole group.
+    async fn notify_group(
+        &self,
+        group: &[Notification],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        let body = self.body.render_group(group, ctx, &self.content_type_str)?;
+        let headers = self.request_headers(&body)?;
+        let client = self.client.get().await?;
+        self.attempt(client, headers, body).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

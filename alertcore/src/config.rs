@@ -301,6 +301,11 @@ impl Config {
                 let format = Format::compile(&spec, &formats, Format::full()).map_err(located)?;
                 let notifier = registry.build(kind, &rest).map_err(located)?;
                 notifier.check_format(&format).map_err(located)?;
+                if delivery.group_wait.is_some() {
+                    notifier
+                        .check_group()
+                        .map_err(|why| located(BuildError::key("group_wait", why)))?;
+                }
                 Ok(ConfiguredNotifier {
                     name: name.clone(),
                     notifier,
@@ -556,6 +561,28 @@ mod tests {
         Config::parse(text, "alertcore.toml")
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn grouping_needs_a_notifier_that_can_group() {
+        let build = |text: &str| {
+            Config::parse(text, "a.toml")
+                .unwrap()
+                .build_notifiers(&Registry::new().with_builtin())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            build("[notifiers.screen]\ntype = \"console\"\ngroup_wait = \"30s\"\n"),
+            "a.toml:3:1: notifier \"screen\": a console notifier sends one message per \
+             notification; it cannot group"
+        );
+        assert_eq!(
+            build("[notifiers.screen]\ntype = \"console\"\ngroup_interval = \"5m\"\n"),
+            "a.toml:3:1: notifier \"screen\": group_interval needs group_wait (how long a \
+             first notification waits for others)"
+        );
     }
 
     #[test]

@@ -257,20 +257,29 @@ pub struct Waiting {
     /// notification of its incident to the same notifier is still pending, and it
     /// follows that one.
     pub at_limit: bool,
+    /// Its notifier sends groups (`group_wait`): it waits for others until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_until: Option<Timestamp>,
 }
 
 impl fmt::Display for Waiting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = format_args!(
+            "{} {} of {} (#{})",
+            self.notifier, self.kind, self.service, self.id
+        );
+        if let Some(until) = self.group_until {
+            return write!(
+                f,
+                "{what}: waiting in the outbox for others to group with until {until}"
+            );
+        }
         let why = if self.at_limit {
             "its notifier is at its limit"
         } else {
             "behind an older notification of the incident"
         };
-        write!(
-            f,
-            "{} {} of {} (#{}): waiting in the outbox ({why})",
-            self.notifier, self.kind, self.service, self.id
-        )
+        write!(f, "{what}: waiting in the outbox ({why})")
     }
 }
 
@@ -395,6 +404,10 @@ impl Engine {
         &self.host
     }
 
+    fn entry(&self, name: &str) -> Option<&Entry> {
+        self.notifiers.iter().find(|e| e.name == name)
+    }
+
     /// The names of the notifiers, in order.
     pub fn notifier_names(&self) -> impl Iterator<Item = &str> {
         self.notifiers.iter().map(|e| e.name.as_str())
@@ -515,7 +528,7 @@ impl Engine {
                             .collect();
                     }
                     Change {
-                        notifications: rows(&notifiers, &fresh, lease),
+                        notifications: rows(&notifiers, &fresh, (now, lease)),
                         ..Change::new(next)
                     }
                 })?;
@@ -632,7 +645,7 @@ impl Engine {
                             Some((d.notifier.clone(), n))
                         })
                         .collect();
-                    let notifications = rows(&notifiers, &fresh, lease);
+                    let notifications = rows(&notifiers, &fresh, (now, lease));
                     let failure = report.as_ref().map(|r| {
                         let mut f = Failure::from_report(r, &host, now);
                         f.notifiers = notifications.iter().map(|n| n.notifier.clone()).collect();
@@ -681,6 +694,10 @@ impl Engine {
                 id,
                 service: service.to_owned(),
                 at_limit: applied.deferred.contains(&id),
+                group_until: self
+                    .entry(notifier)
+                    .and_then(|e| e.delivery.grouping())
+                    .map(|(wait, _)| now.saturating_add(wait)),
             })
             .collect();
         let mut deliveries = self.dispatch(fresh, &applied, now, take_next).await;
@@ -853,10 +870,39 @@ impl Engine {
             if claimed.is_empty() {
                 break;
             }
-            let sends = claimed
+            // a grouped notifier's rows go out together, as one message
+            let mut groups: BTreeMap<String, Vec<Outgoing>> = BTreeMap::new();
+            let mut singles = Vec::new();
+            let mut sent: Vec<Delivery> = Vec::new();
+            for c in claimed {
+                if self
+                    .entry(&c.record.notifier)
+                    .is_some_and(|e| e.delivery.grouping().is_some())
+                {
+                    match self.outgoing(c).await {
+                        Ok(o) => groups.entry(o.notifier.clone()).or_default().push(o),
+                        Err(d) => sent.extend(d),
+                    }
+                } else {
+                    singles.push(c);
+                }
+            }
+            let sends = singles
                 .into_iter()
                 .map(|c| async move { self.and_next(self.send_claimed(c, true).await).await });
-            let sent: Vec<Delivery> = join_all(sends).await.into_iter().flatten().collect();
+            let grouped = groups.into_iter().filter_map(|(name, jobs)| {
+                let entry = self.entry(&name)?;
+                Some(async move {
+                    let mut out = self.send_group(entry, jobs).await;
+                    for d in &mut out {
+                        d.from_outbox = true;
+                    }
+                    out
+                })
+            });
+            let (singles, grouped) =
+                futures_util::future::join(join_all(sends), join_all(grouped)).await;
+            sent.extend(singles.into_iter().chain(grouped).flatten());
             for to in sent.iter().filter_map(|d| d.handed_to.as_deref()) {
                 add(&mut names, to);
             }
@@ -898,26 +944,35 @@ impl Engine {
         out
     }
 
-    /// Sends a row claimed from the outbox, as [`Engine::send`] does.
-    async fn send_claimed(&self, c: Claimed, next: bool) -> Sent {
+    /// The notification a claimed row holds; a row that has none readable is given up
+    /// (its delivery is the error).
+    async fn outgoing(&self, c: Claimed) -> Result<Outgoing, Option<Delivery>> {
         let Claimed {
             record,
             payload,
             history,
             attempts,
         } = c;
-        let outgoing = match stored::decode(&record, &payload, history, &self.router) {
-            Ok(n) => Outgoing {
+        match stored::decode(&record, &payload, history, &self.router) {
+            Ok(n) => Ok(Outgoing {
                 id: record.id,
                 notifier: record.notifier,
                 created: record.created,
                 attempts,
                 notification: n,
-            },
+            }),
             Err(e) => {
                 let why = format!("the outbox row has no readable payload: {e}");
-                return (self.give_up(&record, &why).await, None);
+                Err(self.give_up(&record, &why).await)
             }
+        }
+    }
+
+    /// Sends a row claimed from the outbox, as [`Engine::send`] does.
+    async fn send_claimed(&self, c: Claimed, next: bool) -> Sent {
+        let outgoing = match self.outgoing(c).await {
+            Ok(o) => o,
+            Err(delivery) => return (delivery, None),
         };
         let mut sent = self.send(outgoing, next).await;
         if let Some(d) = &mut sent.0 {
@@ -932,7 +987,7 @@ impl Engine {
     /// for a free slot (`max_concurrent`) go out as slots free up, without waiting for a
     /// flush. After a failed delivery the rest waits for the flush and its backoff.
     async fn send(&self, job: Outgoing, next: bool) -> Sent {
-        let Some(entry) = self.notifiers.iter().find(|e| e.name == job.notifier) else {
+        let Some(entry) = self.entry(&job.notifier) else {
             return (None, None);
         };
         let n = &job.notification;
@@ -943,7 +998,40 @@ impl Engine {
             .and_then(|r| r.format.as_ref())
             .unwrap_or(&entry.format);
         let ctx = Context::new(&entry.name).format(format);
-        let call = entry.notifier.notify(n, &ctx);
+        let result = self
+            .within_timeout(entry, entry.notifier.notify(n, &ctx))
+            .await;
+        self.conclude(entry, job, result, next).await
+    }
+
+    /// Sends the rows of a grouped notifier claimed together as one message (one row
+    /// alone as itself), and records the one result for each.
+    async fn send_group(&self, entry: &Entry, jobs: Vec<Outgoing>) -> Vec<Delivery> {
+        if jobs.len() == 1 {
+            let mut out = Vec::new();
+            for job in jobs {
+                out.extend(self.send(job, false).await.0);
+            }
+            return out;
+        }
+        let group: Vec<Notification> = jobs.iter().map(|j| j.notification.clone()).collect();
+        let ctx = Context::new(&entry.name).format(&entry.format);
+        let result = self
+            .within_timeout(entry, entry.notifier.notify_group(&group, &ctx))
+            .await;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.extend(self.conclude(entry, job, result.clone(), false).await.0);
+        }
+        out
+    }
+
+    /// `call`'s result, or a retryable failure after the engine's `delivery_timeout`.
+    async fn within_timeout(
+        &self,
+        entry: &Entry,
+        call: impl Future<Output = Result<(), NotifyError>>,
+    ) -> Result<(), Failed> {
         let result = match self.delivery_timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
                 Err(NotifyError::retryable(
@@ -953,15 +1041,32 @@ impl Engine {
             }),
             None => call.await,
         };
+        result.map_err(|e| Failed {
+            error: chain(&e),
+            retryable: e.is_retryable(),
+            retry_after: e.retry_after(),
+        })
+    }
+
+    /// Records the `result` of sending `job` (retry, fallback, given up), as
+    /// [`Engine::send`] says.
+    async fn conclude(
+        &self,
+        entry: &Entry,
+        job: Outgoing,
+        result: Result<(), Failed>,
+        next: bool,
+    ) -> Sent {
+        let n = &job.notification;
         let now = self.clock.now();
-        let error = result.as_ref().err().map(|e| chain(e));
-        let retryable = result.as_ref().is_err_and(NotifyError::is_retryable);
+        let error = result.as_ref().err().map(|e| e.error.clone());
+        let retryable = result.as_ref().is_err_and(|e| e.retryable);
         let next_attempt = match &result {
-            Err(e) if e.is_retryable() => entry.delivery.next_attempt(
+            Err(e) if e.retryable => entry.delivery.next_attempt(
                 job.created,
                 now,
                 job.attempts + 1,
-                e.retry_after(),
+                e.retry_after,
                 fastrand::f64(),
             ),
             _ => None,
@@ -1092,6 +1197,14 @@ impl Engine {
     }
 }
 
+/// A failed attempt, as the outbox records it (shared by every row of a group).
+#[derive(Debug, Clone)]
+struct Failed {
+    error: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
 /// What [`Engine::send`] returns: the delivery, and the row it claimed next.
 type Sent = (Option<Delivery>, Option<Claimed>);
 
@@ -1152,11 +1265,12 @@ impl OwnedAttempt {
     }
 }
 
-/// The outbox rows of `fresh` notifications, claimed for `lease`.
+/// The outbox rows of `fresh` notifications created at `now`, claimed for `lease`; a
+/// grouped notifier's are due after its `group_wait` instead, for a flush to send.
 fn rows(
     notifiers: &[Entry],
     fresh: &[(String, Notification)],
-    lease: Duration,
+    (now, lease): (Timestamp, Duration),
 ) -> Vec<NewNotification> {
     fresh
         .iter()
@@ -1167,6 +1281,9 @@ fn rows(
                 .payload(stored::encode(n))
                 .lease(lease)
                 .limits(limits);
+            if let Some((wait, _)) = entry.and_then(|e| e.delivery.grouping()) {
+                row = row.due(now.saturating_add(wait));
+            }
             if n.event == EventKind::Recovery && entry.is_some_and(|e| e.delivery.collapse) {
                 row = row.collapse(stored::encode(&n.clone().collapsed(true)));
             }

@@ -284,11 +284,39 @@ mod tests {
         assert!((icinga(20) - 99.0).abs() < 1e-9);
     }
 
-    /// Runs `events` (true: a failure) through the default policy and `apply` for one
-    /// notifier, returning what it was sent at each event.
-    fn run(events: &[(bool, i64)], settings: Option<&Flapping>) -> Vec<Option<EventKind>> {
+    /// One event at `at` minutes through the default policy for one notifier (`mail`),
+    /// then `apply` (with `routed`) and `settle`.
+    fn step_one(
+        state: &ServiceState,
+        event: Event,
+        at: i64,
+        settings: Option<&Flapping>,
+        routed: fn(Option<usize>, EventKind) -> bool,
+    ) -> Plan {
         let p = Policy::default();
         let targets = [Target::new("mail", &p)];
+        let step = policy::step(state, event, t(at), &targets);
+        let mut plan = Plan {
+            next: step.next,
+            decisions: step.decisions,
+            rules: Vec::new(),
+        };
+        apply(settings, (event, t(at)), state, &mut plan, routed);
+        settle(state, &mut plan);
+        plan
+    }
+
+    fn all(_: Option<usize>, _: EventKind) -> bool {
+        true
+    }
+
+    /// Runs `events` (true: a failure, at minute n) through [`step_one`], every
+    /// notification delivered; returns the state and what `mail` was sent at each.
+    fn run_with(
+        events: &[(bool, i64)],
+        settings: Option<&Flapping>,
+        routed: fn(Option<usize>, EventKind) -> bool,
+    ) -> (ServiceState, Vec<Option<EventKind>>) {
         let mut state = ServiceState::default();
         let mut sent = Vec::new();
         for &(failed, at) in events {
@@ -297,16 +325,8 @@ mod tests {
             } else {
                 Event::Success
             };
-            let step = policy::step(&state, event, t(at), &targets);
-            let mut plan = Plan {
-                next: step.next,
-                decisions: step.decisions,
-                rules: Vec::new(),
-            };
-            apply(settings, (event, t(at)), &state, &mut plan, |_, _| true);
-            settle(&state, &mut plan);
+            let mut plan = step_one(&state, event, at, settings, routed);
             sent.push(plan.decisions[0].send_kind());
-            // every notification is delivered
             if let Some(s) = plan.next.streak.as_mut() {
                 for r in s.recipients.values_mut() {
                     r.delivered = true;
@@ -315,7 +335,16 @@ mod tests {
             }
             state = plan.next;
         }
-        sent
+        (state, sent)
+    }
+
+    fn run(events: &[(bool, i64)], settings: Option<&Flapping>) -> Vec<Option<EventKind>> {
+        run_with(events, settings, all).1
+    }
+
+    /// Failure and success in turn, `n` events from minute 0.
+    fn alternating(n: i64) -> Vec<(bool, i64)> {
+        (0..n).map(|i| (i % 2 == 0, i)).collect()
     }
 
     #[test]
@@ -323,7 +352,7 @@ mod tests {
         let cfg = Flapping::default();
         // 6 changes make 33.9 % > 30; 5 made 28.5 %
         assert!(icinga(6) > 30.0 && icinga(5) < 30.0);
-        let mut events: Vec<(bool, i64)> = (0..20).map(|i| (i % 2 == 0, i)).collect();
+        let mut events = alternating(20);
         events.extend((20..40).map(|i| (false, i)));
         let sent = run(&events, Some(&cfg));
         use EventKind::{Failure as F, Flapping as Fl, Recovery as R};
@@ -349,7 +378,7 @@ mod tests {
     #[test]
     fn settling_while_failing_sends_a_failure_alert_that_counts() {
         let cfg = Flapping::default();
-        let mut events: Vec<(bool, i64)> = (0..10).map(|i| (i % 2 == 0, i)).collect();
+        let mut events = alternating(10);
         events.extend((10..30).map(|i| (true, i)));
         events.push((false, 30));
         let sent = run(&events, Some(&cfg));
@@ -371,48 +400,14 @@ mod tests {
             settle: Duration::from_secs(600),
             ..Flapping::default()
         };
-        let p = Policy::default();
-        let targets = [Target::new("mail", &p)];
-        let mut state = ServiceState::default();
-        for i in 0..8 {
-            let event = if i % 2 == 0 {
-                Event::Failure(Severity::Critical)
-            } else {
-                Event::Success
-            };
-            let step = policy::step(&state, event, t(i), &targets);
-            let mut plan = Plan {
-                next: step.next,
-                decisions: step.decisions,
-                rules: Vec::new(),
-            };
-            apply(Some(&cfg), (event, t(i)), &state, &mut plan, |_, _| true);
-            settle(&state, &mut plan);
-            state = plan.next;
-        }
+        let (state, _) = run_with(&alternating(8), Some(&cfg), all);
         assert_eq!(state.flapping_since(), Some(t(6)));
         assert!(!state.is_failing());
-        let tick = |at| {
-            let step = policy::step(&state, Event::Tick, t(at), &targets);
-            let mut plan = Plan {
-                next: step.next,
-                decisions: step.decisions,
-                rules: Vec::new(),
-            };
-            apply(
-                Some(&cfg),
-                (Event::Tick, t(at)),
-                &state,
-                &mut plan,
-                |_, _| true,
-            );
-            plan
-        };
         // last change at minute 7: still flapping at 16, settled at 17
-        let early = tick(16);
+        let early = step_one(&state, Event::Tick, 16, Some(&cfg), all);
         assert!(early.decisions[0].send_kind().is_none());
         assert!(early.next.flapping_since().is_some());
-        let late = tick(17);
+        let late = step_one(&state, Event::Tick, 17, Some(&cfg), all);
         assert_eq!(late.decisions[0].send_kind(), Some(EventKind::Recovery));
         assert!(settled(&state, &late));
         assert_eq!(late.next.flapping_since(), None);
@@ -420,36 +415,9 @@ mod tests {
 
     #[test]
     fn a_rule_that_sends_no_flapping_notices_is_not_told() {
-        let cfg = Flapping::default();
-        let p = Policy::default();
-        let targets = [Target::new("mail", &p)];
-        let mut state = ServiceState::default();
-        let mut kinds = Vec::new();
-        for i in 0..7 {
-            let event = if i % 2 == 0 {
-                Event::Failure(Severity::Critical)
-            } else {
-                Event::Success
-            };
-            let step = policy::step(&state, event, t(i), &targets);
-            let mut plan = Plan {
-                next: step.next,
-                decisions: step.decisions,
-                rules: Vec::new(),
-            };
-            apply(Some(&cfg), (event, t(i)), &state, &mut plan, |_, k| {
-                k != EventKind::Flapping
-            });
-            settle(&state, &mut plan);
-            kinds.push(plan.decisions[0].send_kind());
-            if let Some(s) = plan.next.streak.as_mut() {
-                for r in s.recipients.values_mut() {
-                    r.delivered = true;
-                    r.outcome = policy::Outcome::Delivered;
-                }
-            }
-            state = plan.next;
-        }
+        let (state, kinds) = run_with(&alternating(7), Some(&Flapping::default()), |_, k| {
+            k != EventKind::Flapping
+        });
         assert_eq!(state.flapping_since(), Some(t(6)));
         assert!(state.flap.as_ref().unwrap().notified.is_empty());
         assert_eq!(kinds[6], None, "flapping, and not told so: {kinds:?}");

@@ -50,6 +50,38 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         let _ = format;
         Ok(())
     }
+
+    /// Whether this notifier can send several notifications as one message
+    /// ([`Notifier::notify_group`]), which `group_wait` in its table asks for; checked
+    /// when the configuration is loaded. The default says it cannot.
+    ///
+    /// # Errors
+    /// Why not, for the config error at `group_wait`.
+    fn check_group(&self) -> Result<(), String> {
+        Err(format!(
+            "a {} notifier sends one message per notification; it cannot group",
+            self.kind()
+        ))
+    }
+
+    /// Delivers `group` (two or more notifications, oldest first, all for this
+    /// notifier) as one message, once: the outbox records the result for each. Called
+    /// only when [`Notifier::check_group`] says it can. `ctx` has the notifier's own
+    /// format (a rule's per-recipient override does not apply to a group).
+    ///
+    /// # Errors
+    /// As for [`Notifier::notify`]; the default refuses, as it cannot group.
+    async fn notify_group(
+        &self,
+        group: &[Notification],
+        ctx: &Context<'_>,
+    ) -> Result<(), NotifyError> {
+        let _ = (group, ctx);
+        Err(NotifyError::config(
+            self.kind(),
+            "this notifier cannot send groups",
+        ))
+    }
 }
 
 macro_rules! forward_notifier {
@@ -68,6 +100,16 @@ macro_rules! forward_notifier {
             }
             fn check_format(&self, format: &Format) -> Result<(), BuildError> {
                 (**self).check_format(format)
+            }
+            fn check_group(&self) -> Result<(), String> {
+                (**self).check_group()
+            }
+            async fn notify_group(
+                &self,
+                group: &[Notification],
+                ctx: &Context<'_>,
+            ) -> Result<(), NotifyError> {
+                (**self).notify_group(group, ctx).await
             }
         }
     };

@@ -70,7 +70,31 @@ pub struct DeliverySpec {
     /// it: one "failed and recovered" notice instead of two (default: both, in order).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub collapse: bool,
+    /// Send in groups: a notification waits this long for others, then everything
+    /// waiting for this notifier goes out as one message (default: one message per
+    /// notification). The notifier must be able to send groups.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub group_wait: Option<Duration>,
+    /// With `group_wait`: at least this long between two groups (default
+    /// [`DEFAULT_GROUP_INTERVAL`]).
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub group_interval: Option<Duration>,
 }
+
+/// The `group_interval` of a notifier with `group_wait` and no interval of its own
+/// (Alertmanager's).
+pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// At most this many notifications go in one group; the rest wait for the next.
+pub const MAX_GROUP: usize = 500;
 
 impl DeliverySpec {
     /// The keys above, as they appear in a notifier's table.
@@ -81,6 +105,8 @@ impl DeliverySpec {
         "max_per_minute",
         "max_concurrent",
         "collapse",
+        "group_wait",
+        "group_interval",
     ];
 
     /// Splits a notifier's table into its delivery settings and the rest.
@@ -105,7 +131,26 @@ impl DeliverySpec {
                 ));
             }
         }
+        if spec.group_interval.is_some() && spec.group_wait.is_none() {
+            return Err(BuildError::key(
+                "group_interval",
+                "group_interval needs group_wait (how long a first notification waits for others)",
+            ));
+        }
+        if spec.group_interval.is_some_and(|d| d.is_zero()) {
+            return Err(BuildError::key(
+                "group_interval",
+                "group_interval must be longer than 0s",
+            ));
+        }
         Ok((spec, rest))
+    }
+
+    /// With `group_wait`: how long a new notification waits, and the least time between
+    /// two groups.
+    pub fn grouping(&self) -> Option<(Duration, Duration)> {
+        self.group_wait
+            .map(|wait| (wait, self.group_interval.unwrap_or(DEFAULT_GROUP_INTERVAL)))
     }
 
     /// The limits the store enforces when it hands out this notifier's rows.
@@ -113,6 +158,7 @@ impl DeliverySpec {
         Limits {
             max_concurrent: Some(self.max_concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT)),
             max_per_minute: self.max_per_minute,
+            group_interval: self.grouping().map(|(_, interval)| interval),
         }
     }
 
@@ -168,6 +214,10 @@ pub struct Limits {
     pub max_concurrent: Option<u32>,
     /// Rows claimed per minute.
     pub max_per_minute: Option<u32>,
+    /// Sent in groups, no two closer than this: when one of the notifier's rows is
+    /// due, every row of it waiting for its first attempt (or due) is claimed at once,
+    /// up to [`MAX_GROUP`], whatever the other limits say (a group is one message).
+    pub group_interval: Option<Duration>,
 }
 
 impl Limits {
@@ -175,6 +225,7 @@ impl Limits {
     pub const NONE: Self = Self {
         max_concurrent: None,
         max_per_minute: None,
+        group_interval: None,
     };
 
     /// Sets `max_concurrent`.
@@ -188,6 +239,13 @@ impl Limits {
     #[must_use]
     pub fn max_per_minute(mut self, n: Option<u32>) -> Self {
         self.max_per_minute = n;
+        self
+    }
+
+    /// Sets `group_interval` (grouped rows).
+    #[must_use]
+    pub fn group_interval(mut self, d: Option<Duration>) -> Self {
+        self.group_interval = d;
         self
     }
 }

@@ -81,6 +81,8 @@ pub struct NewNotification {
     /// For a recovery: the payload to use when it replaces its failure alert (see
     /// [`NewNotification::collapse`]).
     pub collapse: Option<String>,
+    /// Due no sooner than this (a grouped notifier's `group_wait`); without a lease.
+    pub due: Option<Timestamp>,
 }
 
 impl NewNotification {
@@ -95,7 +97,17 @@ impl NewNotification {
             lease: None,
             limits: Limits::NONE,
             collapse: None,
+            due: None,
         }
+    }
+
+    /// Makes the row due at `at` rather than at once (it is then not claimed by the
+    /// caller: whoever claims due rows at `at` sends it).
+    #[must_use]
+    pub fn due(mut self, at: Timestamp) -> Self {
+        self.due = Some(at);
+        self.lease = None;
+        self
     }
 
     /// Sets the payload (opaque JSON the sender needs to send it again).

@@ -402,6 +402,56 @@ fn an_inhibit_rule_holds_alerts_while_its_source_fails() {
     );
 }
 
+/// A storm: 50 units failing within `group_wait` are one mail at the real SMTP sink,
+/// listing every one; their recoveries one more, no sooner than `group_interval`
+/// (default 5m) after the first.
+#[test]
+fn fifty_failures_within_group_wait_are_one_mail() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let ctl = Ctl::with_config(&format!("{}group_wait = \"2m\"\n", config(&sink, "")));
+    let units: Vec<String> = (0..50).map(|i| format!("unit-{i:02}.service")).collect();
+    for u in &units {
+        let out = ok(&ctl.run_at(&at("00:00"), &failure_args(u)));
+        assert!(
+            out.contains(&format!("mail failure of {u} (#"))
+                && out.contains(
+                    "waiting in the outbox for others to group with until 2026-12-07T00:02:00Z"
+                ),
+            "{out}"
+        );
+    }
+    ok(&ctl.run_at(&at("00:01"), &["flush"]));
+    let out = ok(&ctl.run_at(&at("00:02"), &["flush"]));
+    assert!(out.matches(": delivered").count() == 50, "{out}");
+    let mails = sink.wait_for(1, Duration::from_secs(10));
+    assert_eq!(mails.len(), 1, "one mail for the storm");
+    assert_eq!(mails[0]["subject"], "[vm] 50 notifications: 50 FAILED");
+    let body = mails[0]["body"].as_str().unwrap_or("");
+    for u in &units {
+        assert!(
+            body.contains(&format!("  [vm] FAILED: {u} (exit-code, status=1)")),
+            "{u} missing from {body}"
+        );
+    }
+    for u in &units {
+        ok(&ctl.run_at(&at("00:03"), &["success", u]));
+    }
+    ok(&ctl.run_at(&at("00:06"), &["flush"]));
+    assert_eq!(subjects(&sink).len(), 1, "inside group_interval");
+    ok(&ctl.run_at(&at("00:07"), &["flush"]));
+    let mails = sink.wait_for(2, Duration::from_secs(10));
+    assert_eq!(
+        subjects(&sink),
+        [
+            "[vm] 50 notifications: 50 FAILED",
+            "[vm] 50 notifications: 50 RECOVERED"
+        ],
+        "{mails:#?}"
+    );
+}
+
 /// The file notifier's lines as (service, event).
 fn file_events(path: &std::path::Path) -> Vec<(String, String)> {
     crate::daemon::lines(path)

@@ -1316,3 +1316,188 @@ fn config_check_says_which_webhook_keys_are_no_longer_used() {
     let out = clean.run(&["config", "check"]);
     assert!(out.stderr.is_empty(), "{}", text(&out));
 }
+
+// ---------------------------------------------------------------------------------------
+// Grouping (`group_wait`)
+
+/// An engine on a manual clock (from now: Alertmanager judges alerts by their times)
+/// over `notifier_toml` (one `[notifiers.hook]` table).
+fn grouped_engine(notifier_toml: &str) -> (Engine, Arc<ManualClock>) {
+    let config = Config::parse(notifier_toml, "alertcore.toml").expect("config");
+    let notifiers = config
+        .build_notifiers(&Registry::new().with(alertcore_webhook::FACTORY))
+        .expect("notifiers");
+    let clock = ManualClock::new(alertcore::Clock::now(&alertcore::SystemClock));
+    let engine = Engine::builder(Arc::new(MemoryStore::new()))
+        .configured(notifiers)
+        .clock(clock.clone())
+        .host("web1")
+        .build();
+    (engine, clock)
+}
+
+fn crit() -> FailureReport {
+    FailureReport::new("exit-code")
+        .exit_status("1")
+        .severity(Severity::Critical)
+}
+
+/// 50 services failing within `group_wait` are one POST of the versioned group document
+/// at the flush after it, with one document per service; their 50 recoveries, after
+/// `group_interval`, are one more.
+#[tokio::test]
+async fn fifty_failures_within_group_wait_are_one_post() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    let (engine, clock) = grouped_engine(&format!(
+        "[notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\ngroup_wait = \"30s\"\n\
+         group_interval = \"2m\"\n",
+        sink.url("/group")
+    ));
+    for i in 0..50 {
+        let report = engine
+            .failure(&format!("unit-{i:02}.service"), crit())
+            .await
+            .unwrap();
+        assert!(
+            report.deliveries.is_empty(),
+            "nothing is sent before group_wait"
+        );
+        assert_eq!(report.waiting.len(), 1);
+        assert!(
+            report.waiting[0]
+                .to_string()
+                .contains("waiting in the outbox for others to group with until"),
+            "{}",
+            report.waiting[0]
+        );
+        clock.advance(Duration::from_millis(100));
+    }
+    assert!(
+        engine.flush().await.unwrap().is_empty(),
+        "the wait is not over"
+    );
+    clock.advance(Duration::from_secs(30));
+    let sent = engine.flush().await.unwrap();
+    assert_eq!(sent.len(), 50, "{sent:?}");
+    assert!(sent.iter().all(|d| d.delivered()), "{sent:?}");
+    let requests = sink.requests(1);
+    assert_eq!(requests.len(), 1, "one POST for the group");
+    let body = &requests[0]["json"];
+    assert_eq!(body["version"], "1");
+    assert_eq!(body["event"], "group");
+    assert_eq!(body["count"], 50);
+    let services: Vec<&str> = body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert_eq!(n["event"], "failure");
+            n["service"].as_str().unwrap()
+        })
+        .collect();
+    let expected: Vec<String> = (0..50).map(|i| format!("unit-{i:02}.service")).collect();
+    assert_eq!(services, expected);
+    // recoveries are grouped the same way, no sooner than group_interval after it
+    for i in 0..50 {
+        engine
+            .success(&format!("unit-{i:02}.service"))
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(60));
+    assert!(
+        engine.flush().await.unwrap().is_empty(),
+        "inside group_interval"
+    );
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(engine.flush().await.unwrap().len(), 50);
+    let requests = sink.requests(2);
+    assert_eq!(requests.len(), 2);
+    let recoveries = requests[1]["json"]["notifications"].as_array().unwrap();
+    assert_eq!(recoveries.len(), 50);
+    assert!(recoveries.iter().all(|n| n["event"] == "recovery"));
+}
+
+/// The `alertmanager` preset sends a group as one POST holding one alert per service,
+/// and a real Alertmanager shows all of them, each with its own labels.
+#[tokio::test]
+async fn a_group_to_alertmanager_is_one_post_with_an_alert_per_service() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    let Some(am) = Alertmanager::try_start(&sink.url("/from-alertmanager")) else {
+        return;
+    };
+    let (engine, clock) = grouped_engine(&format!(
+        "[notifiers.hook]\ntype = \"webhook\"\npreset = \"alertmanager\"\n\
+         url = \"http://127.0.0.1:{}\"\ngroup_wait = \"10s\"\n",
+        am.port
+    ));
+    // what is sent: one POST holding the 20 alerts (seen at the sink first)
+    let (to_sink, sink_clock) = grouped_engine(&format!(
+        "[notifiers.hook]\ntype = \"webhook\"\npreset = \"alertmanager\"\n\
+         url = \"{}\"\ngroup_wait = \"10s\"\n",
+        sink.url("/am")
+    ));
+    for i in 0..20 {
+        to_sink
+            .failure(&format!("grp-{i:02}.service"), crit())
+            .await
+            .unwrap();
+        engine
+            .failure(&format!("grp-{i:02}.service"), crit())
+            .await
+            .unwrap();
+    }
+    sink_clock.advance(Duration::from_secs(10));
+    assert_eq!(to_sink.flush().await.unwrap().len(), 20);
+    let requests = sink.requests(1);
+    assert_eq!(requests.len(), 1);
+    let posted = requests[0]["json"].as_array().unwrap();
+    assert_eq!(posted.len(), 20, "{posted:#?}");
+    assert_eq!(posted[7]["labels"]["service"], "grp-07.service");
+    clock.advance(Duration::from_secs(10));
+    let sent = engine.flush().await.unwrap();
+    assert_eq!(sent.len(), 20, "{sent:?}");
+    assert!(sent.iter().all(|d| d.delivered()), "{sent:?}");
+    let alerts = am.wait_alerts(|a| {
+        a.iter()
+            .filter(|x| {
+                x["labels"]["service"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("grp-"))
+            })
+            .count()
+            == 20
+    });
+    for i in 0..20 {
+        let service = format!("grp-{i:02}.service");
+        let mine = ours(&alerts, &service);
+        assert_eq!(mine.len(), 1, "{service}: {alerts:#?}");
+        assert_eq!(mine[0]["labels"]["severity"], "critical");
+    }
+}
+
+/// A preset that takes one message per request cannot group: a config error at
+/// `group_wait`.
+#[test]
+fn slack_cannot_group() {
+    let config = Config::parse(
+        "[notifiers.chat]\ntype = \"webhook\"\npreset = \"slack\"\n\
+         url = \"http://127.0.0.1:9/\"\ngroup_wait = \"30s\"\n",
+        "alertcore.toml",
+    )
+    .unwrap();
+    let e = config
+        .build_notifiers(&Registry::new().with(alertcore_webhook::FACTORY))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "alertcore.toml:5:1: notifier \"chat\": the slack preset takes one message per request"
+        ),
+        "{e}"
+    );
+}

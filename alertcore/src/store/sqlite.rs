@@ -18,7 +18,7 @@ use super::{
 use crate::alert::{EventKind, Failure, Timestamp};
 use crate::error::StoreError;
 use crate::hold::Silence;
-use crate::outbox::{Admission, Gates, Limits};
+use crate::outbox::{Admission, Gates, Limits, MAX_GROUP};
 use crate::policy::{Outcome, ServiceState};
 
 /// The schema migrations, in order; migration `i` brings `user_version` to `i + 1`.
@@ -561,6 +561,69 @@ fn save_rate_state(conn: &Connection, notifier: &str, tat: i64) -> Result<(), St
     Ok(())
 }
 
+/// Claims a grouped notifier's group, if one of its rows is due at `now` and its last
+/// group was at least `interval` ago: every row of it not being sent that waits for its
+/// first attempt or is due, oldest first, up to [`MAX_GROUP`], except those behind an
+/// older row of their incident that is being sent or waits for a retry (they would
+/// overtake it). Records the time of the group.
+fn claim_group(
+    tx: &Connection,
+    notifier: &str,
+    interval: Duration,
+    now: Timestamp,
+    lease: Duration,
+) -> Result<Vec<i64>, StoreError> {
+    let last: Option<i64> = tx
+        .prepare_cached("SELECT value FROM meta WHERE key = 'group:' || ?1")?
+        .query_row([notifier], |r| r.get(0))
+        .optional()?;
+    let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    if last.is_some_and(|l| now.as_millis() < l.saturating_add(interval_ms)) {
+        return Ok(Vec::new());
+    }
+    let due: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM notifications INDEXED BY notifications_queue
+             WHERE status = 'pending' AND notifier = ?1
+               AND (lease_ms IS NULL OR lease_ms < ?2) AND next_attempt_ms <= ?2
+             LIMIT 1",
+        )?
+        .query_row(params![notifier, now.as_millis()], |r| r.get(0))
+        .optional()?;
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM notifications AS q
+             WHERE status = 'pending' AND notifier = ?1
+               AND (lease_ms IS NULL OR lease_ms < ?2)
+               AND (attempts = 0 OR next_attempt_ms <= ?2)
+               AND NOT EXISTS (
+                   SELECT 1 FROM notifications AS o INDEXED BY notifications_pending
+                   WHERE o.status = 'pending' AND o.notifier = q.notifier
+                     AND o.service = q.service AND o.streak = q.streak AND o.id < q.id
+                     AND (o.lease_ms >= ?2 OR (o.attempts > 0 AND o.next_attempt_ms > ?2)))
+             ORDER BY id LIMIT ?3",
+        )?
+        .query_map(
+            params![notifier, now.as_millis(), to_i64(MAX_GROUP as u64)],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let until = now.saturating_add(lease).as_millis();
+    let mut set = tx.prepare_cached("UPDATE notifications SET lease_ms = ?2 WHERE id = ?1")?;
+    for id in &ids {
+        set.execute(params![id, until])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('group:' || ?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![notifier, now.as_millis()])?;
+    Ok(ids)
+}
+
 /// Whether `notifier` may have one more row claimed at `now` under `limits`; records
 /// the claim in the rate state when it may.
 fn admit(
@@ -674,6 +737,7 @@ fn apply_in(
                 _ => None,
             };
             let (lease, due) = placement(admission, n.lease, now);
+            let due = n.due.map_or(due, |at| at.max(due));
             insert.execute(params![
                 service,
                 n.notifier,
@@ -718,8 +782,19 @@ fn claim_in(
              ORDER BY next_attempt_ms, id LIMIT ?3"
         )
     };
+    // grouped notifiers: all at once, apart from the queue
+    let mut grouped = Vec::new();
+    for (notifier, limits) in notifiers.unwrap_or_default() {
+        if let Some(interval) = limits.group_interval {
+            grouped.extend(claim_group(tx, notifier, interval, now, lease)?);
+        }
+    }
     let names: Vec<String> = match notifiers {
-        Some(list) => list.iter().map(|(n, _)| (*n).to_owned()).collect(),
+        Some(list) => list
+            .iter()
+            .filter(|(_, l)| l.group_interval.is_none())
+            .map(|(n, _)| (*n).to_owned())
+            .collect(),
         None => tx
             .prepare_cached(
                 "SELECT DISTINCT notifier FROM notifications INDEXED BY notifications_pending
@@ -772,6 +847,7 @@ fn claim_in(
     for (notifier, tat) in gates.rates() {
         save_rate_state(tx, notifier, tat)?;
     }
+    picked.extend(grouped);
     let mut claimed = Vec::with_capacity(picked.len());
     {
         let mut get = tx.prepare_cached(&format!(
@@ -1361,6 +1437,86 @@ mod tests {
 
     /// Listing one service's notifications walks that service's entries in
     /// `notifications_by_service`, however long the log: it does not scan the log.
+    /// A grouped notifier's rows: due after `group_wait`, claimed all at once when one
+    /// is due (rows of other notifiers untouched), then no group again before
+    /// `group_interval`.
+    #[test]
+    fn a_group_is_claimed_whole_and_not_again_within_its_interval() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let t = Timestamp::from_millis;
+        let grouped = Limits::NONE.group_interval(Some(Duration::from_secs(300)));
+        let lease = Duration::from_secs(60);
+        let add = |service: &str, notifier: &str, at: i64, due: Option<i64>| {
+            store
+                .apply(service, t(at), &mut |state| {
+                    let mut row =
+                        crate::store::NewNotification::new(notifier, EventKind::Failure, 1)
+                            .payload("{}")
+                            .lease(lease);
+                    if let Some(due) = due {
+                        row = row.due(t(due));
+                    }
+                    Change {
+                        notifications: vec![row],
+                        ..Change::new(state.clone())
+                    }
+                })
+                .unwrap()
+        };
+        // 30 s of group_wait: due at 31 s, 32 s, 33 s; another notifier's row at once
+        for i in 1..=3 {
+            let applied = add(
+                &format!("s{i}"),
+                "mail",
+                i * 1_000,
+                Some(i * 1_000 + 30_000),
+            );
+            assert!(
+                applied.claimed.is_empty(),
+                "a grouped row is not the caller's"
+            );
+        }
+        add("s4", "pager", 4_000, None);
+        let list = [("mail", grouped)];
+        let ids =
+            |c: Vec<Claimed>| -> Vec<String> { c.into_iter().map(|c| c.record.service).collect() };
+        assert!(
+            store
+                .claim_due(t(30_000), lease, 10, Some(&list))
+                .unwrap()
+                .is_empty()
+        );
+        // the first is due: the three go together (the limit of 1 does not cut a group)
+        assert_eq!(
+            ids(store.claim_due(t(31_000), lease, 1, Some(&list)).unwrap()),
+            ["s1", "s2", "s3"]
+        );
+        for c in 1..=3 {
+            store
+                .record_attempt(NotificationId(c), Attempt::Delivered, t(31_500))
+                .unwrap();
+        }
+        // a new one after the group: its wait ends at 70 s, the interval at 331 s
+        add("s5", "mail", 40_000, Some(70_000));
+        assert!(
+            store
+                .claim_due(t(300_000), lease, 10, Some(&list))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            ids(store.claim_due(t(331_000), lease, 10, Some(&list)).unwrap()),
+            ["s5"]
+        );
+        // the other notifier's row was never part of it
+        assert_eq!(
+            ids(store
+                .claim_due(t(331_000), lease, 10, Some(&[("pager", Limits::NONE)]))
+                .unwrap()),
+            ["s4"]
+        );
+    }
+
     #[test]
     fn a_service_log_is_read_through_its_index() {
         let store = SqliteStore::open_in_memory().unwrap();
