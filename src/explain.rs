@@ -73,15 +73,16 @@ pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
         }
     }
     let host = args.host.as_deref().unwrap_or(engine.host());
-    let subject = alertcore::rules::Subject::new(&args.service, host, None, event, at, &state);
-    let mut plan = engine
-        .router()
-        .plan(&state, &subject, &names(engine), engine.policy());
-    // silences, maintenance windows and an acknowledgement, as a real event meets them
+    // the engine's own plan: rules, policy, flap detection, then silences, maintenance
+    // windows, dependencies, inhibition and an acknowledgement, as a real event meets them
     let holds = engine
         .holds(Some(&args.service), at)
         .map_err(|e| alertcore::chain(&e))?;
-    alertcore::hold::apply(&holds, (&args.service, host, event, at), &state, &mut plan);
+    let report = args
+        .host
+        .as_ref()
+        .map(|h| alertcore::FailureReport::new("").host(h.clone()));
+    let plan = engine.plan(&args.service, &state, event, report.as_ref(), at, &holds);
     let streak = state.streak.as_ref();
     let failures = match event {
         Event::Failure(_) => streak.map_or(0, |s| s.failures) + 1,
@@ -120,10 +121,6 @@ pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
     print!("{}", indent(&plan.explain(router)));
     println!("(nothing was sent or written)");
     Ok(())
-}
-
-fn names(engine: &Engine) -> Vec<&str> {
-    engine.notifier_names().collect()
 }
 
 fn millis(d: Duration) -> i64 {

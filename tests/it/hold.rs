@@ -270,6 +270,9 @@ fn a_flapping_unit_sends_one_notice_when_it_starts_and_one_when_it_settles() {
             // 2026-12-07T00:06:00Z, the 7th event
             assert_eq!(f["since"], 1_796_601_960_000_i64, "{s:#}");
             assert_eq!(f["notified"][0], "mail", "{s:#}");
+            // `test` explains it the same way
+            let out = ok(&ctl.run_at(&minute(i), &["test", "bouncy.service"]));
+            assert!(out.contains("mail: suppressed: flapping since "), "{out}");
         }
     }
     let mails = sink.wait_for(8, Duration::from_secs(10));
