@@ -20,5 +20,5 @@ target/release/alertctl generate completions fish >"$A/completions/alertctl.fish
 cp -r systemd/. "$A/systemd/"
 # the package's binary is /usr/bin/alertctl
 grep -rl /usr/local/bin/alertctl "$A/systemd" | xargs sed -i 's|/usr/local/bin/alertctl|/usr/bin/alertctl|g'
-cargo deb --no-build --no-strip
+cargo deb --no-build
 ls target/debian/*.deb

@@ -61,9 +61,55 @@ if command -v fish >/dev/null; then fish -n "$R/usr/share/fish/vendor_completion
 # real, checking that remove keeps the state and the config and purge takes them.
 if [ "${INSTALL:-0}" = 1 ]; then
   dpkg -s alertctl >/dev/null 2>&1 && fail "alertctl is already installed here"
+  # every file outside the package database, to compare after the purge
+  snapshot() {
+    find /etc /usr /lib /opt /var/lib -xdev \( -path /var/lib/dpkg -o -path /var/lib/apt \) \
+      -prune -o -print 2>/dev/null | sort
+  }
+  # (the sandbox below needs a machine id; one made now is not the package's doing)
+  [ -s /etc/machine-id ] || systemd-machine-id-setup >/dev/null
+  snapshot >"$W/before"
   dpkg -i "$DEB" >/dev/null
   /usr/bin/alertctl --version
   man -w alertctl-ping >/dev/null || fail "man alertctl-ping is not found"
+  # the installed units load and pass systemd-analyze verify
+  systemd-analyze verify /lib/systemd/system/alertcore.service \
+    /lib/systemd/system/alertcore-flush.service /lib/systemd/system/alertcore-flush.timer \
+    || fail "systemd-analyze verify"
+  # ... and work under a real systemd (PID 1 of its own namespaces): a unit wired with
+  # the shipped OnFailure= example fails, and the installed handler, with the installed
+  # config (console notifier), writes its alert to the journal
+  SB=$(mktemp -d /tmp/alertcore-deb-sandbox.XXXXXX)
+  SANDBOX_SH=tests/peers/systemd-sandbox.sh
+  if why=$(SANDBOX="$SB" $SANDBOX_SH check); then
+    SANDBOX="$SB" $SANDBOX_SH start >/dev/null
+    trap 'SANDBOX="$SB" $SANDBOX_SH stop >/dev/null 2>&1 || true; rm -rf "$W" "$SB"' EXIT
+    cp /lib/systemd/system/alertcore*.service /lib/systemd/system/alertcore-flush.timer "$SB/units/"
+    cp -r /lib/systemd/system/alertcore-.service.d "$SB/units/"
+    mkdir -p "$SB/units/pkgtest.service.d"
+    cp /usr/share/doc/alertctl/examples/10-alertcore.conf.example \
+      "$SB/units/pkgtest.service.d/10-alertcore.conf"
+    printf '[Service]\nType=oneshot\nExecStart=/bin/sh -c "echo pkgtest broke; exit 3"\n' \
+      >"$SB/units/pkgtest.service"
+    SANDBOX="$SB" $SANDBOX_SH run systemctl daemon-reload
+    SANDBOX="$SB" $SANDBOX_SH run systemctl cat alertcore-failure@pkgtest.service.service >/dev/null \
+      || fail "the handler unit does not load under systemd"
+    SANDBOX="$SB" $SANDBOX_SH run systemctl start pkgtest.service 2>/dev/null || true
+    seen=
+    for _ in $(seq 100); do
+      if journalctl -D "$SB/journal" -u alertcore-failure@pkgtest.service.service -o cat 2>/dev/null \
+        | grep -q 'FAILED: pkgtest.service'; then seen=1; break; fi
+      sleep 0.1
+    done
+    [ -n "$seen" ] || { journalctl -D "$SB/journal" --no-pager | tail -30 >&2; fail "no alert in the journal"; }
+    echo "check-deb: under systemd, the installed handler alerted: $(journalctl -D "$SB/journal" \
+      -u alertcore-failure@pkgtest.service.service -o cat | grep -m1 'FAILED: pkgtest.service')"
+    SANDBOX="$SB" $SANDBOX_SH stop >/dev/null
+    trap 'rm -rf "$W" "$SB"' EXIT
+  else
+    [ "${CI:-}" != true ] || fail "the systemd sandbox cannot run: $why"
+    echo "check-deb: skipping the systemd sandbox: $why"
+  fi
   mkdir -p /var/lib/alertcore
   /usr/bin/alertctl --state /var/lib/alertcore/state.db failure pkg-test.service 2>/dev/null || true
   [ -f /var/lib/alertcore/state.db ] || fail "no state file to keep"
@@ -74,6 +120,11 @@ if [ "${INSTALL:-0}" = 1 ]; then
   dpkg -P alertctl >/dev/null
   [ ! -e /var/lib/alertcore ] || fail "purge left the state"
   [ ! -e /etc/alertcore ] || fail "purge left the config"
+  snapshot >"$W/after"
+  if ! diff "$W/before" "$W/after" >"$W/diff"; then
+    cat "$W/diff" >&2
+    fail "the system is not as it was before the install (files above)"
+  fi
   echo "check-deb: installed, removed (state and config kept) and purged (both gone)"
 fi
 echo "check-deb: $DEB ok ($(wc -l <"$W/list") entries)"

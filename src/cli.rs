@@ -62,6 +62,17 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Report everything failing now (since when, how many failures, the last message,
+    /// who was alerted), and with --send, send it (only when something is failing).
+    Report {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Send the report through this notifier (repeat for more): one message where
+        /// it can group, else one per failing service.
+        #[arg(long, value_name = "NOTIFIER")]
+        send: Vec<String>,
+    },
     /// Show the failure history of UNIT's current streak and its recent notifications.
     History {
         /// The unit.

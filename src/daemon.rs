@@ -24,6 +24,10 @@ use crate::cli::Cli;
 use crate::{Fail, build_engine_on, load_config, open_store};
 
 /// Runs the daemon until SIGTERM or SIGINT.
+/// How often the daemon asks the store whether a `[report]` is due: so a report is late
+/// by at most this (or by its `every`, when shorter).
+const REPORT_CHECK: Duration = Duration::from_secs(10);
+
 pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     init_logging();
     let (config, path) = load_config(cli)?;
@@ -32,6 +36,7 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         checks,
         heartbeats,
         http,
+        report,
     } = prepare(cli, &config, registry)?;
     let settings = Settings::from_config(&config.daemon);
     let daemon_settings = config.daemon.clone();
@@ -69,6 +74,7 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         handle,
         heartbeats,
         listener,
+        report,
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
     tracing::info!("started: {}", daemon.summary().await);
@@ -77,8 +83,20 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     // one flush at a time, beside the loop: a notifier that hangs until its delivery
     // timeout must not hold up the signals
     let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
+    // whether a `[report]` is due: a read of the store, every REPORT_CHECK at most
+    let check_every = |r: &Option<(Duration, Vec<String>)>| {
+        r.as_ref()
+            .map_or(REPORT_CHECK, |(every, _)| (*every).min(REPORT_CHECK))
+    };
+    let mut reporting = tokio::time::interval(check_every(&daemon.report));
+    reporting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = reporting.tick() => {
+                if let Some((every, to)) = &daemon.report {
+                    crate::report::periodic(&daemon.engine, *every, to).await;
+                }
+            }
             _ = flush.tick() => {
                 if flushing.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
                     flushing = Some(tokio::spawn(flush_outbox(Arc::clone(&daemon.engine))));
@@ -91,6 +109,8 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
                     flush = tokio::time::interval(every);
                     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 }
+                reporting = tokio::time::interval(check_every(&daemon.report));
+                reporting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             }
             _ = usr1.recv() => {
                 let (list, stats) = daemon.handle.snapshot().await;
@@ -134,6 +154,7 @@ struct Daemon<'a> {
     handle: Handle,
     heartbeats: heartbeat::Handle,
     listener: Option<Listener>,
+    report: Option<(Duration, Vec<String>)>,
 }
 
 /// The `[http]` listener, serving until stopped.
@@ -189,13 +210,13 @@ impl Listener {
 
 /// Sends what is due in the outbox: retries, reminders, first alerts whose
 /// `min_duration` has now passed.
+/// What `alertcore-flush.timer` does: reminders and alerts time made due, then every
+/// due row of the outbox (retries, groups whose wait is over, rows a dead sender left).
 async fn flush_outbox(engine: Arc<Engine>) {
-    match engine.tick().await {
-        Ok(reports) => {
-            for r in &reports {
-                for d in r.deliveries.iter().filter(|d| !d.delivered()) {
-                    tracing::warn!(service = %r.service, "{d}");
-                }
+    match engine.flush().await {
+        Ok(deliveries) => {
+            for d in deliveries.iter().filter(|d| !d.delivered()) {
+                tracing::warn!(service = %d.service, "{d}");
             }
         }
         Err(e) => tracing::error!("flushing the outbox: {}", chain(&e)),
@@ -220,6 +241,7 @@ impl Daemon<'_> {
                     checks,
                     heartbeats,
                     http,
+                    report,
                 },
             )) => {
                 if let Err(e) = self.reload_http(http.as_ref(), &heartbeats, &engine) {
@@ -240,6 +262,7 @@ impl Daemon<'_> {
                 self.engine = engine;
                 self.path = path;
                 self.stop_timeout = config.daemon.stop_timeout;
+                self.report = report;
                 let changed = self.flush_every != config.daemon.flush_every;
                 self.flush_every = config.daemon.flush_every;
                 tracing::info!("reloaded: {}", self.summary().await);
@@ -319,6 +342,8 @@ struct Prepared {
     checks: Vec<Check>,
     heartbeats: Vec<Heartbeat>,
     http: Option<crate::http::HttpConfig>,
+    /// `[report]`: how often, to whom.
+    report: Option<(Duration, Vec<String>)>,
 }
 
 /// The engine, the checks and the heartbeats of `config`, or the first config error.
@@ -327,11 +352,14 @@ fn prepare(cli: &Cli, config: &Config, registry: &Registry) -> Result<Prepared, 
     let heartbeats = heartbeat::heartbeats(config)?;
     let http = crate::http::config(config)?;
     let engine = build_engine_on(cli, config, registry, open_store(cli, config)?, false)?;
+    let names: Vec<&str> = engine.notifier_names().collect();
+    let report = config.build_report(&names)?;
     Ok(Prepared {
         engine: Arc::new(engine),
         checks,
         heartbeats,
         http,
+        report,
     })
 }
 

@@ -24,6 +24,7 @@ mod explain;
 mod heartbeat;
 mod hold;
 mod http;
+mod report;
 mod status;
 mod systemd;
 
@@ -341,6 +342,10 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
                 .map_err(|e| Fail::other(&e))?;
             Ok(0)
         }
+        Command::Report { json, send } => {
+            let engine = build_engine(&cli, &config, registry)?;
+            report::report(&engine, *json, send).await
+        }
         Command::History { unit, json } => {
             let store = open_store(&cli, &config)?;
             status::history(store.as_ref(), unit, *json).map_err(|e| Fail::other(&e))?;
@@ -379,6 +384,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let heartbeats = alertcore_checks::heartbeat::heartbeats(&config)?;
             config.build_maintenance()?;
             config.build_inhibits()?;
+            config.build_report(&names)?;
             alertcore_checks::dependencies(&config)?;
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),

@@ -133,6 +133,9 @@ pub enum EventKind {
     /// The failure streak was acknowledged (`alertctl ack --notify`): told to those
     /// already alerted.
     Acknowledged,
+    /// Still failing, in a report of everything failing now (`alertctl report --send`,
+    /// `[report]`).
+    Report,
 }
 
 impl EventKind {
@@ -145,17 +148,19 @@ impl EventKind {
             Self::Recovery => "recovery",
             Self::Flapping => "flapping",
             Self::Acknowledged => "acknowledged",
+            Self::Report => "report",
         }
     }
 
     /// Every kind, in the order of the documentation.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Failure,
         Self::Reminder,
         Self::Escalation,
         Self::Recovery,
         Self::Flapping,
         Self::Acknowledged,
+        Self::Report,
     ];
 
     /// `true` for the kinds sent while the service is in trouble (everything but
@@ -188,6 +193,7 @@ impl FromStr for EventKind {
             "recovery" => Ok(Self::Recovery),
             "flapping" => Ok(Self::Flapping),
             "acknowledged" => Ok(Self::Acknowledged),
+            "report" => Ok(Self::Report),
             other => Err(format!("unknown event kind {other:?}")),
         }
     }

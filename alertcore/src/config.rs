@@ -73,6 +73,9 @@ pub struct Config {
     /// [`flap`](crate::flap)).
     #[serde(default)]
     pub flapping: Option<Flapping>,
+    /// `[report]`: the daemon's periodic report of what is failing.
+    #[serde(default)]
+    pub report: Option<toml::Spanned<ReportConfig>>,
     /// `[http]`: the daemon's HTTP listener (read by `alertctl`).
     #[serde(default)]
     pub http: Option<toml::Spanned<toml::Table>>,
@@ -96,6 +99,21 @@ struct Source {
 pub struct StateConfig {
     /// The SQLite state file.
     pub path: Option<PathBuf>,
+}
+
+/// `[report]`: every `every`, `alertctl run` sends a digest of everything failing (as
+/// `alertctl report --send` does) to `notifiers` (default: every notifier), only when
+/// something is failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ReportConfig {
+    /// How often.
+    #[serde(with = "crate::duration::positive")]
+    pub every: Duration,
+    /// To whom (default: every notifier).
+    #[serde(default)]
+    pub notifiers: Vec<String>,
 }
 
 /// `[daemon]`: settings of the long-running `alertctl run`.
@@ -161,6 +179,7 @@ impl fmt::Debug for Config {
             .field("maintenance", &self.maintenance.len())
             .field("inhibit", &self.inhibit.len())
             .field("flapping", &self.flapping)
+            .field("report", &self.report)
             .field("http", &self.http.is_some())
             .field("daemon", &self.daemon)
             .field("origin", &self.source.as_ref().map(|s| &s.origin))
@@ -384,6 +403,41 @@ impl Config {
             .and_then(|k| self.key_offset(table_start, k))
             .unwrap_or(table_start);
         self.error_at(pos, format!("{what}: {}", error.message))
+    }
+
+    /// `[report]` checked against the configured `notifiers`: how often, and to whom
+    /// (every notifier when it names none); `None` without the table.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] at `[report]` when it names a notifier that is not
+    /// configured.
+    pub fn build_report(
+        &self,
+        notifiers: &[&str],
+    ) -> Result<Option<(Duration, Vec<String>)>, ConfigError> {
+        let Some(spanned) = &self.report else {
+            return Ok(None);
+        };
+        let r = spanned.get_ref();
+        if let Some(bad) = r
+            .notifiers
+            .iter()
+            .find(|n| !notifiers.contains(&n.as_str()))
+        {
+            return Err(self.error_at(
+                spanned.span().start,
+                format!(
+                    "[report]: no notifier named {bad:?} (configured: {})",
+                    notifiers.join(", ")
+                ),
+            ));
+        }
+        let to = if r.notifiers.is_empty() {
+            notifiers.iter().map(|n| (*n).to_owned()).collect()
+        } else {
+            r.notifiers.clone()
+        };
+        Ok(Some((r.every, to)))
     }
 
     /// Reads `[[inhibit]]`: each has `source` and `target` matchers (`services`,

@@ -541,6 +541,64 @@ impl Engine {
         Ok(Some(self.dispatch(fresh, &applied, now, true).await))
     }
 
+    /// Everything failing now, for a report: one [`EventKind::Report`] notification per
+    /// service with a failure streak (alerted or still below its threshold), with the
+    /// streak's history, the longest-failing first.
+    ///
+    /// # Errors
+    /// A [`StoreError`] reading the states or a history.
+    pub fn digest(&self) -> Result<Vec<Notification>, StoreError> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for (name, state) in self.store.states()? {
+            let Some(streak) = state.streak.as_ref() else {
+                continue;
+            };
+            let host = streak.host.clone().unwrap_or_else(|| self.host.clone());
+            let history = self.store.history(&name)?;
+            out.push(
+                Notification::new(name, EventKind::Report, host)
+                    .streak(streak.id, streak.started)
+                    .time(now)
+                    .failures(history),
+            );
+        }
+        out.sort_by(|a, b| (a.streak_start, &a.service).cmp(&(b.streak_start, &b.service)));
+        Ok(out)
+    }
+
+    /// Sends `digest` to the notifier `name`: as one message where it can group
+    /// ([`Notifier::check_group`]), else one per service. One attempt, not through the
+    /// outbox: a report is a snapshot, and the next one says the same or newer.
+    ///
+    /// # Errors
+    /// The notifier's error (the first, when it sends one message per service), or
+    /// that there is no notifier of that name.
+    pub async fn send_report(&self, name: &str, digest: &[Notification]) -> Result<(), String> {
+        let Some(entry) = self.entry(name) else {
+            return Err(format!("no notifier named {name:?}"));
+        };
+        let ctx = Context::new(&entry.name).format(&entry.format);
+        let fail = |e: Failed| e.error;
+        if digest.len() > 1 && entry.notifier.check_group().is_ok() {
+            return self
+                .within_timeout(entry, entry.notifier.notify_group(digest, &ctx))
+                .await
+                .map_err(fail);
+        }
+        let mut first = Ok(());
+        for n in digest {
+            let sent = self
+                .within_timeout(entry, entry.notifier.notify(n, &ctx))
+                .await
+                .map_err(fail);
+            if first.is_ok() {
+                first = sent;
+            }
+        }
+        first
+    }
+
     /// [`Engine::plan`] against the stored state of `service`, at the clock's now.
     ///
     /// # Errors

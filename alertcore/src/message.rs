@@ -12,6 +12,7 @@ pub fn event_word(kind: EventKind) -> &'static str {
         EventKind::Recovery => "RECOVERED",
         EventKind::Flapping => "FLAPPING",
         EventKind::Acknowledged => "ACKNOWLEDGED",
+        EventKind::Report => "STILL FAILING",
     }
 }
 

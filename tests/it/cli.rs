@@ -881,7 +881,118 @@ fn man_pages_and_completions_come_from_the_command_line_definitions() {
         .output()
         .expect("bash");
     assert!(check.status.success(), "{}", text(&check));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("silence"));
+    // and completes in a real bash: `alertctl si<TAB>` offers `silence`, and
+    // `alertctl silence <TAB>` its subcommands
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let probe = format!(
+            "source {}\ncomplete -p alertctl\nCOMP_WORDS=({})\nCOMP_CWORD={}\n\
+             COMP_LINE='{line}'\nCOMP_POINT=${{#COMP_LINE}}\n_alertctl alertctl '{}' '{}'\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+            script.display(),
+            words
+                .iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            words.len() - 1,
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        let out = Command::new("bash")
+            .args(["--norc", "-c", &probe])
+            .output()
+            .expect("bash");
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let offered = complete("alertctl si");
+    assert!(
+        offered
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("complete ") && l.ends_with(" -F _alertctl alertctl")),
+        "{offered}"
+    );
+    let words: Vec<&str> = offered.lines().skip(1).collect();
+    assert_eq!(words, ["silence"], "{offered}");
+    let offered = complete("alertctl silence ");
+    for sub in ["add", "list", "expire"] {
+        assert!(offered.lines().any(|l| l == sub), "{sub}: {offered}");
+    }
+}
+
+/// Every relative link in the manual (`docs/*.md`) and the README goes to a file that
+/// is there and, with `#anchor`, to a heading it has (GitHub's and mdBook's slugs); and
+/// every chapter is in the book's `SUMMARY.md` (mdBook renders only those).
+#[test]
+fn every_link_in_the_manual_resolves() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = root.join("docs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&docs)
+        .expect("docs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.sort();
+    let summary = std::fs::read_to_string(docs.join("SUMMARY.md")).expect("SUMMARY.md");
+    for f in &files {
+        let name = f.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(
+            name == "SUMMARY.md" || summary.contains(&format!("]({name})")),
+            "{name} is not a chapter of docs/SUMMARY.md"
+        );
+    }
+    files.push(root.join("README.md"));
+    let slug = |heading: &str| -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    };
+    let mut checked = 0;
+    for file in &files {
+        let doc = std::fs::read_to_string(file).expect("read");
+        // code blocks hold no links
+        let prose: String = doc.split("```").step_by(2).collect::<Vec<_>>().join("\n");
+        for part in prose.split("](").skip(1) {
+            let Some(target) = part.split(')').next() else {
+                continue;
+            };
+            if target.starts_with("http://") || target.starts_with("https://") {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let dest = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().expect("dir").join(path)
+            };
+            assert!(
+                dest.exists(),
+                "{}: link to {target}: no such file",
+                file.display()
+            );
+            if !anchor.is_empty() {
+                let text = std::fs::read_to_string(&dest).expect("target");
+                let found = text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix('#'))
+                    .map(|l| slug(l.trim_start_matches('#')))
+                    .any(|s| s == anchor);
+                assert!(
+                    found,
+                    "{}: link to {target}: no such heading",
+                    file.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "{checked} links");
 }
 
 /// Every TOML example in the manual (`docs/*.md`) and the README is a good config:

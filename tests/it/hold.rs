@@ -455,6 +455,32 @@ fn fifty_failures_within_group_wait_are_one_mail() {
     );
 }
 
+/// The daemon sends what waits in the outbox, not only what time made due: two
+/// handlers' failures to a grouped notifier arrive as one mail once `group_wait` is over.
+#[test]
+fn the_daemon_sends_a_group_the_handlers_left_in_the_outbox() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let ctl = Ctl::with_config(&format!(
+        "[daemon]\nflush_every = \"200ms\"\n{}group_wait = \"1s\"\n",
+        config(&sink, "")
+    ));
+    let daemon = crate::daemon::Daemon::start(&ctl);
+    daemon.wait_log(0, "started");
+    for unit in ["a.service", "b.service"] {
+        let out = ok(&ctl.run(&failure_args(unit)));
+        assert!(out.contains("waiting in the outbox for others"), "{out}");
+    }
+    let mails = sink.wait_for(1, Duration::from_secs(20));
+    assert_eq!(
+        subjects(&sink),
+        ["[vm] 2 notifications: 2 FAILED"],
+        "{mails:#?}\n{}",
+        daemon.log()
+    );
+}
+
 /// The file notifier's lines as (service, event).
 fn file_events(path: &std::path::Path) -> Vec<(String, String)> {
     crate::daemon::lines(path)

@@ -14,6 +14,7 @@ mod heartbeat;
 mod hold;
 mod http;
 mod peers;
+mod report;
 mod sandbox;
 mod syslog;
 mod systemd;

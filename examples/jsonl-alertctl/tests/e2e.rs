@@ -146,6 +146,7 @@ fn every_subcommand_of_the_stock_cli_is_there() {
         "ping",
         "silence",
         "ack",
+        "report",
     ];
     documented.sort_unstable();
     assert_eq!(commands, documented, "{help}");
