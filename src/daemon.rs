@@ -37,7 +37,9 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         heartbeats,
         http,
         report,
+        watch,
     } = prepare(cli, &config, registry)?;
+    let watching = spawn_watch(watch, &engine);
     let settings = Settings::from_config(&config.daemon);
     let daemon_settings = config.daemon.clone();
     // what was built from it is all the daemon keeps: a config of 10,000 checks is
@@ -75,6 +77,7 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         heartbeats,
         listener,
         report,
+        watching,
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
     tracing::info!("started: {}", daemon.summary().await);
@@ -128,6 +131,9 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     if let Some(listener) = daemon.listener.take() {
         listener.stop(daemon.stop_timeout).await;
     }
+    if let Some(w) = daemon.watching.take() {
+        w.abort();
+    }
     daemon.handle.stop().await;
     daemon.heartbeats.stop(daemon.stop_timeout).await;
     let _ = task.await;
@@ -155,6 +161,7 @@ struct Daemon<'a> {
     heartbeats: heartbeat::Handle,
     listener: Option<Listener>,
     report: Option<(Duration, Vec<String>)>,
+    watching: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The `[http]` listener, serving until stopped.
@@ -242,6 +249,7 @@ impl Daemon<'_> {
                     heartbeats,
                     http,
                     report,
+                    watch,
                 },
             )) => {
                 if let Err(e) = self.reload_http(http.as_ref(), &heartbeats, &engine) {
@@ -263,6 +271,10 @@ impl Daemon<'_> {
                 self.path = path;
                 self.stop_timeout = config.daemon.stop_timeout;
                 self.report = report;
+                if let Some(old) = self.watching.take() {
+                    old.abort();
+                }
+                self.watching = spawn_watch(watch, &self.engine);
                 let changed = self.flush_every != config.daemon.flush_every;
                 self.flush_every = config.daemon.flush_every;
                 tracing::info!("reloaded: {}", self.summary().await);
@@ -344,6 +356,8 @@ struct Prepared {
     http: Option<crate::http::HttpConfig>,
     /// `[report]`: how often, to whom.
     report: Option<(Duration, Vec<String>)>,
+    /// `[systemd] watch = true`.
+    watch: Option<alertcore_systemd::WatchConfig>,
 }
 
 /// The engine, the checks and the heartbeats of `config`, or the first config error.
@@ -354,13 +368,42 @@ fn prepare(cli: &Cli, config: &Config, registry: &Registry) -> Result<Prepared, 
     let engine = build_engine_on(cli, config, registry, open_store(cli, config)?, false)?;
     let names: Vec<&str> = engine.notifier_names().collect();
     let report = config.build_report(&names)?;
+    let watch = alertcore_systemd::WatchConfig::from_config(config)?;
     Ok(Prepared {
         engine: Arc::new(engine),
         checks,
         heartbeats,
         http,
         report,
+        watch,
     })
+}
+
+/// Watches systemd (`[systemd] watch = true`) with `engine` until aborted; when the bus
+/// goes away, connects again after a pause.
+fn spawn_watch(
+    watch: Option<alertcore_systemd::WatchConfig>,
+    engine: &Arc<Engine>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let config = watch?;
+    let engine = Arc::clone(engine);
+    Some(tokio::spawn(async move {
+        loop {
+            let result = match alertcore_systemd::Watcher::connect(
+                config.clone(),
+                Arc::clone(&engine),
+            )
+            .await
+            {
+                Ok(w) => w.run().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::error!("systemd watch: {}; trying again in 5 s", chain(&e));
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }))
 }
 
 /// Half of `WatchdogSec=`, when systemd asks for pings.

@@ -385,6 +385,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             config.build_maintenance()?;
             config.build_inhibits()?;
             config.build_report(&names)?;
+            alertcore_systemd::WatchConfig::from_config(&config)?;
             alertcore_checks::dependencies(&config)?;
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),

@@ -76,6 +76,10 @@ pub struct Config {
     /// `[report]`: the daemon's periodic report of what is failing.
     #[serde(default)]
     pub report: Option<toml::Spanned<ReportConfig>>,
+    /// `[systemd]`: watching systemd over D-Bus (read by the `alertcore-systemd` crate,
+    /// which reports errors with [`Config::error_in`]).
+    #[serde(default)]
+    pub systemd: Option<toml::Spanned<toml::Table>>,
     /// `[http]`: the daemon's HTTP listener (read by `alertctl`).
     #[serde(default)]
     pub http: Option<toml::Spanned<toml::Table>>,

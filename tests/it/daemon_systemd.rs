@@ -239,6 +239,100 @@ fn daemon_under_systemd_is_ready_reloads_and_is_restarted_by_the_watchdog() {
     eprintln!("in all: {:.1?}", started.elapsed());
 }
 
+/// `[systemd] watch = true`: the daemon follows every unit over D-Bus. A unit that
+/// failed before it started is reported by the boot sweep (once: not again after a
+/// restart of the daemon); a unit with no `OnFailure=` fails and recovers; a unit that
+/// also has the shipped handler in `OnFailure=` is counted once.
+#[test]
+fn the_daemon_watches_units_without_wiring() {
+    if sandbox::skip_unless_available("the systemd watch test") {
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("alertcore-watch-")
+        .tempdir()
+        .expect("temp dir");
+    let w = work.path();
+    std::fs::copy(env!("CARGO_BIN_EXE_alertctl"), w.join("alertctl")).expect("copy alertctl");
+    write(&w.join("ok"), "");
+    write(
+        &w.join("alertcore.toml"),
+        &config(
+            w,
+            "[systemd]\nwatch = true\nexclude = [\"alertcore.service\"]\n",
+        ),
+    );
+    let sb = Sandbox::start(w.join("sandbox"));
+    let t = Test { sb: &sb, w };
+    install_units(&sb, w);
+    let wd = w.display();
+    let oneshot = |name: &str, command: &str, extra: &str| {
+        write(
+            &sb.units().join(name),
+            &format!(
+                "[Unit]\n{extra}\n[Service]\nType=oneshot\nExecStart=/bin/sh -c '{command}'\n"
+            ),
+        );
+    };
+    oneshot("early.service", "exit 4", "");
+    oneshot("plain.service", &format!("test -e {wd}/plain-ok"), "");
+    oneshot(
+        "wired.service",
+        "exit 5",
+        "OnFailure=alertcore-failure@%n.service",
+    );
+    sb.systemctl(&["daemon-reload"]);
+    // failed before the daemon runs: the boot sweep reports it
+    let _ = sb.systemctl_output(&["start", "early.service"]);
+    assert_eq!(sb.prop("early.service", "ActiveState"), "failed");
+    sb.systemctl(&["start", UNIT]);
+    t.wait_line("FAILED: early.service (exit-code, status=4)", 1);
+
+    // no OnFailure=: the watch alone sees it fail, then pass
+    let _ = sb.systemctl_output(&["start", "plain.service"]);
+    t.wait_line("FAILED: plain.service (exit-code, status=1)", 1);
+    write(&w.join("plain-ok"), "");
+    sb.systemctl(&["start", "plain.service"]);
+    t.wait_line("RECOVERED: plain.service", 1);
+
+    // the handler and the watch both report the run: it counts once
+    let _ = sb.systemctl_output(&["start", "wired.service"]);
+    t.wait(
+        "the handler's run and the watch's view of wired.service",
+        || {
+            let handler =
+                sb.journal(&["-u", "alertcore-failure@wired.service.service", "-o", "cat"]);
+            let daemon = t.unit_journal();
+            (handler.contains("wired.service: failure recorded")
+                && daemon.contains("unit=\"wired.service\"")
+                || daemon.contains("unit=wired.service"))
+            .then_some(())
+        },
+    );
+    t.wait_line("FAILED: wired.service (exit-code, status=5)", 1);
+    assert_eq!(t.count("FAILED: wired.service"), 1, "{}", t.describe());
+    // counted once: one failure in the streak, not two
+    let streak = |unit: &str| {
+        let status = sb.alertctl_status(w);
+        status["services"]
+            .as_array()
+            .and_then(|l| l.iter().find(|s| s["service"] == unit))
+            .map(|s| s["consecutive_failures"].clone())
+            .unwrap_or_else(|| panic!("no {unit} in {status:#}"))
+    };
+    assert_eq!(streak("wired.service"), 1, "{}", t.describe());
+
+    // a restart of the daemon sweeps again, and early.service's run is not news
+    let before = t.unit_journal().matches("already recorded").count();
+    sb.systemctl(&["restart", UNIT]);
+    t.wait("the sweep after the restart", || {
+        (t.unit_journal().matches("already recorded").count() > before).then_some(())
+    });
+    assert_eq!(t.count("FAILED: early.service"), 1, "{}", t.describe());
+    assert_eq!(streak("early.service"), 1, "{}", t.describe());
+    sb.systemctl(&["stop", UNIT]);
+}
+
 /// The config: a `command` check of the `ok` file in the work dir every second, a `file`
 /// notifier appending to `alerts.log` there, then `extra`. `flush_every` is the STATUS=
 /// period too.
