@@ -131,6 +131,9 @@ pub(crate) enum Command {
     /// one still failing when the silence ends alerts then.
     #[command(subcommand)]
     Silence(SilenceCommand),
+    /// Wire units to the handlers (OnFailure=/OnSuccess= drop-ins), or remove that.
+    #[command(subcommand)]
+    Systemd(SystemdCommand),
     /// Acknowledge SERVICE's failure: no more reminders of its current streak (an
     /// escalation to critical still goes out, and so does the recovery).
     Ack {
@@ -197,6 +200,39 @@ pub(crate) enum GenerateCommand {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SystemdCommand {
+    /// Write the drop-ins that make UNITs (or every service) call the handlers on
+    /// failure and success, then `systemctl daemon-reload`.
+    Install(WireArgs),
+    /// Remove exactly the drop-ins `install` wrote, then `systemctl daemon-reload`.
+    Uninstall(WireArgs),
+}
+
+/// What `systemd install|uninstall` wires.
+#[derive(Debug, Args)]
+pub(crate) struct WireArgs {
+    /// The units (`backup.service`).
+    #[arg(value_parser = unit_arg(), required_unless_present = "all_services")]
+    pub(crate) units: Vec<String>,
+    /// Every service on the machine (a top-level `service.d/` drop-in), with the guard
+    /// that keeps the handlers from handling themselves.
+    #[arg(long, conflicts_with = "units")]
+    pub(crate) all_services: bool,
+    /// Only the failure handler (no OnSuccess=: no recovery notices).
+    #[arg(long)]
+    pub(crate) failure_only: bool,
+    /// Print what would be written or removed, and change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Where the drop-ins go.
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub(crate) unit_dir: PathBuf,
+    /// Do not run `systemctl daemon-reload` afterwards.
+    #[arg(long)]
+    pub(crate) no_reload: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@ mod explain;
 mod heartbeat;
 mod hold;
 mod http;
+mod install;
 mod report;
 mod status;
 mod systemd;
@@ -326,6 +327,10 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
     if let Command::Generate(what) = &cli.command {
         return generate(what);
     }
+    // wiring needs no config
+    if let Command::Systemd(action) = &cli.command {
+        return install::run(action);
+    }
     let (config, config_path) = match (load_config(&cli), &cli.command) {
         (Err(f), Command::Ping(args)) if f.code == 2 => {
             return Err(heartbeat::record_despite(&cli, None, args, f));
@@ -432,6 +437,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let engine = build_engine(&cli, &config, registry)?;
             hold::silence(&engine, action)
         }
+        Command::Systemd(action) => install::run(action),
         Command::Ack {
             service,
             comment,

@@ -460,3 +460,132 @@ impl Test<'_> {
         )
     }
 }
+
+/// Every file under `dir`, with its text, sorted: a directory's state to compare.
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            let rel = p
+                .strip_prefix(dir)
+                .expect("under dir")
+                .display()
+                .to_string();
+            if p.is_dir() {
+                out.push((format!("{rel}/"), String::new()));
+                stack.push(p);
+            } else {
+                out.push((rel, std::fs::read_to_string(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `alertctl systemd install` wires a unit to the shipped handlers with a drop-in (a
+/// failure of it then reaches the handler under a real systemd), refuses to replace an
+/// admin's own drop-in, wires every service with the recursion guard, and `uninstall`
+/// leaves the unit directory exactly as it was.
+#[test]
+fn systemd_install_wires_units_and_uninstall_undoes_exactly_that() {
+    if sandbox::skip_unless_available("the systemd install test") {
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("alertcore-install-")
+        .tempdir()
+        .expect("temp dir");
+    let w = work.path();
+    std::fs::copy(env!("CARGO_BIN_EXE_alertctl"), w.join("alertctl")).expect("copy alertctl");
+    write(&w.join("alertcore.toml"), "host = \"e2e\"\n");
+    let sb = Sandbox::start(w.join("sandbox"));
+    sb.install_handlers(w);
+    let units = sb.units();
+    for unit in ["app.service", "other.service"] {
+        write(
+            &units.join(unit),
+            "[Service]\nType=oneshot\nExecStart=/bin/false\n",
+        );
+    }
+    sb.systemctl(&["daemon-reload"]);
+    let before = tree(&units);
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(w.join("alertctl"))
+            .args(["systemd"])
+            .args(args)
+            .args(["--unit-dir", &units.display().to_string(), "--no-reload"])
+            .output()
+            .expect("run alertctl");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // --dry-run changes nothing
+    let (code, out) = ctl(&["install", "app.service", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would write"), "{out}");
+    assert_eq!(tree(&units), before);
+    // wired: systemd reads OnFailure=/OnSuccess= from the drop-in, and a failure of the
+    // unit runs the handler
+    let (code, out) = ctl(&["install", "app.service"]);
+    assert_eq!(code, Some(0), "{out}");
+    sb.systemctl(&["daemon-reload"]);
+    assert_eq!(
+        sb.prop("app.service", "OnFailure"),
+        "alertcore-failure@app.service.service"
+    );
+    assert_eq!(
+        sb.prop("app.service", "OnSuccess"),
+        "alertcore-success@app.service.service"
+    );
+    let _ = sb.systemctl_output(&["start", "app.service"]);
+    let start = Instant::now();
+    while !sb
+        .journal(&["-u", "alertcore-failure@app.service.service", "-o", "cat"])
+        .contains("app.service: failure recorded")
+    {
+        assert!(start.elapsed() < DEADLINE, "the handler did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // an admin's own drop-in of the same name is not replaced
+    let mine = units.join("db.service.d").join("10-alertcore.conf");
+    std::fs::create_dir_all(units.join("db.service.d")).expect("mkdir");
+    write(&mine, "[Unit]\nDescription=mine\n");
+    let (code, out) = ctl(&["install", "db.service"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("exists and was not written by alertctl"),
+        "{out}"
+    );
+    assert_eq!(read(&mine), "[Unit]\nDescription=mine\n");
+    // every service, and the guard: the handlers get no handlers
+    assert_eq!(sb.prop("other.service", "OnFailure"), "", "not wired yet");
+    let (code, out) = ctl(&["install", "--all-services"]);
+    assert_eq!(code, Some(0), "{out}");
+    sb.systemctl(&["daemon-reload"]);
+    assert_eq!(
+        sb.prop("other.service", "OnFailure"),
+        "alertcore-failure@other.service.service"
+    );
+    assert_eq!(sb.prop("alertcore-failure@x.service", "OnFailure"), "");
+    assert_eq!(sb.prop("alertcore-failure@x.service", "OnSuccess"), "");
+    // uninstall: exactly what install wrote goes (the admin's file stays)
+    for args in [
+        &["uninstall", "--all-services"][..],
+        &["uninstall", "app.service", "db.service"],
+    ] {
+        let (code, out) = ctl(args);
+        assert_eq!(code, Some(0), "{out}");
+    }
+    assert_eq!(read(&mine), "[Unit]\nDescription=mine\n");
+    std::fs::remove_dir_all(units.join("db.service.d")).expect("remove mine");
+    assert_eq!(tree(&units), before);
+}

@@ -147,6 +147,7 @@ fn every_subcommand_of_the_stock_cli_is_there() {
         "silence",
         "ack",
         "report",
+        "systemd",
     ];
     documented.sort_unstable();
     assert_eq!(commands, documented, "{help}");
