@@ -20,11 +20,11 @@ fn config(sink: &SmtpSink, extra: &str) -> String {
     )
 }
 
-fn at(hm: &str) -> String {
+pub(crate) fn at(hm: &str) -> String {
     format!("2026-12-07T{hm}:00Z")
 }
 
-fn ok(out: &std::process::Output) -> String {
+pub(crate) fn ok(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}", text(out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -34,6 +34,13 @@ fn subjects(sink: &SmtpSink) -> Vec<String> {
         .iter()
         .map(|m| m["subject"].as_str().unwrap_or("").to_owned())
         .collect()
+}
+
+/// `config check` of `toml` fails (exit 2) and its message contains `want`.
+pub(crate) fn refused(toml: &str, want: &str) {
+    let out = Ctl::with_config(toml).run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(want), "{}", text(&out));
 }
 
 fn status(ctl: &Ctl, now: &str) -> Value {
@@ -341,14 +348,9 @@ fn a_maintenance_window_in_the_config_holds_like_a_silence() {
     let out = ok(&ctl.run_at(&at("05:31"), &failure_args("api.service")));
     assert!(out.contains("mail: send failure alert"), "{out}");
     // a bad window is a config error at its key
-    let bad =
-        Ctl::with_config("[[maintenance]]\nservices = [\"x\"]\nstart = \"2026-12-07 05:00\"\n");
-    let out = bad.run(&["config", "check"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains(":3:1: maintenance 1: `start` needs an `end`"),
-        "{}",
-        text(&out)
+    refused(
+        "[[maintenance]]\nservices = [\"x\"]\nstart = \"2026-12-07 05:00\"\n",
+        ":3:1: maintenance 1: `start` needs an `end`",
     );
 }
 
@@ -395,13 +397,9 @@ fn an_inhibit_rule_holds_alerts_while_its_source_fails() {
             "[vm] RECOVERED: switch.service (after 1 failure)",
         ]
     );
-    let bad = Ctl::with_config("[[inhibit]]\nequal = [\"host\"]\nsource = {}\n");
-    let out = bad.run(&["config", "check"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains(":3:1: inhibit 1: `source` needs `services`, `hosts` or `severity`"),
-        "{}",
-        text(&out)
+    refused(
+        "[[inhibit]]\nequal = [\"host\"]\nsource = {}\n",
+        ":3:1: inhibit 1: `source` needs `services`, `hosts` or `severity`",
     );
 }
 

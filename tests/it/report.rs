@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cli::{Ctl, failure_args, text};
+use crate::hold::{at, ok, refused};
 use crate::peers::{SinkOptions, SmtpSink};
 
 fn config(sink: &SmtpSink, extra: &str) -> String {
@@ -16,15 +17,6 @@ fn config(sink: &SmtpSink, extra: &str) -> String {
          from = \"alertcore <alertcore@example.org>\"\nto = [\"ops@example.org\"]\ntimeout = \"5s\"\n",
         sink.port()
     )
-}
-
-fn at(hm: &str) -> String {
-    format!("2026-12-07T{hm}:00Z")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "{}", text(out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -93,16 +85,9 @@ fn the_report_lists_what_is_failing_and_sends_one_mail() {
         "{body}"
     );
     // an unknown notifier in [report] is a located config error
-    let bad = Ctl::with_config(&config(
-        &sink,
-        "[report]\nevery = \"1d\"\nnotifiers = [\"pager\"]\n",
-    ));
-    let out = bad.run(&["config", "check"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains(":1:1: [report]: no notifier named \"pager\" (configured: mail)"),
-        "{}",
-        text(&out)
+    refused(
+        &config(&sink, "[report]\nevery = \"1d\"\nnotifiers = [\"pager\"]\n"),
+        ":1:1: [report]: no notifier named \"pager\" (configured: mail)",
     );
 }
 
