@@ -420,7 +420,8 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             Ok(0)
         }
         Command::NotifyTest { notifier } => notify_test(&config, registry, notifier).await,
-        Command::Run { once: false, .. } | Command::Generate(_) => Ok(0),
+        // handled before the config is read
+        Command::Run { once: false, .. } | Command::Generate(_) | Command::Systemd(_) => Ok(0),
         Command::Run { once: true, notify } => daemon::once(&cli, registry, &config, *notify).await,
         Command::Flush => {
             let engine = build_engine(&cli, &config, registry)?;
@@ -437,7 +438,6 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             let engine = build_engine(&cli, &config, registry)?;
             hold::silence(&engine, action)
         }
-        Command::Systemd(action) => install::run(action),
         Command::Ack {
             service,
             comment,

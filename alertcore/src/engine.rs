@@ -856,17 +856,17 @@ impl Engine {
     pub async fn tick(&self) -> Result<Vec<Report>, EngineError> {
         let store = Arc::clone(&self.store);
         let now = self.clock.now();
-        let holding = self.holding.clone();
+        let (holding, host) = (self.holding.clone(), self.host.clone());
         let (states, mut holds) = self
             .blocking(move || {
                 Ok((
                     store.states()?,
-                    read_holds(&holding, store.as_ref(), (None, ""), now)?,
+                    read_holds(&holding, store.as_ref(), (None, &host), now)?,
                 ))
             })
             .await?;
         // every dependency's state is at hand
-        if !holds.inhibits.is_empty() {
+        if !holds.sources.inhibits.is_empty() {
             holds.active = Active::of(&states, &self.host);
         }
         holds.failing = states
@@ -1064,13 +1064,11 @@ impl Engine {
 
     /// Sends the rows of a grouped notifier claimed together as one message (one row
     /// alone as itself), and records the one result for each.
-    async fn send_group(&self, entry: &Entry, jobs: Vec<Outgoing>) -> Vec<Delivery> {
-        if jobs.len() == 1 {
-            let mut out = Vec::new();
-            for job in jobs {
-                out.extend(self.send(job, false).await.0);
-            }
-            return out;
+    async fn send_group(&self, entry: &Entry, mut jobs: Vec<Outgoing>) -> Vec<Delivery> {
+        if jobs.len() == 1
+            && let Some(job) = jobs.pop()
+        {
+            return self.send(job, false).await.0.into_iter().collect();
         }
         let group: Vec<Notification> = jobs.iter().map(|j| j.notification.clone()).collect();
         let ctx = Context::new(&entry.name).format(&entry.format);
@@ -1335,13 +1333,13 @@ fn rows(
         .map(|(name, n)| {
             let entry = notifiers.iter().find(|e| &e.name == name);
             let limits = entry.map_or(Limits::NONE, |e| e.delivery.limits());
-            let mut row = NewNotification::new(name.clone(), n.event, n.streak_id)
+            let row = NewNotification::new(name.clone(), n.event, n.streak_id)
                 .payload(stored::encode(n))
-                .lease(lease)
                 .limits(limits);
-            if let Some((wait, _)) = entry.and_then(|e| e.delivery.grouping()) {
-                row = row.due(now.saturating_add(wait));
-            }
+            let mut row = match entry.and_then(|e| e.delivery.grouping()) {
+                Some((wait, _)) => row.due(now.saturating_add(wait)),
+                None => row.lease(lease),
+            };
             if n.event == EventKind::Recovery && entry.is_some_and(|e| e.delivery.collapse) {
                 row = row.collapse(stored::encode(&n.clone().collapsed(true)));
             }
@@ -1391,7 +1389,7 @@ fn plan(
         router.sends(rule, kind)
     });
     crate::hold::apply(holds, (service, host, event, at), state, &mut plan);
-    flap::settle(state, &mut plan);
+    flap::remember_told(state, &mut plan);
     plan
 }
 
@@ -1414,13 +1412,9 @@ fn read_holds(
         }
     }
     Ok(Holds {
+        sources: sources.clone(),
         silences: store.silences(at)?,
-        maintenance: Arc::clone(&sources.maintenance),
-        timezone: sources.timezone.clone(),
-        dependencies: Arc::clone(&sources.dependencies),
         failing,
-        held_recovery: sources.held_recovery,
-        inhibits: Arc::clone(&sources.inhibits),
         active: if sources.inhibits.is_empty() || service.is_none() {
             Vec::new()
         } else {

@@ -38,7 +38,7 @@ pub const SAMPLES: u32 = 20;
 
 /// The `[flapping]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default, try_from = "Unchecked")]
+#[serde(try_from = "Unchecked")]
 #[non_exhaustive]
 pub struct Flapping {
     /// Starts flapping above this percentage of state changes.
@@ -221,8 +221,8 @@ fn flapping(since: Timestamp, percent: f64) -> Reason {
 }
 
 /// After the holds: a service that started flapping with this plan remembers whom it
-/// told (a held notice told nobody).
-pub fn settle(before: &ServiceState, plan: &mut Plan) {
+/// told (a held notice told nobody), for the notice when it settles.
+pub fn remember_told(before: &ServiceState, plan: &mut Plan) {
     if before.flapping_since().is_some() {
         return;
     }
@@ -302,7 +302,7 @@ mod tests {
             rules: Vec::new(),
         };
         apply(settings, (event, t(at)), state, &mut plan, routed);
-        settle(state, &mut plan);
+        remember_told(state, &mut plan);
         plan
     }
 
@@ -437,7 +437,7 @@ mod tests {
                 let step = policy::step(&state, event, t(at), &targets);
                 let mut plan = Plan { next: step.next.clone(), decisions: step.decisions.clone(), rules: Vec::new() };
                 apply(None, (event, t(at)), &state, &mut plan, |_, _| true);
-                settle(&state, &mut plan);
+                remember_told(&state, &mut plan);
                 prop_assert_eq!(&plan.decisions, &step.decisions);
                 prop_assert_eq!(&plan.next, &step.next);
                 state = plan.next;

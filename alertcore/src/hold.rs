@@ -275,26 +275,18 @@ impl Active {
     }
 }
 
-/// The holds that may apply to an event: the store's silences, the config's
-/// maintenance windows (with the time zone recurring windows are read in), and the
-/// dependencies with those of them failing now.
-#[derive(Debug, Clone)]
+/// The holds that may apply to an event: the engine's [`Sources`] (maintenance
+/// windows, dependencies, `[[inhibit]]` rules), with what was read for this event: the
+/// store's silences, which of its dependencies are failing, and every failing service
+/// when there are inhibit rules.
+#[derive(Debug, Clone, Default)]
 pub struct Holds {
+    /// What the engine holds alerts by, from its config.
+    pub sources: Sources,
     /// Silences (active or not; [`Holds::find`] looks at their times).
     pub silences: Vec<Silence>,
-    /// Maintenance windows.
-    pub maintenance: std::sync::Arc<[Maintenance]>,
-    /// The time zone of recurring windows.
-    pub timezone: Option<jiff::tz::TimeZone>,
-    /// What depends on what.
-    pub dependencies: std::sync::Arc<Dependencies>,
     /// Of the services the event may depend on, those failing now.
     pub failing: BTreeSet<String>,
-    /// `held_recovery` of the policy: a recovery while held tells those it was kept
-    /// from.
-    pub held_recovery: bool,
-    /// The `[[inhibit]]` rules.
-    pub inhibits: std::sync::Arc<[Inhibit]>,
     /// Every failing service, when there are `[[inhibit]]` rules (none otherwise).
     pub active: Vec<Active>,
 }
@@ -319,7 +311,8 @@ impl fmt::Display for Hold {
 }
 
 /// What an engine holds alerts by besides the store's silences: the maintenance
-/// windows, the dependencies, and the time zone of recurring windows.
+/// windows, the dependencies, the `[[inhibit]]` rules, the time zone of recurring
+/// windows, and the policy's `held_recovery`.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
     /// The `[[maintenance]]` windows.
@@ -328,25 +321,11 @@ pub struct Sources {
     pub dependencies: std::sync::Arc<Dependencies>,
     /// The time zone recurring windows are read in.
     pub timezone: Option<jiff::tz::TimeZone>,
-    /// `held_recovery` of the policy.
+    /// `held_recovery` of the policy: a recovery while held tells those it was kept
+    /// from.
     pub held_recovery: bool,
     /// The `[[inhibit]]` rules.
     pub inhibits: std::sync::Arc<[Inhibit]>,
-}
-
-impl Default for Holds {
-    fn default() -> Self {
-        Self {
-            silences: Vec::new(),
-            maintenance: std::sync::Arc::from([]),
-            timezone: None,
-            dependencies: std::sync::Arc::default(),
-            failing: BTreeSet::new(),
-            held_recovery: false,
-            inhibits: std::sync::Arc::from([]),
-            active: Vec::new(),
-        }
-    }
 }
 
 impl Holds {
@@ -359,7 +338,7 @@ impl Holds {
         severity: Severity,
         kind: &str,
     ) -> Option<(&str, usize)> {
-        self.inhibits.iter().find_map(|r| {
+        self.sources.inhibits.iter().find_map(|r| {
             if !r.target.matches(service, host, severity) {
                 return None;
             }
@@ -399,7 +378,8 @@ impl Holds {
                 until: Some(s.ends),
             });
         silence.or_else(|| {
-            self.maintenance
+            self.sources
+                .maintenance
                 .iter()
                 .filter(|m| m.matchers.matches(service, host, severity))
                 .find_map(|m| {
@@ -407,6 +387,7 @@ impl Holds {
                         When::Once(from, to) => (*from <= at && at < *to).then_some(Some(*to)),
                         When::Windows(w) => {
                             let tz = self
+                                .sources
                                 .timezone
                                 .clone()
                                 .unwrap_or_else(jiff::tz::TimeZone::system);
@@ -436,20 +417,20 @@ pub fn apply(
         (Event::Failure(s), _) => s,
         (Event::Tick, Some(streak)) => streak.max_severity,
         (Event::Success, _) => {
-            if holds.held_recovery {
+            if holds.sources.held_recovery {
                 recovered_while_held(before, plan);
             }
             return;
         }
         (Event::Tick, None) => return,
     };
-    let hold = if holds.silences.is_empty() && holds.maintenance.is_empty() {
+    let hold = if holds.silences.is_empty() && holds.sources.maintenance.is_empty() {
         None
     } else {
         holds.find(service, host, severity, at)
     };
     let ack = before.streak.as_ref().and_then(|s| s.ack.as_ref());
-    let inhibitor = if holds.inhibits.is_empty() {
+    let inhibitor = if holds.sources.inhibits.is_empty() {
         None
     } else {
         let kind = plan.next.streak.as_ref().and_then(|s| s.kind.as_deref());
@@ -468,6 +449,7 @@ pub fn apply(
             });
         }
         if let Some(on) = holds
+            .sources
             .dependencies
             .failing_for(service, rule, &holds.failing)
         {
@@ -642,7 +624,10 @@ mod tests {
             comment: None,
         };
         let holds = Holds {
-            maintenance: vec![once].into(),
+            sources: Sources {
+                maintenance: vec![once].into(),
+                ..Sources::default()
+            },
             ..Holds::default()
         };
         assert_eq!(
@@ -701,10 +686,8 @@ mod tests {
         let ok = run(&failed.next, Event::Success, t(10), &holds);
         assert!(ok.decisions[0].send_kind().is_none());
         // unless `held_recovery` asks to tell those it was kept from
-        let told = Holds {
-            held_recovery: true,
-            ..holds.clone()
-        };
+        let mut told = holds.clone();
+        told.sources.held_recovery = true;
         assert_eq!(failed.next.streak.as_ref().unwrap().held_for, ["mail"]);
         let ok = run(&failed.next, Event::Success, t(10), &told);
         assert_eq!(ok.decisions[0].send_kind(), Some(EventKind::Recovery));
@@ -760,7 +743,10 @@ mod tests {
             vec![Label::Host],
         );
         let holds = Holds {
-            inhibits: vec![rule].into(),
+            sources: Sources {
+                inhibits: vec![rule].into(),
+                ..Sources::default()
+            },
             active: vec![
                 active("switch-1", "rack1", Severity::Critical),
                 active("switch-9", "rack9", Severity::Warning),
@@ -812,23 +798,25 @@ mod tests {
             events in prop::collection::vec((0u8..4, 1i64..200), 1..60),
         ) {
             let holds = Holds {
+                sources: Sources {
+                    maintenance: vec![Maintenance {
+                        name: "m".into(),
+                        matchers: Matchers::new(Patterns::parse(["re:^cache"]).unwrap(), Patterns::default(), None),
+                        when: When::Once(t(0), t(100_000)),
+                        comment: None,
+                    }].into(),
+                    timezone: None,
+                    // a dependency that is not failing
+                    dependencies: std::sync::Arc::new(Dependencies {
+                        services: [("web-1".to_owned(), vec!["network".to_owned()])].into(),
+                        rules: BTreeMap::new(),
+                    }),
+                    held_recovery: true,
+                    // an inhibit whose source is not failing
+                    inhibits: vec![Inhibit::new(1, Matchers::new(Patterns::parse(["switch"]).unwrap(), Patterns::default(), None), Matchers::default(), Vec::new())].into(),
+                },
                 silences: vec![silence(1, &["db-*"], 0, 100_000)],
-                maintenance: vec![Maintenance {
-                    name: "m".into(),
-                    matchers: Matchers::new(Patterns::parse(["re:^cache"]).unwrap(), Patterns::default(), None),
-                    when: When::Once(t(0), t(100_000)),
-                    comment: None,
-                }].into(),
-                timezone: None,
-                // a dependency that is not failing
-                dependencies: std::sync::Arc::new(Dependencies {
-                    services: [("web-1".to_owned(), vec!["network".to_owned()])].into(),
-                    rules: BTreeMap::new(),
-                }),
                 failing: BTreeSet::new(),
-                held_recovery: true,
-                // an inhibit whose source is not failing
-                inhibits: vec![Inhibit::new(1, Matchers::new(Patterns::parse(["switch"]).unwrap(), Patterns::default(), None), Matchers::default(), Vec::new())].into(),
                 active: vec![Active { service: "db".into(), host: "h".into(), severity: Severity::Critical, kind: "service".into() }],
             };
             let mut state = ServiceState::default();

@@ -544,21 +544,36 @@ fn in_flight(conn: &Connection, notifier: &str, now: Timestamp) -> Result<u32, S
     Ok(to_u32(n))
 }
 
-/// The per-minute limit's state of `notifier` (see [`crate::outbox::admit`]).
-fn rate_state(conn: &Connection, notifier: &str) -> Result<Option<i64>, StoreError> {
+/// A number the store keeps per notifier in `meta`, under `KIND:NOTIFIER`: `rate` (the
+/// per-minute limit's state, see [`crate::outbox::admit`]), `group` (when its last group
+/// was claimed).
+fn notifier_meta(conn: &Connection, kind: &str, notifier: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT value FROM meta WHERE key = 'rate:' || ?1")?
-        .query_row([notifier], |r| r.get(0))
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1 || ':' || ?2")?
+        .query_row([kind, notifier], |r| r.get(0))
         .optional()?)
 }
 
-fn save_rate_state(conn: &Connection, notifier: &str, tat: i64) -> Result<(), StoreError> {
+fn save_notifier_meta(
+    conn: &Connection,
+    kind: &str,
+    notifier: &str,
+    value: i64,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES ('rate:' || ?1, ?2)
+        "INSERT INTO meta (key, value) VALUES (?1 || ':' || ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?
-    .execute(params![notifier, tat])?;
+    .execute(params![kind, notifier, value])?;
     Ok(())
+}
+
+fn rate_state(conn: &Connection, notifier: &str) -> Result<Option<i64>, StoreError> {
+    notifier_meta(conn, "rate", notifier)
+}
+
+fn save_rate_state(conn: &Connection, notifier: &str, tat: i64) -> Result<(), StoreError> {
+    save_notifier_meta(conn, "rate", notifier, tat)
 }
 
 /// Claims a grouped notifier's group, if one of its rows is due at `now` and its last
@@ -573,10 +588,7 @@ fn claim_group(
     now: Timestamp,
     lease: Duration,
 ) -> Result<Vec<i64>, StoreError> {
-    let last: Option<i64> = tx
-        .prepare_cached("SELECT value FROM meta WHERE key = 'group:' || ?1")?
-        .query_row([notifier], |r| r.get(0))
-        .optional()?;
+    let last = notifier_meta(tx, "group", notifier)?;
     let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
     if last.is_some_and(|l| now.as_millis() < l.saturating_add(interval_ms)) {
         return Ok(Vec::new());
@@ -616,11 +628,7 @@ fn claim_group(
     for id in &ids {
         set.execute(params![id, until])?;
     }
-    tx.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES ('group:' || ?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![notifier, now.as_millis()])?;
+    save_notifier_meta(tx, "group", notifier, now.as_millis())?;
     Ok(ids)
 }
 
