@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::collections::BTreeSet;
 
-use alertcore::message::{event_word, one_line};
+use alertcore::message::one_line;
 use alertcore::{Context, EventKind, Notification, NotifyError};
 use lettre::Message;
 use lettre::message::MessageBuilder;
@@ -67,7 +67,7 @@ pub(crate) fn compose_group(
     };
     let mut counts: Vec<(&str, usize)> = Vec::new();
     for n in group {
-        let word = event_word(n.event);
+        let word = n.event_word();
         match counts.iter_mut().find(|(w, _)| *w == word) {
             Some((_, c)) => *c += 1,
             None => counts.push((word, 1)),
@@ -92,9 +92,13 @@ pub(crate) fn compose_group(
             group.len()
         ));
     }
-    let mut roots: Vec<String> = group.iter().map(root_message_id).collect();
-    roots.dedup();
-    roots.truncate(MAX_REFERENCES);
+    // each incident once (a failure and its recovery share one), in order
+    let mut roots: Vec<String> = Vec::new();
+    for root in group.iter().map(root_message_id) {
+        if roots.len() < MAX_REFERENCES && !roots.contains(&root) {
+            roots.push(root);
+        }
+    }
     let builder = headers(from, to, subject)
         .message_id(group.first().map(unique_message_id))
         .references(roots.join(" "));
@@ -192,6 +196,9 @@ mod tests {
             n("a.service", EventKind::Failure, "web1"),
             n("b.service", EventKind::Failure, "web1"),
             n("c.service", EventKind::Recovery, "web2"),
+            // the recovery of the first one's incident, and a collapsed recovery
+            n("a.service", EventKind::Recovery, "web1"),
+            n("d.service", EventKind::Recovery, "web1").collapsed(true),
         ];
         let ctx = Context::new("email");
         let m = compose_group(
@@ -204,33 +211,31 @@ mod tests {
         let raw = String::from_utf8(m.formatted()).unwrap();
         assert_eq!(
             header(&raw, "Subject"),
-            ["[alertcore] 3 notifications: 2 FAILED, 1 RECOVERED"]
+            ["[alertcore] 5 notifications: 2 FAILED, 2 RECOVERED, 1 FAILED AND RECOVERED"]
         );
-        // the header is folded: look in the head, continuation lines and all
-        let head = raw
-            .split("References: ")
-            .nth(1)
-            .unwrap()
-            .split("\r\n\r\n")
-            .next()
-            .unwrap();
+        let head = header(&raw, "References").join(" ");
         for g in &group {
-            assert!(head.contains(&root_message_id(g)), "{raw}");
+            assert_eq!(
+                head.matches(&root_message_id(g)).count(),
+                1,
+                "each incident once: {raw}"
+            );
         }
         assert!(
             raw.contains("  [web2] RECOVERED: c.service (after 1 failure)"),
             "{raw}"
         );
         assert!(
-            raw.contains("---- 3/3: [web2] RECOVERED: c.service"),
+            raw.contains("---- 3/5: [web2] RECOVERED: c.service"),
             "{raw}"
         );
     }
 
-    fn header<'a>(raw: &'a str, name: &str) -> Vec<&'a str> {
-        let head = raw.split("\r\n\r\n").next().unwrap();
+    /// The values of header `name`, unfolded.
+    fn header(raw: &str, name: &str) -> Vec<String> {
+        let head = raw.split("\r\n\r\n").next().unwrap().replace("\r\n ", " ");
         head.split("\r\n")
-            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            .filter_map(|l| Some(l.strip_prefix(name)?.strip_prefix(": ")?.to_owned()))
             .collect()
     }
 

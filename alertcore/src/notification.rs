@@ -142,6 +142,18 @@ impl Notification {
         self
     }
 
+    /// The word that says what it is, for subjects: the kind's
+    /// ([`crate::message::event_word`]), or `FAILED AND RECOVERED` for a collapsed
+    /// recovery, `STOPPED FLAPPING, ...` for the state a flapping service settled in.
+    pub fn event_word(&self) -> &'static str {
+        match (self.collapsed, self.stopped_flapping, self.event) {
+            (true, ..) => "FAILED AND RECOVERED",
+            (_, true, EventKind::Recovery) => "STOPPED FLAPPING, RECOVERED",
+            (_, true, _) => "STOPPED FLAPPING, FAILING",
+            _ => crate::message::event_word(self.event),
+        }
+    }
+
     /// The latest failure of the streak, if any.
     pub fn last_failure(&self) -> Option<&Failure> {
         self.failures.last()

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::alert::{Ack, EventKind, Failure, FailureReport, Severity, Timestamp};
 use crate::journal::Journal;
-use crate::message::{event_word, one_line};
+use crate::message::one_line;
 use crate::notification::{FallbackOf, Notification, RuleRef};
 use crate::template::timestamp::TimestampFormat;
 use crate::template::{Context, Format};
@@ -179,12 +179,7 @@ impl Model {
             host: text(&n.host),
             notifier: text(ctx.notifier),
             event: n.event.as_str(),
-            event_word: match (n.collapsed, n.stopped_flapping, n.event) {
-                (true, ..) => "FAILED AND RECOVERED",
-                (_, true, EventKind::Recovery) => "STOPPED FLAPPING, RECOVERED",
-                (_, true, _) => "STOPPED FLAPPING, FAILING",
-                _ => event_word(n.event),
-            },
+            event_word: n.event_word(),
             severity: n.severity().as_str(),
             result: last.map(|f| text(&f.service_result)),
             exit_code: opt(last.and_then(|f| f.exit_code.as_ref())),
