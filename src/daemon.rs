@@ -95,7 +95,8 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     reporting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = reporting.tick() => {
+            // (without [report], no wake-ups for it)
+            _ = reporting.tick(), if daemon.report.is_some() => {
                 if let Some((every, to)) = &daemon.report {
                     crate::report::periodic(&daemon.engine, *every, to).await;
                 }

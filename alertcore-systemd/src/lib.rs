@@ -248,6 +248,13 @@ impl Watcher {
             if let Err(e) = self.changed(&path, &state).await {
                 tracing::warn!("systemd watch: {}", chain(&e));
             }
+            // an inactive unit has nothing more to tell until it starts again: forget
+            // it, so transient units (`systemd-run`, scopes) do not pile up here
+            if state == "inactive" {
+                self.names.remove(&path);
+                self.states.remove(&path);
+                self.invocations.remove(&path);
+            }
         }
         Err(WatchError {
             what: "the bus connection ended".to_owned(),
