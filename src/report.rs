@@ -56,6 +56,16 @@ fn failing(engine: &Engine, digest: &[Notification]) -> Result<Vec<Failing>, Sto
 
 /// Prints the report (and sends it through `send`): 0, or 3 when a send failed.
 pub(crate) async fn report(engine: &Engine, json: bool, send: &[String]) -> Result<u8, Fail> {
+    if let Some(bad) = send
+        .iter()
+        .find(|n| !engine.notifier_names().any(|m| m == n.as_str()))
+    {
+        let names: Vec<&str> = engine.notifier_names().collect();
+        return Err(Fail::usage(format!(
+            "--send {bad}: no notifier named {bad:?} (configured: {})",
+            names.join(", ")
+        )));
+    }
     let digest = engine.digest().map_err(|e| Fail::other(&e))?;
     let list = failing(engine, &digest).map_err(|e| Fail::other(&e))?;
     if json {

@@ -622,6 +622,28 @@ mod tests {
     }
 
     #[test]
+    fn flapping_settings_are_checked_where_they_are() {
+        assert_eq!(
+            err("[flapping]\nlow = 40\nhigh = 30\n"),
+            "alertcore.toml:1:1: low (40) must not be above high (30)"
+        );
+        assert_eq!(
+            err("[flapping]\nhigh = 130\n"),
+            "alertcore.toml:1:1: high and low are percentages, from 0 to 100"
+        );
+        assert_eq!(
+            err("[flapping]\nsettle = \"0s\"\n"),
+            "alertcore.toml:1:1: settle must be longer than 0s"
+        );
+        assert!(
+            err("[flapping]\nhgh = 3\n").starts_with("alertcore.toml:2:1: unknown field `hgh`")
+        );
+        let c = Config::parse("[flapping]\nhigh = 50\n", "a.toml").unwrap();
+        let f = c.flapping.unwrap();
+        assert_eq!((f.high, f.low), (50.0, 25.0), "the rest are the defaults");
+    }
+
+    #[test]
     fn grouping_needs_a_notifier_that_can_group() {
         let build = |text: &str| {
             Config::parse(text, "a.toml")
@@ -641,6 +663,16 @@ mod tests {
             "a.toml:3:1: notifier \"screen\": group_interval needs group_wait (how long a \
              first notification waits for others)"
         );
+        let e = Config::parse(
+            "[notifiers.ops]\ntype = \"console\"\ngroup_wait = \"1s\"\ngroup_interval = \"0s\"\n",
+            "a.toml",
+        )
+        .unwrap()
+        .build_notifiers(&Registry::new().with_builtin())
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("group_interval must be longer than 0s"), "{e}");
     }
 
     #[test]

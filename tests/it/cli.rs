@@ -922,6 +922,48 @@ fn man_pages_and_completions_come_from_the_command_line_definitions() {
     }
 }
 
+/// `alertctl systemd install` refuses what it must not wire, with the reason, and
+/// writes nothing; `uninstall` leaves a drop-in it did not write.
+#[test]
+fn systemd_install_refuses_bad_units_and_keeps_other_files() {
+    let ctl = Ctl::new();
+    let dir = ctl.dir.path().join("units");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let wire = |args: &[&str]| {
+        let mut all = vec!["systemd"];
+        all.extend_from_slice(args);
+        let d = dir.display().to_string();
+        all.extend(["--unit-dir", &d, "--no-reload"]);
+        ctl.run(&all)
+    };
+    for (unit, why) in [
+        (
+            "alertcore-failure@x.service",
+            "alertcore's own units are not wired",
+        ),
+        (
+            "backup",
+            "\"backup\" is not a unit name: give it with its type",
+        ),
+    ] {
+        let out = wire(&["install", unit]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(why), "{}", text(&out));
+    }
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        0,
+        "nothing written"
+    );
+    let mine = dir.join("db.service.d");
+    std::fs::create_dir_all(&mine).expect("mkdir");
+    std::fs::write(mine.join("10-alertcore.conf"), "[Unit]\n").expect("write");
+    let out = wire(&["uninstall", "db.service"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("left "), "{}", text(&out));
+    assert!(mine.join("10-alertcore.conf").exists());
+}
+
 /// Every relative link in the manual (`docs/*.md`) and the README goes to a file that
 /// is there and, with `#anchor`, to a heading it has (GitHub's and mdBook's slugs); and
 /// every chapter is in the book's `SUMMARY.md` (mdBook renders only those).

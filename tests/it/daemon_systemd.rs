@@ -45,14 +45,8 @@ fn daemon_under_systemd_is_ready_reloads_and_is_restarted_by_the_watchdog() {
         return;
     }
     let started = Instant::now();
-    // Under /tmp, not the target dir: a checkout under /home would be hidden by
-    // ProtectHome=. The units see it through BindPaths= (PrivateTmp=).
-    let work = tempfile::Builder::new()
-        .prefix("alertcore-daemon-")
-        .tempdir()
-        .expect("temp dir");
+    let work = sandbox::work_dir("alertcore-daemon-");
     let w = work.path();
-    std::fs::copy(env!("CARGO_BIN_EXE_alertctl"), w.join("alertctl")).expect("copy alertctl");
     let cfg = w.join("alertcore.toml");
     let good = config(w, "");
     write(&cfg, &good);
@@ -248,12 +242,8 @@ fn the_daemon_watches_units_without_wiring() {
     if sandbox::skip_unless_available("the systemd watch test") {
         return;
     }
-    let work = tempfile::Builder::new()
-        .prefix("alertcore-watch-")
-        .tempdir()
-        .expect("temp dir");
+    let work = sandbox::work_dir("alertcore-watch-");
     let w = work.path();
-    std::fs::copy(env!("CARGO_BIN_EXE_alertctl"), w.join("alertctl")).expect("copy alertctl");
     write(&w.join("ok"), "");
     write(
         &w.join("alertcore.toml"),
@@ -494,12 +484,8 @@ fn systemd_install_wires_units_and_uninstall_undoes_exactly_that() {
     if sandbox::skip_unless_available("the systemd install test") {
         return;
     }
-    let work = tempfile::Builder::new()
-        .prefix("alertcore-install-")
-        .tempdir()
-        .expect("temp dir");
+    let work = sandbox::work_dir("alertcore-install-");
     let w = work.path();
-    std::fs::copy(env!("CARGO_BIN_EXE_alertctl"), w.join("alertctl")).expect("copy alertctl");
     write(&w.join("alertcore.toml"), "host = \"e2e\"\n");
     let sb = Sandbox::start(w.join("sandbox"));
     sb.install_handlers(w);

@@ -25,6 +25,14 @@ fn the_report_lists_what_is_failing_and_sends_one_mail() {
         return;
     };
     let ctl = Ctl::with_config(&config(&sink, ""));
+    // an unknown notifier is a usage error, before anything is read
+    let out = ctl.run_at(&at("00:00"), &["report", "--send", "pager"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--send pager: no notifier named \"pager\" (configured: mail)"),
+        "{}",
+        text(&out)
+    );
     // nothing failing: said, and nothing sent
     let out = ctl.run_at(&at("00:00"), &["report", "--send", "mail"]);
     assert!(out.status.success(), "{}", text(&out));

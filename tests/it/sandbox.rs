@@ -235,6 +235,20 @@ fn text(out: &Output) -> String {
 }
 
 /// Writes `text` to `path`, or panics naming it.
+/// A work dir for units to see, with a copy of the `alertctl` under test in it (so a
+/// unit can run it whatever the target dir's path). Under /tmp, not the target dir: a
+/// checkout under /home would be hidden by ProtectHome=; the units see it through
+/// BindPaths= (PrivateTmp=).
+pub(crate) fn work_dir(prefix: &str) -> tempfile::TempDir {
+    let work = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    std::fs::copy(env!("CARGO_BIN_EXE_alertctl"), work.path().join("alertctl"))
+        .expect("copy alertctl");
+    work
+}
+
 pub(crate) fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
