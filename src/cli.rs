@@ -321,6 +321,9 @@ pub(crate) struct TestArgs {
     /// The failed run is the Nth of its streak.
     #[arg(long, value_name = "N")]
     pub(crate) failures: Option<u32>,
+    /// What started the failed run: timer, boot or other (for rules with `trigger`)
+    #[arg(long)]
+    pub(crate) trigger: Option<alertcore::Trigger>,
     /// The streak started this long before --at (e.g. 45m) [default for reminder and
     /// escalation: 24h]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

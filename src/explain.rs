@@ -78,10 +78,13 @@ pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
     let holds = engine
         .holds(Some(&args.service), at)
         .map_err(|e| alertcore::chain(&e))?;
-    let report = args
-        .host
-        .as_ref()
-        .map(|h| alertcore::FailureReport::new("").host(h.clone()));
+    // what a real report would carry besides the result
+    let report = (args.host.is_some() || args.trigger.is_some()).then(|| {
+        let mut r = alertcore::FailureReport::new("");
+        r.host.clone_from(&args.host);
+        r.trigger = args.trigger;
+        r
+    });
     let plan = engine.plan(&args.service, &state, event, report.as_ref(), at, &holds);
     let streak = state.streak.as_ref();
     let failures = match event {

@@ -250,12 +250,15 @@ async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fai
     let (what, r) = match event {
         Event::Failure(args) => {
             let report = systemd::failure_report(args, &env);
+            let report = triggered(engine, &args.unit, report).await;
             ("failure", engine.failure(&args.unit, report).await)
         }
         Event::Success(unit) => match systemd::failure_in_success(unit, &env) {
             Some(report) => (
                 "failure (the success handler was started for a failed run)",
-                engine.failure(unit, report).await,
+                engine
+                    .failure(unit, triggered(engine, unit, report).await)
+                    .await,
             ),
             None => ("success", engine.success(unit).await),
         },
@@ -285,6 +288,20 @@ async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fai
             Ok(code.max(1))
         }
     }
+}
+
+/// `report` with what started the run, when a rule matches on it (`trigger`): asked
+/// of the system manager over D-Bus, or of the user's when not run as root.
+async fn triggered(engine: &Engine, unit: &str, mut report: FailureReport) -> FailureReport {
+    if engine.router().uses_trigger() && report.trigger.is_none() {
+        let bus = if rustix::process::geteuid().is_root() {
+            alertcore_systemd::Bus::System
+        } else {
+            alertcore_systemd::Bus::User
+        };
+        report.trigger = alertcore_systemd::find_trigger(bus, unit).await;
+    }
+    report
 }
 
 /// Records the event although the config is broken, so it is not lost: with the

@@ -41,14 +41,15 @@ pub(crate) fn failure_report(
 
 /// The failure hidden in a success: systemd ≤ 253 starts the `OnSuccess=` handler on
 /// every automatic restart of a failing unit, passing the failed run's result
-/// (`MONITOR_SERVICE_RESULT=exit-code`). That run failed, and is recorded as such.
+/// (`MONITOR_SERVICE_RESULT=exit-code`). That run failed, and is recorded as such: as
+/// one of a restart loop.
 pub(crate) fn failure_in_success(
     unit: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<FailureReport> {
     let info = from_monitor(unit, env);
     match info.result.as_deref() {
-        Some(result) if result != "success" => Some(info.into_report()),
+        Some(result) if result != "success" => Some(info.into_report().restarting(true)),
         _ => None,
     }
 }
@@ -139,21 +140,28 @@ fn parse_metadata(metadata: &str, unit: &str) -> RunInfo {
 }
 
 fn from_systemctl(unit: &str) -> RunInfo {
+    show(&[
+        "-p",
+        "Result,ExecMainCode,ExecMainStatus,InvocationID",
+        "--",
+        unit,
+    ])
+    .map(|text| parse_show(&text))
+    .unwrap_or_default()
+}
+
+/// `systemctl show ARGS`'s output, `None` when it fails.
+fn show(args: &[&str]) -> Option<String> {
     let out = Command::new("systemctl")
-        .args([
-            "show",
-            "-p",
-            "Result,ExecMainCode,ExecMainStatus,InvocationID",
-            "--",
-        ])
-        .arg(unit)
+        .arg("show")
+        .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => parse_show(&String::from_utf8_lossy(&o.stdout)),
-        _ => RunInfo::default(),
-    }
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn parse_show(text: &str) -> RunInfo {
@@ -261,6 +269,7 @@ mod tests {
         ]);
         let r = failure_in_success("demo.service", &restart).expect("a failure");
         assert_eq!(r.exit_status.as_deref(), Some("3"));
+        assert!(r.restarting, "only an automatic restart runs it so");
         assert!(failure_in_success("other.service", &restart).is_none());
         let ok = env_of(&[("MONITOR_SERVICE_RESULT", "success")]);
         assert!(failure_in_success("demo.service", &ok).is_none());

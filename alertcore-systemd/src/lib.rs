@@ -23,12 +23,21 @@
 //! through them would loop). `bus = "user"` watches the calling user's manager instead
 //! of the system's.
 
+mod timers;
+mod trigger;
+
+use timers::{Timers, realtime_now};
+pub use trigger::{TIMER_SLACK, find_trigger, trigger_of};
+
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use alertcore::config::Config;
 use alertcore::rules::Patterns;
-use alertcore::{BuildError, ConfigError, Engine, FailureReport, chain};
+use alertcore::{BuildError, ConfigError, Engine, FailureReport, Trigger, chain};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
@@ -39,6 +48,7 @@ const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE: &str = "org.freedesktop.systemd1.Service";
+const TIMER: &str = "org.freedesktop.systemd1.Timer";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 
 /// Which manager to watch.
@@ -62,6 +72,15 @@ pub struct WatchConfig {
     pub units: Patterns,
     /// The units not watched.
     pub exclude: Patterns,
+    /// A failing unit that becomes `active` again has recovered once it stayed active
+    /// this long: a restart loop of a service that crashes after starting is one
+    /// incident, not an alert and a recovery per restart.
+    pub stable_for: Duration,
+    /// The timers whose missed elapses are alerted (`timers = true`: every timer).
+    pub timers: Option<Patterns>,
+    /// How long after its expected elapse (plus its `AccuracySec=` and
+    /// `RandomizedDelaySec=`) a timer that did not fire is alerted.
+    pub timer_grace: Duration,
 }
 
 /// `[systemd]` as written.
@@ -76,9 +95,42 @@ struct Spec {
     units: Option<Patterns>,
     #[serde(default)]
     exclude: Patterns,
+    #[serde(default, with = "alertcore::duration::option")]
+    stable_for: Option<Duration>,
+    #[serde(default)]
+    timers: Option<TimersSpec>,
+    #[serde(default, with = "alertcore::duration::option")]
+    timer_grace: Option<Duration>,
+}
+
+/// `timers = true` or `timers = ["backup.timer", ...]`.
+#[derive(Debug)]
+enum TimersSpec {
+    All(bool),
+    Some(Patterns),
+}
+
+impl<'de> Deserialize<'de> for TimersSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::Boolean(b) => Ok(Self::All(b)),
+            list @ toml::Value::Array(_) => Patterns::deserialize(list)
+                .map(Self::Some)
+                .map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "expected `true`, `false` or a list of timer patterns, not {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 impl WatchConfig {
+    /// `stable_for` when not set.
+    pub const DEFAULT_STABLE_FOR: Duration = Duration::from_secs(30);
+    /// `timer_grace` when not set.
+    pub const DEFAULT_TIMER_GRACE: Duration = Duration::from_secs(300);
+
     /// `[systemd]` of `config`: `None` without the table or with `watch = false`.
     ///
     /// # Errors
@@ -102,10 +154,26 @@ impl WatchConfig {
                 Some(u) => u,
                 None => Patterns::parse(["*.service"]).map_err(BuildError::new)?,
             };
+            let timers = match spec.timers {
+                None | Some(TimersSpec::All(false)) => None,
+                Some(TimersSpec::All(true)) => {
+                    Some(Patterns::parse(["*.timer"]).map_err(BuildError::new)?)
+                }
+                Some(TimersSpec::Some(p)) if p.is_empty() => {
+                    return Err(BuildError::key(
+                        "timers",
+                        "`timers` is empty: say `true` for every timer, or leave it out",
+                    ));
+                }
+                Some(TimersSpec::Some(p)) => Some(p),
+            };
             Ok(Some(Self {
                 bus: spec.bus.unwrap_or(Bus::System),
                 units,
                 exclude: spec.exclude,
+                stable_for: spec.stable_for.unwrap_or(Self::DEFAULT_STABLE_FOR),
+                timers,
+                timer_grace: spec.timer_grace.unwrap_or(Self::DEFAULT_TIMER_GRACE),
             }))
         };
         build().map_err(|e| config.error_in(spanned, "[systemd]", e))
@@ -118,6 +186,12 @@ impl WatchConfig {
             && self.units.matches_any(unit)
             && !self.exclude.matches_any(unit)
     }
+
+    /// Whether `timer`'s elapses are watched.
+    pub fn watches_timer(&self, timer: &str) -> bool {
+        self.timers.as_ref().is_some_and(|t| t.matches_any(timer))
+            && !self.exclude.matches_any(timer)
+    }
 }
 
 /// Follows one manager's units and tells the engine (see the crate documentation).
@@ -128,13 +202,21 @@ pub struct Watcher {
     conn: Connection,
     /// Object path → unit name, as learnt.
     names: HashMap<OwnedObjectPath, String>,
-    /// Object path → the `ActiveState` last seen: systemd sends a unit's properties on
-    /// any change (a start job queued on a failed unit repeats `failed`, with the new
-    /// run's invocation id already set), so only a change of state is acted on.
-    states: HashMap<OwnedObjectPath, String>,
+    /// Object path → the `ActiveState` and `SubState` last seen: systemd sends a
+    /// unit's properties on any change (a start job queued on a failed unit repeats
+    /// `failed`, with the new run's invocation id already set), so only a change of
+    /// state is acted on.
+    states: HashMap<OwnedObjectPath, (String, String)>,
     /// Object path → the invocation id of its latest run, from the same signals (a
     /// oneshot that passed may be unloaded before its properties can be asked for).
     invocations: HashMap<OwnedObjectPath, String>,
+    /// Failing units that are `active` again, until they have stayed so for
+    /// `stable_for`: the run's invocation id and when it counts as recovered.
+    settling: HashMap<OwnedObjectPath, (Option<String>, Instant)>,
+    /// The watched timers, by object path.
+    timers: Timers,
+    /// When the manager finished starting up (µs, monotonic), once it has.
+    boot_finished: u64,
 }
 
 /// A D-Bus error, with what was being done.
@@ -169,10 +251,7 @@ impl Watcher {
     /// # Errors
     /// When the bus cannot be reached.
     pub async fn connect(config: WatchConfig, engine: Arc<Engine>) -> Result<Self, WatchError> {
-        let conn = match config.bus {
-            Bus::System => ctx("connecting to the system bus", Connection::system().await)?,
-            Bus::User => ctx("connecting to the session bus", Connection::session().await)?,
-        };
+        let conn = connect(config.bus).await?;
         Ok(Self {
             config,
             engine,
@@ -180,29 +259,23 @@ impl Watcher {
             names: HashMap::new(),
             states: HashMap::new(),
             invocations: HashMap::new(),
+            settling: HashMap::new(),
+            timers: Timers::default(),
+            boot_finished: 0,
         })
     }
 
-    /// Subscribes, sweeps the units already failed, then follows every change until the
-    /// connection ends (or the task is aborted).
+    /// Subscribes, sweeps the units already failed (and reads the watched timers), then
+    /// follows every change until the connection ends (or the task is aborted).
     ///
     /// # Errors
     /// When subscribing or listing the units fails, or the stream ends.
     pub async fn run(mut self) -> Result<(), WatchError> {
-        let rule = ctx(
-            "building the match rule",
-            MatchRule::builder()
-                .msg_type(zbus::message::Type::Signal)
-                .interface(PROPERTIES)
-                .and_then(|b| b.member("PropertiesChanged"))
-                .and_then(|b| b.path_namespace("/org/freedesktop/systemd1/unit"))
-                .and_then(|b| b.arg(0, UNIT))
-                .map(zbus::match_rule::Builder::build),
-        )?;
-        let mut stream = ctx(
-            "adding the match rule",
-            MessageStream::for_match_rule(rule, &self.conn, Some(4096)).await,
-        )?;
+        let mut stream = self.changes(UNIT).await?;
+        let mut timer_stream = match self.config.timers {
+            Some(_) => Some(self.changes(TIMER).await?),
+            None => None,
+        };
         ctx(
             "subscribing to the manager",
             self.conn
@@ -210,50 +283,30 @@ impl Watcher {
                 .await,
         )?;
         self.sweep().await?;
+        if self.config.timers.is_some() {
+            self.read_timers().await?;
+        }
         tracing::info!("watching systemd's units");
-        while let Some(msg) = stream.next().await {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!("systemd watch: a bad message: {e}");
-                    continue;
+        loop {
+            let wake = self.next_wake();
+            let timer_msg = async {
+                match timer_stream.as_mut() {
+                    Some(s) => s.next().await,
+                    None => std::future::pending().await,
                 }
             };
-            let Some(path) = msg
-                .header()
-                .path()
-                .map(|p| OwnedObjectPath::from(p.to_owned()))
-            else {
-                continue;
-            };
-            let Ok((_, changed, _)) = msg
-                .body()
-                .deserialize::<(String, HashMap<String, OwnedValue>, Vec<String>)>()
-            else {
-                continue;
-            };
-            if let Some(id) = changed
-                .get("InvocationID")
-                .and_then(|v| Vec::<u8>::try_from(v.clone()).ok())
-                .and_then(invocation_hex)
-            {
-                self.invocations.insert(path.clone(), id);
-            }
-            let Some(state) = changed
-                .get("ActiveState")
-                .and_then(|v| String::try_from(v.clone()).ok())
-            else {
-                continue;
-            };
-            if let Err(e) = self.changed(&path, &state).await {
-                tracing::warn!("systemd watch: {}", chain(&e));
-            }
-            // an inactive unit has nothing more to tell until it starts again: forget
-            // it, so transient units (`systemd-run`, scopes) do not pile up here
-            if state == "inactive" {
-                self.names.remove(&path);
-                self.states.remove(&path);
-                self.invocations.remove(&path);
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(Ok(msg)) => self.unit_message(&msg).await,
+                    Some(Err(e)) => tracing::warn!("systemd watch: a bad message: {e}"),
+                    None => break,
+                },
+                msg = timer_msg => match msg {
+                    Some(Ok(msg)) => self.timer_message(&msg).await,
+                    Some(Err(e)) => tracing::warn!("systemd watch: a bad message: {e}"),
+                    None => break,
+                },
+                () = tokio::time::sleep(wake) => self.deadlines().await,
             }
         }
         Err(WatchError {
@@ -262,8 +315,79 @@ impl Watcher {
         })
     }
 
+    /// The `PropertiesChanged` signals of `iface` on every unit.
+    async fn changes(&self, iface: &'static str) -> Result<MessageStream, WatchError> {
+        let rule = ctx(
+            "building the match rule",
+            MatchRule::builder()
+                .msg_type(zbus::message::Type::Signal)
+                .interface(PROPERTIES)
+                .and_then(|b| b.member("PropertiesChanged"))
+                .and_then(|b| b.path_namespace("/org/freedesktop/systemd1/unit"))
+                .and_then(|b| b.arg(0, iface))
+                .map(zbus::match_rule::Builder::build),
+        )?;
+        ctx(
+            "adding the match rule",
+            MessageStream::for_match_rule(rule, &self.conn, Some(4096)).await,
+        )
+    }
+
+    /// A unit's properties changed.
+    async fn unit_message(&mut self, msg: &zbus::Message) {
+        let Some((path, changed)) = changed(msg) else {
+            return;
+        };
+        if let Some(id) = changed
+            .get("InvocationID")
+            .and_then(|v| Vec::<u8>::try_from(v.clone()).ok())
+            .and_then(invocation_hex)
+        {
+            self.invocations.insert(path.clone(), id);
+        }
+        let text = |k: &str| {
+            changed
+                .get(k)
+                .and_then(|v| String::try_from(v.clone()).ok())
+        };
+        let Some(active) = text("ActiveState") else {
+            return;
+        };
+        let sub = text("SubState").unwrap_or_default();
+        if let Err(e) = self.changed(&path, active.clone(), sub).await {
+            tracing::warn!("systemd watch: {}", chain(&e));
+        }
+        // an inactive unit has nothing more to tell until it starts again: forget
+        // it, so transient units (`systemd-run`, scopes) do not pile up here
+        if active == "inactive" {
+            self.names.remove(&path);
+            self.states.remove(&path);
+            self.invocations.remove(&path);
+            self.settling.remove(&path);
+        }
+    }
+
     /// The boot sweep: every watched unit already failed, as if it failed now.
     async fn sweep(&mut self) -> Result<(), WatchError> {
+        for (name, path) in self.list("ListUnitsFiltered", vec!["failed"]).await? {
+            self.names.insert(path.clone(), name.clone());
+            self.states
+                .insert(path.clone(), ("failed".to_owned(), "failed".to_owned()));
+            if self.config.watches(&name)
+                && let Err(e) = self.failed(&path, &name).await
+            {
+                tracing::warn!("systemd watch: {}", chain(&e));
+            }
+        }
+        Ok(())
+    }
+
+    /// The loaded units a `ListUnits*` call gives: name and object path.
+    async fn list(
+        &self,
+        method: &str,
+        arg: Vec<&str>,
+    ) -> Result<Vec<(String, OwnedObjectPath)>, WatchError> {
         type Listed = Vec<(
             String,
             String,
@@ -276,35 +400,45 @@ impl Watcher {
             String,
             OwnedObjectPath,
         )>;
-        let reply = ctx(
-            "listing the failed units",
+        let reply = if method == "ListUnitsByPatterns" {
             self.conn
                 .call_method(
                     Some(DEST),
                     MANAGER_PATH,
                     Some(MANAGER),
-                    "ListUnitsFiltered",
-                    &(vec!["failed"],),
+                    method,
+                    &(Vec::<&str>::new(), arg),
                 )
-                .await,
-        )?;
-        let units: Listed = ctx("reading the failed units", reply.body().deserialize())?;
-        for (name, .., path, _, _, _) in units {
-            self.names.insert(path.clone(), name.clone());
-            self.states.insert(path.clone(), "failed".to_owned());
-            if self.config.watches(&name)
-                && let Err(e) = self.failed(&path, &name).await
-            {
-                tracing::warn!("systemd watch: {}", chain(&e));
-            }
-        }
-        Ok(())
+                .await
+        } else {
+            self.conn
+                .call_method(Some(DEST), MANAGER_PATH, Some(MANAGER), method, &(arg,))
+                .await
+        };
+        let reply = ctx("listing the units", reply)?;
+        let units: Listed = ctx("reading the units", reply.body().deserialize())?;
+        Ok(units
+            .into_iter()
+            .map(|(name, .., path, _, _, _)| (name, path))
+            .collect())
     }
 
-    /// `path`'s `ActiveState` became `state`.
-    async fn changed(&mut self, path: &OwnedObjectPath, state: &str) -> Result<(), WatchError> {
-        let before = self.states.insert(path.clone(), state.to_owned());
-        if before.as_deref() == Some(state) || !matches!(state, "failed" | "active" | "inactive") {
+    /// `path`'s `ActiveState` and `SubState` became `active`, `sub`.
+    async fn changed(
+        &mut self,
+        path: &OwnedObjectPath,
+        active: String,
+        sub: String,
+    ) -> Result<(), WatchError> {
+        let before = self
+            .states
+            .insert(path.clone(), (active.clone(), sub.clone()));
+        let (was_active, was_sub) = before.unwrap_or_default();
+        let restarting = sub == "auto-restart" && was_sub != "auto-restart";
+        if !restarting
+            && (was_active == active
+                || !matches!(active.as_str(), "failed" | "active" | "inactive"))
+        {
             return Ok(());
         }
         let name = match self.names.get(path) {
@@ -318,15 +452,31 @@ impl Watcher {
         if !self.config.watches(&name) {
             return Ok(());
         }
-        match state {
+        // it did not stay up
+        self.settling.remove(path);
+        match active.as_str() {
+            // systemd restarts the run that failed (`Restart=`): on 252 the unit enters
+            // `failed`, then at once `auto-restart` (which the report of the `failed`
+            // signal already saw); elsewhere it may go there directly
+            _ if restarting && was_active == "failed" => Ok(()),
+            _ if restarting => self.failed(path, &name).await,
             "failed" => self.failed(path, &name).await,
-            _ => self.maybe_recovered(path, &name, state).await,
+            "active" => {
+                if self.failing(&name).is_some() {
+                    let id = self.invocations.get(path).cloned();
+                    let at = Instant::now() + self.config.stable_for;
+                    self.settling.insert(path.clone(), (id, at));
+                }
+                Ok(())
+            }
+            _ => self.passed(path, &name).await,
         }
     }
 
     /// Reports the failed run of `name`.
-    async fn failed(&self, path: &OwnedObjectPath, name: &str) -> Result<(), WatchError> {
-        let report = self.run_of(path).await;
+    async fn failed(&mut self, path: &OwnedObjectPath, name: &str) -> Result<(), WatchError> {
+        let (report, _) = self.read_run(path).await;
+        let restarting = report.restarting;
         match self.engine.failure(name, report).await {
             Ok(r) if r.duplicate => {
                 tracing::info!(
@@ -335,7 +485,16 @@ impl Watcher {
                 );
             }
             Ok(r) => {
-                tracing::info!(unit = name, "failed ({} in streak)", r.failures);
+                tracing::info!(
+                    unit = name,
+                    "{} ({} in streak)",
+                    if restarting {
+                        "failed, restarting"
+                    } else {
+                        "failed"
+                    },
+                    r.failures
+                );
                 for d in r.deliveries.iter().filter(|d| !d.delivered()) {
                     tracing::warn!(unit = name, "{d}");
                 }
@@ -345,47 +504,90 @@ impl Watcher {
         Ok(())
     }
 
-    /// A unit the engine has failing that is active again, or that finished a new run
-    /// with success, recovered.
-    async fn maybe_recovered(
-        &self,
-        path: &OwnedObjectPath,
-        name: &str,
-        state: &str,
-    ) -> Result<(), WatchError> {
-        let streak = match self.engine.store().state(name) {
+    /// The streak of `name` if the engine has it failing.
+    fn failing(&self, name: &str) -> Option<alertcore::policy::Streak> {
+        match self.engine.store().state(name) {
             Ok(s) => s.and_then(|s| s.streak),
             Err(e) => {
                 tracing::error!(unit = name, "cannot read the state: {}", chain(&e));
-                return Ok(());
-            }
-        };
-        let Some(streak) = streak else {
-            return Ok(());
-        };
-        if state == "inactive" {
-            // a run that passed, not `reset-failed` (which keeps the failed invocation)
-            let run = self.run_of(path).await;
-            let new_run = run
-                .invocation_id
-                .as_ref()
-                .or_else(|| self.invocations.get(path))
-                .is_some_and(|id| !streak.invocations.contains(id));
-            if run.service_result != "success" || !new_run {
-                return Ok(());
+                None
             }
         }
-        match self.engine.success(name).await {
-            Ok(_) => tracing::info!(unit = name, "recovered"),
-            Err(e) => tracing::error!(unit = name, "cannot record the recovery: {}", chain(&e)),
+    }
+
+    /// A unit the engine has failing finished a new run with success (a oneshot that
+    /// passed; not `reset-failed`, which keeps the failed invocation): recovered.
+    async fn passed(&mut self, path: &OwnedObjectPath, name: &str) -> Result<(), WatchError> {
+        let Some(streak) = self.failing(name) else {
+            return Ok(());
+        };
+        // the run the signal was about; the properties read now may describe a newer
+        // one (on 252 a restart under `Restart=` passes through `inactive`, and the next
+        // run has started, with its result reset, by the time they are read)
+        let seen = self.invocations.get(path).cloned();
+        let (run, now) = self.read_run(path).await;
+        if now != "inactive" || seen.is_some() && run.invocation_id != seen {
+            return Ok(());
+        }
+        let new_run = run
+            .invocation_id
+            .is_some_and(|id| !streak.invocations.contains(&id));
+        if run.service_result == "success" && new_run {
+            self.recovered(name).await;
         }
         Ok(())
     }
 
-    /// What systemd records of the unit's latest run; what cannot be read is left out
-    /// (the result is then `failed`).
-    async fn run_of(&self, path: &OwnedObjectPath) -> FailureReport {
+    async fn recovered(&self, name: &str) {
+        match self.engine.success(name).await {
+            Ok(_) => tracing::info!(unit = name, "recovered"),
+            Err(e) => tracing::error!(unit = name, "cannot record the recovery: {}", chain(&e)),
+        }
+    }
+
+    /// How long until the next unit settles or timer is due (a day when none is).
+    fn next_wake(&self) -> Duration {
+        let now = Instant::now();
+        let settle = self
+            .settling
+            .values()
+            .map(|(_, at)| at.saturating_duration_since(now))
+            .min();
+        let timer = self
+            .timers
+            .next_due(self.config.timer_grace, realtime_now());
+        settle
+            .into_iter()
+            .chain(timer)
+            .min()
+            .unwrap_or(Duration::from_secs(86_400))
+    }
+
+    /// Units that stayed up have recovered; timers past their grace did not fire.
+    async fn deadlines(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(OwnedObjectPath, Option<String>)> = self
+            .settling
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(p, (id, _))| (p.clone(), id.clone()))
+            .collect();
+        for (path, id) in due {
+            self.settling.remove(&path);
+            let up = self.states.get(&path).is_some_and(|(a, _)| a == "active");
+            let same_run = self.invocations.get(&path) == id.as_ref();
+            if let (true, true, Some(name)) = (up, same_run, self.names.get(&path).cloned()) {
+                self.recovered(&name).await;
+            }
+        }
+        self.missed_timers().await;
+    }
+
+    /// What systemd records of the unit's latest run, and its `ActiveState` now; what
+    /// cannot be read is left out (the result is then `failed`).
+    async fn read_run(&mut self, path: &OwnedObjectPath) -> (FailureReport, String) {
         let service = self.all(path, SERVICE).await.unwrap_or_default();
+        let unit = self.all(path, UNIT).await.unwrap_or_default();
         let get = |k: &str| service.get(k).cloned();
         let result = get("Result")
             .and_then(|v| String::try_from(v).ok())
@@ -396,29 +598,32 @@ impl Watcher {
         let (code, status) = describe_exit(code, status);
         report.exit_code = code;
         report.exit_status = status;
-        report.invocation_id = match self.get::<Vec<u8>>(path, UNIT, "InvocationID").await {
-            Ok(id) => invocation_hex(id),
-            Err(_) => None,
-        }
-        .or_else(|| self.invocations.get(path).cloned());
-        report
+        report.invocation_id = unit
+            .get("InvocationID")
+            .and_then(|v| Vec::<u8>::try_from(v.clone()).ok())
+            .and_then(invocation_hex)
+            .or_else(|| self.invocations.get(path).cloned());
+        let text = |k: &str| {
+            unit.get(k)
+                .and_then(|v| String::try_from(v.clone()).ok())
+                .unwrap_or_default()
+        };
+        // systemd will start it again (`Restart=`): one run of a restart loop
+        report.restarting = text("SubState") == "auto-restart";
+        report.trigger = self.trigger(&unit).await;
+        (report, text("ActiveState"))
+    }
+
+    /// What started the run whose unit properties are `unit` ([`trigger_of`]).
+    async fn trigger(&mut self, unit: &HashMap<String, OwnedValue>) -> Option<Trigger> {
+        trigger::of_run(&self.conn, unit, &mut self.boot_finished).await
     }
 
     async fn get<T>(&self, path: &OwnedObjectPath, iface: &str, prop: &str) -> Result<T, WatchError>
     where
         T: TryFrom<OwnedValue>,
     {
-        let reply = ctx(
-            &format!("reading {prop} of {path}"),
-            self.conn
-                .call_method(Some(DEST), path, Some(PROPERTIES), "Get", &(iface, prop))
-                .await,
-        )?;
-        let value: OwnedValue = ctx(&format!("reading {prop}"), reply.body().deserialize())?;
-        T::try_from(value).map_err(|_| WatchError {
-            what: format!("{prop} of {path}"),
-            source: Box::new(zbus::Error::Failure("unexpected type".to_owned())),
-        })
+        get(&self.conn, path, iface, prop).await
     }
 
     async fn all(
@@ -426,14 +631,72 @@ impl Watcher {
         path: &OwnedObjectPath,
         iface: &str,
     ) -> Result<HashMap<String, OwnedValue>, WatchError> {
-        let reply = ctx(
-            &format!("reading {iface} of {path}"),
-            self.conn
-                .call_method(Some(DEST), path, Some(PROPERTIES), "GetAll", &(iface,))
-                .await,
-        )?;
-        ctx(&format!("reading {iface}"), reply.body().deserialize())
+        all(&self.conn, path, iface).await
     }
+}
+
+/// Connects to `bus`.
+async fn connect(bus: Bus) -> Result<Connection, WatchError> {
+    match bus {
+        Bus::System => ctx("connecting to the system bus", Connection::system().await),
+        Bus::User => ctx("connecting to the session bus", Connection::session().await),
+    }
+}
+
+/// The object path of a loaded unit.
+async fn unit_path(conn: &Connection, name: &str) -> Result<OwnedObjectPath, WatchError> {
+    let reply = ctx(
+        &format!("looking up {name}"),
+        conn.call_method(Some(DEST), MANAGER_PATH, Some(MANAGER), "GetUnit", &(name,))
+            .await,
+    )?;
+    ctx(&format!("looking up {name}"), reply.body().deserialize())
+}
+
+/// Property `prop` of `iface` at `path`.
+async fn get<T>(
+    conn: &Connection,
+    path: &OwnedObjectPath,
+    iface: &str,
+    prop: &str,
+) -> Result<T, WatchError>
+where
+    T: TryFrom<OwnedValue>,
+{
+    let reply = ctx(
+        &format!("reading {prop} of {path}"),
+        conn.call_method(Some(DEST), path, Some(PROPERTIES), "Get", &(iface, prop))
+            .await,
+    )?;
+    let value: OwnedValue = ctx(&format!("reading {prop}"), reply.body().deserialize())?;
+    T::try_from(value).map_err(|_| WatchError {
+        what: format!("{prop} of {path}"),
+        source: Box::new(zbus::Error::Failure("unexpected type".to_owned())),
+    })
+}
+
+/// Every property of `iface` at `path`.
+async fn all(
+    conn: &Connection,
+    path: &OwnedObjectPath,
+    iface: &str,
+) -> Result<HashMap<String, OwnedValue>, WatchError> {
+    let reply = ctx(
+        &format!("reading {iface} of {path}"),
+        conn.call_method(Some(DEST), path, Some(PROPERTIES), "GetAll", &(iface,))
+            .await,
+    )?;
+    ctx(&format!("reading {iface}"), reply.body().deserialize())
+}
+
+/// The object path and changed properties of a `PropertiesChanged` signal.
+fn changed(msg: &zbus::Message) -> Option<(OwnedObjectPath, HashMap<String, OwnedValue>)> {
+    let path = OwnedObjectPath::from(msg.header().path()?.to_owned());
+    let (_, changed, _) = msg
+        .body()
+        .deserialize::<(String, HashMap<String, OwnedValue>, Vec<String>)>()
+        .ok()?;
+    Some((path, changed))
 }
 
 /// An invocation id as `systemctl show` prints it (hex); none for the all-zero id of a
@@ -510,6 +773,28 @@ mod tests {
         );
         let e = parse("[systemd]\nwatch = true\nbus = \"session\"\n").unwrap_err();
         assert!(e.contains("a.toml:3:"), "{e}");
+        assert_eq!(c.stable_for, WatchConfig::DEFAULT_STABLE_FOR);
+        assert!(c.timers.is_none() && !c.watches_timer("a.timer"));
+        let c = parse("[systemd]\nwatch = true\ntimers = true\nstable_for = \"5s\"\n")
+            .unwrap()
+            .unwrap();
+        assert!(c.watches_timer("a.timer") && !c.watches_timer("a.service"));
+        assert_eq!(c.stable_for, Duration::from_secs(5));
+        let c = parse("[systemd]\nwatch = true\ntimers = [\"b*.timer\"]\ntimer_grace = \"1m\"\n")
+            .unwrap()
+            .unwrap();
+        assert!(c.watches_timer("backup.timer") && !c.watches_timer("a.timer"));
+        assert_eq!(c.timer_grace, Duration::from_secs(60));
+        let e = parse("[systemd]\nwatch = true\ntimers = []\n").unwrap_err();
+        assert!(
+            e.contains("a.toml:3:") && e.contains("`timers` is empty"),
+            "{e}"
+        );
+        let e = parse("[systemd]\nwatch = true\ntimers = 3\n").unwrap_err();
+        assert!(
+            e.contains("a.toml:3:") && e.contains("`true`, `false` or a list of timer patterns"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -518,7 +803,11 @@ mod tests {
             bus: Bus::System,
             units: Patterns::parse(["*"]).unwrap(),
             exclude: Patterns::parse(["re:^noisy"]).unwrap(),
+            stable_for: Duration::ZERO,
+            timers: Some(Patterns::parse(["*.timer"]).unwrap()),
+            timer_grace: Duration::ZERO,
         };
+        assert!(c.watches_timer("backup.timer") && !c.watches_timer("noisy.timer"));
         assert!(c.watches("backup.service"));
         assert!(!c.watches("noisy-thing.service"));
         assert!(!c.watches("alertcore-failure@backup.service.service"));

@@ -249,6 +249,59 @@ pub struct FailureReport {
     /// target); the streak keeps it for its reminders and recovery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The source starts the failed thing again by itself (systemd's `Restart=`): the
+    /// failure is one of a restart loop, and says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarting: bool,
+    /// What started the failed run, when known; rules match it with `trigger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+}
+
+/// What started a systemd unit's run, as far as systemd records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Trigger {
+    /// One of the unit's timers elapsed just before the run started.
+    Timer,
+    /// The run started while the system was booting.
+    Boot,
+    /// Anything else: `systemctl start`, another unit, a path or socket unit (systemd
+    /// does not record who queued a start job).
+    Other,
+}
+
+impl Trigger {
+    /// `timer`, `boot` or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timer => "timer",
+            Self::Boot => "boot",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl FromStr for Trigger {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "timer" => Ok(Self::Timer),
+            "boot" => Ok(Self::Boot),
+            "other" => Ok(Self::Other),
+            _ => Err(format!(
+                "unknown trigger {s:?}: expected \"timer\", \"boot\" or \"other\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl FailureReport {
@@ -301,6 +354,18 @@ impl FailureReport {
         self.host = Some(v.into());
         self
     }
+
+    /// Marks the failure as one of a restart loop.
+    pub fn restarting(mut self, v: bool) -> Self {
+        self.restarting = v;
+        self
+    }
+
+    /// Sets what started the failed run.
+    pub fn trigger(mut self, v: Trigger) -> Self {
+        self.trigger = Some(v);
+        self
+    }
 }
 
 /// One recorded failure of a service: an entry of its failure history.
@@ -326,6 +391,12 @@ pub struct Failure {
     /// The notifiers an alert about this failure was sent to (empty when suppressed).
     #[serde(default)]
     pub notifiers: Vec<String>,
+    /// The source restarts the failed thing by itself ([`FailureReport::restarting`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarting: bool,
+    /// What started the failed run, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
 }
 
 impl Failure {
@@ -341,6 +412,8 @@ impl Failure {
             host: host.to_owned(),
             message: report.message.clone(),
             notifiers: Vec::new(),
+            restarting: report.restarting,
+            trigger: report.trigger,
         }
     }
 

@@ -1378,7 +1378,10 @@ fn plan(
     let names: Vec<&str> = notifiers.iter().map(|e| e.name.as_str()).collect();
     let kind = report.and_then(|r| r.kind.as_deref());
     let host = event_host(report, state, engine_host);
-    let subject = Subject::new(service, host, kind, event, at, state);
+    let mut subject = Subject::new(service, host, kind, event, at, state);
+    if let Some(r) = report {
+        subject = subject.trigger(r.trigger);
+    }
     let mut plan = router.plan(state, &subject, &names, policy);
     if let (Event::Failure(_), Some(streak)) = (event, plan.next.streak.as_mut())
         && streak.host.is_none()

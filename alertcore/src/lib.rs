@@ -26,7 +26,7 @@ pub mod template;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use alert::{EventKind, Failure, FailureReport, Severity, Timestamp};
+pub use alert::{EventKind, Failure, FailureReport, Severity, Timestamp, Trigger};
 pub use config::{Config, ConfigError, DaemonConfig};
 pub use console::{ConsoleNotifier, FACTORY as CONSOLE_FACTORY};
 pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock, Waiting, host_name};

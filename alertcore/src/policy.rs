@@ -201,6 +201,7 @@ fn on_failure(
                 escalated: false,
                 kind: None,
                 host: None,
+                trigger: None,
                 recipients: Default::default(),
                 invocations: Vec::new(),
                 ack: None,

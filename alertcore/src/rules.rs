@@ -34,7 +34,7 @@ pub use pattern::{Pattern, Patterns};
 pub(crate) use spec::build_rule;
 pub use timespec::{TimeWindow, TimeWindows, parse_timezone};
 
-use crate::alert::{EventKind, Severity, Timestamp};
+use crate::alert::{EventKind, Severity, Timestamp, Trigger};
 use crate::duration;
 use crate::notification::RuleRef;
 use crate::policy::{self, Action, Decision, Event, Policy, Reason, ServiceState, Target};
@@ -113,6 +113,10 @@ pub struct Rule {
     /// Source kinds matched (`service` for systemd units); `None` matches all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<Vec<String>>,
+    /// What must have started the failed run (`timer`, `boot`, `other`); `None`
+    /// matches all, a list matches only failures whose trigger is known and in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Vec<Trigger>>,
     /// Time windows the event must fall in; empty means always.
     #[serde(skip_serializing_if = "TimeWindows::is_empty")]
     pub time: TimeWindows,
@@ -197,6 +201,15 @@ impl Rule {
             && !kinds.iter().any(|k| k == e.kind)
         {
             return Some(format!("kind {:?} not in kind {kinds:?}", e.kind));
+        }
+        if let Some(list) = &self.trigger
+            && !e.trigger.is_some_and(|t| list.contains(&t))
+        {
+            let list = join(list);
+            return Some(match e.trigger {
+                Some(t) => format!("trigger {t} not in trigger {list}"),
+                None => format!("the run's trigger is not known (trigger {list})"),
+            });
         }
         if let (Some(sev), Some(list)) = (e.severity, &self.severity)
             && !list.contains(&sev)
@@ -322,6 +335,8 @@ pub struct Subject<'a> {
     pub at: Timestamp,
     /// How long the streak has lasted at `at` (zero for a first failure).
     pub lasted: Duration,
+    /// What started the failed run (for a tick or success: the streak's latest).
+    pub trigger: Option<Trigger>,
 }
 
 impl<'a> Subject<'a> {
@@ -350,7 +365,15 @@ impl<'a> Subject<'a> {
             },
             at,
             lasted: streak.map_or(Duration::ZERO, |s| at.saturating_duration_since(s.started)),
+            trigger: streak.and_then(|s| s.trigger),
         }
+    }
+
+    /// Sets what started a failure's run.
+    #[must_use]
+    pub fn trigger(mut self, trigger: Option<Trigger>) -> Self {
+        self.trigger = trigger;
+        self
     }
 }
 
@@ -467,6 +490,12 @@ impl Router {
         index.checked_sub(1).and_then(|i| self.rules.get(i))
     }
 
+    /// Whether a rule matches on what started a run (`trigger`): only then is it worth
+    /// finding out.
+    pub fn uses_trigger(&self) -> bool {
+        self.rules().iter().any(|r| r.trigger.is_some())
+    }
+
     /// The id of rule `index`, for messages.
     pub fn rule_ref(&self, index: usize) -> Option<RuleRef> {
         self.rule(index).map(|r| RuleRef {
@@ -507,6 +536,9 @@ impl Router {
             && subject.kind != "service"
         {
             streak.kind = Some(subject.kind.to_owned());
+        }
+        if let (Event::Failure(_), Some(streak)) = (subject.event, plan.next.streak.as_mut()) {
+            streak.trigger = subject.trigger;
         }
         plan
     }

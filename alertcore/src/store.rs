@@ -942,6 +942,7 @@ mod tests {
                 escalated: false,
                 kind: None,
                 host: None,
+                trigger: None,
                 recipients: Default::default(),
                 invocations: Vec::new(),
                 ack: None,
@@ -1009,7 +1010,7 @@ mod tests {
             "the v1 file has a pending recipient in compact JSON"
         );
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(SqliteStore::SCHEMA_VERSION, 6);
+        assert_eq!(SqliteStore::SCHEMA_VERSION, 7);
         let log = store.notifications(None, 10).unwrap();
         let by = |s: &str| log.iter().find(|r| r.service == s).unwrap();
         let (a, b, c) = (by("a.service"), by("b.service"), by("c.service"));
@@ -1054,6 +1055,19 @@ mod tests {
         // and the migrated file is a good v2 file
         let store = SqliteStore::open(&path).unwrap();
         store_conformance_after_v1(&store);
+        // whose failures, old and new, keep restarting and trigger (version 7)
+        let report = crate::alert::FailureReport::new("exit-code")
+            .restarting(true)
+            .trigger(crate::alert::Trigger::Timer);
+        let failure = Failure::from_report(&report, "h", Timestamp::from_millis(9_000));
+        store
+            .apply("e.service", failure.timestamp, &mut |_| {
+                let mut c = Change::new(ServiceState::default());
+                c.failure = Some(failure.clone());
+                c
+            })
+            .unwrap();
+        assert_eq!(store.history("e.service").unwrap(), vec![failure]);
     }
 
     /// The outbox works on a migrated file: a new alert is claimed and delivered.

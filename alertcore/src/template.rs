@@ -46,8 +46,11 @@
 //! | `event_word` | `FAILED`, `REMINDER`, `ESCALATED`, `RECOVERED`, `FLAPPING`, `ACKNOWLEDGED` or `STILL FAILING` (see also `collapsed`, `stopped_flapping`) |
 //! | `severity` | `warning` or `critical` (of the latest failure) |
 //! | `result`, `exit_code`, `exit_status`, `invocation_id`, `message` | of the latest failure of the streak (on recovery: of the streak that ended); `none` when unknown |
-//! | `summary` | `exit-code, status=1`: the result and exit status |
-//! | `failures` | the streak's failure history, oldest first: each with `number` (1, 2, ...), `time`, `time_ms`, `severity`, `result`, `exit_code`, `exit_status`, `invocation_id`, `message`, `summary`, `host` |
+//! | `summary` | `exit-code, status=1`: the result and exit status; in a restart loop then `, restarting (3 times in 2m)` |
+//! | `restarting` | `true` when the latest failed run is restarted by systemd itself (`Restart=`) |
+//! | `restarts` | how many of the streak's failed runs systemd restarted |
+//! | `trigger` | what started the latest failed run: `timer`, `boot` or `other`; `none` when not known |
+//! | `failures` | the streak's failure history, oldest first: each with `number` (1, 2, ...), `time`, `time_ms`, `severity`, `result`, `exit_code`, `exit_status`, `invocation_id`, `message`, `summary`, `host`, `restarting`, `trigger` |
 //! | `streak_length` | how many failures the streak has |
 //! | `streak_start`, `streak_start_ms` | when the streak's first failure was recorded |
 //! | `duration`, `duration_secs` | how long the streak has lasted (`1h 5m`) |

@@ -150,6 +150,7 @@ fn streak_state(id: u64, failures: u32, notifier: Option<&str>) -> ServiceState 
         escalated: false,
         kind: None,
         host: None,
+        trigger: None,
         recipients: Default::default(),
         invocations: Vec::new(),
         ack: None,

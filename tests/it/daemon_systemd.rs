@@ -575,3 +575,166 @@ fn systemd_install_wires_units_and_uninstall_undoes_exactly_that() {
     std::fs::remove_dir_all(units.join("db.service.d")).expect("remove mine");
     assert_eq!(tree(&units), before);
 }
+
+/// The rest of the watch (issue 21), under a real systemd:
+/// (a) a `Restart=on-failure` service that fails 5 times, then stays up, is one
+///     incident: one alert that says it is restarting, one recovery (once it stayed up
+///     `stable_for`) that says how many restarts it took;
+/// (b) `trigger = ["timer"]`: a unit's run started by its timer reaches the rule's
+///     notifier, the same unit's `systemctl start` run does not; so does a timer run
+///     reported by the `OnFailure=` handler (a unit the watch leaves out);
+/// (c) a watched timer that is stopped is alerted once its expected elapse plus the
+///     grace has passed, and recovers when it fires again.
+#[test]
+fn the_watch_sees_restart_loops_triggers_and_missed_timers() {
+    if sandbox::skip_unless_available("the systemd watch test") {
+        return;
+    }
+    let work = sandbox::work_dir("alertcore-watch2-");
+    let w = work.path();
+    let wd = w.display();
+    write(&w.join("ok"), "");
+    let who = format!(
+        "[notifiers.who]\ntype = \"file\"\npath = \"{wd}/who.log\"\n\
+         subject = \"{{{{ event_word }}}} {{{{ service }}}} trigger={{{{ trigger }}}}\"\n\
+         [notifiers.timers]\ntype = \"file\"\npath = \"{wd}/timers.log\"\n"
+    );
+    let extra = format!(
+        "{who}[systemd]\nwatch = true\n\
+         exclude = [\"alertcore.service\", \"hjob.service\"]\n\
+         stable_for = \"2s\"\ntimers = [\"tick.timer\"]\ntimer_grace = \"1s\"\n\
+         [[rules]]\ntrigger = [\"timer\"]\nnotify = [\"timers\"]\n\
+         [[rules]]\nnotify = [\"log\", \"who\"]\n"
+    );
+    write(&w.join("alertcore.toml"), &config(w, &extra));
+    let sb = Sandbox::start(w.join("sandbox"));
+    let t = Test { sb: &sb, w };
+    install_units(&sb, w);
+    let units = sb.units();
+    // fails 5 times (each run counted in `runs`), then stays up
+    write(
+        &w.join("crashy.sh"),
+        &format!(
+            "n=$(cat {wd}/runs 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {wd}/runs\n\
+             [ $n -gt 5 ] && exec sleep 600\nsleep 0.3\nexit 3\n"
+        ),
+    );
+    write(
+        &units.join("crashy.service"),
+        &format!(
+            "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sh {wd}/crashy.sh\n\
+             Restart=on-failure\nRestartSec=200ms\n"
+        ),
+    );
+    for (unit, extra) in [
+        ("job", ""),
+        ("hjob", "OnFailure=alertcore-failure@%n.service\n"),
+    ] {
+        write(
+            &units.join(format!("{unit}.service")),
+            &format!(
+                "[Unit]\n{extra}[Service]\nType=oneshot\n\
+                 ExecStart=/bin/sh -c 'test -e {wd}/{unit}-ok'\n"
+            ),
+        );
+        write(
+            &units.join(format!("{unit}.timer")),
+            "[Timer]\nOnActiveSec=1s\nAccuracySec=100ms\n",
+        );
+    }
+    write(
+        &units.join("tick.service"),
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    );
+    write(
+        &units.join("tick.timer"),
+        "[Timer]\nOnCalendar=*:*:0/2\nAccuracySec=100ms\n",
+    );
+    sb.systemctl(&["daemon-reload"]);
+    sb.systemctl(&["start", UNIT]);
+    t.wait("the watch", || {
+        t.unit_journal()
+            .contains("watching systemd's units")
+            .then_some(())
+    });
+    let lines = |file: &str, needle: &str| -> Vec<String> {
+        let path = w.join(file);
+        if !path.exists() {
+            return Vec::new();
+        }
+        // each line starts with the time it was written
+        read(&path)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest).to_owned())
+            .collect()
+    };
+
+    // (a) the restart loop
+    sb.systemctl(&["start", "crashy.service"]);
+    let recovered = t.wait_line("RECOVERED: crashy.service", 1);
+    assert_eq!(read(&w.join("runs")).trim(), "6", "{}", t.describe());
+    assert!(
+        recovered.contains("(after 5 failures, 5 restarts)"),
+        "{recovered}\n{}",
+        t.describe()
+    );
+    let failed = lines("alerts.log", "FAILED: crashy.service");
+    assert_eq!(failed.len(), 1, "one alert for the loop:\n{}", t.describe());
+    assert!(
+        failed[0].contains("(exit-code, status=3, restarting (1 time in 0s))"),
+        "the alert says it is restarting: {failed:?}"
+    );
+
+    // (b) started by hand, then by its timer: only the timer's run reaches `timers`
+    let _ = sb.systemctl_output(&["start", "job.service"]);
+    t.wait_line("FAILED: job.service", 1);
+    write(&w.join("job-ok"), "");
+    sb.systemctl(&["start", "job.service"]);
+    t.wait_line("RECOVERED: job.service", 1);
+    remove(&w.join("job-ok"));
+    sb.systemctl(&["start", "job.timer"]);
+    t.wait_line("FAILED: job.service", 2);
+    let timer_runs = t.wait("the timer's run in timers.log", || {
+        Some(lines("timers.log", "job.service")).filter(|l| !l.is_empty())
+    });
+    assert_eq!(
+        lines("who.log", "FAILED job.service"),
+        [
+            "FAILED job.service trigger=other",
+            "FAILED job.service trigger=timer"
+        ],
+        "{}",
+        t.describe()
+    );
+    assert_eq!(timer_runs.len(), 1, "only the timer's run: {timer_runs:?}");
+    // the handler, for a unit the watch leaves out, finds the timer too
+    sb.systemctl(&["start", "hjob.timer"]);
+    let handler = t.wait("the handler's alert in who.log", || {
+        lines("who.log", "FAILED hjob.service").into_iter().next()
+    });
+    assert_eq!(
+        handler,
+        "FAILED hjob.service trigger=timer",
+        "{}",
+        t.describe()
+    );
+
+    // (c) tick.timer fires every 2 s; stopped, it is missed; started, it recovers
+    sb.systemctl(&["start", "tick.timer"]);
+    t.wait("tick.timer's first elapse", || {
+        (sb.prop("tick.service", "Result") == "success"
+            && !sb.prop("tick.service", "ExecMainStartTimestamp").is_empty())
+        .then_some(())
+    });
+    sb.systemctl(&["stop", "tick.timer"]);
+    let missed = t.wait_line("FAILED: tick.timer (missed)", 1);
+    assert!(
+        missed.contains("did not fire: expected ") && missed.contains(", last run "),
+        "{missed}"
+    );
+    sb.systemctl(&["start", "tick.timer"]);
+    t.wait_line("RECOVERED: tick.timer", 1);
+    assert_eq!(t.count("FAILED: tick.timer"), 1, "{}", t.describe());
+    sb.systemctl(&["stop", UNIT]);
+}

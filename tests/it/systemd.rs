@@ -146,6 +146,12 @@ fn handlers_alert_once_per_streak_with_journal_excerpt_and_threaded_recovery() {
         subject.contains("RECOVERED: demo.service"),
         "subject: {subject}"
     );
+    // the runs the success handler reported were restarts (not all of them: a handler
+    // job still queued merges the next restart into it)
+    assert!(
+        subject.contains(" restart"),
+        "the recovery says the restarts it took: {subject}"
+    );
     assert_eq!(header(recovered, "In-Reply-To"), Some(failure_id.clone()));
     assert_eq!(header(recovered, "References"), Some(failure_id));
 

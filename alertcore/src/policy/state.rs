@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::alert::Ack;
-use crate::alert::{EventKind, Severity, Timestamp};
+use crate::alert::{EventKind, Severity, Timestamp, Trigger};
 
 /// Per-service state. Serialised as JSON in the store, so fields only ever get added
 /// (with `#[serde(default)]`), never renamed.
@@ -119,6 +119,7 @@ impl ServiceState {
             escalated: false,
             kind: None,
             host: None,
+            trigger: None,
             recipients: BTreeMap::new(),
             invocations: Vec::new(),
             ack: None,
@@ -180,6 +181,10 @@ pub struct Streak {
     /// the streak's first failure gave it): reminders and the recovery name it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// What started the latest failed run, when known (`FailureReport::trigger`): its
+    /// reminders are routed as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
     /// What each notifier has been sent in this streak, by notifier name.
     #[serde(default)]
     pub recipients: BTreeMap<String, RecipientState>,

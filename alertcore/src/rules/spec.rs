@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, SeqAccess, Visitor};
 
 use super::{Patterns, Recipient, Rule, TimeWindows};
-use crate::alert::{EventKind, Severity};
+use crate::alert::{EventKind, Severity, Trigger};
 use crate::duration;
 use crate::error::BuildError;
 use crate::notifier::ConfiguredNotifier;
@@ -33,6 +33,8 @@ struct RuleSpec {
     events: Option<Vec<EventKind>>,
     #[serde(default, deserialize_with = "one_or_many")]
     kind: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    trigger: Option<Vec<Trigger>>,
     #[serde(default)]
     time: TimeWindows,
     #[serde(default)]
@@ -133,6 +135,7 @@ pub(crate) fn build_rule(
         severity: spec.severity,
         events: spec.events,
         kind: spec.kind,
+        trigger: spec.trigger,
         time: spec.time,
         exclude_time: spec.exclude_time,
         depends_on: spec.depends_on,

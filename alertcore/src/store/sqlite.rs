@@ -15,7 +15,7 @@ use super::{
     Applied, Attempt, Change, Claimed, NotificationId, NotificationRecord, OutboxFilter, Signal,
     SourceState, Store, finished_outcome, placement,
 };
-use crate::alert::{EventKind, Failure, Timestamp};
+use crate::alert::{EventKind, Failure, Timestamp, Trigger};
 use crate::error::StoreError;
 use crate::hold::Silence;
 use crate::outbox::{Admission, Gates, Limits, MAX_GROUP};
@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_sources.sql"),
     include_str!("../../migrations/0005_signals.sql"),
     include_str!("../../migrations/0006_silences.sql"),
+    include_str!("../../migrations/0007_restarts.sql"),
 ];
 
 /// How long a writer waits for another process's transaction before failing.
@@ -351,7 +352,7 @@ fn save_state(
 fn load_history(conn: &Connection, service: &str) -> Result<Vec<Failure>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT ts_ms, service_result, exit_code, exit_status, invocation_id, severity, host,
-                message, notifiers
+                message, notifiers, restarting, started_by
          FROM failures WHERE service = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([service], |r| {
@@ -365,11 +366,14 @@ fn load_history(conn: &Connection, service: &str) -> Result<Vec<Failure>, StoreE
             r.get::<_, String>(6)?,
             r.get::<_, Option<String>>(7)?,
             r.get::<_, String>(8)?,
+            r.get::<_, bool>(9)?,
+            r.get::<_, Option<String>>(10)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (ts, result, code, status, inv, severity, host, message, notifiers) = row?;
+        let (ts, result, code, status, inv, severity, host, message, notifiers, restarting, by) =
+            row?;
         out.push(Failure {
             service_result: result,
             exit_code: code,
@@ -381,6 +385,11 @@ fn load_history(conn: &Connection, service: &str) -> Result<Vec<Failure>, StoreE
             message,
             notifiers: serde_json::from_str(&notifiers)
                 .map_err(|e| StoreError::Corrupt(format!("notifiers of a failure: {e}")))?,
+            restarting,
+            trigger: by
+                .map(|t| t.parse())
+                .transpose()
+                .map_err(StoreError::Corrupt)?,
         });
     }
     Ok(out)
@@ -391,8 +400,9 @@ fn insert_failure(conn: &Connection, service: &str, f: &Failure) -> Result<(), S
         serde_json::to_string(&f.notifiers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO failures (service, ts_ms, service_result, exit_code, exit_status,
-                               invocation_id, severity, host, message, notifiers)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                               invocation_id, severity, host, message, notifiers,
+                               restarting, started_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         service,
@@ -404,7 +414,9 @@ fn insert_failure(conn: &Connection, service: &str, f: &Failure) -> Result<(), S
         f.severity.as_str(),
         f.host,
         f.message,
-        notifiers
+        notifiers,
+        f.restarting,
+        f.trigger.map(Trigger::as_str)
     ])?;
     Ok(())
 }

@@ -6,11 +6,13 @@
 //! so a change goes into both.
 
 /// `[web1] FAILED: backup.service (exit-code, status=1)`;
-/// `[web1] RECOVERED: backup.service (after 3 failures)`.
+/// `[web1] RECOVERED: backup.service (after 3 failures)`, `(after 3 failures, 3
+/// restarts)` when systemd restarted it.
 pub(super) const FULL_SUBJECT: &str = concat!(
     "[{{ host }}] {{ event_word }}: {{ service }} (",
     "{% if event == \"recovery\" %}after {{ streak_length }} failure",
     "{{ \"s\" if streak_length != 1 else \"\" }}",
+    "{% if restarts %}, {{ restarts }} restart{{ \"s\" if restarts != 1 else \"\" }}{% endif %}",
     "{% else %}{{ summary }}{% endif %})",
     "{% if show_rule_id and rule %} [{{ rule.text }}]{% endif %}",
 );
@@ -55,7 +57,9 @@ pub(super) const SHORT: &str = concat!(
     "{{ event_word }}{% if show_rule_id and rule %} [r{{ rule.index }}]{% endif %} ",
     "{{ service|cut(64) }} on {{ host|cut(32) }}: ",
     "{% if event == \"recovery\" %}OK after {{ streak_length }} failure",
-    "{{ \"s\" if streak_length != 1 else \"\" }} in {{ duration }}",
+    "{{ \"s\" if streak_length != 1 else \"\" }}",
+    "{% if restarts %}, {{ restarts }} restart{{ \"s\" if restarts != 1 else \"\" }}{% endif %}",
+    " in {{ duration }}",
     "{% else %}{{ summary|cut(40) }}, {{ streak_length }}x in {{ duration }}",
     "{% if message %}: {{ message }}{% endif %}{% endif %}",
 );

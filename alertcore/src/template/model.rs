@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use crate::alert::{Ack, EventKind, Failure, FailureReport, Severity, Timestamp};
+use crate::alert::{Ack, EventKind, Failure, FailureReport, Severity, Timestamp, Trigger};
 use crate::journal::Journal;
 use crate::message::one_line;
 use crate::notification::{FallbackOf, Notification, RuleRef};
@@ -94,6 +94,9 @@ pub(super) struct Model {
     invocation_id: Option<String>,
     message: Option<String>,
     summary: String,
+    trigger: Option<&'static str>,
+    restarting: bool,
+    restarts: usize,
     failures: Vec<FailureData>,
     streak_length: usize,
     streak_start: String,
@@ -137,6 +140,8 @@ struct FailureData {
     message: Option<String>,
     summary: String,
     host: String,
+    restarting: bool,
+    trigger: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -173,6 +178,21 @@ impl Model {
         let last = n.last_failure();
         let duration = n.time.saturating_duration_since(n.streak_start);
         let duration_secs = duration.as_secs();
+        let duration = humantime::format_duration(Duration::from_secs(duration_secs)).to_string();
+        let restarts = n.failures.iter().filter(|f| f.restarting).count();
+        let summary = last.map_or_else(
+            || "failed".to_owned(),
+            |f| {
+                let mut s = text(&f.summary());
+                if f.restarting {
+                    s.push_str(&format!(
+                        ", restarting ({restarts} time{} in {duration})",
+                        plural(restarts)
+                    ));
+                }
+                s
+            },
+        );
         Self {
             version: env!("CARGO_PKG_VERSION"),
             service: text(&n.service),
@@ -186,7 +206,10 @@ impl Model {
             exit_status: opt(last.and_then(|f| f.exit_status.as_ref())),
             invocation_id: opt(last.and_then(|f| f.invocation_id.as_ref())),
             message: opt(last.and_then(|f| f.message.as_ref())),
-            summary: last.map_or_else(|| "failed".to_owned(), |f| text(&f.summary())),
+            summary,
+            trigger: last.and_then(|f| f.trigger).map(Trigger::as_str),
+            restarting: last.is_some_and(|f| f.restarting),
+            restarts,
             failures: n
                 .failures
                 .iter()
@@ -203,12 +226,14 @@ impl Model {
                     message: opt(f.message.as_ref()),
                     summary: text(&f.summary()),
                     host: text(&f.host),
+                    restarting: f.restarting,
+                    trigger: f.trigger.map(Trigger::as_str),
                 })
                 .collect(),
             streak_length: n.failures.len(),
             streak_start: time(n.streak_start),
             streak_start_ms: n.streak_start.as_millis(),
-            duration: humantime::format_duration(Duration::from_secs(duration_secs)).to_string(),
+            duration,
             duration_secs,
             streak_id: n.streak_id,
             time: time(n.time),
@@ -249,6 +274,7 @@ impl Model {
         if self.event == "recovery" {
             out.push_str("after ");
             push_failures(&mut out, self.streak_length);
+            push_restarts(&mut out, self.restarts);
         } else {
             out.push_str(&self.summary);
         }
@@ -385,6 +411,13 @@ fn push_failures(out: &mut String, n: usize) {
     out.push_str(&n.to_string());
     out.push_str(" failure");
     out.push_str(plural(n));
+}
+
+/// `, 3 restarts` when there were any.
+fn push_restarts(out: &mut String, n: usize) {
+    if n > 0 {
+        out.push_str(&format!(", {n} restart{}", plural(n)));
+    }
 }
 
 /// The `pad` filter and the space after it: `text` and spaces to `width` characters.

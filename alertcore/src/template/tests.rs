@@ -239,6 +239,51 @@ fn show_rule_id_names_the_rule() {
     );
 }
 
+/// A restart loop: the alert says it is restarting, how often and for how long; the
+/// recovery how many restarts it took; the variables name the trigger.
+#[test]
+fn restart_loops_are_said_in_the_summary_and_the_recovery() {
+    let run = |restarting: bool| {
+        let r = FailureReport::new("exit-code")
+            .exit_status("1")
+            .restarting(restarting)
+            .trigger(crate::alert::Trigger::Timer);
+        Failure::from_report(&r, "web1", START)
+    };
+    // two runs restarted, then one that was not (the start limit)
+    let h = [run(true), run(true)];
+    let c = ctx(EventKind::Failure, Format::full());
+    assert_eq!(
+        Format::full().subject(&c.n("s", &h), &c.ctx).unwrap(),
+        "[web1] FAILED: s (exit-code, status=1, restarting (2 times in 5m))"
+    );
+    let c = ctx(EventKind::Recovery, Format::full());
+    let h3 = [run(true), run(true), run(false)];
+    assert_eq!(
+        Format::full().subject(&c.n("s", &h3), &c.ctx).unwrap(),
+        "[web1] RECOVERED: s (after 3 failures, 2 restarts)"
+    );
+    let short = Format::builtin("short").unwrap();
+    assert_eq!(
+        short.subject(&c.n("s", &h3), &c.ctx).unwrap(),
+        "RECOVERED s on web1: OK after 3 failures, 2 restarts in 5m"
+    );
+    // no restarts, no words about them
+    let c = ctx(EventKind::Failure, Format::full());
+    assert_eq!(
+        Format::full().subject(&c.n("s", &h3), &c.ctx).unwrap(),
+        "[web1] FAILED: s (exit-code, status=1)"
+    );
+    let f = compile(
+        "subject = '{{ trigger }} {{ restarting }} {{ restarts }} {{ failures[0].trigger }}'",
+    )
+    .unwrap();
+    assert_eq!(
+        f.subject(&c.n("s", &h), &c.ctx).unwrap(),
+        "timer True 2 timer"
+    );
+}
+
 #[test]
 fn short_is_one_short_line_with_the_important_words_first() {
     let short = Format::builtin("short").unwrap();
@@ -835,6 +880,7 @@ proptest! {
         result in arb_text(),
         code in prop_oneof![Just(String::new()), arb_text()],
         failures in 0..4usize,
+        restarting in any::<bool>(),
         event in prop_oneof![
             Just(EventKind::Failure),
             Just(EventKind::Reminder),
@@ -850,7 +896,8 @@ proptest! {
             .exit_code(code.clone())
             .exit_status(code.clone())
             .invocation_id(code)
-            .message(message);
+            .message(message)
+            .restarting(restarting);
         let history = vec![Failure::from_report(&report, &host, START); failures];
         let c = ctx(event, f).rule(rule.then_some(RuleRef { index: 2, line: 7 }));
         assert_native_as_template(f, &c.n(&service, &history), &c.ctx);
