@@ -247,11 +247,12 @@ enum Event<'a> {
 async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fail> {
     // as the unit name is read, so that `MONITOR_UNIT` compares equal to it
     let env = |k: &str| std::env::var_os(k).map(|v| cli::unit_name(&v));
-    let (what, r) = match event {
+    // (`passed`: the unit of a run that passed)
+    let (what, r, passed) = match event {
         Event::Failure(args) => {
             let report = systemd::failure_report(args, &env);
             let report = triggered(engine, &args.unit, report).await;
-            ("failure", engine.failure(&args.unit, report).await)
+            ("failure", engine.failure(&args.unit, report).await, None)
         }
         Event::Success(unit) => match systemd::failure_in_success(unit, &env) {
             Some(report) => (
@@ -259,8 +260,9 @@ async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fai
                 engine
                     .failure(unit, triggered(engine, unit, report).await)
                     .await,
+                None,
             ),
-            None => ("success", engine.success(unit).await),
+            None => ("success", engine.success(unit).await, Some(*unit)),
         },
     };
     let r = r.map_err(|e| Fail::other(&e))?;
@@ -272,7 +274,19 @@ async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fai
             path.display()
         );
     }
-    let code = print_report(what, &r);
+    let mut code = print_report(what, &r);
+    // a run that passed, whose output a rule sends (`on_success = "output"`)
+    if let Some(unit) = passed
+        && engine.router().sends_output()
+    {
+        match engine.output(unit, systemd::run_id(unit, &env)).await {
+            Ok(sent) => code = code.max(print_deliveries(&sent, |_| true)),
+            Err(e) => {
+                eprintln!("alertctl: cannot send the output: {}", chain(&e));
+                code = code.max(1);
+            }
+        }
+    }
     // then what is due in the outbox for the notifiers this event touched (retries of
     // earlier alerts, notifications queued behind one of them)
     let touched: Vec<String> = r

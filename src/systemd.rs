@@ -54,6 +54,14 @@ pub(crate) fn failure_in_success(
     }
 }
 
+/// The invocation id of the run the `OnSuccess=` handler was started for: systemd's
+/// variables, else what `systemctl show` says of the unit's latest run.
+pub(crate) fn run_id(unit: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    from_monitor(unit, env)
+        .invocation_id
+        .or_else(|| from_systemctl(unit).invocation_id)
+}
+
 #[derive(Debug, Default, PartialEq, Eq)]
 struct RunInfo {
     result: Option<String>,

@@ -30,7 +30,8 @@ pub(crate) fn compose(
 ) -> Result<Message, EmailError> {
     let root = root_message_id(n);
     let builder = headers(from, to, subject);
-    let builder = if n.event == EventKind::Failure {
+    let builder = if matches!(n.event, EventKind::Failure | EventKind::Output) {
+        // a run's output is a thread of its own
         builder.message_id(Some(root))
     } else {
         builder

@@ -110,10 +110,11 @@ impl SyslogNotifier {
 }
 
 /// critical → `crit`, warning → `warning`, a recovery or an acknowledgement →
-/// `notice`, flapping → `warning`.
+/// `notice`, a run's output → `info`, flapping → `warning`.
 fn severity(event: EventKind, last: Option<Severity>) -> fasyslog::Severity {
     match (event, last) {
         (EventKind::Recovery | EventKind::Acknowledged, _) => fasyslog::Severity::NOTICE,
+        (EventKind::Output, _) => fasyslog::Severity::INFORMATIONAL,
         (EventKind::Flapping, _) => fasyslog::Severity::WARNING,
         (_, Some(Severity::Warning)) => fasyslog::Severity::WARNING,
         (_, Some(Severity::Critical) | None) => fasyslog::Severity::CRITICAL,
@@ -185,6 +186,7 @@ mod tests {
             severity(EventKind::Recovery, Some(Severity::Critical)),
             S::NOTICE
         );
+        assert_eq!(severity(EventKind::Output, None), S::INFORMATIONAL);
     }
 
     #[test]

@@ -433,6 +433,11 @@ impl Watcher {
         let before = self
             .states
             .insert(path.clone(), (active.clone(), sub.clone()));
+        // a unit forgotten when it became inactive (see `unit_message`) that sends more
+        // of its properties while still inactive has not changed state
+        if before.is_none() && active == "inactive" {
+            return Ok(());
+        }
         let (was_active, was_sub) = before.unwrap_or_default();
         let restarting = sub == "auto-restart" && was_sub != "auto-restart";
         if !restarting
@@ -518,22 +523,46 @@ impl Watcher {
     /// A unit the engine has failing finished a new run with success (a oneshot that
     /// passed; not `reset-failed`, which keeps the failed invocation): recovered.
     async fn passed(&mut self, path: &OwnedObjectPath, name: &str) -> Result<(), WatchError> {
-        let Some(streak) = self.failing(name) else {
+        let streak = self.failing(name);
+        let output = !self
+            .engine
+            .router()
+            .output_targets(name, self.engine.host())
+            .is_empty();
+        if streak.is_none() && !output {
             return Ok(());
-        };
+        }
         // the run the signal was about; the properties read now may describe a newer
         // one (on 252 a restart under `Restart=` passes through `inactive`, and the next
         // run has started, with its result reset, by the time they are read)
         let seen = self.invocations.get(path).cloned();
         let (run, now) = self.read_run(path).await;
-        if now != "inactive" || seen.is_some() && run.invocation_id != seen {
+        if now != "inactive"
+            || seen.is_some() && run.invocation_id != seen
+            || run.service_result != "success"
+        {
             return Ok(());
         }
-        let new_run = run
-            .invocation_id
-            .is_some_and(|id| !streak.invocations.contains(&id));
-        if run.service_result == "success" && new_run {
+        if streak.is_some_and(|s| {
+            run.invocation_id
+                .as_ref()
+                .is_some_and(|id| !s.invocations.contains(id))
+        }) {
             self.recovered(name).await;
+        }
+        if output {
+            match self.engine.output(name, run.invocation_id).await {
+                Ok(sent) if sent.is_empty() => {
+                    tracing::info!(unit = name, "succeeded: its output was already sent");
+                }
+                Ok(sent) => {
+                    tracing::info!(unit = name, "succeeded: output sent");
+                    for d in sent.iter().filter(|d| !d.delivered()) {
+                        tracing::warn!(unit = name, "{d}");
+                    }
+                }
+                Err(e) => tracing::error!(unit = name, "cannot send the output: {}", chain(&e)),
+            }
         }
         Ok(())
     }

@@ -607,7 +607,9 @@ mod tests {
         let v = render(&body, EventKind::Recovery, false);
         for alert in v.as_array().unwrap() {
             assert_eq!(alert["endsAt"], "2025-11-21T04:42:00.000Z", "{v:#}");
-        }
+        } // a run's output is not an alert
+        let v = render(&body, EventKind::Output, false);
+        assert_eq!(v, serde_json::json!([]));
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub enum EventKind {
     /// Still failing, in a report of everything failing now (`alertctl report --send`,
     /// `[report]`).
     Report,
+    /// A run that succeeded, with its output: cron's `MAILTO` for units a rule names
+    /// with `on_success = "output"`. Not a recovery, and not sent by default.
+    Output,
 }
 
 impl EventKind {
@@ -149,11 +152,12 @@ impl EventKind {
             Self::Flapping => "flapping",
             Self::Acknowledged => "acknowledged",
             Self::Report => "report",
+            Self::Output => "output",
         }
     }
 
     /// Every kind, in the order of the documentation.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Failure,
         Self::Reminder,
         Self::Escalation,
@@ -161,12 +165,13 @@ impl EventKind {
         Self::Flapping,
         Self::Acknowledged,
         Self::Report,
+        Self::Output,
     ];
 
     /// `true` for the kinds sent while the service is in trouble (everything but
-    /// recovery).
+    /// recovery and a successful run's output).
     pub fn is_failure(self) -> bool {
-        !matches!(self, Self::Recovery)
+        !matches!(self, Self::Recovery | Self::Output)
     }
 
     /// `true` for the alerts the policy counts per recipient (failure, reminder,
@@ -194,6 +199,7 @@ impl FromStr for EventKind {
             "flapping" => Ok(Self::Flapping),
             "acknowledged" => Ok(Self::Acknowledged),
             "report" => Ok(Self::Report),
+            "output" => Ok(Self::Output),
             other => Err(format!("unknown event kind {other:?}")),
         }
     }

@@ -487,58 +487,122 @@ impl Engine {
         comment: Option<String>,
         notify: bool,
     ) -> Result<Option<Vec<Delivery>>, EngineError> {
+        // a service that is not failing is left alone (no state row written for a name
+        // that has none)
+        if !self.store.state(service)?.is_some_and(|s| s.is_failing()) {
+            return Ok(None);
+        }
         let now = self.clock.now();
-        let store = Arc::clone(&self.store);
-        let (notifiers, router) = (Arc::clone(&self.notifiers), Arc::clone(&self.router));
-        let (lease, engine_host) = (self.send_lease(), self.host.clone());
-        let (service, ack) = (service.to_owned(), Ack::new(by, now, comment));
-        let done = self
-            .blocking(move || {
-                // a service that is not failing is left alone (no state row written
-                // for a name that has none)
-                if !store.state(&service)?.is_some_and(|s| s.is_failing()) {
-                    return Ok(None);
-                }
-                let mut fresh = Vec::new();
-                let applied = store.apply(&service, now, &mut |state| {
-                    let mut next = state.clone();
-                    let host = event_host(None, state, &engine_host).to_owned();
-                    fresh.clear();
-                    let Some(streak) = next.streak.as_mut() else {
-                        return Change::new(next);
-                    };
-                    streak.ack = Some(ack.clone());
-                    if notify {
-                        fresh = streak
-                            .recipients
-                            .iter()
-                            .filter(|(_, r)| r.delivered || r.outcome == Outcome::Pending)
-                            .map(|(name, r)| {
-                                let n = Notification::new(
-                                    service.as_str(),
-                                    EventKind::Acknowledged,
-                                    host.as_str(),
-                                )
+        let router = Arc::clone(&self.router);
+        let (name, ack) = (service.to_owned(), Ack::new(by, now, comment));
+        let sent = self
+            .notices(service, now, move |state, host| {
+                let mut next = state.clone();
+                let streak = next.streak.as_mut()?;
+                streak.ack = Some(ack.clone());
+                let fresh = if notify {
+                    streak
+                        .recipients
+                        .iter()
+                        .filter(|(_, r)| r.delivered || r.outcome == Outcome::Pending)
+                        .map(|(notifier, r)| {
+                            let n = Notification::new(name.as_str(), EventKind::Acknowledged, host)
                                 .streak(streak.id, streak.started)
                                 .time(now)
                                 .rule(r.rule.and_then(|i| router.rule_ref(i)))
                                 .ack(ack.clone());
-                                (name.clone(), n)
-                            })
-                            .collect();
-                    }
+                            (notifier.clone(), n)
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                Some((next, fresh))
+            })
+            .await?;
+        Ok(Some(sent))
+    }
+
+    /// A successful run of `service` (invocation `run_id`, whose journal lines the
+    /// transports that read the journal include): an [`EventKind::Output`] notice to
+    /// every notifier a rule with `on_success = "output"` names for it, through the
+    /// outbox; none when no rule does. A run already sent (reported by the handler
+    /// and by the watch) is not sent again. The notices' deliveries.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub async fn output(
+        &self,
+        service: &str,
+        run_id: Option<String>,
+    ) -> Result<Vec<Delivery>, EngineError> {
+        let targets = self.router.output_targets(service, &self.host);
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        let router = Arc::clone(&self.router);
+        let name = service.to_owned();
+        self.notices(service, now, move |state, host| {
+            if run_id.is_some() && state.last_output == run_id {
+                return None;
+            }
+            let mut next = state.clone();
+            next.last_output.clone_from(&run_id);
+            let fresh = targets
+                .iter()
+                .map(|(notifier, rule)| {
+                    // its own incident: a mail of it threads to nothing
+                    let n = Notification::new(name.as_str(), EventKind::Output, host)
+                        .streak(0, now)
+                        .time(now)
+                        .rule(router.rule_ref(*rule))
+                        .run_id(run_id.clone());
+                    (notifier.clone(), n)
+                })
+                .collect();
+            Some((next, fresh))
+        })
+        .await
+    }
+
+    /// The notices outside the policy (an acknowledgement, a run's output): `change`
+    /// gets the state of `service` and the host its events are about, and gives the
+    /// next state and the notices, or `None` to leave both as they are. They are
+    /// written in one store transaction and sent through the outbox.
+    async fn notices<F>(
+        &self,
+        service: &str,
+        now: Timestamp,
+        mut change: F,
+    ) -> Result<Vec<Delivery>, EngineError>
+    where
+        F: FnMut(&ServiceState, &str) -> Option<(ServiceState, Vec<(String, Notification)>)>
+            + Send
+            + 'static,
+    {
+        let (store, notifiers) = (Arc::clone(&self.store), Arc::clone(&self.notifiers));
+        let (lease, engine_host, service) =
+            (self.send_lease(), self.host.clone(), service.to_owned());
+        let (applied, fresh) = self
+            .blocking(move || {
+                let mut fresh = Vec::new();
+                let applied = store.apply(&service, now, &mut |state| {
+                    let host = event_host(None, state, &engine_host);
+                    let Some((next, notices)) = change(state, host) else {
+                        fresh.clear();
+                        return Change::new(state.clone());
+                    };
+                    fresh = notices;
                     Change {
                         notifications: rows(&notifiers, &fresh, (now, lease)),
                         ..Change::new(next)
                     }
                 })?;
-                Ok(Some((applied, fresh)))
+                Ok((applied, fresh))
             })
             .await?;
-        let Some((applied, fresh)) = done else {
-            return Ok(None);
-        };
-        Ok(Some(self.dispatch(fresh, &applied, now, true).await))
+        Ok(self.dispatch(fresh, &applied, now, true).await)
     }
 
     /// Everything failing now, for a report: one [`EventKind::Report`] notification per

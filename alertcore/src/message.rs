@@ -13,6 +13,7 @@ pub fn event_word(kind: EventKind) -> &'static str {
         EventKind::Flapping => "FLAPPING",
         EventKind::Acknowledged => "ACKNOWLEDGED",
         EventKind::Report => "STILL FAILING",
+        EventKind::Output => "OUTPUT",
     }
 }
 

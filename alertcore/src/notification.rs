@@ -55,6 +55,10 @@ pub struct Notification {
     /// The acknowledgement an [`EventKind::Acknowledged`] notice tells of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack: Option<Ack>,
+    /// The invocation id of the successful run an [`EventKind::Output`] notice carries
+    /// the output of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 impl Notification {
@@ -75,6 +79,7 @@ impl Notification {
             collapsed: false,
             stopped_flapping: false,
             ack: None,
+            run_id: None,
         }
     }
 
@@ -132,6 +137,13 @@ impl Notification {
     #[must_use]
     pub fn stopped_flapping(mut self, stopped: bool) -> Self {
         self.stopped_flapping = stopped;
+        self
+    }
+
+    /// Sets the successful run an [`EventKind::Output`] notice is about.
+    #[must_use]
+    pub fn run_id(mut self, id: Option<String>) -> Self {
+        self.run_id = id;
         self
     }
 

@@ -113,6 +113,10 @@ pub struct Rule {
     /// Source kinds matched (`service` for systemd units); `None` matches all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<Vec<String>>,
+    /// `on_success = "output"`: every successful run of a matching service sends its
+    /// output to the rule's notifiers (cron's `MAILTO`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub output: bool,
     /// What must have started the failed run (`timer`, `boot`, `other`); `None`
     /// matches all, a list matches only failures whose trigger is known and in it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -488,6 +492,36 @@ impl Router {
     /// The rule at 1-based position `index`.
     pub fn rule(&self, index: usize) -> Option<&Rule> {
         index.checked_sub(1).and_then(|i| self.rules.get(i))
+    }
+
+    /// The notifiers a successful run of `service` on `host` sends its output to
+    /// (`on_success = "output"`), each with the first rule that names it; a matching
+    /// `stop` rule ends the search.
+    pub fn output_targets(&self, service: &str, host: &str) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for rule in &self.rules {
+            if names("service", service, &rule.services, &rule.exclude_services).is_some()
+                || names("host", host, &rule.hosts, &rule.exclude_hosts).is_some()
+            {
+                continue;
+            }
+            if rule.output {
+                for r in &rule.notify {
+                    if !out.iter().any(|(n, _)| *n == r.notifier) {
+                        out.push((r.notifier.clone(), rule.index));
+                    }
+                }
+            }
+            if rule.stop {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Whether any rule sends the output of successful runs.
+    pub fn sends_output(&self) -> bool {
+        self.rules.iter().any(|r| r.output)
     }
 
     /// Whether a rule matches on what started a run (`trigger`): only then is it worth

@@ -42,8 +42,8 @@
 //! |---|---|
 //! | `service`, `host` | the service (`backup.service`) and the host it runs on |
 //! | `notifier` | the notifier's name (`[notifiers.NAME]`) |
-//! | `event` | `failure`, `reminder`, `escalation`, `recovery`, `flapping`, `acknowledged` or `report` |
-//! | `event_word` | `FAILED`, `REMINDER`, `ESCALATED`, `RECOVERED`, `FLAPPING`, `ACKNOWLEDGED` or `STILL FAILING` (see also `collapsed`, `stopped_flapping`) |
+//! | `event` | `failure`, `reminder`, `escalation`, `recovery`, `flapping`, `acknowledged`, `report` or `output` (a successful run's output, `on_success = "output"`: no failures, `summary` is `success`, `invocation_id` is the run's) |
+//! | `event_word` | `FAILED`, `REMINDER`, `ESCALATED`, `RECOVERED`, `FLAPPING`, `ACKNOWLEDGED`, `STILL FAILING` or `OUTPUT` (see also `collapsed`, `stopped_flapping`) |
 //! | `severity` | `warning` or `critical` (of the latest failure) |
 //! | `result`, `exit_code`, `exit_status`, `invocation_id`, `message` | of the latest failure of the streak (on recovery: of the streak that ended); `none` when unknown |
 //! | `summary` | `exit-code, status=1`: the result and exit status; in a restart loop then `, restarting (3 times in 2m)` |

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::peers::{SinkOptions, SmtpSink};
 use crate::sandbox::{self, DEADLINE, Sandbox, read, write};
 
 const UNIT: &str = "alertcore.service";
@@ -344,6 +345,14 @@ fn config(w: &Path, extra: &str) -> String {
     )
 }
 
+/// A sandbox with the shipped units (below), the daemon's config [`config`] with `extra`.
+fn with_config(w: &Path, extra: &str) -> Sandbox {
+    write(&w.join("alertcore.toml"), &config(w, extra));
+    let sb = Sandbox::start(w.join("sandbox"));
+    install_units(&sb, w);
+    sb
+}
+
 /// The shipped daemon unit, its command lines pointed at the binary under test, with a
 /// test drop-in for the config and state; the shipped handlers with theirs.
 fn install_units(sb: &Sandbox, w: &Path) {
@@ -402,6 +411,17 @@ impl Test<'_> {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Loads the units written so far and starts the daemon, until its watch runs.
+    fn start_watching(&self) {
+        self.sb.systemctl(&["daemon-reload"]);
+        self.sb.systemctl(&["start", UNIT]);
+        self.wait("the watch", || {
+            self.unit_journal()
+                .contains("watching systemd's units")
+                .then_some(())
+        });
     }
 
     /// Waits until `n` lines of the notifier's file contain `needle`; the `n`th.
@@ -606,10 +626,8 @@ fn the_watch_sees_restart_loops_triggers_and_missed_timers() {
          [[rules]]\ntrigger = [\"timer\"]\nnotify = [\"timers\"]\n\
          [[rules]]\nnotify = [\"log\", \"who\"]\n"
     );
-    write(&w.join("alertcore.toml"), &config(w, &extra));
-    let sb = Sandbox::start(w.join("sandbox"));
+    let sb = with_config(w, &extra);
     let t = Test { sb: &sb, w };
-    install_units(&sb, w);
     let units = sb.units();
     // fails 5 times (each run counted in `runs`), then stays up
     write(
@@ -650,13 +668,7 @@ fn the_watch_sees_restart_loops_triggers_and_missed_timers() {
         &units.join("tick.timer"),
         "[Timer]\nOnCalendar=*:*:0/2\nAccuracySec=100ms\n",
     );
-    sb.systemctl(&["daemon-reload"]);
-    sb.systemctl(&["start", UNIT]);
-    t.wait("the watch", || {
-        t.unit_journal()
-            .contains("watching systemd's units")
-            .then_some(())
-    });
+    t.start_watching();
     let lines = |file: &str, needle: &str| -> Vec<String> {
         let path = w.join(file);
         if !path.exists() {
@@ -737,4 +749,253 @@ fn the_watch_sees_restart_loops_triggers_and_missed_timers() {
     t.wait_line("RECOVERED: tick.timer", 1);
     assert_eq!(t.count("FAILED: tick.timer"), 1, "{}", t.describe());
     sb.systemctl(&["stop", UNIT]);
+}
+
+/// `on_success = "output"` (cron's `MAILTO`): each successful run of the unit a rule
+/// names mails that run's journal lines, not the previous run's, once, although the
+/// `OnSuccess=` handler and the watch both report the run; a unit no rule names sends
+/// nothing on success.
+#[test]
+fn a_jobs_output_is_mailed_on_success_like_crons_mailto() {
+    if sandbox::skip_unless_available("the output mail test") {
+        return;
+    }
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let work = sandbox::work_dir("alertcore-output-");
+    let w = work.path();
+    let wd = w.display();
+    write(&w.join("ok"), "");
+    let token = w
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let extra = format!(
+        "[notifiers.mail]\ntype = \"email\"\nurl = \"smtp://127.0.0.1:{}\"\n\
+         from = \"alertcore@example.org\"\nto = [\"ops@example.org\"]\n\
+         [systemd]\nwatch = true\nexclude = [\"alertcore.service\"]\n\
+         [[rules]]\nservices = [\"nightly.service\"]\non_success = \"output\"\nnotify = [\"mail\"]\n\
+         [[rules]]\nnotify = [\"log\"]\n",
+        sink.port()
+    );
+    let sb = with_config(w, &extra);
+    let t = Test { sb: &sb, w };
+    let units = sb.units();
+    write(
+        &w.join("nightly.sh"),
+        &format!(
+            "n=$(( $(cat {wd}/runs 2>/dev/null || echo 0) + 1 )); echo $n > {wd}/runs\n\
+             echo \"nightly run $n of {token}\"\n"
+        ),
+    );
+    write(
+        &units.join("nightly.service"),
+        &format!(
+            "[Unit]\nOnSuccess=alertcore-success@%n.service\n\
+             [Service]\nType=oneshot\nExecStart=/bin/sh {wd}/nightly.sh\n"
+        ),
+    );
+    write(
+        &units.join("nightly.timer"),
+        "[Timer]\nOnActiveSec=1s\nAccuracySec=100ms\n",
+    );
+    write(
+        &units.join("quiet.service"),
+        "[Unit]\nOnSuccess=alertcore-success@%n.service\n\
+         [Service]\nType=oneshot\nExecStart=/bin/echo quiet\n",
+    );
+    t.start_watching();
+    // a unit no rule names: nothing on success
+    sb.systemctl(&["start", "quiet.service"]);
+    // run 1 by the timer, run 2 by hand
+    sb.systemctl(&["start", "nightly.timer"]);
+    sink.wait_for(1, DEADLINE);
+    sb.systemctl(&["start", "nightly.service"]);
+    let mails = sink.wait_for(2, DEADLINE);
+    // both reporters are done with run 2: the handler has exited, the watch has said
+    let handler = "alertcore-success@nightly.service.service";
+    t.wait("both reports of run 2", || {
+        let handlers = sb
+            .journal(&["-u", handler, "-o", "cat"])
+            .matches("nightly.service: success recorded")
+            .count();
+        let watch = t.unit_journal().matches("succeeded: ").count();
+        (handlers == 2 && watch == 2 && sb.prop(handler, "ActiveState") != "active").then_some(())
+    });
+    let mails = if mails.len() == 2 {
+        sink.messages()
+    } else {
+        mails
+    };
+    let field = |m: &serde_json::Value, k: &str| m[k].as_str().unwrap_or_default().to_owned();
+    let subjects: Vec<String> = mails.iter().map(|m| field(m, "subject")).collect();
+    assert_eq!(
+        subjects,
+        [
+            "[e2e] OUTPUT: nightly.service (success)",
+            "[e2e] OUTPUT: nightly.service (success)"
+        ],
+        "one mail per run, none for quiet.service\n{}",
+        t.describe()
+    );
+    for (i, mail) in mails.iter().enumerate() {
+        let body = field(mail, "body");
+        let (this, other) = (i + 1, 2 - i);
+        assert!(
+            body.contains(&format!("nightly run {this} of {token}"))
+                && !body.contains(&format!("nightly run {other} of {token}")),
+            "mail {this} quotes its run's line and not run {other}'s:\n{body}"
+        );
+    }
+    sb.systemctl(&["stop", UNIT]);
+}
+
+/// `bus = "user"`: the watch follows a real `systemd --user` manager over the user's
+/// D-Bus (`tests/peers/systemd-user-sandbox.sh`): a user unit with no wiring fails, then
+/// passes, and `alertctl run` alerts both.
+#[test]
+fn the_watch_follows_a_user_manager() {
+    if sandbox::skip_unless_available("the user manager watch test")
+        || UserSandbox::skip_unless_available()
+    {
+        return;
+    }
+    let work = sandbox::work_dir("alertcore-user-");
+    let w = work.path();
+    let wd = w.display();
+    let user = UserSandbox::start(w.join("user-sandbox"));
+    let cfg = format!(
+        "host = \"e2e\"\n[notifiers.log]\ntype = \"file\"\npath = \"{wd}/alerts.log\"\n\
+         [systemd]\nwatch = true\nbus = \"user\"\n"
+    );
+    write(&w.join("alertcore.toml"), &cfg);
+    write(
+        &user.units().join("mine.service"),
+        &format!("[Service]\nType=oneshot\nExecStart=/bin/sh -c 'test -e {wd}/mine-ok'\n"),
+    );
+    user.systemctl(&["daemon-reload"]);
+    let log = w.join("daemon.log");
+    let mut daemon = std::process::Command::new(w.join("alertctl"))
+        .arg("run")
+        .env("ALERTCORE_CONFIG", w.join("alertcore.toml"))
+        .env("ALERTCORE_STATE", w.join("state.db"))
+        .env("XDG_RUNTIME_DIR", USER_RUNTIME_DIR)
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={USER_RUNTIME_DIR}/bus"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start alertctl run");
+    let wait = |what: &str, probe: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !probe() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no {what} within {DEADLINE:?}\n--- daemon log ---\n{}\n--- alerts ---\n{}",
+                read(&log),
+                std::fs::read_to_string(w.join("alerts.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let alerted = |needle: &str| {
+        std::fs::read_to_string(w.join("alerts.log"))
+            .unwrap_or_default()
+            .contains(needle)
+    };
+    wait("watch of the user manager", &|| {
+        read(&log).contains("watching systemd's units")
+    });
+    let _ = user.systemctl_output(&["start", "mine.service"]);
+    wait("failure alert", &|| {
+        alerted("FAILED: mine.service (exit-code, status=1)")
+    });
+    write(&w.join("mine-ok"), "");
+    user.systemctl(&["start", "mine.service"]);
+    wait("recovery", &|| alerted("RECOVERED: mine.service"));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+/// The user manager's runtime directory (one per machine: root's).
+const USER_RUNTIME_DIR: &str = "/run/user/0";
+
+/// A running `systemd --user` sandbox; stopped on drop.
+struct UserSandbox {
+    dir: std::path::PathBuf,
+}
+
+impl UserSandbox {
+    const SCRIPT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/systemd-user-sandbox.sh"
+    );
+
+    /// As [`sandbox::skip_unless_available`], for what the user sandbox needs more.
+    fn skip_unless_available() -> bool {
+        let out = std::process::Command::new("bash")
+            .args([Self::SCRIPT, "check"])
+            .env("SANDBOX", "/nonexistent")
+            .output()
+            .expect("run the user sandbox script");
+        if out.status.success() {
+            return false;
+        }
+        let why = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the user manager watch test cannot run under CI: {why}"
+        );
+        eprintln!("skipping the user manager watch test: {why}");
+        true
+    }
+
+    fn start(dir: std::path::PathBuf) -> Self {
+        let out = std::process::Command::new("bash")
+            .args([Self::SCRIPT, "start"])
+            .env("SANDBOX", &dir)
+            .output()
+            .expect("run the user sandbox script");
+        assert!(
+            out.status.success(),
+            "the user sandbox did not start:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+
+    fn units(&self) -> std::path::PathBuf {
+        Path::new(USER_RUNTIME_DIR).join("systemd/user")
+    }
+
+    fn systemctl_output(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("systemctl")
+            .arg("--user")
+            .args(args)
+            .env("XDG_RUNTIME_DIR", USER_RUNTIME_DIR)
+            .output()
+            .expect("run systemctl --user")
+    }
+
+    fn systemctl(&self, args: &[&str]) {
+        let out = self.systemctl_output(args);
+        assert!(
+            out.status.success(),
+            "systemctl --user {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for UserSandbox {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .args([Self::SCRIPT, "stop"])
+            .env("SANDBOX", &self.dir)
+            .output();
+    }
 }

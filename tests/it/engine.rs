@@ -393,18 +393,7 @@ type = "console"
 [[rules]]
 notify = ["ops", { to = "pager", format = "sms", show_rule_id = true }]
 "#;
-    let config = Config::parse(text, "t.toml").unwrap();
-    let mut notifiers = config.build_notifiers(&Registry::new()).unwrap();
-    let router = config.build_router(&notifiers).unwrap();
-    let probe = Arc::new(Subjects::default());
-    for n in &mut notifiers {
-        n.notifier = probe.clone();
-    }
-    let engine = Engine::builder(Arc::new(MemoryStore::new()))
-        .configured(notifiers)
-        .router(router)
-        .host("h1")
-        .build();
+    let (engine, probe) = probed(text);
     engine.failure("web.service", report("1")).await.unwrap();
     let mut got = probe.calls();
     got.sort_by(|a, b| a.0.cmp(&b.0));
@@ -421,6 +410,26 @@ notify = ["ops", { to = "pager", format = "sms", show_rule_id = true }]
         subject.contains("[r1]"),
         "short names the rule compactly: {subject}"
     );
+}
+
+/// An engine on host `h1` built from the config `text`, every notifier replaced by one
+/// probe that records what each is sent.
+fn probed(text: &str) -> (Engine, Arc<Subjects>) {
+    let config = Config::parse(text, "t.toml").expect("the config parses");
+    let mut notifiers = config
+        .build_notifiers(&Registry::new())
+        .expect("the notifiers build");
+    let router = config.build_router(&notifiers).expect("the rules build");
+    let probe = Arc::new(Subjects::default());
+    for n in &mut notifiers {
+        n.notifier = probe.clone();
+    }
+    let engine = Engine::builder(Arc::new(MemoryStore::new()))
+        .configured(notifiers)
+        .router(router)
+        .host("h1")
+        .build();
+    (engine, probe)
 }
 
 #[test]
@@ -909,4 +918,72 @@ async fn a_failure_with_an_invocation_id_already_in_the_streak_is_recorded_once(
             .unwrap()
             .duplicate
     );
+}
+
+/// `on_success = "output"`: a run that passed goes to the notifiers of the rules that
+/// name its service (the first rule naming a notifier is its rule; a matching `stop`
+/// rule ends the search), once per run id; other services and a run already sent send
+/// nothing; a failure's alert is not an output.
+#[tokio::test]
+async fn a_runs_output_goes_to_the_rules_that_ask_for_it_once() {
+    let text = r#"
+[notifiers.mail]
+type = "console"
+[notifiers.chat]
+type = "console"
+[notifiers.late]
+type = "console"
+
+[[rules]]
+services = ["backup.service"]
+on_success = "output"
+notify = ["mail"]
+
+[[rules]]
+services = ["backup.*"]
+on_success = "output"
+notify = ["mail", "chat"]
+stop = true
+
+[[rules]]
+on_success = "output"
+notify = ["late"]
+"#;
+    let (engine, probe) = probed(text);
+    let sent = engine
+        .output("backup.service", Some("run1".into()))
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let mut got = probe.calls();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let rule = |index, line| Some(alertcore::RuleRef { index, line });
+    assert_eq!(
+        got,
+        [
+            (
+                "chat".to_owned(),
+                "[h1] OUTPUT: backup.service (success)".to_owned(),
+                rule(2, 14)
+            ),
+            (
+                "mail".to_owned(),
+                "[h1] OUTPUT: backup.service (success)".to_owned(),
+                rule(1, 9)
+            ),
+        ]
+    );
+    // the same run again (the handler and the watch): nothing
+    let again = engine.output("backup.service", Some("run1".into())).await;
+    assert!(again.unwrap().is_empty());
+    assert_eq!(probe.calls().len(), 2);
+    // another service reaches the last rule only
+    engine
+        .output("web.service", Some("w1".into()))
+        .await
+        .unwrap();
+    assert_eq!(probe.calls()[2].0, "late");
+    // a failure alerts through the rules as ever, not as an output
+    engine.failure("web.service", report("1")).await.unwrap();
+    assert!(probe.subjects()[3].starts_with("[h1] FAILED: web.service"));
 }

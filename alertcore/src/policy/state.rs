@@ -24,6 +24,11 @@ pub struct ServiceState {
     /// Its recent changes of state, when flap detection is on (`[flapping]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flap: Option<FlapState>,
+    /// The invocation id of the latest successful run whose output was sent
+    /// (`on_success = "output"`): a run reported twice (the `OnSuccess=` handler and the
+    /// watch) is sent once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_output: Option<String>,
 }
 
 /// The state a flap sample records: ok, or failed with a severity.

@@ -36,6 +36,8 @@ struct RuleSpec {
     #[serde(default, deserialize_with = "one_or_many")]
     trigger: Option<Vec<Trigger>>,
     #[serde(default)]
+    on_success: Option<OnSuccess>,
+    #[serde(default)]
     time: TimeWindows,
     #[serde(default)]
     exclude_time: TimeWindows,
@@ -57,6 +59,17 @@ struct RuleSpec {
     ignore: bool,
     #[serde(default)]
     depends_on: Vec<String>,
+}
+
+/// `on_success`: what a successful run sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OnSuccess {
+    /// Nothing (the default).
+    #[serde(rename = "none")]
+    Nothing,
+    /// The run's output.
+    Output,
 }
 
 /// An inline `notify` entry: `{ to = "pager", repeat = "30m" }`.
@@ -119,6 +132,13 @@ pub(crate) fn build_rule(
             ),
         ));
     }
+    let output = spec.on_success == Some(OnSuccess::Output);
+    if output && notify.is_empty() {
+        return Err(BuildError::key(
+            "on_success",
+            "`on_success = \"output\"` sends to the rule's `notify`, which is empty",
+        ));
+    }
     if spec.ignore && spec.unmatched {
         return Err(BuildError::key(
             "unmatched",
@@ -136,6 +156,7 @@ pub(crate) fn build_rule(
         events: spec.events,
         kind: spec.kind,
         trigger: spec.trigger,
+        output,
         time: spec.time,
         exclude_time: spec.exclude_time,
         depends_on: spec.depends_on,

@@ -574,6 +574,21 @@ fn config_errors_name_the_rule() {
     assert!(e.starts_with("alertcore.toml:3:1: rule 1: "), "{e}");
     let e = error("timezone = \"Mars/Olympus\"\n");
     assert!(e.starts_with("alertcore.toml:1:1: timezone: "), "{e}");
+    let e = error("[[rules]]\nnotify = \"ops\"\ntrigger = \"manual\"\n");
+    assert!(
+        e.starts_with("alertcore.toml:3:1: rule 1: `trigger`: unknown variant `manual`"),
+        "{e}"
+    );
+    let e = error("[[rules]]\nnotify = \"ops\"\non_success = \"mail\"\n");
+    assert!(
+        e.starts_with("alertcore.toml:3:1: rule 1: `on_success`: unknown variant `mail`"),
+        "{e}"
+    );
+    let e = error("[[rules]]\nignore = true\non_success = \"output\"\n");
+    assert!(
+        e.starts_with("alertcore.toml:3:1: rule 1: `on_success = \"output\"` sends to the rule's `notify`, which is empty"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -680,4 +695,57 @@ proptest! {
             }
         }
     }
+}
+
+/// `trigger`: a failure started by a timer reaches the rule, one started otherwise or
+/// of unknown origin does not; the streak keeps the trigger, so its reminders are
+/// routed as its alert was.
+#[test]
+fn trigger_matches_what_started_the_run_and_reminders_keep_it() {
+    let mut run = Run::new(
+        "[[rules]]\ntrigger = \"timer\"\nnotify = \"ops\"\nrepeat = \"10m\"\n\
+         [[rules]]\nnotify = \"mail\"\n",
+    );
+    let fail = |run: &mut Run, trigger: Option<Trigger>, at: i64| {
+        let at = Timestamp::from_millis(MONDAY_10 + at * MIN);
+        let event = Event::Failure(Severity::Critical);
+        let subject =
+            Subject::new(&run.service, &run.host, None, event, at, &run.state).trigger(trigger);
+        let plan = run
+            .router
+            .plan(&run.state, &subject, NOTIFIERS, &run.policy);
+        run.state = plan.next.clone();
+        for r in run
+            .state
+            .streak
+            .iter_mut()
+            .flat_map(|s| s.recipients.values_mut())
+        {
+            r.delivered = true;
+            r.outcome = Outcome::Delivered;
+        }
+        plan
+    };
+    let plan = fail(&mut run, Some(Trigger::Other), 0);
+    assert_eq!(sent(&plan), ["mail:failure"]);
+    assert_eq!(
+        plan.rules[0].outcome,
+        RuleOutcome::NoMatch {
+            why: "trigger other not in trigger [timer]".into()
+        }
+    );
+    run.state = ServiceState::default();
+    assert_eq!(sent(&fail(&mut run, None, 1)), ["mail:failure"]);
+    run.state = ServiceState::default();
+    assert_eq!(
+        sent(&fail(&mut run, Some(Trigger::Timer), 2)),
+        ["mail:failure", "ops:failure"]
+    );
+    assert_eq!(
+        run.state.streak.as_ref().and_then(|s| s.trigger),
+        Some(Trigger::Timer)
+    );
+    // a tick 15 minutes on: the reminder to ops goes out through the timer rule
+    let plan = run.event(Event::Tick, 17);
+    assert!(sent(&plan).contains(&"ops:reminder".to_owned()), "{plan:?}");
 }

@@ -17,9 +17,10 @@ pub(super) const FULL_SUBJECT: &str = concat!(
     "{% if show_rule_id and rule %} [{{ rule.text }}]{% endif %}",
 );
 
-/// The subject, then for failure-kind events `, 3 failures since <time>: <message>`.
+/// The subject, then for failure-kind events `, 3 failures since <time>: <message>`;
+/// `[web1] OUTPUT: backup.service (success)` for a run's output.
 pub(super) const FULL_LINE: &str = concat!(
-    "{{ subject }}{% if event != \"recovery\" %}, {{ streak_length }} failure",
+    "{{ subject }}{% if event != \"recovery\" and event != \"output\" %}, {{ streak_length }} failure",
     "{{ \"s\" if streak_length != 1 else \"\" }} since {{ streak_start }}",
     "{% if message %}: {{ message }}{% endif %}{% endif %}",
     "{% if fallback_for %} (instead of {{ fallback_for.notifier }}: {{ fallback_for.error }}){% endif %}",
@@ -38,15 +39,16 @@ Exit code: {{ exit_code or "-" }}
 Status:    {{ exit_status or "-" }}
 {% if invocation_id %}Invocation: {{ invocation_id }}
 {% endif %}{% if message %}Message:   {{ message }}
-{% endif %}{% endif %}{% if event == "recovery" %}Recovered at {{ time }} after {{ streak }}{% else %}Streak:    {{ streak }}{% endif %}
+{% endif %}{% endif %}{% if event == "recovery" %}Recovered at {{ time }} after {{ streak }}{% elif event == "output" %}Succeeded at {{ time }}{% if invocation_id %}
+Invocation: {{ invocation_id }}{% endif %}{% else %}Streak:    {{ streak }}{% endif %}
 Sequence:  {{ sequence }}
 {% if fallback_for %}Instead of: {{ fallback_for.notifier }}, which gave this alert up: {{ fallback_for.error }}
 {% endif %}{% if show_rule_id and rule %}Rule:      {{ rule.text }}
-{% endif %}
+{% endif %}{% if event != "output" %}
 Failure history (oldest first):
   {{ "#"|pad(3) }} {{ "time"|pad(20) }} {{ "severity"|pad(8) }} {{ "result"|pad(16) }} {{ "code"|pad(8) }} {{ "status"|pad(7) }} invocation
 {% for f in failures %}  {{ f.number|string|pad(3) }} {{ f.time|pad(20) }} {{ f.severity|pad(8) }} {{ f.result|pad(16) }} {{ (f.exit_code or "-")|pad(8) }} {{ (f.exit_status or "-")|pad(7) }} {{ f.invocation_id or "-" }}
-{% endfor %}{% if journal %}
+{% endfor %}{% endif %}{% if journal %}
 Journal of invocation {{ journal.invocation_id }} (last {{ journal.lines }} lines):
 {{ journal.text }}
 {% endif %}
@@ -56,7 +58,8 @@ Journal of invocation {{ journal.invocation_id }} (last {{ journal.lines }} line
 pub(super) const SHORT: &str = concat!(
     "{{ event_word }}{% if show_rule_id and rule %} [r{{ rule.index }}]{% endif %} ",
     "{{ service|cut(64) }} on {{ host|cut(32) }}: ",
-    "{% if event == \"recovery\" %}OK after {{ streak_length }} failure",
+    "{% if event == \"output\" %}succeeded",
+    "{% elif event == \"recovery\" %}OK after {{ streak_length }} failure",
     "{{ \"s\" if streak_length != 1 else \"\" }}",
     "{% if restarts %}, {{ restarts }} restart{{ \"s\" if restarts != 1 else \"\" }}{% endif %}",
     " in {{ duration }}",

@@ -36,8 +36,9 @@ impl JournalExcerpt {
     }
 
     /// Reads the last `lines` journal lines of the latest failed run of the notification's
-    /// service that has an invocation id, with `journalctl` off the async workers, giving
-    /// up after `timeout`. `None` for a recovery (there is no failed run to show), when
+    /// service that has an invocation id (of an `output` notice: of the run that
+    /// passed), with `journalctl` off the async workers, giving up after `timeout`.
+    /// `None` for a recovery (there is no failed run to show), when
     /// `lines` is 0, when there is no journal or nothing was found: the excerpt is a
     /// courtesy.
     ///
@@ -54,13 +55,15 @@ impl JournalExcerpt {
         timeout: Duration,
     ) -> Option<Self> {
         let (service, failures, event) = (&n.service, &n.failures, n.event);
-        if lines == 0 || !event.is_failure() {
-            return None;
-        }
-        let invocation_id = failures
-            .iter()
-            .rev()
-            .find_map(|f| f.invocation_id.clone())?;
+        let invocation_id = match event {
+            _ if lines == 0 => return None,
+            EventKind::Output => n.run_id.clone()?,
+            _ if event.is_failure() => failures
+                .iter()
+                .rev()
+                .find_map(|f| f.invocation_id.clone())?,
+            _ => return None,
+        };
         let (unit, id) = (service.to_owned(), invocation_id.clone());
         // journalctl is a blocking subprocess; keep it off the async workers.
         let task = tokio::task::spawn_blocking(move || journal.excerpt(&unit, &id, lines));
@@ -180,8 +183,9 @@ impl Model {
         let duration_secs = duration.as_secs();
         let duration = humantime::format_duration(Duration::from_secs(duration_secs)).to_string();
         let restarts = n.failures.iter().filter(|f| f.restarting).count();
+        let output = n.event == EventKind::Output;
         let summary = last.map_or_else(
-            || "failed".to_owned(),
+            || if output { "success" } else { "failed" }.to_owned(),
             |f| {
                 let mut s = text(&f.summary());
                 if f.restarting {
@@ -204,7 +208,11 @@ impl Model {
             result: last.map(|f| text(&f.service_result)),
             exit_code: opt(last.and_then(|f| f.exit_code.as_ref())),
             exit_status: opt(last.and_then(|f| f.exit_status.as_ref())),
-            invocation_id: opt(last.and_then(|f| f.invocation_id.as_ref())),
+            invocation_id: opt(if output {
+                n.run_id.as_ref()
+            } else {
+                last.and_then(|f| f.invocation_id.as_ref())
+            }),
             message: opt(last.and_then(|f| f.message.as_ref())),
             summary,
             trigger: last.and_then(|f| f.trigger).map(Trigger::as_str),
@@ -290,7 +298,7 @@ impl Model {
     /// `FULL_LINE`.
     pub(super) fn full_line(&self) -> String {
         let mut out = self.subject.clone().unwrap_or_default();
-        if self.event != "recovery" {
+        if self.event != "recovery" && self.event != "output" {
             out.push_str(", ");
             push_failures(&mut out, self.streak_length);
             out.push_str(" since ");
@@ -347,8 +355,14 @@ impl Model {
                 let _ = writeln!(out, "Message:   {m}");
             }
         }
+        let output = self.event == "output";
         if self.event == "recovery" {
             let _ = writeln!(out, "Recovered at {} after {streak}", self.time);
+        } else if output {
+            let _ = writeln!(out, "Succeeded at {}", self.time);
+            if let Some(id) = truthy(&self.invocation_id) {
+                let _ = writeln!(out, "Invocation: {id}");
+            }
         } else {
             let _ = writeln!(out, "Streak:    {streak}");
         }
@@ -363,28 +377,8 @@ impl Model {
         if let Some(rule) = self.rule.as_ref().filter(|_| self.show_rule_id) {
             let _ = writeln!(out, "Rule:      {}", rule.text);
         }
-        out.push_str("\nFailure history (oldest first):\n  ");
-        for (text, width) in [
-            ("#", 3),
-            ("time", 20),
-            ("severity", 8),
-            ("result", 16),
-            ("code", 8),
-            ("status", 7),
-        ] {
-            pad(&mut out, text, width);
-        }
-        out.push_str("invocation\n");
-        for f in &self.failures {
-            out.push_str("  ");
-            pad(&mut out, &f.number.to_string(), 3);
-            pad(&mut out, &f.time, 20);
-            pad(&mut out, f.severity, 8);
-            pad(&mut out, &f.result, 16);
-            pad(&mut out, truthy(&f.exit_code).unwrap_or("-"), 8);
-            pad(&mut out, truthy(&f.exit_status).unwrap_or("-"), 7);
-            out.push_str(truthy(&f.invocation_id).unwrap_or("-"));
-            out.push('\n');
+        if !output {
+            self.push_history(&mut out);
         }
         if let Some(j) = &self.journal {
             let _ = write!(
@@ -394,6 +388,33 @@ impl Model {
             );
         }
         out
+    }
+
+    /// `FULL_BODY`'s failure history table.
+    fn push_history(&self, out: &mut String) {
+        out.push_str("\nFailure history (oldest first):\n  ");
+        for (text, width) in [
+            ("#", 3),
+            ("time", 20),
+            ("severity", 8),
+            ("result", 16),
+            ("code", 8),
+            ("status", 7),
+        ] {
+            pad(out, text, width);
+        }
+        out.push_str("invocation\n");
+        for f in &self.failures {
+            out.push_str("  ");
+            pad(out, &f.number.to_string(), 3);
+            pad(out, &f.time, 20);
+            pad(out, f.severity, 8);
+            pad(out, &f.result, 16);
+            pad(out, truthy(&f.exit_code).unwrap_or("-"), 8);
+            pad(out, truthy(&f.exit_status).unwrap_or("-"), 7);
+            out.push_str(truthy(&f.invocation_id).unwrap_or("-"));
+            out.push('\n');
+        }
     }
 }
 
@@ -496,18 +517,22 @@ pub(super) fn samples() -> Vec<Sample> {
                 Some("replacing the disk".into()),
             )
         });
+        // a run's output has no failures: the run that passed
+        let output = event == EventKind::Output;
+        let failures = |f: Vec<Failure>| if output { Vec::new() } else { f };
         out.push(Sample {
             notification: Sample::notification(
                 "backup.service",
                 "web1",
-                vec![
-                full(Severity::Warning, "web1"),
-                full(Severity::Critical, "web1"),
-            ],
+                failures(vec![
+                    full(Severity::Warning, "web1"),
+                    full(Severity::Critical, "web1"),
+                ]),
                 event,
                 Some(RuleRef { index: 3, line: 42 }),
             )
-            .ack(ack.clone()),
+            .ack(ack.clone())
+            .run_id(output.then(|| "fedcba9876543210fedcba9876543210".to_owned())),
             journal: Some(JournalExcerpt::new(
                 "0123456789abcdef0123456789abcdef",
                 50,
@@ -519,7 +544,7 @@ pub(super) fn samples() -> Vec<Sample> {
             notification: Sample::notification(
                 "backup.service",
                 "web1",
-                vec![bare.clone()],
+                failures(vec![bare.clone()]),
                 event,
                 None,
             )

@@ -275,7 +275,7 @@ fn restart_loops_are_said_in_the_summary_and_the_recovery() {
         "[web1] FAILED: s (exit-code, status=1)"
     );
     let f = compile(
-        "subject = '{{ trigger }} {{ restarting }} {{ restarts }} {{ failures[0].trigger }}'",
+        "subject = '{{ trigger }} {{ restarting }} {{ restarts }} {% if failures %}{{ failures[0].trigger }}{% endif %}'",
     )
     .unwrap();
     assert_eq!(
