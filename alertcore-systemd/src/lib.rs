@@ -3,19 +3,28 @@
 //! records, with no per-unit wiring.
 //!
 //! The [`Watcher`] subscribes to the manager's signals and follows each unit's
-//! `ActiveState` (`PropertiesChanged` on `org.freedesktop.systemd1.Unit`; no polling):
+//! `ActiveState` and `SubState` (`PropertiesChanged` on `org.freedesktop.systemd1.Unit`;
+//! no polling):
 //!
-//! - a unit entering `failed` is an [`Engine::failure`] with what systemd records of the
-//!   run: `Result`, `ExecMainCode`/`ExecMainStatus` (as `exited`/`killed`/`dumped` and
-//!   the status or signal name, as the handler's `MONITOR_*` variables say them) and its
-//!   `InvocationID`. The engine counts a run once by its invocation id, so a unit that
-//!   also has the handler in `OnFailure=` is not counted twice, and a failure seen again
-//!   (the boot sweep after a restart of the daemon) is not alerted again;
-//! - a unit the engine has failing that becomes `active`, or `inactive` after a new run
-//!   whose `Result` is `success` (a oneshot that passed; not `reset-failed`, which starts
-//!   no run), is an [`Engine::success`]. Other transitions cost one lookup of a name and,
-//!   for units the engine does not have failing, nothing else;
-//! - at start, the **boot sweep**: every unit already `failed` is reported as above.
+//! - a unit entering `failed`, or `auto-restart` (systemd restarts it, `Restart=`), is
+//!   an [`Engine::failure`] with what systemd records of the run: `Result`,
+//!   `ExecMainCode`/`ExecMainStatus` (as `exited`/`killed`/`dumped` and the status or
+//!   signal name, as the handler's `MONITOR_*` variables say them), its `InvocationID`,
+//!   whether it is being restarted ([`FailureReport::restarting`]: a restart loop is one
+//!   streak whose alert says so) and what started it ([`trigger_of`]). The engine counts
+//!   a run once by its invocation id, so a unit that also has the handler in
+//!   `OnFailure=` is not counted twice, and a failure seen again (the boot sweep after a
+//!   restart of the daemon) is not alerted again;
+//! - a unit the engine has failing that becomes `active` and stays so for `stable_for`,
+//!   or `inactive` after a new run whose `Result` is `success` (a oneshot that passed;
+//!   not `reset-failed`, which starts no run), is an [`Engine::success`]; a run that
+//!   passed is also an [`Engine::output`] where a rule asks for it. Other transitions
+//!   cost one lookup of a name and, for units the engine does not have failing, nothing
+//!   else;
+//! - at start, the **boot sweep**: every unit already `failed` is reported as above;
+//! - with `timers`, each watched timer's next elapse is followed from its own signals
+//!   (`org.freedesktop.systemd1.Timer`), and one that does not fire by then plus its
+//!   slack and `timer_grace` is a failure of the timer (the `timers` module).
 //!
 //! Which units: `units` (patterns as in `[[rules]]`, default `["*.service"]`), minus
 //! `exclude` and, always, alertcore's own handler units (`alertcore-failure@*`,
@@ -369,7 +378,7 @@ impl Watcher {
 
     /// The boot sweep: every watched unit already failed, as if it failed now.
     async fn sweep(&mut self) -> Result<(), WatchError> {
-        for (name, path) in self.list("ListUnitsFiltered", vec!["failed"]).await? {
+        for (name, path) in self.list(&["failed"], &[]).await? {
             self.names.insert(path.clone(), name.clone());
             self.states
                 .insert(path.clone(), ("failed".to_owned(), "failed".to_owned()));
@@ -382,11 +391,12 @@ impl Watcher {
         Ok(())
     }
 
-    /// The loaded units a `ListUnits*` call gives: name and object path.
+    /// The loaded units in one of `states` (any with none) whose names match one of
+    /// `patterns` (any with none): name and object path.
     async fn list(
         &self,
-        method: &str,
-        arg: Vec<&str>,
+        states: &[&str],
+        patterns: &[&str],
     ) -> Result<Vec<(String, OwnedObjectPath)>, WatchError> {
         type Listed = Vec<(
             String,
@@ -400,22 +410,18 @@ impl Watcher {
             String,
             OwnedObjectPath,
         )>;
-        let reply = if method == "ListUnitsByPatterns" {
+        let reply = ctx(
+            "listing the units",
             self.conn
                 .call_method(
                     Some(DEST),
                     MANAGER_PATH,
                     Some(MANAGER),
-                    method,
-                    &(Vec::<&str>::new(), arg),
+                    "ListUnitsByPatterns",
+                    &(states, patterns),
                 )
-                .await
-        } else {
-            self.conn
-                .call_method(Some(DEST), MANAGER_PATH, Some(MANAGER), method, &(arg,))
-                .await
-        };
-        let reply = ctx("listing the units", reply)?;
+                .await,
+        )?;
         let units: Listed = ctx("reading the units", reply.body().deserialize())?;
         Ok(units
             .into_iter()
@@ -520,8 +526,9 @@ impl Watcher {
         }
     }
 
-    /// A unit the engine has failing finished a new run with success (a oneshot that
-    /// passed; not `reset-failed`, which keeps the failed invocation): recovered.
+    /// A unit finished a run with success (a oneshot that passed; not `reset-failed`,
+    /// which starts no run): the recovery of a unit the engine has failing, and the
+    /// run's output where a rule asks for it (`on_success = "output"`).
     async fn passed(&mut self, path: &OwnedObjectPath, name: &str) -> Result<(), WatchError> {
         let streak = self.failing(name);
         let output = !self

@@ -134,7 +134,7 @@ fn when(us: u64) -> String {
 impl Watcher {
     /// Reads every loaded timer the watch covers.
     pub(crate) async fn read_timers(&mut self) -> Result<(), WatchError> {
-        for (name, path) in self.list("ListUnitsByPatterns", vec!["*.timer"]).await? {
+        for (name, path) in self.list(&[], &["*.timer"]).await? {
             self.learn_timer(path, name).await;
         }
         Ok(())
