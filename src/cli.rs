@@ -315,7 +315,8 @@ pub(crate) struct TestArgs {
     #[arg(long)]
     pub(crate) severity: Option<alertcore::Severity>,
     /// failure (a failed run), reminder (everyone alerted at the streak start),
-    /// escalation (a warning streak turning critical) or recovery (a successful run)
+    /// escalation (a warning streak turning critical), recovery (a successful run) or
+    /// output (where a successful run's output goes: `on_success = "output"`)
     #[arg(long, default_value = "failure")]
     pub(crate) event: alertcore::EventKind,
     /// The failed run is the Nth of its streak.

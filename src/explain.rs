@@ -30,9 +30,68 @@ struct TestOutput<'a> {
     plan: &'a Plan,
 }
 
+/// Where a successful run's output goes (`--event output`): the notifiers of the rules
+/// with `on_success = "output"`, as `Engine::output` finds them.
+#[derive(Serialize)]
+struct OutputTest<'a> {
+    service: &'a str,
+    host: &'a str,
+    event: EventKind,
+    to: Vec<OutputTarget>,
+}
+
+#[derive(Serialize)]
+struct OutputTarget {
+    notifier: String,
+    rule: String,
+}
+
 /// Runs the real routing and policy on a hypothetical event and prints the result.
 pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
     let router = engine.router();
+    if args.event == EventKind::Output {
+        let host = args.host.as_deref().unwrap_or(engine.host());
+        let to: Vec<OutputTarget> = router
+            .output_targets(&args.service, host)
+            .into_iter()
+            .map(|(notifier, rule)| OutputTarget {
+                notifier,
+                rule: router
+                    .rule_ref(rule)
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        if args.json {
+            let out = OutputTest {
+                service: &args.service,
+                host,
+                event: args.event,
+                to,
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+            );
+        } else if to.is_empty() {
+            println!(
+                "{} on {host}: a successful run sends nothing (no rule with on_success = \"output\" matches)",
+                args.service
+            );
+        } else {
+            println!(
+                "{} on {host}: a successful run's output goes to:",
+                args.service
+            );
+            for t in &to {
+                println!("  {}: through {}", t.notifier, t.rule);
+            }
+        }
+        if !args.json {
+            println!("(nothing was sent or written)");
+        }
+        return Ok(());
+    }
     let at = match &args.at {
         Some(t) => router.parse_time(t)?,
         None => engine.now(),

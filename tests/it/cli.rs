@@ -1068,3 +1068,44 @@ fn every_toml_example_in_the_manual_passes_config_check() {
     }
     assert!(checked >= 14, "{checked} examples");
 }
+
+/// `alertctl test --event output` names the notifiers a successful run's output goes to
+/// (`on_success = "output"`); `alertctl success` then sends it there and nowhere else,
+/// once per run id.
+#[test]
+fn test_predicts_where_a_runs_output_goes_and_success_sends_it_there() {
+    let mut ctl = Ctl::new();
+    let d = ctl.dir.path().display().to_string();
+    ctl.set_config(&format!(
+        "[notifiers.out]\ntype = \"file\"\npath = \"{d}/out.log\"\n\
+         [notifiers.other]\ntype = \"file\"\npath = \"{d}/other.log\"\n\
+         [[rules]]\nservices = [\"backup.service\"]\non_success = \"output\"\nnotify = [\"out\"]\n\
+         [[rules]]\nnotify = [\"other\"]\n"
+    ));
+    let told = ctl.json(&["test", "backup.service", "--event", "output", "--json"]);
+    assert_eq!(told["to"][0]["notifier"], "out", "{told:#}");
+    assert_eq!(told["to"].as_array().map(Vec::len), Some(1), "{told:#}");
+    let none = ctl.run(&["test", "web.service", "--event", "output"]);
+    assert!(
+        String::from_utf8_lossy(&none.stdout).contains("a successful run sends nothing"),
+        "{}",
+        text(&none)
+    );
+    for _ in 0..2 {
+        let out = ctl
+            .command(&["success", "backup.service"])
+            .env("MONITOR_INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+            .env("MONITOR_SERVICE_RESULT", "success")
+            .env("MONITOR_UNIT", "backup.service")
+            .output()
+            .expect("run alertctl");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let out = std::fs::read_to_string(ctl.dir.path().join("out.log")).unwrap_or_default();
+    assert_eq!(out.lines().count(), 1, "one run, one notice:\n{out}");
+    assert!(out.contains("] OUTPUT: backup.service (success)"), "{out}");
+    assert!(
+        !ctl.dir.path().join("other.log").exists(),
+        "a run's output only where asked"
+    );
+}
