@@ -304,6 +304,10 @@ async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fai
     }
 }
 
+/// How long a handler waits for the manager to say what started a run: the alert
+/// goes out without it rather than late.
+const TRIGGER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `report` with what started the run, when a rule matches on it (`trigger`): asked
 /// of the system manager over D-Bus, or of the user's when not run as root.
 async fn triggered(engine: &Engine, unit: &str, mut report: FailureReport) -> FailureReport {
@@ -313,7 +317,11 @@ async fn triggered(engine: &Engine, unit: &str, mut report: FailureReport) -> Fa
         } else {
             alertcore_systemd::Bus::User
         };
-        report.trigger = alertcore_systemd::find_trigger(bus, unit).await;
+        let ask = alertcore_systemd::find_trigger(bus, unit);
+        report.trigger = tokio::time::timeout(TRIGGER_TIMEOUT, ask)
+            .await
+            .ok()
+            .flatten();
     }
     report
 }
