@@ -46,56 +46,60 @@ struct OutputTarget {
     rule: String,
 }
 
+/// `--event output`: where a successful run's output would go.
+fn test_output(engine: &Engine, args: &TestArgs, at: alertcore::Timestamp) -> Result<(), String> {
+    let router = engine.router();
+    let host = args.host.as_deref().unwrap_or(engine.host());
+    let to: Vec<OutputTarget> = router
+        .output_targets(&args.service, host, at)
+        .into_iter()
+        .map(|(notifier, rule)| OutputTarget {
+            notifier,
+            rule: router
+                .rule_ref(rule)
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+        })
+        .collect();
+    if args.json {
+        let out = OutputTest {
+            service: &args.service,
+            host,
+            event: args.event,
+            to,
+        };
+        let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
+        println!("{text}");
+        return Ok(());
+    }
+    if to.is_empty() {
+        println!(
+            "{} on {host}: a successful run sends nothing (no rule with on_success = \"output\" matches)",
+            args.service
+        );
+    } else {
+        println!(
+            "{} on {host}: a successful run's output goes to:",
+            args.service
+        );
+        for t in &to {
+            println!("  {}: through {}", t.notifier, t.rule);
+        }
+    }
+    println!("(nothing was sent or written)");
+    Ok(())
+}
+
 /// Runs the real routing and policy on a hypothetical event and prints the result.
 pub(crate) fn test(engine: &Engine, args: &TestArgs) -> Result<(), String> {
     let router = engine.router();
-    if args.event == EventKind::Output {
-        let host = args.host.as_deref().unwrap_or(engine.host());
-        let to: Vec<OutputTarget> = router
-            .output_targets(&args.service, host)
-            .into_iter()
-            .map(|(notifier, rule)| OutputTarget {
-                notifier,
-                rule: router
-                    .rule_ref(rule)
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-            })
-            .collect();
-        if args.json {
-            let out = OutputTest {
-                service: &args.service,
-                host,
-                event: args.event,
-                to,
-            };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
-            );
-        } else if to.is_empty() {
-            println!(
-                "{} on {host}: a successful run sends nothing (no rule with on_success = \"output\" matches)",
-                args.service
-            );
-        } else {
-            println!(
-                "{} on {host}: a successful run's output goes to:",
-                args.service
-            );
-            for t in &to {
-                println!("  {}: through {}", t.notifier, t.rule);
-            }
-        }
-        if !args.json {
-            println!("(nothing was sent or written)");
-        }
-        return Ok(());
-    }
     let at = match &args.at {
         Some(t) => router.parse_time(t)?,
         None => engine.now(),
     };
+    if args.event == EventKind::Output {
+        return test_output(engine, args, at);
+    }
     let mut state = engine
         .store()
         .state(&args.service)

@@ -276,8 +276,12 @@ async fn record(cli: &Cli, engine: &Engine, event: &Event<'_>) -> Result<u8, Fai
     }
     let mut code = print_report(what, &r);
     // a run that passed, whose output a rule sends (`on_success = "output"`)
+    // (the run's id may cost a `systemctl show`: only then)
     if let Some(unit) = passed
-        && engine.router().sends_output()
+        && !engine
+            .router()
+            .output_targets(unit, engine.host(), engine.now())
+            .is_empty()
     {
         match engine.output(unit, systemd::run_id(unit, &env)).await {
             Ok(sent) => code = code.max(print_deliveries(&sent, |_| true)),

@@ -148,28 +148,21 @@ fn parse_metadata(metadata: &str, unit: &str) -> RunInfo {
 }
 
 fn from_systemctl(unit: &str) -> RunInfo {
-    show(&[
-        "-p",
-        "Result,ExecMainCode,ExecMainStatus,InvocationID",
-        "--",
-        unit,
-    ])
-    .map(|text| parse_show(&text))
-    .unwrap_or_default()
-}
-
-/// `systemctl show ARGS`'s output, `None` when it fails.
-fn show(args: &[&str]) -> Option<String> {
     let out = Command::new("systemctl")
-        .arg("show")
-        .args(args)
+        .args([
+            "show",
+            "-p",
+            "Result,ExecMainCode,ExecMainStatus,InvocationID",
+            "--",
+        ])
+        .arg(unit)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => parse_show(&String::from_utf8_lossy(&o.stdout)),
+        _ => RunInfo::default(),
+    }
 }
 
 fn parse_show(text: &str) -> RunInfo {

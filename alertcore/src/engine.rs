@@ -536,11 +536,11 @@ impl Engine {
         service: &str,
         run_id: Option<String>,
     ) -> Result<Vec<Delivery>, EngineError> {
-        let targets = self.router.output_targets(service, &self.host);
+        let now = self.clock.now();
+        let targets = self.router.output_targets(service, &self.host, now);
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let now = self.clock.now();
         let router = Arc::clone(&self.router);
         let name = service.to_owned();
         self.notices(service, now, move |state, host| {

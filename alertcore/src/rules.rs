@@ -233,22 +233,8 @@ impl Rule {
                 return Some(format!("{what} is not in events {}", join(list)));
             }
         }
-        let ms = e.at.as_millis();
-        if !self.time.is_empty() && !self.time.contains_any_ms(ms, zone.get()) {
-            return Some(format!(
-                "{} is outside time {}",
-                local_time(e.at, zone.get()),
-                self.time
-            ));
-        }
-        // (an empty list must not look the system's zone up)
-        if !self.exclude_time.is_empty()
-            && let Some(w) = self.exclude_time.first_match_ms(ms, zone.get())
-        {
-            return Some(format!(
-                "{} is inside exclude_time {w}",
-                local_time(e.at, zone.get())
-            ));
+        if let Some(why) = self.outside_time(e.at, zone) {
+            return Some(why);
         }
         if let Some(min) = self.min_duration
             && e.lasted < min
@@ -269,6 +255,27 @@ impl Rule {
             ));
         }
         None
+    }
+}
+
+impl Rule {
+    /// Why `at` is outside this rule's `time` or inside its `exclude_time`.
+    fn outside_time(&self, at: Timestamp, zone: &Zone) -> Option<String> {
+        let ms = at.as_millis();
+        if !self.time.is_empty() && !self.time.contains_any_ms(ms, zone.get()) {
+            return Some(format!(
+                "{} is outside time {}",
+                local_time(at, zone.get()),
+                self.time
+            ));
+        }
+        // (an empty list must not look the system's zone up)
+        if self.exclude_time.is_empty() {
+            return None;
+        }
+        self.exclude_time
+            .first_match_ms(ms, zone.get())
+            .map(|w| format!("{} is inside exclude_time {w}", local_time(at, zone.get())))
     }
 }
 
@@ -494,14 +501,16 @@ impl Router {
         index.checked_sub(1).and_then(|i| self.rules.get(i))
     }
 
-    /// The notifiers a successful run of `service` on `host` sends its output to
-    /// (`on_success = "output"`), each with the first rule that names it; a matching
-    /// `stop` rule ends the search.
-    pub fn output_targets(&self, service: &str, host: &str) -> Vec<(String, usize)> {
+    /// The notifiers a successful run of `service` on `host` at `at` sends its output
+    /// to (`on_success = "output"`), each with the first rule that names it. A rule
+    /// matches by its services, hosts and time windows (its other matchers describe a
+    /// failure); a matching `stop` rule ends the search.
+    pub fn output_targets(&self, service: &str, host: &str, at: Timestamp) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = Vec::new();
         for rule in &self.rules {
             if names("service", service, &rule.services, &rule.exclude_services).is_some()
                 || names("host", host, &rule.hosts, &rule.exclude_hosts).is_some()
+                || rule.outside_time(at, &self.timezone).is_some()
             {
                 continue;
             }
@@ -519,15 +528,10 @@ impl Router {
         out
     }
 
-    /// Whether any rule sends the output of successful runs.
-    pub fn sends_output(&self) -> bool {
-        self.rules.iter().any(|r| r.output)
-    }
-
     /// Whether a rule matches on what started a run (`trigger`): only then is it worth
     /// finding out.
     pub fn uses_trigger(&self) -> bool {
-        self.rules().iter().any(|r| r.trigger.is_some())
+        self.rules.iter().any(|r| r.trigger.is_some())
     }
 
     /// The id of rule `index`, for messages.

@@ -749,3 +749,38 @@ fn trigger_matches_what_started_the_run_and_reminders_keep_it() {
     let plan = run.event(Event::Tick, 17);
     assert!(sent(&plan).contains(&"ops:reminder".to_owned()), "{plan:?}");
 }
+
+/// `on_success = "output"` rules match a run that passed by services, hosts and time
+/// windows, as any rule does; a `stop` rule ends the search.
+#[test]
+fn output_targets_follow_the_rules_matchers() {
+    let r = router(
+        "[[rules]]\nservices = \"backup*\"\non_success = \"output\"\nnotify = \"ops\"\n\
+         time = \"Mon-Fri 08:00-18:00\"\n\
+         [[rules]]\nservices = \"backup*\"\nexclude_hosts = \"h2\"\non_success = \"output\"\n\
+         notify = [\"mail\", \"ops\"]\nstop = true\n\
+         [[rules]]\non_success = \"output\"\nnotify = \"pager\"\n",
+    );
+    let monday = Timestamp::from_millis(MONDAY_10);
+    let saturday = Timestamp::from_millis(MONDAY_10 + 5 * 24 * 60 * MIN);
+    let names = |t: Vec<(String, usize)>| -> Vec<String> {
+        t.into_iter().map(|(n, i)| format!("{n}:{i}")).collect()
+    };
+    assert_eq!(
+        names(r.output_targets("backup.service", "h1", monday)),
+        ["ops:1", "mail:2"]
+    );
+    assert_eq!(
+        names(r.output_targets("backup.service", "h1", saturday)),
+        ["mail:2", "ops:2"],
+        "outside rule 1's time window"
+    );
+    assert_eq!(
+        names(r.output_targets("backup.service", "h2", saturday)),
+        ["pager:3"]
+    );
+    assert_eq!(
+        names(r.output_targets("web.service", "h1", monday)),
+        ["pager:3"]
+    );
+}
