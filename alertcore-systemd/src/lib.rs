@@ -46,7 +46,7 @@ use tokio::time::Instant;
 
 use alertcore::config::Config;
 use alertcore::rules::Patterns;
-use alertcore::{BuildError, ConfigError, Engine, FailureReport, Trigger, chain};
+use alertcore::{BuildError, ConfigError, Engine, FailureReport, chain};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
@@ -486,7 +486,9 @@ impl Watcher {
 
     /// Reports the failed run of `name`.
     async fn failed(&mut self, path: &OwnedObjectPath, name: &str) -> Result<(), WatchError> {
-        let (report, _) = self.read_run(path).await;
+        let (mut report, unit) = self.read_run(path).await;
+        // (only a failure needs to know: it costs a few more calls)
+        report.trigger = trigger::of_run(&self.conn, &unit, &mut self.boot_finished).await;
         let restarting = report.restarting;
         match self.engine.failure(name, report).await {
             Ok(r) if r.duplicate => {
@@ -534,7 +536,7 @@ impl Watcher {
         let output = !self
             .engine
             .router()
-            .output_targets(name, self.engine.host())
+            .output_targets(name, self.engine.host(), self.engine.now())
             .is_empty();
         if streak.is_none() && !output {
             return Ok(());
@@ -543,8 +545,8 @@ impl Watcher {
         // one (on 252 a restart under `Restart=` passes through `inactive`, and the next
         // run has started, with its result reset, by the time they are read)
         let seen = self.invocations.get(path).cloned();
-        let (run, now) = self.read_run(path).await;
-        if now != "inactive"
+        let (run, unit) = self.read_run(path).await;
+        if text(&unit, "ActiveState") != "inactive"
             || seen.is_some() && run.invocation_id != seen
             || run.service_result != "success"
         {
@@ -619,9 +621,13 @@ impl Watcher {
         self.missed_timers().await;
     }
 
-    /// What systemd records of the unit's latest run, and its `ActiveState` now; what
-    /// cannot be read is left out (the result is then `failed`).
-    async fn read_run(&mut self, path: &OwnedObjectPath) -> (FailureReport, String) {
+    /// What systemd records of the unit's latest run (but what started it), and the
+    /// unit's properties now; what cannot be read is left out (the result is then
+    /// `failed`).
+    async fn read_run(
+        &self,
+        path: &OwnedObjectPath,
+    ) -> (FailureReport, HashMap<String, OwnedValue>) {
         let service = self.all(path, SERVICE).await.unwrap_or_default();
         let unit = self.all(path, UNIT).await.unwrap_or_default();
         let get = |k: &str| service.get(k).cloned();
@@ -639,20 +645,9 @@ impl Watcher {
             .and_then(|v| Vec::<u8>::try_from(v.clone()).ok())
             .and_then(invocation_hex)
             .or_else(|| self.invocations.get(path).cloned());
-        let text = |k: &str| {
-            unit.get(k)
-                .and_then(|v| String::try_from(v.clone()).ok())
-                .unwrap_or_default()
-        };
         // systemd will start it again (`Restart=`): one run of a restart loop
-        report.restarting = text("SubState") == "auto-restart";
-        report.trigger = self.trigger(&unit).await;
-        (report, text("ActiveState"))
-    }
-
-    /// What started the run whose unit properties are `unit` ([`trigger_of`]).
-    async fn trigger(&mut self, unit: &HashMap<String, OwnedValue>) -> Option<Trigger> {
-        trigger::of_run(&self.conn, unit, &mut self.boot_finished).await
+        report.restarting = text(&unit, "SubState") == "auto-restart";
+        (report, unit)
     }
 
     async fn get<T>(&self, path: &OwnedObjectPath, iface: &str, prop: &str) -> Result<T, WatchError>
@@ -723,6 +718,19 @@ async fn all(
             .await,
     )?;
     ctx(&format!("reading {iface}"), reply.body().deserialize())
+}
+
+/// Text property `key` of `props`, empty when missing.
+fn text(props: &HashMap<String, OwnedValue>, key: &str) -> String {
+    props
+        .get(key)
+        .and_then(|v| String::try_from(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// `d` in µs, as systemd counts.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The object path and changed properties of a `PropertiesChanged` signal.
@@ -821,6 +829,8 @@ mod tests {
             .unwrap();
         assert!(c.watches_timer("backup.timer") && !c.watches_timer("a.timer"));
         assert_eq!(c.timer_grace, Duration::from_secs(60));
+        let e = parse("[systemd]\nwatch = true\nstable_for = \"soon\"\n").unwrap_err();
+        assert!(e.contains("a.toml:3:") && e.contains("stable_for"), "{e}");
         let e = parse("[systemd]\nwatch = true\ntimers = []\n").unwrap_err();
         assert!(
             e.contains("a.toml:3:") && e.contains("`timers` is empty"),

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alertcore::{FailureReport, Timestamp, chain};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
-use crate::{TIMER, UNIT, WatchError, Watcher, changed};
+use crate::{TIMER, UNIT, WatchError, Watcher, changed, micros};
 
 /// A timer fired for an expected elapse if it fired at most this much before it
 /// (systemd's timers may be coalesced a little early).
@@ -120,10 +120,6 @@ fn monotonic_now() -> u64 {
         .unwrap_or(0)
         .saturating_mul(1_000_000)
         .saturating_add(u64::try_from(t.tv_nsec / 1000).unwrap_or(0))
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// A realtime µs timestamp as alertcore writes times.

@@ -22,7 +22,7 @@ use alertcore::Trigger;
 use zbus::Connection;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
-use crate::{Bus, MANAGER, MANAGER_PATH, TIMER, UNIT, all, connect, get, unit_path};
+use crate::{Bus, MANAGER, MANAGER_PATH, TIMER, UNIT, all, connect, get, micros, unit_path};
 
 /// How long after its timer elapsed a run may start and still count as the timer's.
 pub const TIMER_SLACK: Duration = Duration::from_secs(5);
@@ -35,7 +35,7 @@ pub fn trigger_of(start: u64, timers: &[u64], boot_finished: u64) -> Option<Trig
     if start == 0 {
         return None;
     }
-    let slack = u64::try_from(TIMER_SLACK.as_micros()).unwrap_or(u64::MAX);
+    let slack = micros(TIMER_SLACK);
     Some(
         if timers
             .iter()
