@@ -1109,3 +1109,40 @@ fn test_predicts_where_a_runs_output_goes_and_success_sends_it_there() {
         "a run's output only where asked"
     );
 }
+
+/// `--trigger` takes only what a failure can say; a handler whose config matches on
+/// `trigger` still records the failure when no systemd answers (here: no bus at all),
+/// with the trigger unknown, so a `trigger` rule does not match and the others do.
+#[test]
+fn trigger_input_errors_and_a_handler_without_a_bus() {
+    let mut ctl = Ctl::new();
+    let d = ctl.dir.path().display().to_string();
+    ctl.set_config(&format!(
+        "[notifiers.timers]\ntype = \"file\"\npath = \"{d}/timers.log\"\n\
+         [notifiers.all]\ntype = \"file\"\npath = \"{d}/all.log\"\n\
+         [[rules]]\ntrigger = \"timer\"\nnotify = \"timers\"\n\
+         [[rules]]\nnotify = \"all\"\n"
+    ));
+    let out = ctl.run(&["test", "x.service", "--trigger", "manual"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr(&out)
+            .contains("unknown trigger \"manual\": expected \"timer\", \"boot\" or \"other\""),
+        "{}",
+        text(&out)
+    );
+    let out = ctl
+        .command(&["failure", "x.service", "--result", "exit-code"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={d}/no-bus"))
+        .env("DBUS_SESSION_BUS_ADDRESS", format!("unix:path={d}/no-bus"))
+        .output()
+        .expect("run alertctl");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = std::fs::read_to_string(ctl.dir.path().join("all.log")).unwrap_or_default();
+    assert!(all.contains("FAILED: x.service"), "{all}\n{}", text(&out));
+    assert!(
+        !ctl.dir.path().join("timers.log").exists(),
+        "{}",
+        text(&out)
+    );
+}

@@ -246,16 +246,11 @@ fn the_daemon_watches_units_without_wiring() {
     let work = sandbox::work_dir("alertcore-watch-");
     let w = work.path();
     write(&w.join("ok"), "");
-    write(
-        &w.join("alertcore.toml"),
-        &config(
-            w,
-            "[systemd]\nwatch = true\nexclude = [\"alertcore.service\"]\n",
-        ),
+    let sb = with_config(
+        w,
+        "[systemd]\nwatch = true\nexclude = [\"alertcore.service\"]\n",
     );
-    let sb = Sandbox::start(w.join("sandbox"));
     let t = Test { sb: &sb, w };
-    install_units(&sb, w);
     let wd = w.display();
     let oneshot = |name: &str, command: &str, extra: &str| {
         write(

@@ -54,16 +54,20 @@ impl JournalExcerpt {
         lines: usize,
         timeout: Duration,
     ) -> Option<Self> {
-        let (service, failures, event) = (&n.service, &n.failures, n.event);
-        let invocation_id = match event {
-            _ if lines == 0 => return None,
-            EventKind::Output => n.run_id.clone()?,
-            _ if event.is_failure() => failures
+        if lines == 0 {
+            return None;
+        }
+        let invocation_id = if n.event == EventKind::Output {
+            n.run_id.clone()?
+        } else if n.event.is_failure() {
+            n.failures
                 .iter()
                 .rev()
-                .find_map(|f| f.invocation_id.clone())?,
-            _ => return None,
+                .find_map(|f| f.invocation_id.clone())?
+        } else {
+            return None;
         };
+        let service = &n.service;
         let (unit, id) = (service.to_owned(), invocation_id.clone());
         // journalctl is a blocking subprocess; keep it off the async workers.
         let task = tokio::task::spawn_blocking(move || journal.excerpt(&unit, &id, lines));
@@ -190,8 +194,8 @@ impl Model {
                 let mut s = text(&f.summary());
                 if f.restarting {
                     s.push_str(&format!(
-                        ", restarting ({restarts} time{} in {duration})",
-                        plural(restarts)
+                        ", restarting ({} in {duration})",
+                        crate::message::plural(restarts, "time")
                     ));
                 }
                 s
@@ -437,7 +441,8 @@ fn push_failures(out: &mut String, n: usize) {
 /// `, 3 restarts` when there were any.
 fn push_restarts(out: &mut String, n: usize) {
     if n > 0 {
-        out.push_str(&format!(", {n} restart{}", plural(n)));
+        out.push_str(", ");
+        out.push_str(&crate::message::plural(n, "restart"));
     }
 }
 
