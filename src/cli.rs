@@ -148,6 +148,9 @@ pub(crate) enum Command {
         #[arg(long)]
         notify: bool,
     },
+    /// The journal chains of `[journal]`.
+    #[command(subcommand)]
+    Journal(JournalCommand),
     /// Write the man pages or a shell's completions (for packages).
     #[command(hide = true, subcommand)]
     Generate(GenerateCommand),
@@ -293,6 +296,32 @@ pub(crate) enum OutboxCommand {
         /// The delivery's id.
         id: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JournalCommand {
+    /// Run the chains over real entries without acting (nothing is sent, run or
+    /// written; counters start at zero): which step matched each entry and what it
+    /// would have done.
+    Test(JournalTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JournalTestArgs {
+    /// The entries of the last so long, read with journalctl as the daemon reads them
+    /// (the same matches).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h", conflicts_with = "file")]
+    pub(crate) since: std::time::Duration,
+    /// Entries from FILE instead, one JSON object per line as `journalctl -o json`
+    /// prints them; `-` is stdin.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+    /// Show every entry, also those no step matched.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]

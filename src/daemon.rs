@@ -38,8 +38,10 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         http,
         report,
         watch,
+        journal,
     } = prepare(cli, &config, registry)?;
     let watching = spawn_watch(watch, &engine);
+    let journal = journal.map(|j| alertcore_journal::spawn(j, Arc::clone(&engine)));
     let settings = Settings::from_config(&config.daemon);
     let daemon_settings = config.daemon.clone();
     // what was built from it is all the daemon keeps: a config of 10,000 checks is
@@ -78,6 +80,7 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
         listener,
         report,
         watching,
+        journal,
     };
     let _ = sd_notify::notify(false, &[NotifyState::Ready]);
     tracing::info!("started: {}", daemon.summary().await);
@@ -135,6 +138,10 @@ pub(crate) async fn run(cli: &Cli, registry: &Registry) -> Result<u8, Fail> {
     if let Some(w) = daemon.watching.take() {
         w.abort();
     }
+    // the journal saves its cursor with what the entries read so far did
+    if let Some(j) = daemon.journal.take() {
+        j.stop().await;
+    }
     daemon.handle.stop().await;
     daemon.heartbeats.stop(daemon.stop_timeout).await;
     let _ = task.await;
@@ -163,6 +170,7 @@ struct Daemon<'a> {
     listener: Option<Listener>,
     report: Option<(Duration, Vec<String>)>,
     watching: Option<tokio::task::JoinHandle<()>>,
+    journal: Option<alertcore_journal::Handle>,
 }
 
 /// The `[http]` listener, serving until stopped.
@@ -251,6 +259,7 @@ impl Daemon<'_> {
                     http,
                     report,
                     watch,
+                    journal,
                 },
             )) => {
                 if let Err(e) = self.reload_http(http.as_ref(), &heartbeats, &engine) {
@@ -276,6 +285,12 @@ impl Daemon<'_> {
                     old.abort();
                 }
                 self.watching = spawn_watch(watch, &self.engine);
+                // the old watch saves where it is; the new one reads on from there
+                if let Some(old) = self.journal.take() {
+                    old.stop().await;
+                }
+                self.journal =
+                    journal.map(|j| alertcore_journal::spawn(j, Arc::clone(&self.engine)));
                 let changed = self.flush_every != config.daemon.flush_every;
                 self.flush_every = config.daemon.flush_every;
                 tracing::info!("reloaded: {}", self.summary().await);
@@ -359,6 +374,8 @@ struct Prepared {
     report: Option<(Duration, Vec<String>)>,
     /// `[systemd] watch = true`.
     watch: Option<alertcore_systemd::WatchConfig>,
+    /// `[journal]`.
+    journal: Option<alertcore_journal::JournalConfig>,
 }
 
 /// The engine, the checks and the heartbeats of `config`, or the first config error.
@@ -370,6 +387,7 @@ fn prepare(cli: &Cli, config: &Config, registry: &Registry) -> Result<Prepared, 
     let names: Vec<&str> = engine.notifier_names().collect();
     let report = config.build_report(&names)?;
     let watch = alertcore_systemd::WatchConfig::from_config(config)?;
+    let journal = alertcore_journal::JournalConfig::from_config(config)?;
     Ok(Prepared {
         engine: Arc::new(engine),
         checks,
@@ -377,6 +395,7 @@ fn prepare(cli: &Cli, config: &Config, registry: &Registry) -> Result<Prepared, 
         http,
         report,
         watch,
+        journal,
     })
 }
 

@@ -25,6 +25,7 @@ mod heartbeat;
 mod hold;
 mod http;
 mod install;
+mod journal;
 mod report;
 mod status;
 mod systemd;
@@ -39,7 +40,7 @@ use alertcore::{
 };
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, JournalCommand};
 
 const DEFAULT_CONFIG: &str = "/etc/alertcore/alertcore.toml";
 
@@ -423,6 +424,7 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             explain::test(&engine, args).map_err(Fail::usage)?;
             Ok(0)
         }
+        Command::Journal(JournalCommand::Test(args)) => journal::test(&config, args).await,
         Command::Config(ConfigCommand::Check) => {
             daemon::init_logging();
             let notifiers = config.build_notifiers(registry)?;
@@ -434,7 +436,12 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
             config.build_inhibits()?;
             config.build_report(&names)?;
             alertcore_systemd::WatchConfig::from_config(&config)?;
+            let journal = alertcore_journal::JournalConfig::from_config(&config)?;
             alertcore_checks::dependencies(&config)?;
+            // a chain that can never match is no error: the config works, the chain does not
+            for w in journal.iter().flat_map(|j| &j.chains.warnings) {
+                eprintln!("warning: {w}");
+            }
             let origin = config_path.map_or_else(
                 || "built-in defaults".to_owned(),
                 |p| p.display().to_string(),

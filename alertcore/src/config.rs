@@ -80,6 +80,10 @@ pub struct Config {
     /// which reports errors with [`Config::error_in`]).
     #[serde(default)]
     pub systemd: Option<toml::Spanned<toml::Table>>,
+    /// `[journal]` and its `[journal.chains]`: watching the journal (read by the
+    /// `alertcore-journal` crate, which reports errors with [`Config::error_in`]).
+    #[serde(default)]
+    pub journal: Option<toml::Spanned<JournalTables>>,
     /// `[http]`: the daemon's HTTP listener (read by `alertctl`).
     #[serde(default)]
     pub http: Option<toml::Spanned<toml::Table>>,
@@ -94,6 +98,45 @@ pub struct Config {
 struct Source {
     origin: String,
     text: String,
+}
+
+/// `[journal]` as tables whose place in the file is known, so that an error in one
+/// step of a chain points at that step.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[non_exhaustive]
+pub struct JournalTables {
+    /// `[journal.chains]`: each chain (name, ordered list of steps), in file order.
+    #[serde(default, deserialize_with = "in_file_order")]
+    pub chains: Vec<(String, Vec<toml::Spanned<toml::Table>>)>,
+    /// Every other key of `[journal]`.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+/// A table's entries in the order the file has them.
+fn in_file_order<'de, D, V>(d: D) -> Result<Vec<(String, V)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct InOrder<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for InOrder<V> {
+        type Value = Vec<(String, V)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(InOrder(std::marker::PhantomData))
 }
 
 /// `[state]`.
@@ -884,4 +927,27 @@ fn build_maintenance(
         when,
         comment: spec.comment,
     })
+}
+
+#[cfg(test)]
+mod journal_tables {
+    use super::*;
+
+    #[test]
+    fn journal_steps_keep_their_place_and_settings_stay_apart() {
+        let text = "[journal]\nstart = \"now\"\n\n[journal.chains]\nsshd = [\n  { equals = { A = \"b\" } },\n  { drop = true },\n]\n\n[[journal.chains.other]]\nreport = \"interesting\"\n";
+        let c = Config::parse(text, "t.toml").expect("parses");
+        let j = c.journal.expect("journal").into_inner();
+        assert_eq!(
+            j.settings.get("start").and_then(|v| v.as_str()),
+            Some("now")
+        );
+        let names: Vec<&str> = j.chains.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["sshd", "other"]);
+        let second = &j.chains[0].1[1];
+        assert_eq!(&text[second.span()], "{ drop = true }");
+        let other = &j.chains[1].1[0];
+        // an array-of-tables entry is placed at its header, as a `[[checks]]` entry is
+        assert_eq!(&text[other.span()], "[[journal.chains.other]]");
+    }
 }

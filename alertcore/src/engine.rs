@@ -20,7 +20,8 @@ use crate::outbox::{DeliverySpec, Limits};
 use crate::policy::{Ack, Decision, Event, Outcome, Policy, ServiceState};
 use crate::rules::{Plan, Router, RuleTrace, Subject};
 use crate::store::{
-    Applied, Attempt, Change, Claimed, NewNotification, NotificationId, NotificationRecord, Store,
+    Applied, Attempt, Change, Claimed, NewNotification, NotificationId, NotificationRecord,
+    SourceState, Store,
 };
 use crate::template::{Context, Format};
 
@@ -423,8 +424,24 @@ impl Engine {
         service: &str,
         report: FailureReport,
     ) -> Result<Report, EngineError> {
+        self.failure_saving(service, report, Vec::new()).await
+    }
+
+    /// [`Engine::failure`], saving `sources` in the same store transaction as the
+    /// event: a source's checkpoint (say, a journal cursor and the counters of the
+    /// entries before it) is durable together with the alert it caused, or neither is.
+    /// A duplicate failure (its invocation id already in the streak) saves them too.
+    ///
+    /// # Errors
+    /// As for [`Engine::failure`]; then `sources` were not saved either.
+    pub async fn failure_saving(
+        &self,
+        service: &str,
+        report: FailureReport,
+        sources: Vec<SourceState>,
+    ) -> Result<Report, EngineError> {
         let severity = report.severity.unwrap_or(crate::alert::Severity::Critical);
-        self.process(service, Event::Failure(severity), Some(report))
+        self.process(service, Event::Failure(severity), Some(report), sources)
             .await
     }
 
@@ -433,7 +450,20 @@ impl Engine {
     /// # Errors
     /// As for [`Engine::failure`].
     pub async fn success(&self, service: &str) -> Result<Report, EngineError> {
-        self.process(service, Event::Success, None).await
+        self.success_saving(service, Vec::new()).await
+    }
+
+    /// [`Engine::success`], saving `sources` in the same transaction (see
+    /// [`Engine::failure_saving`]).
+    ///
+    /// # Errors
+    /// As for [`Engine::failure`].
+    pub async fn success_saving(
+        &self,
+        service: &str,
+        sources: Vec<SourceState>,
+    ) -> Result<Report, EngineError> {
+        self.process(service, Event::Success, None, sources).await
     }
 
     /// Routes `event` of `service` (with `report`, a failure's) seen at `at` against
@@ -684,6 +714,7 @@ impl Engine {
         service: &str,
         event: Event,
         report: Option<FailureReport>,
+        sources: Vec<SourceState>,
     ) -> Result<Report, EngineError> {
         let now = self.clock.now();
         let store = Arc::clone(&self.store);
@@ -719,7 +750,10 @@ impl Engine {
                             decisions: Vec::new(),
                             rules: Vec::new(),
                         });
-                        return Change::new(state.clone());
+                        return Change {
+                            sources: sources.clone(),
+                            ..Change::new(state.clone())
+                        };
                     }
                     let host = event_host(report.as_ref(), state, &host).to_owned();
                     let mut plan = plan(
@@ -782,6 +816,7 @@ impl Engine {
                         next: std::mem::take(&mut plan.next),
                         failure,
                         notifications,
+                        sources: sources.clone(),
                     };
                     planned = Some(plan);
                     change
@@ -948,7 +983,7 @@ impl Engine {
             let plan = self.plan(service, state, Event::Tick, None, now, &holds);
             if plan.decisions.iter().any(|d| d.send_kind().is_some()) || flap::settled(state, &plan)
             {
-                reports.push(self.process(service, Event::Tick, None).await?);
+                reports.push(self.process(service, Event::Tick, None, Vec::new()).await?);
             }
         }
         Ok(reports)

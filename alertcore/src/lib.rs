@@ -27,7 +27,7 @@ pub mod template;
 pub mod testkit;
 
 pub use alert::{EventKind, Failure, FailureReport, Severity, Timestamp, Trigger};
-pub use config::{Config, ConfigError, DaemonConfig};
+pub use config::{Config, ConfigError, DaemonConfig, JournalTables};
 pub use console::{ConsoleNotifier, FACTORY as CONSOLE_FACTORY};
 pub use engine::{Clock, Delivery, Engine, EngineBuilder, Report, SystemClock, Waiting, host_name};
 pub use error::BuildError;

@@ -44,6 +44,10 @@ pub struct Change {
     pub end_streak: bool,
     /// Notifications to log as pending before anything is sent.
     pub notifications: Vec<NewNotification>,
+    /// Source rows to save in the same transaction, as [`Store::save_sources`] does: a
+    /// source's checkpoint (a journal cursor and what the entries before it did) that
+    /// must be durable together with the event, or not at all.
+    pub sources: Vec<SourceState>,
 }
 
 impl Change {
@@ -521,7 +525,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn clear(&self, service: &str) -> Result<bool, StoreError>;
 
     /// In one durable transaction: stores each row, replacing the row of the same kind
-    /// and name.
+    /// and name; a row with an empty `state` ([`SourceState::removed`]) deletes it.
     ///
     /// # Errors
     /// A [`StoreError`]; then nothing was written.
@@ -679,6 +683,16 @@ impl SourceState {
             updated,
         }
     }
+
+    /// A row that, saved, deletes the row of `kind` and `name`.
+    pub fn removed(kind: impl Into<String>, name: impl Into<String>, at: Timestamp) -> Self {
+        Self::new(kind, name, String::new(), at)
+    }
+
+    /// Whether saving this row deletes it ([`SourceState::removed`]).
+    pub fn is_removal(&self) -> bool {
+        self.state.is_empty()
+    }
 }
 
 /// The recipient outcome a finished row stands for: `None` while it is pending.
@@ -739,6 +753,28 @@ mod tests {
             store.sources("heartbeat").unwrap(),
             vec![row("heartbeat", "web", "3", 1)]
         );
+        // a removal deletes its row, and only it
+        store
+            .save_sources(&[SourceState::removed("heartbeat", "web", t(4))])
+            .unwrap();
+        assert!(store.sources("heartbeat").unwrap().is_empty());
+        assert_eq!(store.sources("check").unwrap().len(), 1);
+        // rows saved with an event: in its transaction
+        let applied = store
+            .apply("svc", t(5), &mut |state| Change {
+                sources: vec![
+                    row("journal", "cursor", "c1", 5),
+                    SourceState::removed("check", "web", t(5)),
+                ],
+                ..Change::new(state.clone())
+            })
+            .unwrap();
+        assert!(applied.notifications.is_empty());
+        assert_eq!(
+            store.sources("journal").unwrap(),
+            vec![row("journal", "cursor", "c1", 5)]
+        );
+        assert!(store.sources("check").unwrap().is_empty());
     }
 
     /// Signals come back per source, oldest first, with every field; ids grow across
@@ -867,7 +903,7 @@ mod tests {
         sources_round_trip(&SqliteStore::open(&path).unwrap());
         // and they outlive the process that wrote them
         let reopened = SqliteStore::open(&path).unwrap();
-        assert_eq!(reopened.sources("check").unwrap().len(), 1);
+        assert_eq!(reopened.sources("journal").unwrap().len(), 1);
     }
 
     /// A row keeps the history as of its event, so a recovery retried after the streak

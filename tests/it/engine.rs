@@ -900,8 +900,34 @@ async fn a_failure_with_an_invocation_id_already_in_the_streak_is_recorded_once(
     let r = a.failure("db.service", run("run-2")).await.unwrap();
     assert!(!r.duplicate);
     assert_eq!(r.failures, 2);
+    // a source's checkpoint rides with the event, also with a duplicate one (a journal
+    // entry done again after a crash: its alert is not sent again, its cursor is saved)
+    let cursor = |c: &str| {
+        alertcore::SourceState::new(
+            "journal-cursor",
+            "cursor",
+            c,
+            alertcore::Timestamp::from_millis(1),
+        )
+    };
+    let r = a
+        .failure_saving("db.service", run("run-2"), vec![cursor("c2")])
+        .await
+        .unwrap();
+    assert!(r.duplicate);
+    assert_eq!(store.sources("journal-cursor").unwrap(), vec![cursor("c2")]);
+    let r = a
+        .failure_saving("db.service", run("run-3"), vec![cursor("c3")])
+        .await
+        .unwrap();
+    assert!(!r.duplicate);
+    assert_eq!(store.sources("journal-cursor").unwrap(), vec![cursor("c3")]);
+    assert_eq!(pager.calls().len(), 1);
     // a new streak does not remember the old one's runs
-    a.success("db.service").await.unwrap();
+    a.success_saving("db.service", vec![cursor("c4")])
+        .await
+        .unwrap();
+    assert_eq!(store.sources("journal-cursor").unwrap(), vec![cursor("c4")]);
     let r = a.failure("db.service", run("run-1")).await.unwrap();
     assert!(!r.duplicate);
     assert_eq!(r.failures, 1);

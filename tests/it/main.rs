@@ -13,6 +13,7 @@ mod hardening;
 mod heartbeat;
 mod hold;
 mod http;
+mod journal;
 mod peers;
 mod report;
 mod sandbox;

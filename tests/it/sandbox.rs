@@ -90,6 +90,18 @@ impl Sandbox {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `ARGS` run inside the sandbox's namespaces; panics when it fails.
+    pub(crate) fn run(&self, args: &[&str]) -> String {
+        let out = self.script(&[&["run"], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The sandbox's journal directory.
+    pub(crate) fn journal_dir(&self) -> PathBuf {
+        self.dir.join("journal")
+    }
+
     /// `systemctl ARGS` inside the sandbox, whatever its exit status: stdout and stderr.
     pub(crate) fn systemctl_output(&self, args: &[&str]) -> Output {
         self.script(&[&["run", "systemctl", "--no-pager"], args].concat())

@@ -700,6 +700,32 @@ fn all_busy(
 }
 
 /// [`Store::apply`]'s reads and writes, in the transaction open on `tx`.
+/// Saves source rows (an empty state deletes the row).
+fn save_sources_in(tx: &Connection, rows: &[SourceState]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO sources (kind, name, state, updated_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (kind, name) DO UPDATE
+         SET state = excluded.state, updated_ms = excluded.updated_ms",
+    )?;
+    let mut delete = tx.prepare_cached("DELETE FROM sources WHERE kind = ?1 AND name = ?2")?;
+    for row in rows {
+        if row.is_removal() {
+            delete.execute(params![row.kind, row.name])?;
+        } else {
+            upsert.execute(params![
+                row.kind,
+                row.name,
+                row.state,
+                row.updated.as_millis()
+            ])?;
+        }
+    }
+    Ok(())
+}
+
 fn apply_in(
     tx: &Connection,
     service: &str,
@@ -725,6 +751,7 @@ fn apply_in(
         tx.prepare_cached("DELETE FROM failures WHERE service = ?1")?
             .execute([service])?;
     }
+    save_sources_in(tx, &change.sources)?;
     let mut applied = Applied {
         history,
         ..Applied::default()
@@ -1163,24 +1190,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         // in the open group, if there is one: one commit (and fsync) with its events
-        self.on_file(|| {
-            self.conn.durable(|tx| {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO sources (kind, name, state, updated_ms) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (kind, name) DO UPDATE
-                     SET state = excluded.state, updated_ms = excluded.updated_ms",
-                )?;
-                for row in rows {
-                    stmt.execute(params![
-                        row.kind,
-                        row.name,
-                        row.state,
-                        row.updated.as_millis()
-                    ])?;
-                }
-                Ok(())
-            })
-        })
+        self.on_file(|| self.conn.durable(|tx| save_sources_in(tx, rows)))
     }
 
     fn sources(&self, kind: &str) -> Result<Vec<SourceState>, StoreError> {

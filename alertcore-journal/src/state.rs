@@ -1,0 +1,357 @@
+//! What the chains remember between entries and across restarts: counters, the report's
+//! items, bans, actions not yet run, and the cursor. Each change marks its row, and
+//! [`State::checkpoint`] hands the changed rows over to be saved in one transaction
+//! with the cursor of the last entry that made them.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use alertcore::{SourceState, Store, StoreError, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Class;
+
+/// Source kinds of the rows.
+pub(crate) const CURSOR: &str = "journal-cursor";
+pub(crate) const COUNTER: &str = "journal-counter";
+pub(crate) const REPORT: &str = "journal-report";
+pub(crate) const BAN: &str = "journal-ban";
+pub(crate) const ACTION: &str = "journal-action";
+
+/// Distinct lines kept per report part; beyond, lines are only counted.
+pub const REPORT_DISTINCT: usize = 5000;
+/// Hits a counter keeps at most (the oldest go first).
+pub const COUNTER_HITS: usize = 10_000;
+/// The key of a report part's count of lines beyond [`REPORT_DISTINCT`].
+pub(crate) const OVERFLOW: &str = "\u{0}more";
+
+/// One counter of one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    /// When each hit within the window happened (ms), oldest first.
+    pub hits: VecDeque<i64>,
+    /// How long a hit counts (ms); `None`: until a reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<i64>,
+    /// Raises before this (ms) are ignored: the grace after a reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<i64>,
+}
+
+impl Counter {
+    fn prune(&mut self, at: i64) {
+        if let Some(w) = self.window {
+            while self.hits.front().is_some_and(|h| *h <= at - w) {
+                self.hits.pop_front();
+            }
+        }
+    }
+}
+
+/// One line of the report: how often, first and last time, a representative message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// How many entries.
+    pub count: u64,
+    /// The first one's time (ms).
+    pub first: i64,
+    /// The last one's time (ms).
+    pub last: i64,
+    /// The first one's message.
+    pub message: String,
+}
+
+/// A program an action runs: saved before it runs, deleted after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Killed after so long (ms).
+    pub timeout_ms: u64,
+    /// What it is for, in logs.
+    pub what: String,
+}
+
+/// The chains' memory.
+#[derive(Debug, Default)]
+pub struct State {
+    counters: HashMap<(String, String), Counter>,
+    report: HashMap<(Class, String), Item>,
+    report_distinct: HashMap<Class, usize>,
+    bans: HashMap<String, i64>,
+    pending: BTreeMap<String, Pending>,
+    cursor: Option<String>,
+    next_action: u64,
+    dirty_counters: HashSet<(String, String)>,
+    dirty_report: HashSet<(Class, String)>,
+    dirty_bans: HashSet<String>,
+    new_pending: Vec<String>,
+    done_pending: Vec<String>,
+    cursor_dirty: bool,
+}
+
+fn split_name(name: &str) -> (&str, &str) {
+    name.split_once('\t').unwrap_or((name, ""))
+}
+
+impl State {
+    /// What the store has.
+    ///
+    /// # Errors
+    /// A [`StoreError`]; a row that does not parse is [`StoreError::Corrupt`].
+    pub fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        fn parse<T: serde::de::DeserializeOwned>(row: &SourceState) -> Result<T, StoreError> {
+            serde_json::from_str(&row.state)
+                .map_err(|e| StoreError::Corrupt(format!("{} row {:?}: {e}", row.kind, row.name)))
+        }
+        let mut s = Self::default();
+        if let Some(row) = store.sources(CURSOR)?.into_iter().next() {
+            s.cursor = Some(row.state);
+        }
+        for row in store.sources(COUNTER)? {
+            let (c, k) = split_name(&row.name);
+            s.counters
+                .insert((c.to_owned(), k.to_owned()), parse(&row)?);
+        }
+        for row in store.sources(REPORT)? {
+            let (c, k) = split_name(&row.name);
+            let class = match c {
+                "important" => Class::Important,
+                "interesting" => Class::Interesting,
+                _ => Class::Other,
+            };
+            *s.report_distinct.entry(class).or_default() += 1;
+            s.report.insert((class, k.to_owned()), parse(&row)?);
+        }
+        for row in store.sources(BAN)? {
+            s.bans.insert(row.name.clone(), parse(&row)?);
+        }
+        for row in store.sources(ACTION)? {
+            let n: u64 = row.name.parse().unwrap_or(0);
+            s.next_action = s.next_action.max(n + 1);
+            s.pending.insert(row.name.clone(), parse(&row)?);
+        }
+        Ok(s)
+    }
+
+    /// The cursor of the last entry handled.
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// The entry with this cursor has been handled.
+    pub fn advance(&mut self, cursor: &str) {
+        self.cursor = Some(cursor.to_owned());
+        self.cursor_dirty = true;
+    }
+
+    /// Whether there is anything to save.
+    pub fn dirty(&self) -> bool {
+        self.cursor_dirty
+            || !self.dirty_counters.is_empty()
+            || !self.dirty_report.is_empty()
+            || !self.dirty_bans.is_empty()
+            || !self.new_pending.is_empty()
+            || !self.done_pending.is_empty()
+    }
+
+    /// The hits of `counter` for `key` at `at` (ms).
+    pub fn count(&mut self, counter: &str, key: &str, at: i64) -> u64 {
+        let k = (counter.to_owned(), key.to_owned());
+        match self.counters.get_mut(&k) {
+            Some(c) => {
+                let before = c.hits.len();
+                c.prune(at);
+                if c.hits.len() != before {
+                    self.dirty_counters.insert(k);
+                }
+                c.hits.len() as u64
+            }
+            None => 0,
+        }
+    }
+
+    /// One hit at `at` (ms), kept for `window` (ms); none within a grace.
+    pub fn raise(&mut self, counter: &str, key: &str, window: Option<i64>, at: i64) -> u64 {
+        let k = (counter.to_owned(), key.to_owned());
+        let c = self.counters.entry(k.clone()).or_default();
+        c.window = window;
+        c.prune(at);
+        if c.grace_until.is_some_and(|g| at < g) {
+            return c.hits.len() as u64;
+        }
+        c.grace_until = None;
+        if c.hits.len() >= COUNTER_HITS {
+            c.hits.pop_front();
+        }
+        c.hits.push_back(at);
+        let n = c.hits.len() as u64;
+        self.dirty_counters.insert(k);
+        n
+    }
+
+    /// Back to zero at `at`, raises ignored for `grace` (ms).
+    pub fn reset(&mut self, counter: &str, key: &str, grace: Option<i64>, at: i64) {
+        let k = (counter.to_owned(), key.to_owned());
+        let c = self.counters.entry(k.clone()).or_default();
+        c.hits.clear();
+        c.grace_until = grace.map(|g| at.saturating_add(g));
+        self.dirty_counters.insert(k);
+    }
+
+    /// One entry more for the report's `class`, grouped by `key`.
+    pub fn report(&mut self, class: Class, key: &str, message: &str, at: i64) {
+        let mut k = (class, key.to_owned());
+        if !self.report.contains_key(&k) {
+            let n = self.report_distinct.entry(class).or_default();
+            if *n >= REPORT_DISTINCT {
+                k.1 = OVERFLOW.to_owned();
+            }
+        }
+        match self.report.get_mut(&k) {
+            Some(item) => {
+                item.count += 1;
+                item.first = item.first.min(at);
+                item.last = item.last.max(at);
+            }
+            None => {
+                *self.report_distinct.entry(class).or_default() += 1;
+                self.report.insert(
+                    k.clone(),
+                    Item {
+                        count: 1,
+                        first: at,
+                        last: at,
+                        message: message.to_owned(),
+                    },
+                );
+            }
+        }
+        self.dirty_report.insert(k);
+    }
+
+    /// The report's lines of `class`, most frequent first, and the count of lines
+    /// beyond the distinct ones kept.
+    pub fn items(&self, class: Class) -> (Vec<&Item>, u64) {
+        let mut list: Vec<&Item> = self
+            .report
+            .iter()
+            .filter(|((c, k), _)| *c == class && k != OVERFLOW)
+            .map(|(_, i)| i)
+            .collect();
+        list.sort_by(|a, b| b.count.cmp(&a.count).then(a.first.cmp(&b.first)));
+        let more = self
+            .report
+            .get(&(class, OVERFLOW.to_owned()))
+            .map_or(0, |i| i.count);
+        (list, more)
+    }
+
+    /// Forgets the report's lines (it was sent).
+    pub fn clear_report(&mut self) {
+        for k in self.report.keys() {
+            self.dirty_report.insert(k.clone());
+        }
+        self.report.clear();
+        self.report_distinct.clear();
+    }
+
+    /// `address` is banned until `until` (ms).
+    pub fn ban(&mut self, address: &str, until: i64) {
+        self.bans.insert(address.to_owned(), until);
+        self.dirty_bans.insert(address.to_owned());
+    }
+
+    /// The bans still running at `at` (ms); expired ones are forgotten.
+    pub fn bans(&mut self, at: i64) -> Vec<(String, i64)> {
+        let expired: Vec<String> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= at)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for a in expired {
+            self.bans.remove(&a);
+            self.dirty_bans.insert(a);
+        }
+        let mut list: Vec<(String, i64)> = self.bans.iter().map(|(a, u)| (a.clone(), *u)).collect();
+        list.sort();
+        list
+    }
+
+    /// Queues a program to run once this state is saved; returns its id.
+    pub fn queue(&mut self, action: Pending) -> String {
+        let id = format!("{:020}", self.next_action);
+        self.next_action += 1;
+        self.pending.insert(id.clone(), action);
+        self.new_pending.push(id.clone());
+        id
+    }
+
+    /// Every queued program, oldest first, with its id.
+    pub fn pending(&self) -> Vec<(String, Pending)> {
+        self.pending
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The program `id` has run.
+    pub fn ran(&mut self, id: &str) {
+        if self.pending.remove(id).is_some() {
+            self.new_pending.retain(|x| x != id);
+            self.done_pending.push(id.to_owned());
+        }
+    }
+
+    /// The rows changed since the last checkpoint, to save in one transaction at `now`.
+    pub fn checkpoint(&mut self, now: Timestamp) -> Vec<SourceState> {
+        let mut rows = Vec::new();
+        if std::mem::take(&mut self.cursor_dirty)
+            && let Some(c) = &self.cursor
+        {
+            rows.push(SourceState::new(CURSOR, "cursor", c.clone(), now));
+        }
+        for k in std::mem::take(&mut self.dirty_counters) {
+            let name = format!("{}\t{}", k.0, k.1);
+            match self.counters.get(&k) {
+                Some(c) if !c.hits.is_empty() || c.grace_until.is_some() => {
+                    rows.push(SourceState::new(COUNTER, name, json(c), now));
+                }
+                _ => {
+                    self.counters.remove(&k);
+                    rows.push(SourceState::removed(COUNTER, name, now));
+                }
+            }
+        }
+        for k in std::mem::take(&mut self.dirty_report) {
+            let name = format!("{}\t{}", k.0.as_str(), k.1);
+            match self.report.get(&k) {
+                Some(i) => rows.push(SourceState::new(REPORT, name, json(i), now)),
+                None => rows.push(SourceState::removed(REPORT, name, now)),
+            }
+        }
+        for a in std::mem::take(&mut self.dirty_bans) {
+            match self.bans.get(&a) {
+                Some(u) => rows.push(SourceState::new(BAN, a, u.to_string(), now)),
+                None => rows.push(SourceState::removed(BAN, a, now)),
+            }
+        }
+        for id in std::mem::take(&mut self.new_pending) {
+            if let Some(p) = self.pending.get(&id) {
+                rows.push(SourceState::new(ACTION, id, json(p), now));
+            }
+        }
+        for id in std::mem::take(&mut self.done_pending) {
+            rows.push(SourceState::removed(ACTION, id, now));
+        }
+        rows
+    }
+}
+
+/// A row's JSON: plain structs of numbers and strings always serialize.
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}

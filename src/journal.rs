@@ -1,0 +1,168 @@
+//! `alertctl journal test`: the chains over real entries, nothing done.
+
+use std::io::{BufRead, Write as _};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alertcore::Config;
+use alertcore_journal::follow::Follow;
+use alertcore_journal::{Entry, JournalConfig, Outcome};
+use serde_json::json;
+
+use crate::Fail;
+use crate::cli::JournalTestArgs;
+
+/// The config's `[journal]`, or a usage error without one.
+fn journal_config(config: &Config) -> Result<JournalConfig, Fail> {
+    JournalConfig::from_config(config)?.ok_or_else(|| {
+        Fail::usage("the config has no [journal] table: there are no chains to test")
+    })
+}
+
+pub(crate) async fn test(config: &Config, args: &JournalTestArgs) -> Result<u8, Fail> {
+    let journal = journal_config(config)?;
+    let entries = match &args.file {
+        Some(path) => read_file(path)?,
+        None => {
+            let since = SystemTime::now()
+                .checked_sub(args.since)
+                .unwrap_or(UNIX_EPOCH)
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_secs();
+            let follow = Follow::of(&journal);
+            alertcore_journal::watch::read_all(&follow, &format!("since=@{since}"))
+                .await
+                .map_err(|e| Fail {
+                    code: 1,
+                    message: format!("cannot read the journal: {e}"),
+                })?
+        }
+    };
+    let now = alertcore::Timestamp::from_system_time(SystemTime::now());
+    let results = alertcore_journal::dry_run(&journal, entries, now);
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        writeln!(out, "{}", to_json(&journal, &results))
+    } else {
+        write!(out, "{}", to_text(&journal, &results, args.all))
+    };
+    written.map_err(|e| Fail::other(&e))?;
+    Ok(0)
+}
+
+/// Entries from a file of `journalctl -o json` lines (`-`: stdin).
+fn read_file(path: &std::path::Path) -> Result<Vec<Entry>, Fail> {
+    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(path)
+            .map_err(|e| Fail::usage(format!("cannot read {}: {e}", path.display())))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut out = Vec::new();
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let line = line.map_err(|e| Fail::usage(format!("cannot read {}: {e}", path.display())))?;
+        let line = String::from_utf8_lossy(&line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry = Entry::parse(&line).map_err(|e| {
+            Fail::usage(format!(
+                "{}:{}: not a journal entry: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+fn step_name(journal: &JournalConfig, chain: usize, step: usize) -> String {
+    format!("{} step {}", journal.chains.chains[chain].name, step + 1)
+}
+
+fn to_text(journal: &JournalConfig, results: &[(Entry, Outcome)], all: bool) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let mut shown = 0;
+    let (mut alerts, mut actions, mut dropped, mut reported) = (0, 0, 0, 0);
+    for (entry, out) in results {
+        alerts += out.alerts.len();
+        actions += out.queued;
+        dropped += usize::from(out.dropped);
+        reported += usize::from(out.reported);
+        let acted = out.trace.iter().any(|h| h.did.is_some());
+        if !all && !acted {
+            continue;
+        }
+        shown += 1;
+        let when = entry.time().map_or_else(|| "-".to_owned(), rfc3339);
+        let who = entry
+            .get("SYSLOG_IDENTIFIER")
+            .or_else(|| entry.get("_COMM"))
+            .unwrap_or("-");
+        let _ = writeln!(s, "{when} {who}: {}", entry.message());
+        for h in &out.trace {
+            let name = step_name(journal, h.chain, h.step);
+            match (&h.did, h.matched) {
+                (Some(did), _) => {
+                    let _ = writeln!(s, "  {name}: {did}");
+                }
+                (None, true) => {
+                    let _ = writeln!(s, "  {name}: matched");
+                }
+                (None, false) => {
+                    let _ = writeln!(s, "  {name}: no match");
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{} read, {shown} shown; would have: {}, {}, {} dropped, {} reported",
+        if results.len() == 1 {
+            "1 entry".to_owned()
+        } else {
+            format!("{} entries", results.len())
+        },
+        alertcore::message::plural(alerts, "alert"),
+        alertcore::message::plural(actions, "program run"),
+        dropped,
+        reported
+    );
+    s
+}
+
+fn to_json(journal: &JournalConfig, results: &[(Entry, Outcome)]) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(entry, out)| {
+            json!({
+                "cursor": entry.cursor(),
+                "time": entry.time().map(rfc3339),
+                "identifier": entry.get("SYSLOG_IDENTIFIER"),
+                "message": entry.message(),
+                "steps": out.trace.iter().map(|h| json!({
+                    "chain": journal.chains.chains[h.chain].name,
+                    "step": h.step + 1,
+                    "matched": h.matched,
+                    "did": h.did,
+                })).collect::<Vec<_>>(),
+                "alerts": out.alerts.iter().map(|a| json!({
+                    "service": a.service,
+                    "severity": a.severity.as_str(),
+                    "message": a.message,
+                    "recovery": a.recovery,
+                })).collect::<Vec<_>>(),
+                "dropped": out.dropped,
+                "reported": out.reported,
+            })
+        })
+        .collect();
+    json!({ "entries": list })
+}
+
+fn rfc3339(t: alertcore::Timestamp) -> String {
+    humantime::format_rfc3339_seconds(t.to_system_time()).to_string()
+}
