@@ -64,7 +64,16 @@ pub(crate) enum Command {
     },
     /// Report everything failing now (since when, how many failures, the last message,
     /// who was alerted), and with --send, send it (only when something is failing).
+    /// `report journal`: the journal's three-part report instead.
     Report {
+        /// `journal`: what the journal chains collected for the next daily report
+        /// (`[journal.report]`), or with --since what they make of that span.
+        #[arg(value_parser = ["journal"])]
+        what: Option<String>,
+        /// With `journal`: run the chains over the entries of the last so long (nothing
+        /// is done or written) and report those.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "what")]
+        since: Option<std::time::Duration>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

@@ -18,25 +18,28 @@ fn journal_config(config: &Config) -> Result<JournalConfig, Fail> {
     })
 }
 
+/// The journal's entries of the last `span`, read as the daemon reads them.
+async fn read_span(journal: &JournalConfig, span: Duration) -> Result<Vec<Entry>, Fail> {
+    let since = SystemTime::now()
+        .checked_sub(span)
+        .unwrap_or(UNIX_EPOCH)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let follow = Follow::of(journal);
+    alertcore_journal::watch::read_all(&follow, &format!("since=@{since}"))
+        .await
+        .map_err(|e| Fail {
+            code: 1,
+            message: format!("cannot read the journal: {e}"),
+        })
+}
+
 pub(crate) async fn test(config: &Config, args: &JournalTestArgs) -> Result<u8, Fail> {
     let journal = journal_config(config)?;
     let entries = match &args.file {
         Some(path) => read_file(path)?,
-        None => {
-            let since = SystemTime::now()
-                .checked_sub(args.since)
-                .unwrap_or(UNIX_EPOCH)
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO)
-                .as_secs();
-            let follow = Follow::of(&journal);
-            alertcore_journal::watch::read_all(&follow, &format!("since=@{since}"))
-                .await
-                .map_err(|e| Fail {
-                    code: 1,
-                    message: format!("cannot read the journal: {e}"),
-                })?
-        }
+        None => read_span(&journal, args.since).await?,
     };
     let now = alertcore::Timestamp::from_system_time(SystemTime::now());
     let results = alertcore_journal::dry_run(&journal, entries, now);
@@ -165,4 +168,51 @@ fn to_json(journal: &JournalConfig, results: &[(Entry, Outcome)]) -> serde_json:
 
 fn rfc3339(t: alertcore::Timestamp) -> String {
     humantime::format_rfc3339_seconds(t.to_system_time()).to_string()
+}
+
+/// `alertctl report journal [--since D] [--json] [--send N]...`: the lines collected for
+/// the next daily report, or (with `since`) what the chains make of that span; sent
+/// through `send` when given: 0, or 3 when a send failed.
+pub(crate) async fn report(
+    engine: &alertcore::Engine,
+    config: &Config,
+    since: Option<Duration>,
+    json: bool,
+    send: &[String],
+) -> Result<u8, Fail> {
+    let journal = journal_config(config)?;
+    let max_lines = journal.report.as_ref().map_or(50, |r| r.max_lines);
+    let now = engine.now();
+    let digest = match since {
+        Some(span) => {
+            let entries = read_span(&journal, span).await?;
+            let mut state = alertcore_journal::State::default();
+            alertcore_journal::watch::collect(&journal, entries, &mut state, now);
+            alertcore_journal::report::digest(&state, now.saturating_sub(span), now, max_lines)
+        }
+        None => {
+            let state = alertcore_journal::State::load(engine.store().as_ref())
+                .map_err(|e| Fail::other(&e))?;
+            let last = state
+                .report_sent()
+                .map_or(now, alertcore::Timestamp::from_millis);
+            alertcore_journal::report::digest(&state, last, now, max_lines)
+        }
+    };
+    let text = if json {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&digest).unwrap_or_default()
+        )
+    } else {
+        digest.text(&rfc3339)
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| Fail::other(&e))?;
+    if send.is_empty() {
+        return Ok(0);
+    }
+    let sent = alertcore_journal::watch::send_digest(engine, send, digest).await;
+    Ok(if sent == send.len() { 0 } else { 3 })
 }

@@ -391,7 +391,16 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
                 .map_err(|e| Fail::other(&e))?;
             Ok(0)
         }
-        Command::Report { json, send } => {
+        Command::Report {
+            what: Some(_),
+            since,
+            json,
+            send,
+        } => {
+            let engine = build_engine(&cli, &config, registry)?;
+            journal::report(&engine, &config, *since, *json, send).await
+        }
+        Command::Report { json, send, .. } => {
             let engine = build_engine(&cli, &config, registry)?;
             report::report(&engine, *json, send).await
         }

@@ -10,7 +10,7 @@ use alertcore::{Context, EventKind, Notification, NotifyError};
 use lettre::Message;
 use lettre::message::MessageBuilder;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, SinglePart};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 
 use crate::error::EmailError;
 
@@ -33,15 +33,24 @@ pub(crate) fn compose(
     let builder = if matches!(n.event, EventKind::Failure | EventKind::Output) {
         // a run's output is a thread of its own
         builder.message_id(Some(root))
+    } else if n.event == EventKind::Digest {
+        // each digest stands alone
+        builder.message_id(Some(unique_message_id(n)))
     } else {
         builder
             .message_id(Some(unique_message_id(n)))
             .in_reply_to(root.clone())
             .references(root)
     };
-    builder
-        .singlepart(SinglePart::plain(body))
-        .map_err(EmailError::Message)
+    match &n.digest {
+        // the format's text, and the same lines as HTML tables for mail clients
+        Some(d) => builder.multipart(MultiPart::alternative_plain_html(
+            body,
+            d.html(&|t| t.to_string()),
+        )),
+        None => builder.singlepart(SinglePart::plain(body)),
+    }
+    .map_err(EmailError::Message)
 }
 
 /// The most incidents a group mail names in `References`.

@@ -22,6 +22,7 @@ pub mod act;
 pub mod chain;
 pub mod entry;
 pub mod follow;
+pub mod report;
 pub mod spec;
 pub mod state;
 pub mod text;

@@ -149,6 +149,11 @@ impl JournalConfig {
                 BuildError::key("checkpoint_every", "`checkpoint_every` must be at least 1"),
             ));
         }
+        if let Some(r) = &settings.report {
+            crate::report::time_of_day(&r.at).map_err(|e| {
+                config.error_in(&whole, "[journal.report]", BuildError::key("at", e))
+            })?;
+        }
         let chains = Chains::build(&tables.chains, |table, what, e| {
             config.error_in(table, what, e)
         })?;

@@ -16,6 +16,7 @@ pub(crate) const COUNTER: &str = "journal-counter";
 pub(crate) const REPORT: &str = "journal-report";
 pub(crate) const BAN: &str = "journal-ban";
 pub(crate) const ACTION: &str = "journal-action";
+pub(crate) const REPORT_SENT: &str = "journal-report-sent";
 
 /// Distinct lines kept per report part; beyond, lines are only counted.
 pub const REPORT_DISTINCT: usize = 5000;
@@ -83,6 +84,7 @@ pub struct State {
     bans: HashMap<String, i64>,
     pending: BTreeMap<String, Pending>,
     cursor: Option<String>,
+    report_sent: Option<i64>,
     next_action: u64,
     dirty_counters: HashSet<(String, String)>,
     dirty_report: HashSet<(Class, String)>,
@@ -90,6 +92,7 @@ pub struct State {
     new_pending: Vec<String>,
     done_pending: Vec<String>,
     cursor_dirty: bool,
+    report_sent_dirty: bool,
 }
 
 fn split_name(name: &str) -> (&str, &str) {
@@ -128,6 +131,9 @@ impl State {
         for row in store.sources(BAN)? {
             s.bans.insert(row.name.clone(), parse(&row)?);
         }
+        if let Some(row) = store.sources(REPORT_SENT)?.into_iter().next() {
+            s.report_sent = row.state.parse().ok();
+        }
         for row in store.sources(ACTION)? {
             let n: u64 = row.name.parse().unwrap_or(0);
             s.next_action = s.next_action.max(n + 1);
@@ -150,6 +156,7 @@ impl State {
     /// Whether there is anything to save.
     pub fn dirty(&self) -> bool {
         self.cursor_dirty
+            || self.report_sent_dirty
             || !self.dirty_counters.is_empty()
             || !self.dirty_report.is_empty()
             || !self.dirty_bans.is_empty()
@@ -258,6 +265,17 @@ impl State {
         self.report_distinct.clear();
     }
 
+    /// When the last report was sent (ms), or since when lines are collected.
+    pub fn report_sent(&self) -> Option<i64> {
+        self.report_sent
+    }
+
+    /// The report was sent at `at` (ms): the next one covers what comes after.
+    pub fn set_report_sent(&mut self, at: i64) {
+        self.report_sent = Some(at);
+        self.report_sent_dirty = true;
+    }
+
     /// `address` is banned until `until` (ms).
     pub fn ban(&mut self, address: &str, until: i64) {
         self.bans.insert(address.to_owned(), until);
@@ -313,6 +331,11 @@ impl State {
             && let Some(c) = &self.cursor
         {
             rows.push(SourceState::new(CURSOR, "cursor", c.clone(), now));
+        }
+        if std::mem::take(&mut self.report_sent_dirty)
+            && let Some(at) = self.report_sent
+        {
+            rows.push(SourceState::new(REPORT_SENT, "last", at.to_string(), now));
         }
         for k in std::mem::take(&mut self.dirty_counters) {
             let name = format!("{}\t{}", k.0, k.1);

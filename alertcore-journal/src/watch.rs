@@ -22,20 +22,26 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use alertcore::{Engine, FailureReport, Store, StoreError, Timestamp, chain};
+use alertcore::{
+    Digest, Engine, EventKind, FailureReport, Notification, Store, StoreError, Timestamp, chain,
+};
 use tokio::sync::oneshot;
 
-use crate::act;
 use crate::chain::{Actions, Outcome, Runner};
 use crate::entry::Entry;
 use crate::follow::{Follow, Reader};
 use crate::spec::JournalConfig;
 use crate::state::{Pending, State};
+use crate::{act, report};
 
 /// The wait before journalctl is started again after it exited, doubling up to
 /// [`RESTART_MAX`].
 const RESTART_FIRST: Duration = Duration::from_millis(500);
 const RESTART_MAX: Duration = Duration::from_secs(30);
+/// How often the loop asks whether the daily report is due: it is late by at most this.
+const REPORT_CHECK: Duration = Duration::from_secs(20);
+/// The wait before a report no notifier took is sent again.
+const REPORT_RETRY: Duration = Duration::from_secs(600);
 
 /// A running journal watch; [`Handle::stop`] saves and ends it.
 #[derive(Debug)]
@@ -135,6 +141,12 @@ impl Watch {
             let mut state = State::load(store.as_ref())?;
             if state.cursor().is_none() {
                 state.advance(&first);
+            }
+            if state.report_sent().is_none() {
+                // the first report covers what comes from now on
+                state.set_report_sent(now.as_millis());
+            }
+            if state.dirty() {
                 store.save_sources(&state.checkpoint(now))?;
             }
             Ok(state)
@@ -205,9 +217,19 @@ impl Watch {
         let mut since_checkpoint = 0usize;
         let mut tick = tokio::time::interval(self.config.checkpoint_after);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report_tick = tokio::time::interval(REPORT_CHECK);
+        report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report_retry: Option<Timestamp> = None;
         loop {
             let line = tokio::select! {
                 line = reader.next() => line,
+                _ = report_tick.tick(), if self.config.report.is_some() => {
+                    if let Err(e) = self.report_if_due(state, &mut report_retry).await {
+                        let _ = reader.stop().await;
+                        return Ended::Store(e);
+                    }
+                    continue;
+                }
                 _ = tick.tick() => {
                     if state.dirty()
                         && let Err(e) = self.checkpoint(state).await
@@ -289,6 +311,35 @@ impl Watch {
         }
     }
 
+    /// Sends the daily report when it is due; forgets its lines once a notifier took
+    /// it. When none did, tries again after [`REPORT_RETRY`].
+    async fn report_if_due(
+        &self,
+        state: &mut State,
+        retry: &mut Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let Some(config) = &self.config.report else {
+            return Ok(());
+        };
+        let now = self.engine.now();
+        let last = Timestamp::from_millis(state.report_sent().unwrap_or(now.as_millis()));
+        let due = retry.unwrap_or_else(|| report::next_due(config, last));
+        if now < due {
+            return Ok(());
+        }
+        let digest = report::digest(state, last, now, config.max_lines);
+        let sent = send_digest(&self.engine, &config.notifiers, digest).await;
+        if sent == 0 {
+            *retry = Some(now.saturating_add(REPORT_RETRY));
+            tracing::warn!("journal: no notifier took the daily report; trying again later");
+            return Ok(());
+        }
+        *retry = None;
+        state.clear_report();
+        state.set_report_sent(now.as_millis());
+        self.checkpoint(state).await
+    }
+
     /// Saves the changed rows and the cursor.
     async fn checkpoint(&self, state: &mut State) -> Result<(), StoreError> {
         let rows = state.checkpoint(self.engine.now());
@@ -331,12 +382,45 @@ impl Watch {
     }
 }
 
+/// Sends `digest` to `to` (every notifier when empty); returns how many took it.
+pub async fn send_digest(engine: &Engine, to: &[String], digest: Digest) -> usize {
+    let n = Notification::new("journal", EventKind::Digest, engine.host())
+        .time(engine.now())
+        .digest(digest);
+    let names: Vec<String> = if to.is_empty() {
+        engine.notifier_names().map(str::to_owned).collect()
+    } else {
+        to.to_vec()
+    };
+    let mut sent = 0;
+    for name in &names {
+        match engine.send_report(name, std::slice::from_ref(&n)).await {
+            Ok(()) => sent += 1,
+            Err(e) => tracing::warn!("journal: the daily report to {name} failed: {e}"),
+        }
+    }
+    sent
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// Runs `entries` through the chains into `state` without acting (nothing is sent or
+/// run): for `alertctl report journal --since`, which reports what they collect.
+pub fn collect(config: &JournalConfig, entries: Vec<Entry>, state: &mut State, now: Timestamp) {
+    let mut actions = Actions::of(config);
+    // the report's third part is what it is for
+    actions.collect_other = true;
+    let mut runner = Runner::new(&config.chains, &actions);
+    for mut e in entries {
+        let at = e.time().unwrap_or(now).as_millis();
+        runner.run(&mut e, state, at);
+    }
 }
 
 /// Reads `entries` through the chains without acting: what `alertctl journal test`

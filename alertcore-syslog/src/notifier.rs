@@ -110,11 +110,11 @@ impl SyslogNotifier {
 }
 
 /// critical → `crit`, warning → `warning`, a recovery or an acknowledgement →
-/// `notice`, a run's output → `info`, flapping → `warning`.
+/// `notice`, a run's output or a digest → `info`, flapping → `warning`.
 fn severity(event: EventKind, last: Option<Severity>) -> fasyslog::Severity {
     match (event, last) {
         (EventKind::Recovery | EventKind::Acknowledged, _) => fasyslog::Severity::NOTICE,
-        (EventKind::Output, _) => fasyslog::Severity::INFORMATIONAL,
+        (EventKind::Output | EventKind::Digest, _) => fasyslog::Severity::INFORMATIONAL,
         (EventKind::Flapping, _) => fasyslog::Severity::WARNING,
         (_, Some(Severity::Warning)) => fasyslog::Severity::WARNING,
         (_, Some(Severity::Critical) | None) => fasyslog::Severity::CRITICAL,
@@ -187,6 +187,7 @@ mod tests {
             S::NOTICE
         );
         assert_eq!(severity(EventKind::Output, None), S::INFORMATIONAL);
+        assert_eq!(severity(EventKind::Digest, None), S::INFORMATIONAL);
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub enum EventKind {
     /// A run that succeeded, with its output: cron's `MAILTO` for units a rule names
     /// with `on_success = "output"`. Not a recovery, and not sent by default.
     Output,
+    /// A digest of counted lines (the journal's daily report): no failure, no streak;
+    /// the lines are in [`Notification::digest`](crate::Notification::digest).
+    Digest,
 }
 
 impl EventKind {
@@ -153,11 +156,12 @@ impl EventKind {
             Self::Acknowledged => "acknowledged",
             Self::Report => "report",
             Self::Output => "output",
+            Self::Digest => "digest",
         }
     }
 
     /// Every kind, in the order of the documentation.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Failure,
         Self::Reminder,
         Self::Escalation,
@@ -166,12 +170,13 @@ impl EventKind {
         Self::Acknowledged,
         Self::Report,
         Self::Output,
+        Self::Digest,
     ];
 
     /// `true` for the kinds sent while the service is in trouble (everything but
-    /// recovery and a successful run's output).
+    /// recovery, a successful run's output and a digest).
     pub fn is_failure(self) -> bool {
-        !matches!(self, Self::Recovery | Self::Output)
+        !matches!(self, Self::Recovery | Self::Output | Self::Digest)
     }
 
     /// `true` for the alerts the policy counts per recipient (failure, reminder,
@@ -200,6 +205,7 @@ impl FromStr for EventKind {
             "acknowledged" => Ok(Self::Acknowledged),
             "report" => Ok(Self::Report),
             "output" => Ok(Self::Output),
+            "digest" => Ok(Self::Digest),
             other => Err(format!("unknown event kind {other:?}")),
         }
     }

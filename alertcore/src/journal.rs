@@ -33,6 +33,8 @@ struct Entry {
     realtime_us: u64,
     /// `_SYSTEMD_INVOCATION_ID` (the unit's processes) or `INVOCATION_ID` (PID 1's lines).
     invocation: Option<String>,
+    /// Written by the unit's own processes (not by PID 1 about the unit).
+    own: bool,
     line: String,
 }
 
@@ -46,6 +48,38 @@ impl Journal {
     /// `None` when there is no journal or nothing was found. Never an error: the
     /// excerpt is a courtesy, not part of the alert.
     pub fn excerpt(&self, unit: &str, invocation_id: &str, max_lines: usize) -> Option<String> {
+        self.entries(unit, invocation_id, max_lines).map(|list| {
+            list.into_iter()
+                .map(|e| e.line)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    /// [`Journal::excerpt`] of a run that has just ended, whose own lines may still be on
+    /// their way: journald reads a service's output from a stream, beside PID 1's own
+    /// messages about the unit, and may write the last lines after PID 1's "Deactivated".
+    /// While the excerpt has none of the run's own lines it is read again, for at most
+    /// `patience` (a run that wrote nothing costs that wait).
+    pub fn excerpt_of_ended_run(
+        &self,
+        unit: &str,
+        invocation_id: &str,
+        max_lines: usize,
+        patience: std::time::Duration,
+    ) -> Option<String> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let list = self.entries(unit, invocation_id, max_lines);
+            let own = list.as_ref().is_some_and(|l| l.iter().any(|e| e.own));
+            if own || std::time::Instant::now() >= deadline {
+                return list.map(|l| l.into_iter().map(|e| e.line).collect::<Vec<_>>().join("\n"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn entries(&self, unit: &str, invocation_id: &str, max_lines: usize) -> Option<Vec<Entry>> {
         if !is_id(invocation_id) {
             return None;
         }
@@ -82,8 +116,8 @@ impl Journal {
         let mut list: Vec<Entry> = entries.into_values().collect();
         list.sort_by_key(|e| e.realtime_us);
         let skip = list.len().saturating_sub(max_lines);
-        let text: Vec<String> = list.into_iter().skip(skip).map(|e| e.line).collect();
-        (!text.is_empty()).then(|| text.join("\n"))
+        let list: Vec<Entry> = list.into_iter().skip(skip).collect();
+        (!list.is_empty()).then_some(list)
     }
 
     fn query(&self, args: &[String]) -> Option<BTreeMap<String, Entry>> {
@@ -119,12 +153,14 @@ impl Journal {
             let time = humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_micros(realtime_us),
             );
+            let own = field("_SYSTEMD_INVOCATION_ID").is_some();
             let invocation = field("_SYSTEMD_INVOCATION_ID").or_else(|| field("INVOCATION_ID"));
             map.insert(
                 cursor,
                 Entry {
                     realtime_us,
                     invocation,
+                    own,
                     line: crate::message::one_line(&format!("{time} {ident}{pid}: {msg}")),
                 },
             );

@@ -34,7 +34,9 @@ pub use error::BuildError;
 pub use error::{EngineError, NotifyError, StoreError, chain};
 pub use exec::{ExecConfig, ExecError, ExecNotifier, FACTORY as EXEC_FACTORY};
 pub use file::{FACTORY as FILE_FACTORY, FileConfig, FileNotifier};
-pub use notification::{FallbackOf, Notification, RuleRef, sanitize_id};
+pub use notification::{
+    Digest, DigestLine, DigestPart, FallbackOf, Notification, RuleRef, sanitize_id,
+};
 pub use notifier::{ConfiguredNotifier, Notifier, NotifierFactory};
 pub use policy::{Policy, ServiceState};
 pub use registry::Registry;

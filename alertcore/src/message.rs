@@ -14,6 +14,7 @@ pub fn event_word(kind: EventKind) -> &'static str {
         EventKind::Acknowledged => "ACKNOWLEDGED",
         EventKind::Report => "STILL FAILING",
         EventKind::Output => "OUTPUT",
+        EventKind::Digest => "DIGEST",
     }
 }
 

@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Ack, EventKind, Failure, Severity, Timestamp};
+use crate::message::one_line;
 
 /// One notification about one service, as decided by the engine.
 ///
@@ -59,6 +60,217 @@ pub struct Notification {
     /// the output of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The lines an [`EventKind::Digest`] carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+}
+
+/// A digest of counted lines in parts (the journal's daily report: events of
+/// importance, of interest, and the rest): what every notifier can render as text and
+/// the email transport also as HTML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Digest {
+    /// What it digests (`journal`).
+    pub title: String,
+    /// The span it covers.
+    pub since: Timestamp,
+    /// Up to here.
+    pub until: Timestamp,
+    /// Its parts, in order.
+    pub parts: Vec<DigestPart>,
+}
+
+/// One part of a [`Digest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DigestPart {
+    /// Its heading.
+    pub title: String,
+    /// Its lines, most frequent first.
+    pub lines: Vec<DigestLine>,
+    /// Lines left out to keep it short, and how many entries they stood for.
+    pub cut_lines: u64,
+    /// The entries of the cut lines.
+    pub cut_entries: u64,
+}
+
+/// One counted line of a [`DigestPart`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DigestLine {
+    /// How many entries it stands for.
+    pub count: u64,
+    /// The first one's time.
+    pub first: Timestamp,
+    /// The last one's.
+    pub last: Timestamp,
+    /// A representative message.
+    pub message: String,
+}
+
+impl DigestLine {
+    /// A line of `count` entries from `first` to `last`, saying `message`.
+    pub fn new(count: u64, first: Timestamp, last: Timestamp, message: impl Into<String>) -> Self {
+        Self {
+            count,
+            first,
+            last,
+            message: message.into(),
+        }
+    }
+}
+
+impl DigestPart {
+    /// A part titled `title` of `lines`, with `cut_lines` lines of `cut_entries`
+    /// entries left out.
+    pub fn new(
+        title: impl Into<String>,
+        lines: Vec<DigestLine>,
+        cut_lines: u64,
+        cut_entries: u64,
+    ) -> Self {
+        Self {
+            title: title.into(),
+            lines,
+            cut_lines,
+            cut_entries,
+        }
+    }
+
+    /// Entries in the part, shown or cut.
+    pub fn entries(&self) -> u64 {
+        self.lines.iter().map(|l| l.count).sum::<u64>() + self.cut_entries
+    }
+}
+
+impl Digest {
+    /// A digest of `title` from `since` to `until`.
+    pub fn new(
+        title: impl Into<String>,
+        since: Timestamp,
+        until: Timestamp,
+        parts: Vec<DigestPart>,
+    ) -> Self {
+        Self {
+            title: title.into(),
+            since,
+            until,
+            parts,
+        }
+    }
+
+    /// `2 important, 14 interesting, 310 other` (entries per part).
+    pub fn summary(&self) -> String {
+        let list: Vec<String> = self
+            .parts
+            .iter()
+            .map(|p| format!("{} {}", p.entries(), p.title.to_lowercase()))
+            .collect();
+        list.join(", ")
+    }
+
+    /// The digest as plain text, times written by `time`: per part a heading and a
+    /// table of count, first, last, message.
+    pub fn text(&self, time: &dyn Fn(Timestamp) -> String) -> String {
+        use std::fmt::Write as _;
+        let mut out = format!(
+            "{} from {} to {}\n",
+            self.title,
+            time(self.since),
+            time(self.until)
+        );
+        for p in &self.parts {
+            let _ = write!(out, "\n{} ({} entries)\n", p.title, p.entries());
+            if p.lines.is_empty() && p.cut_lines == 0 {
+                out.push_str("  none\n");
+                continue;
+            }
+            let width = p
+                .lines
+                .iter()
+                .map(|l| l.count.to_string().len())
+                .max()
+                .unwrap_or(1);
+            for l in &p.lines {
+                let span = if l.first == l.last {
+                    time(l.first)
+                } else {
+                    format!("{} .. {}", time(l.first), time(l.last))
+                };
+                let _ = writeln!(
+                    out,
+                    "  {:>width$}x  {span}  {}",
+                    l.count,
+                    one_line(&l.message)
+                );
+            }
+            if p.cut_lines > 0 {
+                let _ = writeln!(
+                    out,
+                    "  ... and {} more lines ({} entries), cut to keep this short",
+                    p.cut_lines, p.cut_entries
+                );
+            }
+        }
+        out
+    }
+
+    /// The digest as an HTML document (escaped), times written by `time`.
+    pub fn html(&self, time: &dyn Fn(Timestamp) -> String) -> String {
+        use std::fmt::Write as _;
+        let e = |s: &str| html_escape(s);
+        let mut out = format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head><body>\n<h1>{}</h1>\n<p>{} to {}</p>\n",
+            e(&self.title),
+            e(&self.title),
+            e(&time(self.since)),
+            e(&time(self.until))
+        );
+        for p in &self.parts {
+            let _ = writeln!(out, "<h2>{} ({} entries)</h2>", e(&p.title), p.entries());
+            if p.lines.is_empty() && p.cut_lines == 0 {
+                out.push_str("<p>none</p>\n");
+                continue;
+            }
+            out.push_str("<table border=\"1\" cellpadding=\"3\" cellspacing=\"0\">\n<tr><th>count</th><th>first</th><th>last</th><th>message</th></tr>\n");
+            for l in &p.lines {
+                let _ = writeln!(
+                    out,
+                    "<tr><td align=\"right\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    l.count,
+                    e(&time(l.first)),
+                    e(&time(l.last)),
+                    e(&l.message)
+                );
+            }
+            out.push_str("</table>\n");
+            if p.cut_lines > 0 {
+                let _ = writeln!(
+                    out,
+                    "<p>... and {} more lines ({} entries), cut to keep this short</p>",
+                    p.cut_lines, p.cut_entries
+                );
+            }
+        }
+        out.push_str("</body></html>\n");
+        out
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Notification {
@@ -80,6 +292,7 @@ impl Notification {
             stopped_flapping: false,
             ack: None,
             run_id: None,
+            digest: None,
         }
     }
 
@@ -137,6 +350,13 @@ impl Notification {
     #[must_use]
     pub fn stopped_flapping(mut self, stopped: bool) -> Self {
         self.stopped_flapping = stopped;
+        self
+    }
+
+    /// Sets the lines of an [`EventKind::Digest`].
+    #[must_use]
+    pub fn digest(mut self, digest: Digest) -> Self {
+        self.digest = Some(digest);
         self
     }
 

@@ -42,8 +42,8 @@
 //! |---|---|
 //! | `service`, `host` | the service (`backup.service`) and the host it runs on |
 //! | `notifier` | the notifier's name (`[notifiers.NAME]`) |
-//! | `event` | `failure`, `reminder`, `escalation`, `recovery`, `flapping`, `acknowledged`, `report` or `output` (a successful run's output, `on_success = "output"`: no failures, `summary` is `success`, `invocation_id` is the run's) |
-//! | `event_word` | `FAILED`, `REMINDER`, `ESCALATED`, `RECOVERED`, `FLAPPING`, `ACKNOWLEDGED`, `STILL FAILING` or `OUTPUT` (see also `collapsed`, `stopped_flapping`) |
+//! | `event` | `failure`, `reminder`, `escalation`, `recovery`, `flapping`, `acknowledged`, `report`, `output` (a successful run's output, `on_success = "output"`: no failures, `summary` is `success`, `invocation_id` is the run's) or `digest` (the journal's daily report: no failures, `summary` counts its parts) |
+//! | `event_word` | `FAILED`, `REMINDER`, `ESCALATED`, `RECOVERED`, `FLAPPING`, `ACKNOWLEDGED`, `STILL FAILING`, `OUTPUT` or `DIGEST` (see also `collapsed`, `stopped_flapping`) |
 //! | `severity` | `warning` or `critical` (of the latest failure) |
 //! | `result`, `exit_code`, `exit_status`, `invocation_id`, `message` | of the latest failure of the streak (on recovery: of the streak that ended); `none` when unknown |
 //! | `summary` | `exit-code, status=1`: the result and exit status; in a restart loop then `, restarting (3 times in 2m)` |
@@ -65,6 +65,7 @@
 //! | `collapsed` | `true` for a recovery that replaced its failure alert, still waiting to be sent (the notifier's `collapse`), or that tells of a failure a hold kept back (`held_recovery`); `event_word` is then `FAILED AND RECOVERED` |
 //! | `stopped_flapping` | `true` for the failure alert or recovery that says which state a flapping service settled in (`[flapping]`); `event_word` is then `STOPPED FLAPPING, FAILING` or `STOPPED FLAPPING, RECOVERED` |
 //! | `ack` | for an `acknowledged` notice: `ack.by`, `ack.time`, `ack.comment` (`none` if not given); `none` otherwise |
+//! | `digest` | for a `digest`: `digest.title`, `since`, `until`, `summary` (`2 important, 14 interesting, 310 other`), `text` (the whole digest as text), `parts` (each `title`, `entries`, `lines` with `count`, `first`, `last`, `message`, and `cut_lines`, `cut_entries`); `none` otherwise |
 //! | `subject` | the rendered subject (in the body only) |
 //! | `version` | alertcore's version |
 //!

@@ -336,3 +336,264 @@ fn the_daemon_follows_the_journal_bans_alerts_once_and_loses_nothing_across_kill
     );
     drop(sb);
 }
+
+#[test]
+fn the_daily_report_mails_its_three_parts_as_text_and_html() {
+    if skip_unless_available("the journal report test") {
+        return;
+    }
+    if crate::peers::aiosmtpd_missing().is_some() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the SMTP sink is missing"
+        );
+        return;
+    }
+    let w = work_dir("alertcore-jreport-");
+    let sb = Sandbox::start(w.path().join("sandbox"));
+    let sink = crate::peers::SmtpSink::start();
+    let mut ctl = Ctl::new();
+    ctl.set_config(&format!(
+        "[notifiers.mail]\ntype = \"email\"\nurl = \"smtp://127.0.0.1:{}\"\n\
+         from = \"alertcore <alertcore@example.org>\"\nto = [\"ops@example.org\"]\n\n\
+         [journal]\ndirectory = \"{}\"\ncheckpoint_after = \"200ms\"\n\n\
+         [journal.report]\nat = \"06:00\"\nmax_lines = 20\n\n\
+         [journal.chains]\n\
+         noise = [ {{ equals = {{ SYSLOG_IDENTIFIER = \"noisy\" }} }}, {{ drop = true }} ]\n\
+         important = [ {{ priority = \"err\" }}, {{ report = \"important\", message = \"{{{{ SYSLOG_IDENTIFIER }}}}: {{{{ MESSAGE }}}}\", stop = true }} ]\n\
+         interesting = [\n  {{ regex = {{ MESSAGE = '^backup of (?P<what>\\S+) done' }} }},\n  \
+           {{ report = \"interesting\", message = \"backup of {{{{ what }}}} done\" }},\n]\n",
+        sink.port(),
+        sb.journal_dir().display(),
+    ));
+    let mut daemon = Daemon::start(&ctl);
+    daemon.wait_log(0, "started");
+    std::thread::sleep(Duration::from_millis(1100));
+    sb.run(&[
+        "systemd-run",
+        "--wait",
+        "--quiet",
+        "-p",
+        "SyslogIdentifier=diskmon",
+        "-p",
+        "SyslogLevel=err",
+        "/bin/sh",
+        "-c",
+        "echo 'disk <sdb> & \"failed\"'; echo 'disk <sdb> & \"failed\"'",
+    ]);
+    log_lines(
+        &sb,
+        "backup",
+        "echo 'backup of /home done'; echo 'backup of /etc done'; echo 'backup of /home done'",
+    );
+    log_lines(&sb, "noisy", "for i in 1 2 3; do echo \"noise $i\"; done");
+    log_lines(
+        &sb,
+        "cronjob",
+        "echo 'job 12 took 3s'; echo 'job 13 took 45s'",
+    );
+    // the lines wait in the store for the next report: `report journal` shows them
+    let pending = || String::from_utf8_lossy(&ctl.run(&["report", "journal"]).stdout).into_owned();
+    wait(&daemon, "the lines did not reach the store", || {
+        pending().contains("job 12 took 3s")
+    });
+    let text = pending();
+    assert!(text.contains("Important (2 entries)\n  2x  "), "{text}");
+    assert!(text.contains("diskmon: disk <sdb> & \"failed\""), "{text}");
+    assert!(text.contains("Interesting (3 entries)\n  2x  "), "{text}");
+    assert!(text.contains("backup of /home done"), "{text}");
+    // the third part: what no chain dropped or reported, counted by shape; no noise
+    assert!(
+        text.contains("2x  ") && text.contains("cronjob: job 12 took 3s"),
+        "{text}"
+    );
+    assert!(!text.contains("noisy: noise"), "{text}");
+
+    // the report is due (the last one went out two days ago): at the restart it is sent
+    daemon.signal("-TERM");
+    let _ = daemon.child.wait();
+    let two_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis()
+        - 2 * 86_400_000;
+    rusqlite::Connection::open(ctl.state())
+        .expect("state")
+        .execute(
+            "UPDATE sources SET state = ?1 WHERE kind = 'journal-report-sent'",
+            [two_days_ago.to_string()],
+        )
+        .expect("update");
+    let daemon = Daemon::start(&ctl);
+    let mails = sink.wait_for(1, DEADLINE);
+    let mail = &mails[0];
+    let subject = mail["subject"].as_str().unwrap_or_default();
+    assert!(
+        subject.contains("DIGEST: journal (2 important, 3 interesting, "),
+        "{subject}"
+    );
+    assert_eq!(mail["content_type"], "multipart/alternative", "{mail:#}");
+    let body = mail["body"].as_str().unwrap_or_default();
+    assert!(body.contains("Important (2 entries)"), "{body}");
+    assert!(body.contains("cronjob: job 12 took 3s"), "{body}");
+    let html = mail["html"].as_str().unwrap_or_default();
+    assert!(html.contains("<h2>Important (2 entries)</h2>"), "{html}");
+    assert!(
+        html.contains("diskmon: disk &lt;sdb&gt; &amp; &quot;failed&quot;"),
+        "{html}"
+    );
+    // sent, its lines are forgotten; the journal still has them for --since
+    wait(&daemon, "the report's lines were kept", || {
+        pending().contains("Important (0 entries)")
+    });
+    let again = String::from_utf8_lossy(&ctl.run(&["report", "journal", "--since", "1h"]).stdout)
+        .into_owned();
+    assert!(again.contains("Important (2 entries)"), "{again}");
+    assert_eq!(sink.messages().len(), 1);
+    drop(sb);
+}
+
+/// A network namespace of the test's own (a sleeping `unshare -n`), so a real `nft`
+/// changes no firewall of the machine; killed on drop.
+struct NetNs(std::process::Child);
+
+impl NetNs {
+    fn start() -> Self {
+        let child = std::process::Command::new("unshare")
+            .args(["-n", "sleep", "600"])
+            .spawn()
+            .expect("unshare -n");
+        let ns = Self(child);
+        // wait until the child is in its namespace
+        let own = std::fs::read_link("/proc/self/ns/net").expect("own netns");
+        let start = Instant::now();
+        while std::fs::read_link(ns.path()).ok().as_ref() == Some(&own) || !ns.path().exists() {
+            assert!(start.elapsed() < DEADLINE, "unshare -n did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ns
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        format!("/proc/{}/ns/net", self.0.id()).into()
+    }
+
+    /// `nft ARGS` in the namespace: its output.
+    fn nft(&self, args: &str) -> String {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", self.path().display()))
+            .args(["nft"])
+            .args(args.split(' '))
+            .output()
+            .expect("nsenter nft");
+        assert!(out.status.success(), "nft {args}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn bans_go_into_real_nftables_sets_and_running_ones_come_back_after_a_restart() {
+    if skip_unless_available("the nftables ban test") {
+        return;
+    }
+    let nft_missing = !Path::new("/usr/sbin/nft").exists();
+    if nft_missing {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nft is missing: tests/run.sh installs nftables"
+        );
+        eprintln!("skipping: nft is missing (apt-get install nftables)");
+        return;
+    }
+    let w = work_dir("alertcore-jban-");
+    let sb = Sandbox::start(w.path().join("sandbox"));
+    let ns = NetNs::start();
+    ns.nft("add table inet alertcore");
+    ns.nft("add set inet alertcore banned4 { type ipv4_addr ; flags timeout ; }");
+    ns.nft("add set inet alertcore banned6 { type ipv6_addr ; flags timeout ; }");
+    let mut ctl = Ctl::new();
+    let wrapper = ctl.dir.path().join("nft");
+    // what the exec step ran: its argument (a template) and two fields from its
+    // environment (a capture and a journal field)
+    let ran = ctl.dir.path().join("ran.log");
+    write(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\nexec nsenter --net={} nft \"$@\"\n",
+            ns.path().display()
+        ),
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    ctl.set_config(&format!(
+        "[journal]\ndirectory = \"{}\"\nnft = \"{}\"\ncheckpoint_after = \"200ms\"\n\n\
+         [journal.chains]\n\
+         long = [ {{ equals = {{ SYSLOG_IDENTIFIER = \"sshd\" }} }}, {{ regex = {{ MESSAGE = 'from (?P<ip>\\S+)$' }} }}, {{ ban = \"{{{{ ip }}}}\", for = \"1h\" }},\n  \
+           {{ exec = [\"/bin/sh\", \"-c\", 'echo \"$1 $ip $SYSLOG_IDENTIFIER\" >> {}', \"sh\", \"{{{{ ip }}}}\"] }} ]\n\
+         short = [ {{ equals = {{ SYSLOG_IDENTIFIER = \"sshd-short\" }} }}, {{ regex = {{ MESSAGE = 'from (?P<ip>\\S+)$' }} }}, {{ ban = \"{{{{ ip }}}}\", for = \"2s\" }} ]\n",
+        sb.journal_dir().display(),
+        wrapper.display(),
+        ran.display(),
+    ));
+    let mut daemon = Daemon::start(&ctl);
+    daemon.wait_log(0, "started");
+    std::thread::sleep(Duration::from_millis(1100));
+    log_lines(
+        &sb,
+        "sshd",
+        "echo 'attack from 192.0.2.7'; echo 'attack from 2001:db8::5'",
+    );
+    log_lines(&sb, "sshd-short", "echo 'attack from 198.51.100.9'");
+    let set4 = || ns.nft("list set inet alertcore banned4");
+    let set6 = || ns.nft("list set inet alertcore banned6");
+    wait(&daemon, "no IPv4 bans", || {
+        set4().contains("192.0.2.7") && set4().contains("198.51.100.9")
+    });
+    wait(&daemon, "no IPv6 ban", || set6().contains("2001:db8::5"));
+    assert!(set4().contains("192.0.2.7 timeout 1h"), "{}", set4());
+    let ran_lines = || std::fs::read_to_string(&ran).unwrap_or_default();
+    wait(&daemon, "the exec step did not run twice", || {
+        ran_lines().lines().count() == 2
+    });
+    assert_eq!(
+        ran_lines(),
+        "192.0.2.7 192.0.2.7 sshd\n2001:db8::5 2001:db8::5 sshd\n"
+    );
+
+    // a reboot empties the sets; at the daemon's restart the running bans come back,
+    // the expired one does not
+    daemon.signal("-TERM");
+    let _ = daemon.child.wait();
+    ns.nft("flush set inet alertcore banned4");
+    ns.nft("flush set inet alertcore banned6");
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(
+        !set4().contains("198.51.100.9"),
+        "the 2 s ban did not expire: {}",
+        set4()
+    );
+    let daemon = Daemon::start(&ctl);
+    wait(&daemon, "the bans were not restored", || {
+        set4().contains("192.0.2.7") && set6().contains("2001:db8::5")
+    });
+    assert!(
+        !set4().contains("198.51.100.9"),
+        "an expired ban came back: {}",
+        set4()
+    );
+    // restored with what was left of its hour
+    assert!(set4().contains("192.0.2.7 timeout 59m"), "{}", set4());
+    // and the programs that ran are not run again
+    assert_eq!(ran_lines().lines().count(), 2);
+    drop(sb);
+}

@@ -102,6 +102,11 @@ class Handler:
             body = body_part.get_content() if body_part is not None else ""
         except Exception:  # noqa: BLE001
             body = msg.get_payload(decode=False)
+        try:
+            html_part = msg.get_body(preferencelist=("html",))
+            html = html_part.get_content() if html_part is not None else None
+        except Exception:  # noqa: BLE001
+            html = None
         auth_user = None
         if session.authenticated and isinstance(session.auth_data, LoginPassword):
             auth_user = session.auth_data.login.decode(errors="replace")
@@ -115,6 +120,8 @@ class Handler:
             "headers": {k: str(v) for k, v in msg.items()},
             "subject": str(msg.get("Subject", "")),
             "body": body if isinstance(body, str) else str(body),
+            "html": html,
+            "content_type": msg.get_content_type(),
             "received_at": time.time(),
         }
         with LOCK:

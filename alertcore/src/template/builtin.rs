@@ -20,14 +20,15 @@ pub(super) const FULL_SUBJECT: &str = concat!(
 /// The subject, then for failure-kind events `, 3 failures since <time>: <message>`;
 /// `[web1] OUTPUT: backup.service (success)` for a run's output.
 pub(super) const FULL_LINE: &str = concat!(
-    "{{ subject }}{% if event != \"recovery\" and event != \"output\" %}, {{ streak_length }} failure",
+    "{{ subject }}{% if event != \"recovery\" and event != \"output\" and event != \"digest\" %}, {{ streak_length }} failure",
     "{{ \"s\" if streak_length != 1 else \"\" }} since {{ streak_start }}",
     "{% if message %}: {{ message }}{% endif %}{% endif %}",
     "{% if fallback_for %} (instead of {{ fallback_for.notifier }}: {{ fallback_for.error }}){% endif %}",
 );
 
-/// The summary, the failure history as a table, and the journal excerpt if there is one.
-pub(super) const FULL_BODY: &str = r##"{% set streak = streak_length ~ " consecutive failure" ~ ("s" if streak_length != 1 else "") ~ " since " ~ streak_start ~ " (" ~ duration ~ ")" -%}
+/// The summary, the failure history as a table, and the journal excerpt if there is one;
+/// a digest's text for a digest.
+pub(super) const FULL_BODY: &str = r##"{% if digest %}{{ digest.text }}{% else %}{% set streak = streak_length ~ " consecutive failure" ~ ("s" if streak_length != 1 else "") ~ " since " ~ streak_start ~ " (" ~ duration ~ ")" -%}
 Service:   {{ service }}
 Host:      {{ host }}
 Event:     {{ event }}
@@ -51,14 +52,15 @@ Failure history (oldest first):
 {% endfor %}{% endif %}{% if journal %}
 Journal of invocation {{ journal.invocation_id }} (last {{ journal.lines }} lines):
 {{ journal.text }}
-{% endif %}
+{% endif %}{% endif %}
 "##;
 
 /// One line for SMS and pagers, the important words first; cut to 160 bytes afterwards.
 pub(super) const SHORT: &str = concat!(
     "{{ event_word }}{% if show_rule_id and rule %} [r{{ rule.index }}]{% endif %} ",
     "{{ service|cut(64) }} on {{ host|cut(32) }}: ",
-    "{% if event == \"output\" %}succeeded",
+    "{% if event == \"digest\" %}{{ summary }}",
+    "{% elif event == \"output\" %}succeeded",
     "{% elif event == \"recovery\" %}OK after {{ streak_length }} failure",
     "{{ \"s\" if streak_length != 1 else \"\" }}",
     "{% if restarts %}, {{ restarts }} restart{{ \"s\" if restarts != 1 else \"\" }}{% endif %}",

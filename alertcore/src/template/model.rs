@@ -70,7 +70,15 @@ impl JournalExcerpt {
         let service = &n.service;
         let (unit, id) = (service.to_owned(), invocation_id.clone());
         // journalctl is a blocking subprocess; keep it off the async workers.
-        let task = tokio::task::spawn_blocking(move || journal.excerpt(&unit, &id, lines));
+        let output = n.event == EventKind::Output;
+        let task = tokio::task::spawn_blocking(move || {
+            if output {
+                // the run has just ended: its last lines may not be written yet
+                journal.excerpt_of_ended_run(&unit, &id, lines, OUTPUT_PATIENCE)
+            } else {
+                journal.excerpt(&unit, &id, lines)
+            }
+        });
         match tokio::time::timeout(timeout, task).await {
             Ok(Ok(text)) => text.map(|text| Self::new(invocation_id, lines, text)),
             Ok(Err(e)) => {
@@ -84,6 +92,9 @@ impl JournalExcerpt {
         }
     }
 }
+
+/// How long the excerpt of a run that just passed waits for the run's own lines.
+const OUTPUT_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The template data (see the parent module's table).
 #[derive(Debug, Serialize)]
@@ -122,6 +133,7 @@ pub(super) struct Model {
     collapsed: bool,
     stopped_flapping: bool,
     ack: Option<AckData>,
+    digest: Option<DigestData>,
     /// Only in bodies and lines: a subject template that names it fails on the samples.
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<String>,
@@ -149,6 +161,34 @@ struct FailureData {
     host: String,
     restarting: bool,
     trigger: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct DigestData {
+    title: String,
+    since: String,
+    until: String,
+    summary: String,
+    /// The whole digest as text.
+    text: String,
+    parts: Vec<DigestPartData>,
+}
+
+#[derive(Debug, Serialize)]
+struct DigestPartData {
+    title: String,
+    entries: u64,
+    lines: Vec<DigestLineData>,
+    cut_lines: u64,
+    cut_entries: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct DigestLineData {
+    count: u64,
+    first: String,
+    last: String,
+    message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -188,6 +228,33 @@ impl Model {
         let duration = humantime::format_duration(Duration::from_secs(duration_secs)).to_string();
         let restarts = n.failures.iter().filter(|f| f.restarting).count();
         let output = n.event == EventKind::Output;
+        let digest = n.digest.as_ref().map(|d| DigestData {
+            title: text(&d.title),
+            since: time(d.since),
+            until: time(d.until),
+            summary: d.summary(),
+            text: d.text(&time),
+            parts: d
+                .parts
+                .iter()
+                .map(|p| DigestPartData {
+                    title: text(&p.title),
+                    entries: p.entries(),
+                    lines: p
+                        .lines
+                        .iter()
+                        .map(|l| DigestLineData {
+                            count: l.count,
+                            first: time(l.first),
+                            last: time(l.last),
+                            message: text(&l.message),
+                        })
+                        .collect(),
+                    cut_lines: p.cut_lines,
+                    cut_entries: p.cut_entries,
+                })
+                .collect(),
+        });
         let summary = last.map_or_else(
             || if output { "success" } else { "failed" }.to_owned(),
             |f| {
@@ -201,6 +268,10 @@ impl Model {
                 s
             },
         );
+        let summary = match &digest {
+            Some(d) => d.summary.clone(),
+            None => summary,
+        };
         Self {
             version: env!("CARGO_PKG_VERSION"),
             service: text(&n.service),
@@ -270,6 +341,7 @@ impl Model {
                 time: time(a.at),
                 comment: opt(a.comment.as_ref()),
             }),
+            digest,
             subject,
         }
     }
@@ -302,7 +374,7 @@ impl Model {
     /// `FULL_LINE`.
     pub(super) fn full_line(&self) -> String {
         let mut out = self.subject.clone().unwrap_or_default();
-        if self.event != "recovery" && self.event != "output" {
+        if self.event != "recovery" && self.event != "output" && self.event != "digest" {
             out.push_str(", ");
             push_failures(&mut out, self.streak_length);
             out.push_str(" since ");
@@ -321,6 +393,9 @@ impl Model {
     /// `FULL_BODY`, without its last newline (minijinja drops a template's).
     pub(super) fn full_body(&self) -> String {
         use std::fmt::Write as _;
+        if let Some(d) = &self.digest {
+            return d.text.clone();
+        }
         let n = self.streak_length;
         let streak = format!(
             "{n} consecutive failure{} since {} ({})",
@@ -582,6 +657,42 @@ pub(super) fn samples() -> Vec<Sample> {
         ),
         journal: None,
         note: " (with a long name full of quotes and control characters)",
+    });
+    let t = |s: i64| start.saturating_add(Duration::from_secs(s.unsigned_abs()));
+    out.push(Sample {
+        notification: Sample::notification("journal", "web1", Vec::new(), EventKind::Digest, None)
+            .digest(crate::notification::Digest::new(
+                "journal",
+                start,
+                t(86_400),
+                vec![
+                    crate::notification::DigestPart::new(
+                        "Important",
+                        vec![crate::notification::DigestLine::new(
+                            3,
+                            t(60),
+                            t(600),
+                            "disk <sdb> & \"failed\"\n",
+                        )],
+                        0,
+                        0,
+                    ),
+                    crate::notification::DigestPart::new("Interesting", Vec::new(), 0, 0),
+                    crate::notification::DigestPart::new(
+                        "Other",
+                        vec![crate::notification::DigestLine::new(
+                            1,
+                            t(5),
+                            t(5),
+                            "cron: job ran",
+                        )],
+                        12,
+                        40,
+                    ),
+                ],
+            )),
+        journal: None,
+        note: " (a digest)",
     });
     out
 }

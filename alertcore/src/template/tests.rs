@@ -903,3 +903,64 @@ proptest! {
         assert_native_as_template(f, &c.n(&service, &history), &c.ctx);
     }
 }
+
+/// A digest renders its lines in `full`, one counting line in `short`, its parts in
+/// `json`; a template sees `digest.parts`.
+#[test]
+fn a_digest_renders_in_every_builtin_format() {
+    use crate::notification::{Digest, DigestLine, DigestPart};
+    let t = |s: i64| Timestamp::from_millis(START.as_millis() + s * 1000);
+    let n = Notification::new("journal", EventKind::Digest, "web1")
+        .time(t(86_400))
+        .digest(Digest::new(
+            "journal",
+            t(0),
+            t(86_400),
+            vec![
+                DigestPart::new(
+                    "Important",
+                    vec![DigestLine::new(2, t(60), t(120), "disk failed")],
+                    0,
+                    0,
+                ),
+                DigestPart::new("Interesting", Vec::new(), 0, 0),
+                DigestPart::new(
+                    "Other",
+                    vec![DigestLine::new(7, t(5), t(5), "cron: ran")],
+                    3,
+                    9,
+                ),
+            ],
+        ));
+    let c = Context::new("mail").format(Format::full());
+    assert_eq!(
+        Format::full().subject(&n, &c).unwrap(),
+        "[web1] DIGEST: journal (2 important, 0 interesting, 16 other)"
+    );
+    let body = Format::full().body(&n, &c).unwrap();
+    assert!(body.contains("Important (2 entries)\n  2x  "), "{body}");
+    assert!(body.contains("Interesting (0 entries)\n  none\n"), "{body}");
+    assert!(
+        body.contains("  ... and 3 more lines (9 entries), cut to keep this short"),
+        "{body}"
+    );
+    assert_eq!(
+        Format::full().line(&n, &c).unwrap(),
+        Format::full().subject(&n, &c).unwrap()
+    );
+    let short = Format::builtin("short").unwrap();
+    assert_eq!(
+        short.line(&n, &c).unwrap(),
+        "DIGEST journal on web1: 2 important, 0 interesting, 16 other"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&Format::builtin("json").unwrap().body(&n, &c).unwrap()).unwrap();
+    assert_eq!(json["digest"]["parts"][2]["cut_entries"], 9, "{json:#}");
+    let f = compile(
+        "body = '{% if digest %}{% for p in digest.parts %}{{ p.title }}={{ p.entries }} {% endfor %}{% endif %}'",
+    ).unwrap();
+    assert_eq!(
+        f.body(&n, &c).unwrap(),
+        "Important=2 Interesting=0 Other=16 "
+    );
+}
