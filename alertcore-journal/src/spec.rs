@@ -465,7 +465,7 @@ struct StepSpec {
     stop: Option<bool>,
 }
 
-/// The step keys, one of which each step has.
+/// The step keys, one of which each step has: the filters, then the actions.
 const KINDS: [&str; 17] = [
     "equals",
     "in",
@@ -501,18 +501,8 @@ fn allowed(kind: &str) -> &'static [&'static str] {
     }
 }
 
-const FILTERS: [&str; 9] = [
-    "equals",
-    "in",
-    "regex",
-    "priority",
-    "greater",
-    "lower",
-    "in_network",
-    "user_exists",
-    "when_counter",
-];
-
+/// The first kinds of [`KINDS`] are the filters.
+const FILTERS: usize = 9;
 /// Default `timeout` of an `exec` step.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `for` of a `ban` step.
@@ -885,7 +875,7 @@ fn build_step(
             ));
         }
     };
-    let filter = FILTERS.contains(&kind);
+    let filter = KINDS[..FILTERS].contains(&kind);
     for key in table.keys() {
         let ok = key == kind
             || allowed(kind).contains(&key.as_str())

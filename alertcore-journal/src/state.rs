@@ -22,8 +22,8 @@ pub(crate) const REPORT_SENT: &str = "journal-report-sent";
 pub const REPORT_DISTINCT: usize = 5000;
 /// Hits a counter keeps at most (the oldest go first).
 pub const COUNTER_HITS: usize = 10_000;
-/// The key of a report part's count of lines beyond [`REPORT_DISTINCT`].
-pub(crate) const OVERFLOW: &str = "\u{0}more";
+/// Per report part, the entries of lines beyond [`REPORT_DISTINCT`].
+pub(crate) const REPORT_MORE: &str = "journal-report-more";
 
 /// One counter of one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +81,8 @@ pub struct State {
     counters: HashMap<(String, String), Counter>,
     report: HashMap<(Class, String), Item>,
     report_distinct: HashMap<Class, usize>,
+    report_more: HashMap<Class, u64>,
+    dirty_more: HashSet<Class>,
     bans: HashMap<String, i64>,
     pending: BTreeMap<String, Pending>,
     cursor: Option<String>,
@@ -93,6 +95,14 @@ pub struct State {
     done_pending: Vec<String>,
     cursor_dirty: bool,
     report_sent_dirty: bool,
+}
+
+fn class_of(name: &str) -> Class {
+    match name {
+        "important" => Class::Important,
+        "interesting" => Class::Interesting,
+        _ => Class::Other,
+    }
 }
 
 fn split_name(name: &str) -> (&str, &str) {
@@ -120,13 +130,12 @@ impl State {
         }
         for row in store.sources(REPORT)? {
             let (c, k) = split_name(&row.name);
-            let class = match c {
-                "important" => Class::Important,
-                "interesting" => Class::Interesting,
-                _ => Class::Other,
-            };
+            let class = class_of(c);
             *s.report_distinct.entry(class).or_default() += 1;
             s.report.insert((class, k.to_owned()), parse(&row)?);
+        }
+        for row in store.sources(REPORT_MORE)? {
+            s.report_more.insert(class_of(&row.name), parse(&row)?);
         }
         for row in store.sources(BAN)? {
             s.bans.insert(row.name.clone(), parse(&row)?);
@@ -159,6 +168,7 @@ impl State {
             || self.report_sent_dirty
             || !self.dirty_counters.is_empty()
             || !self.dirty_report.is_empty()
+            || !self.dirty_more.is_empty()
             || !self.dirty_bans.is_empty()
             || !self.new_pending.is_empty()
             || !self.done_pending.is_empty()
@@ -210,12 +220,16 @@ impl State {
 
     /// One entry more for the report's `class`, grouped by `key`.
     pub fn report(&mut self, class: Class, key: &str, message: &str, at: i64) {
-        let mut k = (class, key.to_owned());
-        if !self.report.contains_key(&k) {
-            let n = self.report_distinct.entry(class).or_default();
-            if *n >= REPORT_DISTINCT {
-                k.1 = OVERFLOW.to_owned();
-            }
+        let k = (class, key.to_owned());
+        if !self.report.contains_key(&k)
+            && self
+                .report_distinct
+                .get(&class)
+                .is_some_and(|n| *n >= REPORT_DISTINCT)
+        {
+            *self.report_more.entry(class).or_default() += 1;
+            self.dirty_more.insert(class);
+            return;
         }
         match self.report.get_mut(&k) {
             Some(item) => {
@@ -245,15 +259,11 @@ impl State {
         let mut list: Vec<&Item> = self
             .report
             .iter()
-            .filter(|((c, k), _)| *c == class && k != OVERFLOW)
+            .filter(|((c, _), _)| *c == class)
             .map(|(_, i)| i)
             .collect();
         list.sort_by(|a, b| b.count.cmp(&a.count).then(a.first.cmp(&b.first)));
-        let more = self
-            .report
-            .get(&(class, OVERFLOW.to_owned()))
-            .map_or(0, |i| i.count);
-        (list, more)
+        (list, self.report_more.get(&class).copied().unwrap_or(0))
     }
 
     /// Forgets the report's lines (it was sent).
@@ -263,6 +273,8 @@ impl State {
         }
         self.report.clear();
         self.report_distinct.clear();
+        self.dirty_more
+            .extend(self.report_more.drain().map(|(c, _)| c));
     }
 
     /// When the last report was sent (ms), or since when lines are collected.
@@ -356,6 +368,17 @@ impl State {
                 None => rows.push(SourceState::removed(REPORT, name, now)),
             }
         }
+        for c in std::mem::take(&mut self.dirty_more) {
+            match self.report_more.get(&c) {
+                Some(n) => rows.push(SourceState::new(
+                    REPORT_MORE,
+                    c.as_str(),
+                    n.to_string(),
+                    now,
+                )),
+                None => rows.push(SourceState::removed(REPORT_MORE, c.as_str(), now)),
+            }
+        }
         for a in std::mem::take(&mut self.dirty_bans) {
             match self.bans.get(&a) {
                 Some(u) => rows.push(SourceState::new(BAN, a, u.to_string(), now)),
@@ -377,4 +400,61 @@ impl State {
 /// A row's JSON: plain structs of numbers and strings always serialize.
 fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alertcore::MemoryStore;
+
+    /// What a checkpoint saves, a load reads back the same; what was removed stays
+    /// removed; lines beyond the cap are counted.
+    #[test]
+    fn a_checkpoint_round_trips_through_the_store() {
+        let store = MemoryStore::new();
+        let now = Timestamp::from_millis(1);
+        let mut s = State::default();
+        s.advance("c1");
+        s.raise("sshd", "192.0.2.7", Some(600_000), 1000);
+        s.raise("sshd", "192.0.2.7", Some(600_000), 2000);
+        s.reset("x", "k", Some(5000), 3000);
+        for i in 0..REPORT_DISTINCT + 3 {
+            s.report(Class::Other, &format!("line {i}"), "m", 10);
+        }
+        s.report(Class::Important, "disk\tfailed", "disk failed", 20);
+        s.ban("192.0.2.7", 99_000);
+        let id = s.queue(Pending {
+            argv: vec!["true".into()],
+            env: vec![("A".into(), "b".into())],
+            timeout_ms: 10,
+            what: "t".into(),
+        });
+        s.set_report_sent(5);
+        store.save_sources(&s.checkpoint(now)).expect("save");
+        assert!(!s.dirty());
+
+        let mut r = State::load(&store).expect("load");
+        assert_eq!(r.cursor(), Some("c1"));
+        assert_eq!(r.count("sshd", "192.0.2.7", 2500), 2);
+        // the grace survives too: a raise within it does not count
+        assert_eq!(r.raise("x", "k", None, 4000), 0);
+        let (other, more) = r.items(Class::Other);
+        assert_eq!((other.len(), more), (REPORT_DISTINCT, 3));
+        assert_eq!(r.items(Class::Important).0[0].message, "disk failed");
+        assert_eq!(r.bans(50_000), [("192.0.2.7".to_owned(), 99_000)]);
+        assert_eq!(r.pending()[0].0, id);
+        assert_eq!(r.report_sent(), Some(5));
+
+        // a program run, the report sent, a ban expired: their rows go
+        r.ran(&id);
+        r.clear_report();
+        assert!(r.bans(100_000).is_empty());
+        store.save_sources(&r.checkpoint(now)).expect("save");
+        let mut again = State::load(&store).expect("load");
+        assert!(again.pending().is_empty());
+        assert_eq!(again.items(Class::Other), (Vec::new(), 0));
+        assert!(again.items(Class::Important).0.is_empty());
+        assert!(again.bans(0).is_empty());
+        assert_eq!(again.count("sshd", "192.0.2.7", 2500), 2);
+    }
 }

@@ -22,6 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use alertcore::store::blocking;
 use alertcore::{
     Digest, Engine, EventKind, FailureReport, Notification, Store, StoreError, Timestamp, chain,
 };
@@ -400,14 +401,6 @@ pub async fn send_digest(engine: &Engine, to: &[String], digest: Digest) -> usiz
         }
     }
     sent
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 /// Runs `entries` through the chains into `state` without acting (nothing is sent or

@@ -219,7 +219,7 @@ impl Digest {
     /// The digest as an HTML document (escaped), times written by `time`.
     pub fn html(&self, time: &dyn Fn(Timestamp) -> String) -> String {
         use std::fmt::Write as _;
-        let e = |s: &str| html_escape(s);
+        let e = |s: &str| crate::message::html_escape(s);
         let mut out = format!(
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head><body>\n<h1>{}</h1>\n<p>{} to {}</p>\n",
             e(&self.title),
@@ -256,21 +256,6 @@ impl Digest {
         out.push_str("</body></html>\n");
         out
     }
-}
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 impl Notification {

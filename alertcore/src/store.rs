@@ -695,6 +695,19 @@ impl SourceState {
     }
 }
 
+/// Runs a store call `f` on tokio's blocking threads (SQLite blocks), for sources that
+/// call the store from async code.
+///
+/// # Errors
+/// `f`'s error, or [`StoreError::Task`] when the task panicked or was cancelled.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
 /// The recipient outcome a finished row stands for: `None` while it is pending.
 fn finished_outcome(r: &NotificationRecord) -> Option<Outcome> {
     match (r.status, r.dropped) {

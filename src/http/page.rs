@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use alertcore::Timestamp;
+use alertcore::message::html_escape as esc;
 use alertcore::message::plural;
 use alertcore::policy::Outcome;
 use alertcore_checks::heartbeat::Standing;
@@ -20,22 +21,6 @@ h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em;border-bottom:1px solid #
 td,th{text-align:left;padding:.3em .5em;border-bottom:1px solid #eee;vertical-align:top}\
 .bad{color:#b00020;font-weight:600}.warn{color:#8a5a00;font-weight:600}.ok{color:#1b7f3b}\
 li{margin:.4em 0}.muted{color:#666;font-size:.9em}";
-
-/// Escapes `s` for HTML text and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// `2026-12-07T03:00:00Z (2h 5m ago)`.
 fn when(t: Timestamp, now: Timestamp) -> String {

@@ -12,20 +12,17 @@ use crate::sandbox::{Sandbox, skip_unless_available, work_dir, write};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// The README's example: five failed SSH logins from one address within ten minutes
-/// ban it for an hour and alert once.
-const SSHD: &str = r#"
-[journal.chains]
-sshd = [
-  { in = { SYSLOG_IDENTIFIER = ["sshd", "sshd-session"] } },
-  { regex = { MESSAGE = '^Failed \S+ for (invalid user )?\S+ from (?P<ip>\S+) port' } },
-  { counter_raise = "sshd", key = "{{ ip }}", window = "10m" },
-  { when_counter = "sshd", key = "{{ ip }}", at_least = 5 },
-  { ban = "{{ ip }}", for = "1h" },
-  { counter_reset = "sshd", key = "{{ ip }}" },
-  { alert = "sshd-ban", message = "banned {{ ip }} for 1h after 5 failed logins" },
-]
-"#;
+/// The README's example, as written there: five failed SSH logins from one address
+/// within ten minutes ban it for an hour and alert once.
+fn sshd_example() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let block = readme
+        .split("```toml\n")
+        .find(|b| b.starts_with("[journal.chains]\nsshd = ["))
+        .expect("the README's journal example");
+    block.split("```").next().expect("a block").to_owned()
+}
 
 fn entry(ident: &str, message: &str, cursor: &str, at_s: u64) -> String {
     serde_json::json!({
@@ -41,7 +38,10 @@ fn entry(ident: &str, message: &str, cursor: &str, at_s: u64) -> String {
 fn journal_test_shows_each_entrys_steps_and_acts_on_nothing() {
     let mut ctl = Ctl::new();
     let nft_log = ctl.dir.path().join("nft.log");
-    ctl.set_config(&format!("[journal]\nnft = \"/bin/false\"\n{SSHD}"));
+    ctl.set_config(&format!(
+        "[journal]\nnft = \"/bin/false\"\n{}",
+        sshd_example()
+    ));
     let mut file = String::new();
     for i in 0..5u64 {
         let ident = if i % 2 == 0 { "sshd" } else { "sshd-session" };
@@ -200,7 +200,7 @@ fn the_daemon_follows_the_journal_bans_alerts_once_and_loses_nothing_across_kill
         "[notifiers.log]\ntype = \"file\"\nformat = \"json\"\npath = \"{}\"\n\n\
          [daemon]\nflush_every = \"1s\"\n\n\
          [journal]\ndirectory = \"{}\"\nnft = \"{}\"\ncheckpoint_after = \"200ms\"\n\
-         {SSHD}\
+         {}\
          seq = [\n  {{ equals = {{ SYSLOG_IDENTIFIER = \"seqtest\" }} }},\n  \
            {{ regex = {{ MESSAGE = '^line (?P<n>\\d+)$' }} }},\n  \
            {{ counter_raise = \"seq\" }},\n  \
@@ -209,6 +209,7 @@ fn the_daemon_follows_the_journal_bans_alerts_once_and_loses_nothing_across_kill
         alerts.display(),
         sb.journal_dir().display(),
         nft.display(),
+        sshd_example(),
     ));
     let mut daemon = Daemon::start(&ctl);
     daemon.wait_log(0, "matches handed to journalctl");

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use alertcore::store::blocking;
 use alertcore::{
     Engine, EngineError, FailureReport, Signal, SourceState, Store, StoreError, Timestamp,
 };
@@ -258,15 +259,6 @@ async fn reconcile(
         assessment,
         recorded,
     })
-}
-
-/// Runs a store call on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 /// Cuts `s` to at most `max` bytes, at a character boundary.
