@@ -148,6 +148,7 @@ fn every_subcommand_of_the_stock_cli_is_there() {
         "ack",
         "report",
         "systemd",
+        "journal",
     ];
     documented.sort_unstable();
     assert_eq!(commands, documented, "{help}");
