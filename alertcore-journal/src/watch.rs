@@ -109,10 +109,14 @@ impl Watch {
             tracing::info!("journal: matches handed to journalctl: {}", m.join(" "));
         }
         let mut wait = RESTART_FIRST;
+        let mut restored = false;
         loop {
             let ended = match self.load().await {
                 Ok(mut state) => {
-                    self.restore(&mut state).await;
+                    // once per start: a journalctl that exited changes no firewall
+                    if !std::mem::replace(&mut restored, true) {
+                        self.restore(&mut state).await;
+                    }
                     self.read(&mut state, &mut stop, &mut wait).await
                 }
                 Err(e) => Ended::Store(e),
