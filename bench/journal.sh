@@ -3,7 +3,9 @@
 # synthetic journal of ../shared/bench/fail2ban-journal.sh (10 % OpenSSH failed logins, the
 # rest realistic noise) read by `alertctl run` through bench/journal-chains.toml's 20 rules,
 # with the matches pushed down to journalctl and without, after that script's own floor
-# (`journalctl -o json` to /dev/null) and fail2ban figures on the same files. Release build.
+# (`journalctl -o json` to /dev/null) and fail2ban figures on the same files; then the
+# README's sshd example alone with its match pushed down (fail2ban-server's workload:
+# bench/journal-sshd.toml). Release build.
 #
 #   bench/journal.sh | tee journal.out        # ~6 min: fail2ban-journal.sh, then ours
 #   PEERS=0 bench/journal.sh                   # ours only, on the journal a peers run left
@@ -40,3 +42,7 @@ for pushdown in true false; do
     --template bench/journal-chains.toml --entries "$ENTRIES" --runs "$RUNS" \
     --pushdown "$pushdown" --work "$WORK/journal-chains"
 done
+# fail2ban-server's workload: the sshd example alone, its match pushed down
+flock "$LOCK" /usr/bin/python3 bench/journal.py --alertctl "$BIN" --dir "$MAIN" \
+  --template bench/journal-sshd.toml --entries "$ENTRIES" --runs "$RUNS" \
+  --pushdown true --work "$WORK/journal-chains" --label sshd_only_pushdown

@@ -468,7 +468,7 @@ sshd = [
   { counter_raise = "sshd", key = "{{ ip }}", window = "10m" },
   { when_counter = "sshd", key = "{{ ip }}", at_least = 5 },
   { ban = "{{ ip }}", for = "1h" },
-  { counter_reset = "sshd", key = "{{ ip }}" },
+  { counter_reset = "sshd", key = "{{ ip }}", grace = "1h" },
   { alert = "sshd-ban", message = "banned {{ ip }} for 1h after 5 failed logins" },
 ]
 "#;
