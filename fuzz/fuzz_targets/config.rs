@@ -1,6 +1,6 @@
 //! The whole config path: TOML parsing, `[policy]`, `[[rules]]`, templates, then building
-//! every notifier with the built-in factories, then every `[[checks]]` entry. Any input
-//! may be rejected; none may panic.
+//! every notifier with the built-in factories, then every `[[checks]]` entry and the
+//! `[journal]` chains. Any input may be rejected; none may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,4 +13,6 @@ fuzz_target!(|text: &str| {
     let _ = config.build_notifiers(&alertcore::Registry::new());
     // and every check (it builds probes: no connection, no process)
     let _ = alertcore_checks::checks(&config);
+    // and the journal chains (regexes compiled, jumps resolved; nothing started)
+    let _ = alertcore_journal::JournalConfig::from_config(&config);
 });
