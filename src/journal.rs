@@ -4,8 +4,9 @@ use std::io::{BufRead, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alertcore::Config;
+use alertcore_journal::chain::Actions;
 use alertcore_journal::follow::Follow;
-use alertcore_journal::{Entry, JournalConfig, Outcome};
+use alertcore_journal::{Entry, JournalConfig, Outcome, ReportConfig, Runner};
 use serde_json::json;
 
 use crate::Fail;
@@ -18,8 +19,13 @@ fn journal_config(config: &Config) -> Result<JournalConfig, Fail> {
     })
 }
 
-/// The journal's entries of the last `span`, read as the daemon reads them.
-async fn read_span(journal: &JournalConfig, span: Duration) -> Result<Vec<Entry>, Fail> {
+/// The journal's entries of the last `span`, read as the daemon reads them, each
+/// handed to `each`.
+async fn read_span(
+    journal: &JournalConfig,
+    span: Duration,
+    each: impl FnMut(Entry),
+) -> Result<(), Fail> {
     let since = SystemTime::now()
         .checked_sub(span)
         .unwrap_or(UNIX_EPOCH)
@@ -27,7 +33,7 @@ async fn read_span(journal: &JournalConfig, span: Duration) -> Result<Vec<Entry>
         .unwrap_or(Duration::ZERO)
         .as_secs();
     let follow = Follow::of(journal);
-    alertcore_journal::watch::read_all(&follow, &format!("since=@{since}"))
+    alertcore_journal::watch::read_each(&follow, &format!("since=@{since}"), each)
         .await
         .map_err(|e| Fail {
             code: 1,
@@ -39,7 +45,11 @@ pub(crate) async fn test(config: &Config, args: &JournalTestArgs) -> Result<u8, 
     let journal = journal_config(config)?;
     let entries = match &args.file {
         Some(path) => read_file(path)?,
-        None => read_span(&journal, args.since).await?,
+        None => {
+            let mut list = Vec::new();
+            read_span(&journal, args.since, |e| list.push(e)).await?;
+            list
+        }
     };
     let now = alertcore::Timestamp::from_system_time(SystemTime::now());
     let results = alertcore_journal::dry_run(&journal, entries, now);
@@ -100,7 +110,9 @@ fn to_text(journal: &JournalConfig, results: &[(Entry, Outcome)], all: bool) -> 
             continue;
         }
         shown += 1;
-        let when = entry.time().map_or_else(|| "-".to_owned(), rfc3339);
+        let when = entry
+            .time()
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
         let who = entry
             .get("SYSLOG_IDENTIFIER")
             .or_else(|| entry.get("_COMM"))
@@ -143,7 +155,7 @@ fn to_json(journal: &JournalConfig, results: &[(Entry, Outcome)]) -> serde_json:
         .map(|(entry, out)| {
             json!({
                 "cursor": entry.cursor(),
-                "time": entry.time().map(rfc3339),
+                "time": entry.time().map(|t| t.to_string()),
                 "identifier": entry.get("SYSLOG_IDENTIFIER"),
                 "message": entry.message(),
                 "steps": out.trace.iter().map(|h| json!({
@@ -166,10 +178,6 @@ fn to_json(journal: &JournalConfig, results: &[(Entry, Outcome)]) -> serde_json:
     json!({ "entries": list })
 }
 
-fn rfc3339(t: alertcore::Timestamp) -> String {
-    humantime::format_rfc3339_seconds(t.to_system_time()).to_string()
-}
-
 /// `alertctl report journal [--since D] [--json] [--send N]...`: the lines collected for
 /// the next daily report, or (with `since`) what the chains make of that span; sent
 /// through `send` when given: 0, or 3 when a send failed.
@@ -180,14 +188,26 @@ pub(crate) async fn report(
     json: bool,
     send: &[String],
 ) -> Result<u8, Fail> {
+    crate::report::check_send(engine, send)?;
     let journal = journal_config(config)?;
-    let max_lines = journal.report.as_ref().map_or(50, |r| r.max_lines);
+    let max_lines = journal
+        .report
+        .as_ref()
+        .map_or(ReportConfig::MAX_LINES, |r| r.max_lines);
     let now = engine.now();
     let digest = match since {
         Some(span) => {
-            let entries = read_span(&journal, span).await?;
+            // the chains' report lines of that span, nothing done (the third part too:
+            // it is what a report is for)
+            let mut actions = Actions::of(&journal);
+            actions.collect_other = true;
+            let mut runner = Runner::new(&journal.chains, &actions);
             let mut state = alertcore_journal::State::default();
-            alertcore_journal::watch::collect(&journal, entries, &mut state, now);
+            read_span(&journal, span, |mut e| {
+                let at = e.time().unwrap_or(now).as_millis();
+                runner.run(&mut e, &mut state, at, now.as_millis());
+            })
+            .await?;
             alertcore_journal::report::digest(&state, now.saturating_sub(span), now, max_lines)
         }
         None => {
@@ -205,7 +225,7 @@ pub(crate) async fn report(
             serde_json::to_string_pretty(&digest).unwrap_or_default()
         )
     } else {
-        digest.text(&rfc3339)
+        digest.text(&|t| t.to_string())
     };
     std::io::stdout()
         .write_all(text.as_bytes())

@@ -54,18 +54,26 @@ fn failing(engine: &Engine, digest: &[Notification]) -> Result<Vec<Failing>, Sto
         .collect()
 }
 
-/// Prints the report (and sends it through `send`): 0, or 3 when a send failed.
-pub(crate) async fn report(engine: &Engine, json: bool, send: &[String]) -> Result<u8, Fail> {
-    if let Some(bad) = send
+/// A usage error when `--send` names a notifier the engine does not have.
+pub(crate) fn check_send(engine: &Engine, send: &[String]) -> Result<(), Fail> {
+    match send
         .iter()
         .find(|n| !engine.notifier_names().any(|m| m == n.as_str()))
     {
-        let names: Vec<&str> = engine.notifier_names().collect();
-        return Err(Fail::usage(format!(
-            "--send {bad}: no notifier named {bad:?} (configured: {})",
-            names.join(", ")
-        )));
+        Some(bad) => {
+            let names: Vec<&str> = engine.notifier_names().collect();
+            Err(Fail::usage(format!(
+                "--send {bad}: no notifier named {bad:?} (configured: {})",
+                names.join(", ")
+            )))
+        }
+        None => Ok(()),
     }
+}
+
+/// Prints the report (and sends it through `send`): 0, or 3 when a send failed.
+pub(crate) async fn report(engine: &Engine, json: bool, send: &[String]) -> Result<u8, Fail> {
+    check_send(engine, send)?;
     let digest = engine.digest().map_err(|e| Fail::other(&e))?;
     let list = failing(engine, &digest).map_err(|e| Fail::other(&e))?;
     if json {

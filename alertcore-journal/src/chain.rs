@@ -83,8 +83,8 @@ impl Actions {
         }
     }
 
-    /// The nft argv that adds `address` to its set for `secs`.
-    pub fn ban_argv(&self, address: IpAddr, secs: u64) -> Vec<String> {
+    /// The nft program that adds `address` to its set for `secs`, described as `what`.
+    pub fn ban(&self, address: IpAddr, secs: u64, what: String) -> Pending {
         let set = if address.is_ipv4() {
             &self.set4
         } else {
@@ -94,9 +94,17 @@ impl Actions {
         argv.extend(self.table.split_whitespace().map(str::to_owned));
         argv.push(set.clone());
         argv.push(format!("{{ {address} timeout {secs}s }}"));
-        argv
+        Pending {
+            argv,
+            env: Vec::new(),
+            timeout_ms: NFT_TIMEOUT_MS,
+            what,
+        }
     }
 }
+
+/// How long an `nft` call may take.
+const NFT_TIMEOUT_MS: u64 = 30_000;
 
 /// The flow out of a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,16 +164,17 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs `entry` through the chains at `at` (ms: the entry's time), changing
-    /// `state` (counters, report lines, bans, queued programs).
-    pub fn run(&mut self, entry: &mut Entry, state: &mut State, at: i64) -> Outcome {
+    /// Runs `entry` through the chains, changing `state` (counters, report lines,
+    /// bans, queued programs). Counters and report lines count at `at` (ms: the entry's
+    /// time); bans run from `now` (ms).
+    pub fn run(&mut self, entry: &mut Entry, state: &mut State, at: i64, now: i64) -> Outcome {
         let mut out = Outcome::default();
         let mut scratch = Scratch {
             sets: Vec::new(),
             rewritten: HashSet::new(),
         };
         for &c in &self.chains.entry {
-            if self.chain(c, entry, state, at, &mut out, &mut scratch) == Flow::Stop {
+            if self.chain(c, entry, state, (at, now), &mut out, &mut scratch) == Flow::Stop {
                 break;
             }
         }
@@ -186,63 +195,53 @@ impl<'a> Runner<'a> {
         c: usize,
         entry: &mut Entry,
         state: &mut State,
-        at: i64,
+        (at, now): (i64, i64),
         out: &mut Outcome,
         scratch: &mut Scratch,
     ) -> Flow {
         let chains = self.chains;
         for (i, step) in chains.chains[c].steps.iter().enumerate() {
-            if step.what.is_filter() {
-                let matched = self.filter(&step.what, entry, state, at, scratch);
+            let mut hit = |matched, did| {
                 out.trace.push(Hit {
                     chain: c,
                     step: i,
                     matched,
-                    did: None,
+                    did,
                 });
+            };
+            if step.what.is_filter() {
+                let matched = self.filter(&step.what, entry, state, at, scratch);
+                hit(matched, None);
                 if !matched {
                     return match step.otherwise {
-                        Some(o) => self.chain(o, entry, state, at, out, scratch),
+                        Some(o) => self.chain(o, entry, state, (at, now), out, scratch),
                         None => Flow::Next,
                     };
                 }
                 continue;
             }
-            let did = match &step.what {
+            let flow = match &step.what {
                 What::Drop => {
                     out.dropped = true;
-                    out.trace.push(Hit {
-                        chain: c,
-                        step: i,
-                        matched: true,
-                        did: Some("dropped".into()),
-                    });
-                    return Flow::Stop;
+                    hit(true, Some("dropped".into()));
+                    Flow::Stop
                 }
                 What::Jump(t) => {
+                    hit(true, Some(format!("jump to {}", chains.chains[*t].name)));
+                    self.chain(*t, entry, state, (at, now), out, scratch)
+                }
+                other => {
+                    let did = self.act(other, (c, i), entry, state, (at, now), out);
                     out.trace.push(Hit {
                         chain: c,
                         step: i,
                         matched: true,
-                        did: Some(format!("jump to {}", chains.chains[*t].name)),
+                        did: Some(did),
                     });
-                    if self.chain(*t, entry, state, at, out, scratch) == Flow::Stop {
-                        return Flow::Stop;
-                    }
-                    if step.stop {
-                        return Flow::Stop;
-                    }
-                    continue;
+                    Flow::Next
                 }
-                other => self.act(other, (c, i), entry, state, at, out),
             };
-            out.trace.push(Hit {
-                chain: c,
-                step: i,
-                matched: true,
-                did: Some(did),
-            });
-            if step.stop {
+            if flow == Flow::Stop || step.stop {
                 return Flow::Stop;
             }
         }
@@ -329,7 +328,7 @@ impl<'a> Runner<'a> {
         (chain, step): (usize, usize),
         entry: &Entry,
         state: &mut State,
-        at: i64,
+        (at, now): (i64, i64),
         out: &mut Outcome,
     ) -> String {
         match what {
@@ -340,9 +339,7 @@ impl<'a> Runner<'a> {
                 recovery,
             } => {
                 let service = service.render(entry);
-                let message = message
-                    .as_ref()
-                    .map_or_else(|| entry.message().to_owned(), |m| m.render(entry));
+                let message = message.render(entry);
                 let id = entry.cursor().map(|c| format!("{c}#{chain}.{step}"));
                 let did = if *recovery {
                     format!("recovery of {service}")
@@ -377,9 +374,7 @@ impl<'a> Runner<'a> {
                 format!("counter {counter}[{key}] reset")
             }
             What::Report { class, message } => {
-                let line = message
-                    .as_ref()
-                    .map_or_else(|| entry.message().to_owned(), |m| m.render(entry));
+                let line = message.render(entry);
                 state.report(*class, &line, &line, at);
                 out.reported = true;
                 format!("report ({}): {line}", class.as_str())
@@ -410,16 +405,11 @@ impl<'a> Runner<'a> {
                 let Ok(ip) = text.trim().parse::<IpAddr>() else {
                     return format!("no ban: {text:?} is not an IP address");
                 };
-                let until = at.saturating_add(millis(*duration));
-                state.ban(&ip.to_string(), until);
-                let argv = self.actions.ban_argv(ip, duration.as_secs().max(1));
+                // a ban runs from when it is made, as the set's timeout does (an entry
+                // read from a backlog is banned for the whole time too)
+                state.ban(&ip.to_string(), now.saturating_add(millis(*duration)));
                 let did = format!("ban {ip} for {}", alertcore::duration::format(*duration));
-                state.queue(Pending {
-                    argv,
-                    env: Vec::new(),
-                    timeout_ms: 30_000,
-                    what: did.clone(),
-                });
+                state.queue(self.actions.ban(ip, duration.as_secs().max(1), did.clone()));
                 out.queued += 1;
                 did
             }
@@ -492,6 +482,18 @@ sshd = [
         ])
     }
 
+    /// The important part's lines and counts, sorted.
+    fn important_lines(state: &State) -> Vec<(&str, u64)> {
+        let mut lines: Vec<(&str, u64)> = state
+            .items(Class::Important)
+            .0
+            .iter()
+            .map(|i| (i.message.as_str(), i.count))
+            .collect();
+        lines.sort_unstable();
+        lines
+    }
+
     fn run_all(c: &JournalConfig, entries: Vec<Entry>, state: &mut State) -> Vec<Outcome> {
         let actions = Actions::of(c);
         let mut r = Runner::new(&c.chains, &actions);
@@ -499,7 +501,7 @@ sshd = [
             .into_iter()
             .map(|mut e| {
                 let at = e.time().expect("time").as_millis();
-                r.run(&mut e, state, at)
+                r.run(&mut e, state, at, at)
             })
             .collect()
     }
@@ -617,14 +619,8 @@ notx = [
         );
         assert!(!out[0].dropped && out[0].reported);
         assert!(out[1].dropped && !out[1].reported);
-        let (important, _) = state.items(Class::Important);
-        let mut lines: Vec<(&str, u64)> = important
-            .iter()
-            .map(|i| (i.message.as_str(), i.count))
-            .collect();
-        lines.sort();
         assert_eq!(
-            lines,
+            important_lines(&state),
             [
                 ("not x: y", 1),
                 ("not x: z", 1),
@@ -688,14 +684,8 @@ c = [
             e("C", "hit", 113),
         ];
         run_all(&c, entries, &mut state);
-        let (important, _) = state.items(Class::Important);
-        let mut lines: Vec<(&str, u64)> = important
-            .iter()
-            .map(|i| (i.message.as_str(), i.count))
-            .collect();
-        lines.sort();
         assert_eq!(
-            lines,
+            important_lines(&state),
             [
                 ("c reached", 2),
                 ("g15", 1),

@@ -155,21 +155,17 @@ impl Reader {
     /// Stops journalctl and says how it ended.
     pub async fn stop(mut self) -> String {
         let _ = self.child.start_kill();
-        match tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await {
-            Ok(Ok(status)) => status.to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "did not stop".into(),
-        }
+        self.exit().await
     }
 
-    /// How journalctl ended, once its output has ended.
+    /// How journalctl ended, once its output has ended (killed if it does not exit).
     pub async fn exit(mut self) -> String {
         match tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await {
             Ok(Ok(status)) => status.to_string(),
             Ok(Err(e)) => e.to_string(),
             Err(_) => {
                 let _ = self.child.start_kill();
-                "closed its output but did not exit".into()
+                "did not exit".into()
             }
         }
     }

@@ -58,17 +58,16 @@ pub fn time_of_day(at: &str) -> Result<Time, String> {
     Time::new(h, m, 0, 0).map_err(|_| bad())
 }
 
-/// When the report after one sent at `last` is due: the first `at` (system time zone)
-/// after `last`.
-pub fn next_due(config: &ReportConfig, last: Timestamp) -> Timestamp {
+/// When the report after one sent at `last` is due: the first `at` in `zone` (the
+/// config's `timezone`) after `last`.
+pub fn next_due(config: &ReportConfig, last: Timestamp, zone: &TimeZone) -> Timestamp {
     let Ok(at) = time_of_day(&config.at) else {
         return Timestamp::from_millis(i64::MAX);
     };
-    let tz = TimeZone::system();
     let Ok(last_j) = jiff::Timestamp::from_millisecond(last.as_millis()) else {
         return Timestamp::from_millis(i64::MAX);
     };
-    let zoned = last_j.to_zoned(tz);
+    let zoned = last_j.to_zoned(zone.clone());
     let mut day = zoned.date();
     for _ in 0..3 {
         if let Ok(candidate) = day.to_datetime(at).to_zoned(zoned.time_zone().clone())
@@ -101,7 +100,7 @@ mod tests {
             let z = day.at(h, m, 0, 0).to_zoned(tz.clone()).expect("zoned");
             Timestamp::from_millis(z.timestamp().as_millisecond())
         };
-        assert_eq!(next_due(&c, at(5, 0)), at(6, 30));
+        assert_eq!(next_due(&c, at(5, 0), &tz), at(6, 30));
         let next_day = {
             let z = day
                 .tomorrow()
@@ -111,8 +110,27 @@ mod tests {
                 .expect("zoned");
             Timestamp::from_millis(z.timestamp().as_millisecond())
         };
-        assert_eq!(next_due(&c, at(6, 30)), next_day);
-        assert_eq!(next_due(&c, at(23, 0)), next_day);
+        assert_eq!(next_due(&c, at(6, 30), &tz), next_day);
+        assert_eq!(next_due(&c, at(23, 0), &tz), next_day);
+        // read in the zone given: 06:30 at UTC+9 is 21:30 UTC the day before
+        let tokyo = TimeZone::fixed(jiff::tz::offset(9));
+        let utc_noon = Timestamp::from_millis(
+            jiff::civil::date(2026, 3, 10)
+                .at(12, 0, 0, 0)
+                .to_zoned(TimeZone::UTC)
+                .expect("zoned")
+                .timestamp()
+                .as_millisecond(),
+        );
+        let due = Timestamp::from_millis(
+            jiff::civil::date(2026, 3, 10)
+                .at(21, 30, 0, 0)
+                .to_zoned(TimeZone::UTC)
+                .expect("zoned")
+                .timestamp()
+                .as_millisecond(),
+        );
+        assert_eq!(next_due(&c, utc_noon, &tokyo), due);
         assert!(time_of_day("25:00").is_err());
         assert!(time_of_day("6").is_err());
         assert_eq!(

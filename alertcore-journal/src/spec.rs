@@ -63,24 +63,28 @@ pub struct JournalConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ReportConfig {
-    /// `at`: the time of day it is sent, `HH:MM` in the config's time zone
-    /// (default `06:00`).
+    /// `at`: the time of day it is sent, `HH:MM` in the config's `timezone` (default
+    /// `06:00`).
     #[serde(default = "ReportConfig::default_at")]
     pub at: String,
     /// `notifiers`: who gets it (default: every notifier).
     #[serde(default)]
     pub notifiers: Vec<String>,
-    /// `max_lines`: lines per part at most; the rest is counted (default 50).
-    #[serde(default = "ReportConfig::default_max_lines")]
+    /// `max_lines`: lines per part at most; the rest is counted (default
+    /// [`ReportConfig::MAX_LINES`]).
+    #[serde(default = "ReportConfig::max_lines")]
     pub max_lines: usize,
 }
 
 impl ReportConfig {
+    /// `max_lines` when not set (and for `alertctl report journal` without the table).
+    pub const MAX_LINES: usize = 50;
+
     fn default_at() -> String {
         "06:00".into()
     }
-    fn default_max_lines() -> usize {
-        50
+    fn max_lines() -> usize {
+        Self::MAX_LINES
     }
 }
 
@@ -121,19 +125,23 @@ impl JournalConfig {
             return Ok(None);
         };
         let tables = spanned.get_ref();
-        // errors in settings point into `[journal]`; the span is that of the whole table
-        let whole = toml::Spanned::new(spanned.span(), tables.settings.clone());
-        let settings = (|| -> Result<SettingsSpec, BuildError> {
-            let s: SettingsSpec = Table::from(tables.settings.clone()).deserialize()?;
-            Ok(s)
-        })()
-        .map_err(|e| config.error_in(&whole, "[journal]", e))?;
+        // an error in the settings points at its key in `[journal]` (the place and the
+        // file's text are what `error_in` reads, not the table)
+        let at_key = |what: &str, e| {
+            config.error_in(
+                &toml::Spanned::new(spanned.span(), toml::Table::new()),
+                what,
+                e,
+            )
+        };
+        let settings: SettingsSpec = Table::from(tables.settings.clone())
+            .deserialize()
+            .map_err(|e| at_key("[journal]", e))?;
         let start = match settings.start.as_deref() {
             None | Some("now") => Start::Now,
             Some("boot") => Start::Boot,
             Some(other) => Start::Back(alertcore::duration::parse(other).map_err(|e| {
-                config.error_in(
-                    &whole,
+                at_key(
                     "[journal]",
                     BuildError::key(
                         "start",
@@ -143,19 +151,17 @@ impl JournalConfig {
             })?),
         };
         if settings.checkpoint_every == Some(0) {
-            return Err(config.error_in(
-                &whole,
+            return Err(at_key(
                 "[journal]",
                 BuildError::key("checkpoint_every", "`checkpoint_every` must be at least 1"),
             ));
         }
         if let Some(r) = &settings.report {
-            crate::report::time_of_day(&r.at).map_err(|e| {
-                config.error_in(&whole, "[journal.report]", BuildError::key("at", e))
-            })?;
+            crate::report::time_of_day(&r.at)
+                .map_err(|e| at_key("[journal.report]", BuildError::key("at", e)))?;
         }
-        let chains = Chains::build(&tables.chains, |table, what, e| {
-            config.error_in(table, what, e)
+        let chains = Chains::build(&tables.chains, |place, what, e| {
+            config.error_in(&toml::Spanned::new(place, toml::Table::new()), what, e)
         })?;
         Ok(Some(Self {
             start,
@@ -292,7 +298,7 @@ pub enum What {
         /// Warning or critical.
         severity: Severity,
         /// The alert's message (default: the entry's `MESSAGE`).
-        message: Option<Text>,
+        message: Text,
         /// A success instead of a failure.
         recovery: bool,
     },
@@ -320,7 +326,7 @@ pub enum What {
         /// The part.
         class: Class,
         /// The line (default: the entry's `MESSAGE`).
-        message: Option<Text>,
+        message: Text,
     },
     /// `drop`: known noise; the entry goes nowhere else.
     Drop,
@@ -370,8 +376,17 @@ pub struct Step {
     pub otherwise: Option<usize>,
     /// An action with `stop = true` ends the entry's way through every chain.
     pub stop: bool,
-    /// The step as written, for `alertctl journal test`.
-    pub source: String,
+}
+
+impl Step {
+    /// The chains it can send an entry to (`jump`, `else`).
+    fn targets(&self) -> impl Iterator<Item = usize> {
+        let jump = match self.what {
+            What::Jump(t) => Some(t),
+            _ => None,
+        };
+        jump.into_iter().chain(self.otherwise)
+    }
 }
 
 /// A named, ordered list of steps.
@@ -519,8 +534,8 @@ impl Chains {
     /// # Errors
     /// The first bad step's error, located.
     pub fn build<E>(
-        chains: &[(String, Vec<toml::Spanned<toml::Table>>)],
-        error: impl Fn(&toml::Spanned<toml::Table>, &str, BuildError) -> E,
+        chains: &[(String, toml::Spanned<Vec<toml::Spanned<toml::Table>>>)],
+        error: impl Fn(std::ops::Range<usize>, &str, BuildError) -> E,
     ) -> Result<Self, E> {
         let index: HashMap<&str, usize> = chains
             .iter()
@@ -529,19 +544,24 @@ impl Chains {
             .collect();
         let mut out = Self::default();
         let mut patterns: HashMap<String, Vec<String>> = HashMap::new();
-        for (name, steps) in chains {
+        // an error about a whole chain points at its list
+        let at_chain = |i: usize, message: String| {
+            let (name, steps) = &chains[i];
+            error(
+                steps.span(),
+                &format!("journal chain {name}"),
+                BuildError::new(message),
+            )
+        };
+        for (c, (name, steps)) in chains.iter().enumerate() {
             let mut built = Vec::new();
-            if steps.is_empty() {
-                return Err(error(
-                    &toml::Spanned::new(0..0, toml::Table::new()),
-                    &format!("journal chain {name}"),
-                    BuildError::new(format!("chain `{name}` has no steps")),
-                ));
+            if steps.get_ref().is_empty() {
+                return Err(at_chain(c, format!("chain `{name}` has no steps")));
             }
-            for (i, table) in steps.iter().enumerate() {
+            for (i, table) in steps.get_ref().iter().enumerate() {
                 let what = format!("journal chain {name}, step {}", i + 1);
                 let step = build_step(table.get_ref(), &index, &mut patterns)
-                    .map_err(|e| error(table, &what, e))?;
+                    .map_err(|e| error(table.span(), &what, e))?;
                 built.push(step);
             }
             out.chains.push(Chain {
@@ -554,49 +574,31 @@ impl Chains {
             .chains
             .iter()
             .flat_map(|c| &c.steps)
-            .flat_map(|s| {
-                let jump = match s.what {
-                    What::Jump(t) => Some(t),
-                    _ => None,
-                };
-                jump.into_iter().chain(s.otherwise)
-            })
+            .flat_map(Step::targets)
             .collect();
         out.entry = (0..out.chains.len())
             .filter(|i| !targets.contains(i))
             .collect();
         if let Some(cycle) = out.cycle() {
-            let (name, steps) = &chains[cycle];
-            return Err(error(
-                steps
-                    .first()
-                    .unwrap_or(&toml::Spanned::new(0..0, toml::Table::new())),
-                &format!("journal chain {name}"),
-                BuildError::new(format!(
-                    "chain `{name}` reaches itself again through `jump`/`else`: an entry would never leave it"
-                )),
-            ));
-        }
-        if !out.chains.is_empty() && out.entry.is_empty() {
-            let (name, steps) = &chains[0];
-            return Err(error(
-                &steps[0],
-                &format!("journal chain {name}"),
-                BuildError::new(
-                    "every chain is named by a `jump` or `else`: no entry would enter one",
+            return Err(at_chain(
+                cycle,
+                format!(
+                    "chain `{}` reaches itself again through `jump`/`else`: an entry would never leave it",
+                    chains[cycle].0
                 ),
             ));
         }
+        // (a set of chains each named by a `jump` or an `else` always has a loop, so
+        // there is an entry chain from here on)
         for (field, list) in patterns {
-            // each pattern compiled alone already, so the set compiles
-            let set = RegexSet::new(&list).map_err(|e| {
-                error(
-                    &toml::Spanned::new(0..0, toml::Table::new()),
-                    "[journal.chains]",
-                    BuildError::new(format!("the regexes on {field}: {e}")),
-                )
-            })?;
-            out.prefilter.insert(field, set);
+            // each pattern compiled alone already, so the set compiles; were it too
+            // big, the steps run without the prefilter
+            match RegexSet::new(&list) {
+                Ok(set) => {
+                    out.prefilter.insert(field, set);
+                }
+                Err(e) => tracing::debug!("no prefilter for the regexes on {field}: {e}"),
+            }
         }
         out.warnings = out.lint();
         Ok(out)
@@ -608,13 +610,7 @@ impl Chains {
             self.chains[c]
                 .steps
                 .iter()
-                .flat_map(|s| {
-                    let jump = match s.what {
-                        What::Jump(t) => Some(t),
-                        _ => None,
-                    };
-                    jump.into_iter().chain(s.otherwise)
-                })
+                .flat_map(Step::targets)
                 .collect()
         };
         // depth-first, colouring: 0 new, 1 on the path, 2 done
@@ -876,24 +872,28 @@ fn build_step(
         }
     };
     let filter = KINDS[..FILTERS].contains(&kind);
-    for key in table.keys() {
+    for key in table.keys().map(String::as_str) {
         let ok = key == kind
-            || allowed(kind).contains(&key.as_str())
+            || allowed(kind).contains(&key)
             || (filter && key == "else")
             || (!filter && key == "stop");
-        if !ok && KINDS.iter().all(|k| k != key) {
-            // unknown keys are serde's error below; known ones in the wrong step here
-            let known = [
-                "at_least", "key", "severity", "message", "recovery", "window", "grace", "timeout",
-                "for", "else", "stop",
-            ];
-            if known.contains(&key.as_str()) {
-                return Err(BuildError::key(
-                    key.as_str(),
-                    format!("`{key}` does not belong in a `{kind}` step"),
-                ));
-            }
+        // unknown keys are serde's error below; a known one in the wrong step here
+        let known =
+            ["else", "stop"].contains(&key) || KINDS.iter().any(|k| allowed(k).contains(&key));
+        if !ok && known {
+            return Err(BuildError::key(
+                key,
+                format!("`{key}` does not belong in a `{kind}` step"),
+            ));
         }
+    }
+    // the filters that name fields must name one
+    if table
+        .get(kind)
+        .and_then(toml::Value::as_table)
+        .is_some_and(toml::Table::is_empty)
+    {
+        return Err(BuildError::key(kind, format!("`{kind}` names no field")));
     }
     let spec: StepSpec = Table::from(table.clone()).deserialize()?;
     let chain_ref = |key: &str, name: &str| {
@@ -908,6 +908,11 @@ fn build_step(
         .map(|n| chain_ref("else", n))
         .transpose()?;
     let key_text = |k: &Option<String>| text("key", k.as_deref().unwrap_or(""));
+    // a message is the entry's own unless the step says otherwise
+    let message = spec
+        .message
+        .as_deref()
+        .map_or_else(|| Ok(Text::field("MESSAGE")), |m| text("message", m))?;
     let what = match kind {
         "equals" => What::Fields(
             spec.equals
@@ -955,11 +960,7 @@ fn build_step(
         "alert" => What::Alert {
             service: text("alert", spec.alert.as_deref().unwrap_or(""))?,
             severity: spec.severity.unwrap_or(Severity::Critical),
-            message: spec
-                .message
-                .as_deref()
-                .map(|m| text("message", m))
-                .transpose()?,
+            message,
             recovery: spec.recovery.unwrap_or(false),
         },
         "counter_raise" => What::CounterRaise {
@@ -974,11 +975,7 @@ fn build_step(
         },
         "report" => What::Report {
             class: spec.report.unwrap_or(Class::Other),
-            message: spec
-                .message
-                .as_deref()
-                .map(|m| text("message", m))
-                .transpose()?,
+            message,
         },
         "drop" => {
             if spec.drop != Some(true) {
@@ -1007,21 +1004,9 @@ fn build_step(
             address: text("ban", spec.ban.as_deref().unwrap_or(""))?,
             duration: spec.ban_for.unwrap_or(BAN_FOR),
         },
-        _ => unreachable_kind(kind)?,
+        other => return Err(BuildError::new(format!("unknown step kind `{other}`"))),
     };
     match &what {
-        What::Fields(f) if f.is_empty() => {
-            return Err(BuildError::key(kind, format!("`{kind}` names no field")));
-        }
-        What::Regex(f) if f.is_empty() => {
-            return Err(BuildError::key(kind, "`regex` names no field"));
-        }
-        What::Greater(f) | What::Lower(f) if f.is_empty() => {
-            return Err(BuildError::key(kind, format!("`{kind}` names no field")));
-        }
-        What::InNetwork(f) if f.is_empty() => {
-            return Err(BuildError::key(kind, "`in_network` names no field"));
-        }
         What::WhenCounter { counter, .. }
         | What::CounterRaise { counter, .. }
         | What::CounterReset { counter, .. }
@@ -1029,10 +1014,7 @@ fn build_step(
         {
             return Err(BuildError::key(kind, "a counter needs a name"));
         }
-        What::Alert { service, .. }
-            if service.fields().next().is_none()
-                && service.render(&crate::entry::Entry::default()).is_empty() =>
-        {
+        What::Alert { service, .. } if service.is_empty() => {
             return Err(BuildError::key(
                 "alert",
                 "`alert` names the service: alert = \"NAME\"",
@@ -1044,12 +1026,7 @@ fn build_step(
         what,
         otherwise,
         stop: spec.stop.unwrap_or(false),
-        source: toml::Value::Table(table.clone()).to_string(),
     })
-}
-
-fn unreachable_kind(kind: &str) -> Result<What, BuildError> {
-    Err(BuildError::new(format!("unknown step kind `{kind}`")))
 }
 
 /// `priority = 3` or `priority = "err"`.
@@ -1136,11 +1113,75 @@ mod tests {
             ),
             ("[journal]\ncheckpoint_every = 0\n", "at least 1"),
             ("[journal]\nbogus = 1\n", "bogus"),
+            // a whole chain's fault points at its list
+            (
+                "[journal.chains]\nok = [ { drop = true } ]\nempty = []\n",
+                "t.toml:3:9: journal chain empty: chain `empty` has no steps",
+            ),
+            (
+                "[journal.chains]\nx = [ { equals = {} } ]\n",
+                "`equals` names no field",
+            ),
+            (
+                "[journal.chains]\nx = [ { regex = {} } ]\n",
+                "`regex` names no field",
+            ),
+            (
+                "[journal.chains]\nx = [ { counter_raise = \"\" } ]\n",
+                "a counter needs a name",
+            ),
+            (
+                "[journal.chains]\nx = [ { alert = \"\" } ]\n",
+                "`alert` names the service",
+            ),
+            (
+                "[journal.chains]\nx = [ { exec = [] } ]\n",
+                "`exec` needs a program",
+            ),
+            (
+                "[journal.chains]\nx = [ { drop = false } ]\n",
+                "`drop = true` or no drop step",
+            ),
+            (
+                "[journal.chains]\nx = [ { report = \"important\", window = \"1m\" } ]\n",
+                "`window` does not belong in a `report` step",
+            ),
+            (
+                "[journal.chains]\nx = [ { drop = true, colour = 1 } ]\n",
+                "colour",
+            ),
+            (
+                "[journal.report]\nat = \"25:00\"\n",
+                "`at` is a time of day",
+            ),
         ];
         for (text, want) in cases {
             let err = build(text).expect_err(text);
             assert!(err.contains(want), "{text}\n=> {err}\nwanted: {want}");
         }
+    }
+
+    #[test]
+    fn chains_only_jumps_reach_or_that_loop_are_errors_at_the_chain() {
+        let err = build("[journal.chains]\na = [ { jump = \"b\" } ]\nb = [ { jump = \"a\" } ]\n")
+            .expect_err("a loop");
+        assert!(
+            err.contains("t.toml:2:5: journal chain a: chain `a` reaches itself again"),
+            "{err}"
+        );
+        let err =
+            build("[journal.chains]\n[[journal.chains.a]]\njump = \"a\"\n").expect_err("a loop");
+        assert!(err.contains("t.toml:2:1: journal chain a:"), "{err}");
+        // `else` may lead out of a chain a `jump` enters
+        build("[journal.chains]\na = [ { jump = \"b\" } ]\nb = [ { equals = { A = \"1\" }, else = \"c\" } ]\nc = [ { drop = true } ]\n")
+            .expect("builds");
+        let err = build("[journal.chains]\na = [ { else = \"b\", equals = { A = \"1\" } } ]\nb = [ { jump = \"a\", stop = true } ]\n")
+            .expect_err("no entry chain");
+        // every chain named by a jump or an else: always a loop, caught as one
+        assert!(
+            err.contains("journal chain a: chain `a` reaches itself again"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -46,6 +46,18 @@ impl Text {
         Ok(Self { parts })
     }
 
+    /// `{{ FIELD }}`: just the field.
+    pub fn field(name: &str) -> Self {
+        Self {
+            parts: vec![Part::Field(name.to_owned())],
+        }
+    }
+
+    /// Whether it is the empty text.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
     /// The text with `entry`'s fields filled in.
     pub fn render(&self, entry: &Entry) -> String {
         let mut out = String::new();

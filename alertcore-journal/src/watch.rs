@@ -32,7 +32,7 @@ use crate::chain::{Actions, Outcome, Runner};
 use crate::entry::Entry;
 use crate::follow::{Follow, Reader};
 use crate::spec::JournalConfig;
-use crate::state::{Pending, State};
+use crate::state::State;
 use crate::{act, report};
 
 /// The wait before journalctl is started again after it exited, doubling up to
@@ -165,12 +165,9 @@ impl Watch {
         for (address, until) in state.bans(now) {
             let Ok(ip) = address.parse() else { continue };
             let secs = u64::try_from((until - now) / 1000).unwrap_or(0).max(1);
-            let p = Pending {
-                argv: self.actions.ban_argv(ip, secs),
-                env: Vec::new(),
-                timeout_ms: 30_000,
-                what: format!("ban {address} again ({secs}s left)"),
-            };
+            let p = self
+                .actions
+                .ban(ip, secs, format!("ban {address} again ({secs}s left)"));
             if let Err(e) = act::run(&p).await {
                 tracing::warn!("journal: {}: {e}", p.what);
             }
@@ -293,7 +290,7 @@ impl Watch {
                 .time()
                 .unwrap_or_else(|| self.engine.now())
                 .as_millis();
-            let outcome = runner.run(&mut entry, state, at);
+            let outcome = runner.run(&mut entry, state, at, self.engine.now().as_millis());
             if let Some(c) = entry.cursor() {
                 state.advance(c);
             }
@@ -328,7 +325,8 @@ impl Watch {
         };
         let now = self.engine.now();
         let last = Timestamp::from_millis(state.report_sent().unwrap_or(now.as_millis()));
-        let due = retry.unwrap_or_else(|| report::next_due(config, last));
+        let due = retry
+            .unwrap_or_else(|| report::next_due(config, last, self.engine.router().timezone()));
         if now < due {
             return Ok(());
         }
@@ -407,19 +405,6 @@ pub async fn send_digest(engine: &Engine, to: &[String], digest: Digest) -> usiz
     sent
 }
 
-/// Runs `entries` through the chains into `state` without acting (nothing is sent or
-/// run): for `alertctl report journal --since`, which reports what they collect.
-pub fn collect(config: &JournalConfig, entries: Vec<Entry>, state: &mut State, now: Timestamp) {
-    let mut actions = Actions::of(config);
-    // the report's third part is what it is for
-    actions.collect_other = true;
-    let mut runner = Runner::new(&config.chains, &actions);
-    for mut e in entries {
-        let at = e.time().unwrap_or(now).as_millis();
-        runner.run(&mut e, state, at);
-    }
-}
-
 /// Reads `entries` through the chains without acting: what `alertctl journal test`
 /// shows. Counters start empty and count within these entries.
 pub fn dry_run(
@@ -434,25 +419,29 @@ pub fn dry_run(
         .into_iter()
         .map(|mut e| {
             let at = e.time().unwrap_or(now).as_millis();
-            let out = runner.run(&mut e, &mut state, at);
+            let out = runner.run(&mut e, &mut state, at, now.as_millis());
             (e, out)
         })
         .collect()
 }
 
-/// Reads the entries since `position` (a cursor or `since=@SECS`) without following:
-/// for `alertctl journal test --since`.
+/// Reads the entries since `position` (a cursor or `since=@SECS`) without following,
+/// handing each to `each` as it comes: for `alertctl journal test --since` and
+/// `alertctl report journal --since`, which must not hold a day of entries at once.
 ///
 /// # Errors
 /// journalctl cannot be started, or its output read.
-pub async fn read_all(follow: &Follow, position: &str) -> Result<Vec<Entry>, String> {
+pub async fn read_each(
+    follow: &Follow,
+    position: &str,
+    mut each: impl FnMut(Entry),
+) -> Result<(), String> {
     let mut reader: Reader = follow.spawn(position, false).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
     while let Some(line) = reader.next().await.map_err(|e| e.to_string())? {
         if let Ok(e) = Entry::parse(&line) {
-            out.push(e);
+            each(e);
         }
     }
     let _ = reader.exit().await;
-    Ok(out)
+    Ok(())
 }

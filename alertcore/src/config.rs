@@ -107,7 +107,7 @@ struct Source {
 pub struct JournalTables {
     /// `[journal.chains]`: each chain (name, ordered list of steps), in file order.
     #[serde(default, deserialize_with = "in_file_order")]
-    pub chains: Vec<(String, Vec<toml::Spanned<toml::Table>>)>,
+    pub chains: Vec<(String, toml::Spanned<Vec<toml::Spanned<toml::Table>>>)>,
     /// Every other key of `[journal]`.
     #[serde(flatten)]
     pub settings: toml::Table,
@@ -944,9 +944,11 @@ mod journal_tables {
         );
         let names: Vec<&str> = j.chains.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["sshd", "other"]);
-        let second = &j.chains[0].1[1];
+        assert_eq!(&text[j.chains[0].1.span()].lines().next(), &Some("["));
+        let second = &j.chains[0].1.get_ref()[1];
         assert_eq!(&text[second.span()], "{ drop = true }");
-        let other = &j.chains[1].1[0];
+        assert_eq!(&text[j.chains[1].1.span()], "[[journal.chains.other]]");
+        let other = &j.chains[1].1.get_ref()[0];
         // an array-of-tables entry is placed at its header, as a `[[checks]]` entry is
         assert_eq!(&text[other.span()], "[[journal.chains.other]]");
     }

@@ -57,7 +57,7 @@ fuzz_target!(|line: &str| {
     let mut runner = Runner::new(&config.chains, &actions);
     let mut state = State::default();
     let at = entry.time().map_or(0, alertcore::Timestamp::as_millis);
-    runner.run(&mut entry, &mut state, at);
-    runner.run(&mut entry, &mut state, at);
+    runner.run(&mut entry, &mut state, at, at);
+    runner.run(&mut entry, &mut state, at, at);
     let _ = state.checkpoint(alertcore::Timestamp::from_millis(at));
 });

@@ -114,6 +114,53 @@ fn journal_test_shows_each_entrys_steps_and_acts_on_nothing() {
     );
 }
 
+/// Bad input to the journal commands: a usage error that says what is wrong, never a
+/// panic.
+#[test]
+fn the_journal_commands_refuse_bad_input_clearly() {
+    let mut ctl = Ctl::with_config("[notifiers.log]\ntype = \"file\"\npath = \"/dev/null\"\n");
+    let out = ctl.run(&["journal", "test", "--file", "-"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("the config has no [journal] table"),
+        "{}",
+        text(&out)
+    );
+
+    ctl.set_config("[journal.chains]\na = [ { priority = 3 }, { report = \"important\" } ]\n");
+    let missing = ctl.dir.path().join("nope.json");
+    let out = ctl.run(&[
+        "journal",
+        "test",
+        "--file",
+        missing.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("cannot read"), "{}", text(&out));
+    // a time far beyond year 9999 (journalctl never writes one; a file may) is shown,
+    // not a panic
+    let far = ctl.dir.path().join("far.json");
+    write(
+        &far,
+        "{\"__REALTIME_TIMESTAMP\":\"999999999999999999\",\"MESSAGE\":\"x\",\"PRIORITY\":\"1\"}\n",
+    );
+    let out = ctl.run(&["journal", "test", "--file", far.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("  a step 2: report (important): x"),
+        "{}",
+        text(&out)
+    );
+    // --send to a notifier the config does not have, as `report --send` says
+    let out = ctl.run(&["report", "journal", "--send", "pager"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--send pager: no notifier named \"pager\""),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn config_check_warns_of_a_chain_that_can_never_match() {
     let ctl = Ctl::with_config(

@@ -57,7 +57,8 @@ impl JournalExcerpt {
         if lines == 0 {
             return None;
         }
-        let invocation_id = if n.event == EventKind::Output {
+        let output = n.event == EventKind::Output;
+        let invocation_id = if output {
             n.run_id.clone()?
         } else if n.event.is_failure() {
             n.failures
@@ -70,7 +71,6 @@ impl JournalExcerpt {
         let service = &n.service;
         let (unit, id) = (service.to_owned(), invocation_id.clone());
         // journalctl is a blocking subprocess; keep it off the async workers.
-        let output = n.event == EventKind::Output;
         let task = tokio::task::spawn_blocking(move || {
             if output {
                 // the run has just ended: its last lines may not be written yet
@@ -255,9 +255,9 @@ impl Model {
                 })
                 .collect(),
         });
-        let summary = last.map_or_else(
-            || if output { "success" } else { "failed" }.to_owned(),
-            |f| {
+        let summary = match (&digest, last) {
+            (Some(d), _) => d.summary.clone(),
+            (None, Some(f)) => {
                 let mut s = text(&f.summary());
                 if f.restarting {
                     s.push_str(&format!(
@@ -266,11 +266,8 @@ impl Model {
                     ));
                 }
                 s
-            },
-        );
-        let summary = match &digest {
-            Some(d) => d.summary.clone(),
-            None => summary,
+            }
+            (None, None) => if output { "success" } else { "failed" }.to_owned(),
         };
         Self {
             version: env!("CARGO_PKG_VERSION"),
