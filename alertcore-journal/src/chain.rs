@@ -169,6 +169,7 @@ impl<'a> Runner<'a> {
     /// time); bans run from `now` (ms).
     pub fn run(&mut self, entry: &mut Entry, state: &mut State, at: i64, now: i64) -> Outcome {
         let mut out = Outcome::default();
+        state.seen(at);
         let mut scratch = Scratch {
             sets: Vec::new(),
             rewritten: HashSet::new(),

@@ -39,6 +39,12 @@ pub struct Counter {
 }
 
 impl Counter {
+    /// Whether it counts nothing and holds no grace at `at` (ms): it is then the same
+    /// as no counter, and forgotten.
+    fn idle(&self, at: i64) -> bool {
+        self.hits.is_empty() && self.grace_until.is_none_or(|g| g <= at)
+    }
+
     fn prune(&mut self, at: i64) {
         if let Some(w) = self.window {
             while self.hits.front().is_some_and(|h| *h <= at - w) {
@@ -86,6 +92,9 @@ pub struct State {
     bans: HashMap<String, i64>,
     pending: BTreeMap<String, Pending>,
     cursor: Option<String>,
+    /// The newest entry time seen (ms), and the one counters were last swept at.
+    latest: i64,
+    swept: i64,
     report_sent: Option<i64>,
     next_action: u64,
     dirty_counters: HashSet<(String, String)>,
@@ -160,6 +169,13 @@ impl State {
     pub fn advance(&mut self, cursor: &str) {
         self.cursor = Some(cursor.to_owned());
         self.cursor_dirty = true;
+    }
+
+    /// An entry of time `at` (ms) is being handled: counters whose hits are all older
+    /// than their windows by then are forgotten at the next checkpoint, so a key seen
+    /// once (an address scanning once) does not stay for ever.
+    pub fn seen(&mut self, at: i64) {
+        self.latest = self.latest.max(at);
     }
 
     /// Whether there is anything to save.
@@ -349,10 +365,24 @@ impl State {
         {
             rows.push(SourceState::new(REPORT_SENT, "last", at.to_string(), now));
         }
+        let latest = self.latest;
+        // (at most once per second of the entries' time: a checkpoint per alert does
+        // not walk every counter each time)
+        if latest >= self.swept + 1000 {
+            self.swept = latest;
+            self.counters.retain(|k, c| {
+                c.prune(latest);
+                let idle = c.idle(latest);
+                if idle {
+                    self.dirty_counters.insert(k.clone());
+                }
+                !idle
+            });
+        }
         for k in std::mem::take(&mut self.dirty_counters) {
             let name = format!("{}\t{}", k.0, k.1);
             match self.counters.get(&k) {
-                Some(c) if !c.hits.is_empty() || c.grace_until.is_some() => {
+                Some(c) if !c.idle(latest) => {
                     rows.push(SourceState::new(COUNTER, name, json(c), now));
                 }
                 _ => {
@@ -456,5 +486,54 @@ mod tests {
         assert!(again.items(Class::Important).0.is_empty());
         assert!(again.bans(0).is_empty());
         assert_eq!(again.count("sshd", "192.0.2.7", 2500), 2);
+    }
+
+    /// A counter whose hits all left its window, or whose grace ended, is the same as
+    /// none: its row goes at the next checkpoint once entries that late were seen, so
+    /// keys seen once (a scan from many addresses) do not pile up in memory and store.
+    #[test]
+    fn counters_that_count_nothing_are_forgotten() {
+        const MIN: i64 = 60_000;
+        let store = MemoryStore::new();
+        let now = Timestamp::from_millis(1);
+        let mut s = State::default();
+        s.raise("ufw", "192.0.2.1", Some(10 * MIN), 0);
+        s.raise("ufw", "192.0.2.2", Some(10 * MIN), 5 * MIN);
+        s.raise("total", "all", None, 0);
+        s.reset("sshd", "192.0.2.3", Some(60 * MIN), 0);
+        store.save_sources(&s.checkpoint(now)).expect("save");
+        assert_eq!(store.sources(COUNTER).expect("rows").len(), 4);
+
+        // 12 minutes on: the first hit is out of its window, the second not yet; the
+        // grace runs on; a counter without a window counts until reset
+        s.seen(12 * MIN);
+        store.save_sources(&s.checkpoint(now)).expect("save");
+        let names = |store: &MemoryStore| -> Vec<String> {
+            let mut n: Vec<String> = store
+                .sources(COUNTER)
+                .expect("rows")
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(
+            names(&store),
+            ["sshd\t192.0.2.3", "total\tall", "ufw\t192.0.2.2"]
+        );
+        // the grace ends at 60 minutes
+        s.seen(61 * MIN);
+        store.save_sources(&s.checkpoint(now)).expect("save");
+        assert_eq!(names(&store), ["total\tall"]);
+        assert_eq!(s.counters.len(), 1);
+        // forgotten is the same as never seen: a raise counts from one, without grace
+        assert_eq!(s.raise("sshd", "192.0.2.3", None, 61 * MIN), 1);
+        assert_eq!(
+            State::load(&store)
+                .expect("load")
+                .count("total", "all", 61 * MIN),
+            1
+        );
     }
 }
