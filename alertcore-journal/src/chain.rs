@@ -152,6 +152,7 @@ pub struct Runner<'a> {
     chains: &'a Chains,
     actions: &'a Actions,
     users: Users,
+    trace: bool,
 }
 
 impl<'a> Runner<'a> {
@@ -161,7 +162,16 @@ impl<'a> Runner<'a> {
             chains,
             actions,
             users: Users::default(),
+            trace: false,
         }
+    }
+
+    /// The same, keeping in each [`Outcome::trace`] every step an entry went through
+    /// (what `alertctl journal test` shows; the daemon does without).
+    #[must_use]
+    pub fn traced(mut self) -> Self {
+        self.trace = true;
+        self
     }
 
     /// Runs `entry` through the chains, changing `state` (counters, report lines,
@@ -201,14 +211,18 @@ impl<'a> Runner<'a> {
         scratch: &mut Scratch,
     ) -> Flow {
         let chains = self.chains;
+        let trace = self.trace;
         for (i, step) in chains.chains[c].steps.iter().enumerate() {
+            // (`did` is only worded when traced)
             let mut hit = |matched, did| {
-                out.trace.push(Hit {
-                    chain: c,
-                    step: i,
-                    matched,
-                    did,
-                });
+                if trace {
+                    out.trace.push(Hit {
+                        chain: c,
+                        step: i,
+                        matched,
+                        did,
+                    });
+                }
             };
             if step.what.is_filter() {
                 let matched = self.filter(&step.what, entry, state, at, scratch);
@@ -224,21 +238,26 @@ impl<'a> Runner<'a> {
             let flow = match &step.what {
                 What::Drop => {
                     out.dropped = true;
-                    hit(true, Some("dropped".into()));
+                    hit(true, trace.then(|| "dropped".into()));
                     Flow::Stop
                 }
                 What::Jump(t) => {
-                    hit(true, Some(format!("jump to {}", chains.chains[*t].name)));
+                    hit(
+                        true,
+                        trace.then(|| format!("jump to {}", chains.chains[*t].name)),
+                    );
                     self.chain(*t, entry, state, (at, now), out, scratch)
                 }
                 other => {
                     let did = self.act(other, (c, i), entry, state, (at, now), out);
-                    out.trace.push(Hit {
-                        chain: c,
-                        step: i,
-                        matched: true,
-                        did: Some(did),
-                    });
+                    if trace {
+                        out.trace.push(Hit {
+                            chain: c,
+                            step: i,
+                            matched: true,
+                            did: Some(did),
+                        });
+                    }
                     Flow::Next
                 }
             };
@@ -497,7 +516,7 @@ sshd = [
 
     fn run_all(c: &JournalConfig, entries: Vec<Entry>, state: &mut State) -> Vec<Outcome> {
         let actions = Actions::of(c);
-        let mut r = Runner::new(&c.chains, &actions);
+        let mut r = Runner::new(&c.chains, &actions).traced();
         entries
             .into_iter()
             .map(|mut e| {

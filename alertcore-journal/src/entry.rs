@@ -1,11 +1,10 @@
 //! One journal entry as `journalctl -o json` prints it.
 
-use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use alertcore::Timestamp;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A journal entry: its fields by name, each a string.
 ///
@@ -13,10 +12,30 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 /// an array of bytes: it is decoded lossily here. A field journald holds more than
 /// once is an array of values: the first is kept. A field larger than journalctl's
 /// limit without `--all` is `null`: it is left out (the follower passes `--all`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The names and values live in one buffer, so an entry read into again with
+/// [`Entry::read`] costs no allocation once it has seen a line as long; a field is
+/// found by a walk over some 30 names, which is cheaper than hashing them.
+#[derive(Debug, Clone, Default)]
 pub struct Entry {
-    fields: HashMap<String, String>,
+    /// Each field's name followed by its value.
+    text: String,
+    /// Per field: where its name starts, where its value starts and ends in `text`.
+    /// A later field of the same name hides an earlier one.
+    fields: Vec<(usize, usize, usize)>,
 }
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        let mut a: Vec<_> = self.fields().collect();
+        let mut b: Vec<_> = other.fields().collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        a == b
+    }
+}
+
+impl Eq for Entry {}
 
 impl Entry {
     /// Reads one line of `journalctl -o json`.
@@ -24,45 +43,75 @@ impl Entry {
     /// # Errors
     /// The JSON error, when the line is not a JSON object.
     pub fn parse(line: &str) -> Result<Self, String> {
-        let raw: HashMap<String, Field> = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        Ok(Self {
-            fields: raw
-                .into_iter()
-                .filter_map(|(k, v)| v.0.map(|v| (k, v)))
-                .collect(),
-        })
+        let mut e = Self::default();
+        e.read(line.as_bytes())?;
+        Ok(e)
+    }
+
+    /// Reads one line of `journalctl -o json` into this entry, replacing what it held.
+    ///
+    /// # Errors
+    /// The JSON error, when the line is not a JSON object of UTF-8 text (journalctl
+    /// escapes every value that is not); the entry is then empty.
+    pub fn read(&mut self, line: &[u8]) -> Result<(), String> {
+        self.text.clear();
+        self.fields.clear();
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let read = de
+            .deserialize_map(Fields(self))
+            .and_then(|()| de.end())
+            .map_err(|e| e.to_string());
+        if read.is_err() {
+            self.text.clear();
+            self.fields.clear();
+        }
+        read
     }
 
     /// An entry of these fields (tests, `alertctl journal test --file`).
-    pub fn from_fields<K: Into<String>, V: Into<String>>(
+    pub fn from_fields<K: AsRef<str>, V: AsRef<str>>(
         fields: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        Self {
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+        let mut e = Self::default();
+        for (k, v) in fields {
+            e.set(k.as_ref(), v.as_ref());
         }
+        e
+    }
+
+    fn find(&self, field: &str) -> Option<(usize, usize, usize)> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, v, _)| &self.text[*k..*v] == field)
+            .copied()
     }
 
     /// The value of `field`.
     pub fn get(&self, field: &str) -> Option<&str> {
-        self.fields.get(field).map(String::as_str)
+        self.find(field).map(|(_, v, end)| &self.text[v..end])
     }
 
     /// Sets `field` (a regex capture).
     pub fn set(&mut self, field: &str, value: &str) {
-        match self.fields.get_mut(field) {
-            Some(v) => value.clone_into(v),
-            None => {
-                self.fields.insert(field.to_owned(), value.to_owned());
-            }
-        }
+        let k = self.text.len();
+        self.text.push_str(field);
+        self.text.push_str(value);
+        self.fields.push((k, k + field.len(), self.text.len()));
     }
 
-    /// Every field, in no particular order.
+    /// Every field once, in no particular order.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.fields
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &(k, v, end))| {
+                let name = &self.text[k..v];
+                let hidden = self.fields[i + 1..]
+                    .iter()
+                    .any(|(k2, v2, _)| &self.text[*k2..*v2] == name);
+                (!hidden).then(|| (name, &self.text[v..end]))
+            })
     }
 
     /// journalctl's cursor of the entry (`__CURSOR`).
@@ -83,77 +132,139 @@ impl Entry {
     }
 }
 
-/// One field's value as journalctl prints it: a string, an array of bytes, an array of
-/// values, a number (never, but harmless) or `null`.
-struct Field(Option<String>);
+/// The object of one line, read into an [`Entry`].
+struct Fields<'a>(&'a mut Entry);
 
-impl<'de> Deserialize<'de> for Field {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FieldVisitor)
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a journal entry: an object of fields")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let e = self.0;
+        loop {
+            let k = e.text.len();
+            if map.next_key_seed(Append(&mut e.text))?.is_none() {
+                return Ok(());
+            }
+            let v = e.text.len();
+            if map.next_value_seed(Value(&mut e.text))? {
+                e.fields.push((k, v, e.text.len()));
+            } else {
+                e.text.truncate(k);
+            }
+        }
     }
 }
 
-struct FieldVisitor;
+/// A name, appended to the entry's text.
+struct Append<'a>(&'a mut String);
 
-impl<'de> Visitor<'de> for FieldVisitor {
-    type Value = Field;
+impl<'de> DeserializeSeed<'de> for Append<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Append<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.push_str(v);
+        Ok(())
+    }
+}
+
+/// A value, appended to the entry's text; `false` for one left out (`null`).
+struct Value<'a>(&'a mut String);
+
+impl<'de> DeserializeSeed<'de> for Value<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Value<'_> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a journal field: a string, an array of bytes or of values, or null")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
-        Ok(Field(Some(v.to_owned())))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        self.0.push_str(v);
+        Ok(true)
     }
 
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Field, E> {
-        Ok(Field(Some(v)))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+        let _ = write!(self.0, "{v}");
+        Ok(true)
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field, E> {
-        Ok(Field(Some(v.to_string())))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+        let _ = write!(self.0, "{v}");
+        Ok(true)
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field, E> {
-        Ok(Field(Some(v.to_string())))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
+        let _ = write!(self.0, "{v}");
+        Ok(true)
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field, E> {
-        Ok(Field(Some(v.to_string())))
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+        let _ = write!(self.0, "{v}");
+        Ok(true)
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field, E> {
-        Ok(Field(Some(v.to_string())))
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Field, E> {
-        Ok(Field(None))
+    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Field, E> {
-        Ok(Field(None))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        // bytes or several values: rare, so through the owned form
+        Ok(match array(seq)? {
+            Some(v) => {
+                self.0.push_str(&v);
+                true
+            }
+            None => false,
+        })
     }
+}
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field, A::Error> {
-        // bytes, or several values (each a string or bytes): the bytes decoded, the
-        // first of several values kept
-        let mut bytes = Vec::new();
-        let mut first: Option<Option<String>> = None;
-        while let Some(item) = seq.next_element::<Item>()? {
-            match item {
-                Item::Byte(b) => bytes.push(b),
-                Item::Value(v) => {
-                    if first.is_none() {
-                        first = Some(v);
-                    }
+/// An array value: bytes, decoded lossily, or several values (each a string or
+/// bytes), the first kept.
+fn array<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Option<String>, A::Error> {
+    let mut bytes = Vec::new();
+    let mut first: Option<Option<String>> = None;
+    while let Some(item) = seq.next_element::<Item>()? {
+        match item {
+            Item::Byte(b) => bytes.push(b),
+            Item::Value(v) => {
+                if first.is_none() {
+                    first = Some(v);
                 }
             }
         }
-        Ok(Field(match first {
-            Some(v) => v,
-            None => Some(String::from_utf8_lossy(&bytes).into_owned()),
-        }))
     }
+    Ok(match first {
+        Some(v) => v,
+        None => Some(String::from_utf8_lossy(&bytes).into_owned()),
+    })
 }
 
 /// One element of an array field: a byte, or one of several values.
@@ -194,7 +305,7 @@ impl<'de> Deserialize<'de> for Item {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
                 // one of several values, itself bytes
-                FieldVisitor.visit_seq(seq).map(|f| Item::Value(f.0))
+                array(seq).map(Item::Value)
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
                 while map
@@ -227,6 +338,30 @@ mod tests {
         assert_eq!(e.get("BIN2"), Some("hi"));
         assert_eq!(e.get("BIG"), None);
         assert_eq!(e.get("N"), Some("3"));
+    }
+
+    /// One entry read into again and again (the follower's) holds only the last
+    /// line's fields; a set field hides the line's; a line that fails leaves it empty.
+    #[test]
+    fn an_entry_read_again_holds_only_the_new_line() {
+        let mut e = Entry::default();
+        e.read(br#"{"A":"1","B":"2"}"#).expect("parses");
+        e.set("A", "3");
+        assert_eq!(e.get("A"), Some("3"));
+        let mut fields: Vec<_> = e.fields().collect();
+        fields.sort_unstable();
+        assert_eq!(fields, [("A", "3"), ("B", "2")]);
+        e.read(br#"{"B":"x","C":null,"D":""}"#).expect("parses");
+        assert_eq!(
+            (e.get("A"), e.get("B"), e.get("C")),
+            (None, Some("x"), None)
+        );
+        assert_eq!(e.get("D"), Some(""));
+        assert_eq!(e, Entry::from_fields([("D", ""), ("B", "x")]));
+        assert!(e.read(br#"{"A":"1","#).is_err());
+        assert_eq!(e.fields().count(), 0);
+        // journalctl escapes what is not UTF-8; raw bytes are a broken line
+        assert!(e.read(b"{\"A\":\"\xff\"}").is_err());
     }
 
     #[test]

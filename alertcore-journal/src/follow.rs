@@ -138,18 +138,18 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// The next line, or `None` when journalctl has exited.
+    /// Reads the next line into [`Reader::line`]; `false` when journalctl has exited.
     ///
     /// # Errors
     /// A read error.
-    pub async fn next(&mut self) -> std::io::Result<Option<String>> {
+    pub async fn next(&mut self) -> std::io::Result<bool> {
         self.line.clear();
-        let n = self.stdout.read_until(b'\n', &mut self.line).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        // journalctl's JSON escapes what is not UTF-8: lossy only for a broken pipe
-        Ok(Some(String::from_utf8_lossy(&self.line).into_owned()))
+        Ok(self.stdout.read_until(b'\n', &mut self.line).await? > 0)
+    }
+
+    /// The line [`Reader::next`] read, with its newline.
+    pub fn line(&self) -> &[u8] {
+        &self.line
     }
 
     /// Stops journalctl and says how it ended.

@@ -216,6 +216,7 @@ impl Watch {
         // journalctl starts at the saved cursor's own entry, if it is still there
         let mut handled = Follow::resumes_at(&position).map(str::to_owned);
         let mut runner = Runner::new(&self.config.chains, &self.actions);
+        let mut entry = Entry::default();
         let mut since_checkpoint = 0usize;
         let mut tick = tokio::time::interval(self.config.checkpoint_after);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -252,9 +253,9 @@ impl Watch {
                     return Ended::Stop;
                 }
             };
-            let line = match line {
-                Ok(Some(l)) => l,
-                Ok(None) => {
+            match line {
+                Ok(true) => {}
+                Ok(false) => {
                     let how = reader.exit().await;
                     // what was read is saved before journalctl starts again from it
                     if state.dirty()
@@ -268,19 +269,16 @@ impl Watch {
                     let _ = reader.stop().await;
                     return Ended::Exited(format!("cannot read its output: {e}"));
                 }
-            };
+            }
             // entries flow: the next exit is a new trouble, retried soon
             *wait = RESTART_FIRST;
-            let mut entry = match Entry::parse(&line) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(
-                        "journal: a line that is no entry ({e}): {:.200}",
-                        line.trim_end()
-                    );
-                    continue;
-                }
-            };
+            if let Err(e) = entry.read(reader.line()) {
+                tracing::warn!(
+                    "journal: a line that is no entry ({e}): {:.200}",
+                    String::from_utf8_lossy(reader.line()).trim_end()
+                );
+                continue;
+            }
             if let Some(c) = handled.take()
                 && entry.cursor() == Some(c.as_str())
             {
@@ -413,7 +411,7 @@ pub fn dry_run(
     now: Timestamp,
 ) -> Vec<(Entry, Outcome)> {
     let actions = Actions::of(config);
-    let mut runner = Runner::new(&config.chains, &actions);
+    let mut runner = Runner::new(&config.chains, &actions).traced();
     let mut state = State::default();
     entries
         .into_iter()
@@ -437,9 +435,10 @@ pub async fn read_each(
     mut each: impl FnMut(Entry),
 ) -> Result<(), String> {
     let mut reader: Reader = follow.spawn(position, false).map_err(|e| e.to_string())?;
-    while let Some(line) = reader.next().await.map_err(|e| e.to_string())? {
-        if let Ok(e) = Entry::parse(&line) {
-            each(e);
+    let mut entry = Entry::default();
+    while reader.next().await.map_err(|e| e.to_string())? {
+        if entry.read(reader.line()).is_ok() {
+            each(entry.clone());
         }
     }
     let _ = reader.exit().await;
