@@ -13,7 +13,10 @@ from spawn, so start-up is included. At the end, before SIGTERM: alertctl's CPU
 (utime+stime), its journalctl child's CPU, VmHWM and RssAnon. Prints one line per run and
 the median line:
   alertctl_journal <label> entries=N secs=.. entries_per_s=.. cpu_s=.. journalctl_cpu_s=..
-                   rss_mib=.. rss_anon_mib=.. alerts=..
+                   rss_mib=.. rss_anon_mib=.. alerts=.. floor_beside_s=.. x_floor_beside=..
+Before each run the floor (`journalctl --directory DIR -o json > /dev/null`, as
+../shared/bench/fail2ban-journal.sh times it) runs once: x_floor_beside is that run's
+time over alertctl's, and the median line gives the median of those ratios.
 """
 import argparse
 import json
@@ -117,10 +120,19 @@ def one(a, k):
                 rss_mib=hwm, rss_anon_mib=anon, alerts=alerts, matched=len(matches or []) > 0)
 
 
+def floor_secs(a):
+    """The floor beside each run: `journalctl --directory DIR -o json > /dev/null`, the
+    command ../shared/bench/fail2ban-journal.sh times as its floor, timed just before."""
+    t0 = time.monotonic()
+    subprocess.run(["journalctl", "--directory", a.dir, "-o", "json"], stdout=subprocess.DEVNULL, check=True)
+    return time.monotonic() - t0
+
+
 def line(label, a, r):
     return (f"alertctl_journal {label} entries={a.entries} secs={r['secs']:.3f} entries_per_s={r['entries_per_s']:.0f} "
             f"cpu_s={r['cpu_s']:.2f} journalctl_cpu_s={r['journalctl_cpu_s']:.2f} rss_mib={r['rss_mib']:.1f} "
-            f"rss_anon_mib={r['rss_anon_mib']:.1f} alerts={r['alerts']}")
+            f"rss_anon_mib={r['rss_anon_mib']:.1f} alerts={r['alerts']} "
+            f"floor_beside_s={r['floor_secs']:.3f} x_floor_beside={r['x_floor']:.2f}")
 
 
 def main():
@@ -134,10 +146,16 @@ def main():
     label = a.label or ("pushdown" if a.pushdown == "true" else "no_pushdown")
     runs = []
     for k in range(a.runs):
+        f = floor_secs(a)
         r = one(a, k)
+        # the machine's speed drifts by a fifth over minutes: each run is set beside a
+        # floor run made just before it, and the median of those ratios is reported
+        r["floor_secs"] = f
+        r["x_floor"] = f / r["secs"]
         runs.append(r)
         print("  run: " + line(label, a, r), flush=True)
-    med = {k: statistics.median(r[k] for r in runs) for k in ("secs", "cpu_s", "journalctl_cpu_s", "rss_mib", "rss_anon_mib", "alerts")}
+    med = {k: statistics.median(r[k] for r in runs) for k in ("secs", "cpu_s", "journalctl_cpu_s", "rss_mib", "rss_anon_mib", "alerts",
+                                                           "floor_secs", "x_floor")}
     med["entries_per_s"] = a.entries / med["secs"]
     print(line(label, a, med), flush=True)
 

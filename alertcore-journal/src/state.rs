@@ -167,7 +167,10 @@ impl State {
 
     /// The entry with this cursor has been handled.
     pub fn advance(&mut self, cursor: &str) {
-        self.cursor = Some(cursor.to_owned());
+        // (once per entry: the string is reused)
+        let c = self.cursor.get_or_insert_default();
+        c.clear();
+        c.push_str(cursor);
         self.cursor_dirty = true;
     }
 
