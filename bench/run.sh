@@ -6,8 +6,11 @@
 #   BENCH_RUNS=10 BENCH_REPS=1 BENCH_PROCS=200 bench/run.sh   # a quick look
 #   BENCH_ONLY="2 4" bench/run.sh                              # some targets only
 #
-#   1  alertctl failure, console notifier   vs  sqlite3 CLI one-row insert (WAL)   <= 2x
-#   2  alertctl failure, email to a local SMTP sink  vs  the same floor            <= 3x
+#   1  alertctl failure, console notifier   vs  bench_floor: a Rust process that opens,
+#                                               reads, inserts, commits and closes as
+#                                               SqliteStore does                   <= 1.5x
+#      (the sqlite3 CLI's one-row insert beside it, as a reference row)
+#   2  alertctl failure, email to a local SMTP sink  vs  the sqlite3 CLI insert     <= 3x
 #   3  BENCH_PROCS concurrent alertctl failure on one state file
 #                                           vs  as many bench_floor processes      <= 2x
 #   4  Engine + SqliteStore events/s in one process
@@ -90,15 +93,16 @@ hyperfine_reps() {
   done
 }
 
-# summarize NAME INDEX : "floor_ms measured_ms ratio" from the medians, median over reps
+# summarize NAME INDEX [FLOOR_INDEX] : "floor_ms measured_ms ratio" from the medians,
+# median over reps; the floor is the first command unless FLOOR_INDEX says otherwise
 summarize() {
-  "$PY" - "$work" "$1" "$2" "$REPS" <<'EOF'
+  "$PY" - "$work" "$1" "$2" "$REPS" "${3:-0}" <<'EOF'
 import json, statistics, sys
-work, name, index, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+work, name, index, reps, floor = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 floors, measured, ratios = [], [], []
 for rep in range(1, reps + 1):
     results = json.load(open(f"{work}/{name}.{rep}.json"))["results"]
-    f, m = results[0]["median"], results[index]["median"]
+    f, m = results[floor]["median"], results[index]["median"]
     floors.append(f); measured.append(m); ratios.append(m / f)
 print(f"{statistics.median(floors)*1e3:.1f} {statistics.median(measured)*1e3:.1f} "
       f"{statistics.median(ratios):.2f} "
@@ -127,12 +131,14 @@ t1() {
     "bash -c '$ALERTCTL --state $state clear bench-again.service && $ALERTCTL --state $state $again'::$ALERTCTL --state $state $again" \
     "sqlite3 $dir/rust-floor.db 'DELETE FROM events'::$FLOOR $dir/rust-floor.db"
   local s f m r all
-  read -r f m r all <<<"$(summarize t1 1)"
-  record "1. alertctl failure, console, alert sent" "sqlite3 insert $f ms" "$m ms" "$r ($all)" "<= 2" "$(verdict "$r" 2)"
-  read -r f m r all <<<"$(summarize t1 2)"
-  record "1b. same, repeat failure (suppressed)" "sqlite3 insert $f ms" "$m ms" "$r ($all)" "<= 2" "$(verdict "$r" 2)"
-  read -r f m r all <<<"$(summarize t1 3)"
-  record "(ref) bench_floor: Rust process, 1 tx" "sqlite3 insert $f ms" "$m ms" "$r ($all)" "-" "info"
+  # the floor is bench_floor (command 3): it opens and closes its database as the store
+  # does, so both leave a short write-ahead log in place
+  read -r f m r all <<<"$(summarize t1 1 3)"
+  record "1. alertctl failure, console, alert sent" "bench_floor $f ms" "$m ms" "$r ($all)" "<= 1.5" "$(verdict "$r" 1.5)"
+  read -r f m r all <<<"$(summarize t1 2 3)"
+  record "1b. same, repeat failure (suppressed)" "bench_floor $f ms" "$m ms" "$r ($all)" "<= 1.5" "$(verdict "$r" 1.5)"
+  read -r f m r all <<<"$(summarize t1 0 3)"
+  record "(ref) sqlite3 CLI, one-row insert" "bench_floor $f ms" "$m ms" "$r ($all)" "-" "info"
   # the alerts went out and were recorded
   s=$(sqlite3 "$state" "SELECT count(*) FROM notifications WHERE service = 'bench-alert.service' AND status = 'delivered'")
   [ "$s" -ge "$RUNS" ] || die "target 1: only $s delivered alerts recorded"

@@ -1,7 +1,9 @@
 //! The floor of the process benchmarks in `bench/run.sh`: the least a short-lived process
 //! can do to record one event in SQLite the way `alertctl` does. It opens the database
 //! with the same settings as `SqliteStore` (WAL, `busy_timeout`, `synchronous = FULL`),
-//! then in one `BEGIN IMMEDIATE` transaction reads one row, inserts one row and commits.
+//! then in one `BEGIN IMMEDIATE` transaction reads one row, inserts one row and commits,
+//! and closes as the store closes: a short write-ahead log is left in place
+//! (`examples/floor/sqlite.rs`).
 //! No argument parsing library, no async runtime, no config: whatever `alertctl failure`
 //! costs beyond this is ours.
 //!
@@ -12,26 +14,16 @@
 //! ```
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-/// As `SqliteStore`: a writer waits for the others rather than failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn open(path: &str) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    }
-    conn.execute_batch("PRAGMA synchronous = FULL")?;
-    Ok(conn)
-}
+#[path = "floor/sqlite.rs"]
+mod sqlite;
+use sqlite::Db;
 
 fn init(path: &str) -> rusqlite::Result<()> {
-    open(path)?.execute_batch(
+    Db::open(path)?.conn().execute_batch(
         "CREATE TABLE IF NOT EXISTS events (
              id    INTEGER PRIMARY KEY,
              key   TEXT NOT NULL,
@@ -42,8 +34,10 @@ fn init(path: &str) -> rusqlite::Result<()> {
 }
 
 fn record(path: &str, key: &str) -> rusqlite::Result<()> {
-    let mut conn = open(path)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut db = Db::open(path)?;
+    let tx = db
+        .conn()
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
     // read one row (the newest event of this key), as alertctl reads a service's state
     let _last: Option<i64> = tx
         .query_row(

@@ -1,7 +1,7 @@
 //! The floor of `bench/webhook.sh` (a): the least a short-lived process can do to record
 //! one event in SQLite and POST one webhook. It records the row exactly as
-//! `examples/bench_floor.rs` does (the pragmas of `SqliteStore`, one `BEGIN IMMEDIATE`
-//! transaction that reads a row and inserts one), then sends one HTTP/1.1 POST of a small
+//! `examples/bench_floor.rs` does (the pragmas and the close of `SqliteStore`, one
+//! `BEGIN IMMEDIATE` transaction that reads a row and inserts one), then sends one HTTP/1.1 POST of a small
 //! JSON body over a plain `std::net::TcpStream` and reads the status line. No HTTP
 //! library, no async runtime, no TLS, no config: whatever `alertctl failure` with a
 //! webhook notifier costs beyond this is ours.
@@ -17,26 +17,16 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-/// As `SqliteStore`: a writer waits for the others rather than failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+#[path = "floor/sqlite.rs"]
+mod sqlite;
+use sqlite::Db;
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
-fn open(path: &str) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    }
-    conn.execute_batch("PRAGMA synchronous = FULL")?;
-    Ok(conn)
-}
-
 fn init(path: &str) -> Result<()> {
-    open(path)?.execute_batch(
+    Db::open(path)?.conn().execute_batch(
         "CREATE TABLE IF NOT EXISTS events (
              id    INTEGER PRIMARY KEY,
              key   TEXT NOT NULL,
@@ -48,8 +38,10 @@ fn init(path: &str) -> Result<()> {
 }
 
 fn record(path: &str, key: &str) -> Result<i64> {
-    let mut conn = open(path)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut db = Db::open(path)?;
+    let tx = db
+        .conn()
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let _last: Option<i64> = tx
         .query_row(
             "SELECT ts_ms FROM events WHERE key = ?1 ORDER BY id DESC LIMIT 1",
