@@ -20,3 +20,11 @@ pub use outcome::{Outcome, PerfDatum, Status};
 pub use scheduler::{Handle, Scheduler, Settings, Snapshot, Stats, run_all};
 pub use spec::{Check, NextRun, checks, dependencies};
 pub use state::CheckState;
+
+/// Whether the tests run under CI, where a missing peer is a failure, not a skip: `CI`
+/// set to anything but empty, `0` or `false` (as the workspace's integration tests read it).
+#[cfg(test)]
+pub(crate) fn under_ci() -> bool {
+    std::env::var("CI")
+        .is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}

@@ -17,12 +17,12 @@ use crate::cli::{Ctl, text, wait_until};
 const DEADLINE: Duration = Duration::from_secs(20);
 const PLUGINS: &str = "/usr/lib/nagios/plugins";
 
-/// Whether Debian's monitoring plugins are installed; under `CI=true` they must be.
+/// Whether Debian's monitoring plugins are installed; under CI (`CI` set) they must be.
 fn plugins_present() -> bool {
     let present = Path::new(PLUGINS).join("check_tcp").exists();
     if !present {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !crate::under_ci(),
             "{PLUGINS}/check_tcp is missing (monitoring-plugins-basic): tests/run.sh installs it"
         );
         eprintln!(

@@ -941,7 +941,7 @@ impl UserSandbox {
         }
         let why = String::from_utf8_lossy(&out.stdout);
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !crate::under_ci(),
             "the user manager watch test cannot run under CI: {why}"
         );
         eprintln!("skipping the user manager watch test: {why}");

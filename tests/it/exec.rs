@@ -7,7 +7,7 @@
 //! `tests/peers/pacemaker-agents.sh` into the target directory once, or taken from
 //! `ALERTCORE_PACEMAKER_AGENTS` (a directory holding `alert_file.sh.sample` and
 //! `alert_smtp.sh.sample`). Where they cannot be had those tests pass after saying why;
-//! under `CI=true` they fail instead.
+//! under CI (`CI` set) they fail instead.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -385,7 +385,7 @@ async fn a_failing_agent_reports_its_output() {
 // Pacemaker's sample agents, unchanged.
 
 /// The directory with Pacemaker's sample agents, or `None` (after saying why) where they
-/// cannot be had; under `CI=true` that panics.
+/// cannot be had; under CI (`CI` set) that panics.
 fn pacemaker_agents() -> Option<PathBuf> {
     static AGENTS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let found = AGENTS.get_or_init(|| {
@@ -418,7 +418,7 @@ fn pacemaker_agents() -> Option<PathBuf> {
         Ok(dir) => Some(dir.clone()),
         Err(why) => {
             assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
+                !crate::under_ci(),
                 "the Pacemaker agent tests cannot run under CI: {why}"
             );
             eprintln!("skipping: {why}");

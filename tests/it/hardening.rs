@@ -7,7 +7,7 @@
 //! read-only bind mount and a 256 KiB tmpfs: root ignores file modes, so nothing else
 //! makes a directory read-only or a disk full for one test. Where `unshare` cannot make
 //! one (no user namespaces, seccomp in a container) those tests pass after saying why;
-//! under `CI=true` they fail instead, because CI machines are expected to allow them.
+//! under CI (`CI` set) they fail instead, because CI machines are expected to allow them.
 
 #![cfg(all(feature = "email", feature = "webhook", feature = "syslog"))]
 
@@ -29,13 +29,9 @@ const PYTHON: &str = "/usr/bin/python3";
 const HTTP_SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/http-sink.py");
 const WAIT: Duration = Duration::from_secs(10);
 
-fn is_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// Passes the test after saying why (`None`), or fails it under `CI=true`.
+/// Passes the test after saying why (`None`), or fails it under CI (`CI` set).
 fn skip(why: &str) -> Option<()> {
-    assert!(!is_ci(), "cannot run under CI: {why}");
+    assert!(!crate::under_ci(), "cannot run under CI: {why}");
     eprintln!("skipping: {why}");
     None
 }

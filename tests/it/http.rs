@@ -22,7 +22,7 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// Whether `program` is installed; under `CI=true` it must be.
+/// Whether `program` is installed; under CI (`CI` set) it must be.
 fn present(program: &str, package: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -30,7 +30,7 @@ fn present(program: &str, package: &str) -> bool {
         .is_ok_and(|o| o.status.success());
     if !found {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !crate::under_ci(),
             "{program} is missing ({package}): tests/run.sh installs it"
         );
         eprintln!("skipping: {program} is missing (apt-get install {package})");

@@ -3,7 +3,7 @@
 //! systemd runs as PID 1 of its own namespaces (`tests/peers/systemd-sandbox.sh`, whose
 //! header explains why it must never be started any other way), which needs root and a
 //! machine whose init is not systemd. Where it cannot run, a test says why and passes,
-//! except under `CI=true`, where that is a failure ([`skip_unless_available`]).
+//! except under CI (`CI` set), where that is a failure ([`skip_unless_available`]).
 //!
 //! The tests using it wait in real time (polling with deadlines): the clock they would
 //! have to pause is PID 1's.
@@ -25,15 +25,12 @@ pub(crate) const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
 pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Whether the test `what` must be skipped because the sandbox cannot run here: says why
-/// and returns `true`; under `CI=true` that is a failure instead (a panic).
+/// and returns `true`; under CI (`CI` set) that is a failure instead (a panic).
 pub(crate) fn skip_unless_available(what: &str) -> bool {
     let Err(why) = Sandbox::check() else {
         return false;
     };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{what} cannot run under CI: {why}"
-    );
+    assert!(!crate::under_ci(), "{what} cannot run under CI: {why}");
     eprintln!("skipping {what}: {why}");
     true
 }

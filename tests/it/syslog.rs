@@ -6,7 +6,7 @@
 //! `tests/peers/start-rsyslog.sh`, in its own temporary directory with its own ports and
 //! socket, and reads the JSON line rsyslog writes for every message it parsed. Where
 //! rsyslogd is not installed the tests that need it pass after saying why; under
-//! `CI=true` they fail instead.
+//! CI (`CI` set) they fail instead.
 
 #![cfg(feature = "syslog")]
 
@@ -63,11 +63,11 @@ pub(crate) struct Rsyslog {
 
 impl Rsyslog {
     /// Starts one, or returns `None` after saying why where rsyslogd is missing (so the
-    /// test passes); under `CI=true` a missing rsyslogd fails the test.
+    /// test passes); under CI (`CI` set) a missing rsyslogd fails the test.
     pub(crate) fn try_start() -> Option<Self> {
         if let Some(why) = rsyslogd_missing() {
             assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
+                !crate::under_ci(),
                 "the syslog tests cannot run under CI: {why}"
             );
             eprintln!("skipping: {why}");

@@ -3,7 +3,7 @@
 //! threaded to it, and never trigger handlers for themselves.
 //!
 //! It runs in the systemd sandbox ([`crate::sandbox`]): where that cannot run the test
-//! says why and passes, except under `CI=true`, where that is a failure. Unlike most
+//! says why and passes, except under CI (`CI` set), where that is a failure. Unlike most
 //! other tests it waits in real time (polling with deadlines): the clock it would have
 //! to pause is PID 1's.
 

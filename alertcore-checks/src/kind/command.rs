@@ -370,14 +370,14 @@ mod tests {
     }
 
     /// The path of a Monitoring Plugins program, or `None` (with the reason printed)
-    /// when the package is not installed; under `CI=true` that is a failure.
+    /// when the package is not installed; under CI (`CI` set) that is a failure.
     fn plugin(name: &str) -> Option<String> {
         let p = Path::new(PLUGIN_DIRS[0]).join(name);
         if is_executable(&p) {
             return Some(p.display().to_string());
         }
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !crate::under_ci(),
             "{} missing under CI: install monitoring-plugins-basic",
             p.display()
         );

@@ -361,7 +361,7 @@ mod tests {
             .find(|p| std::path::Path::new(p).exists())
         else {
             assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
+                !crate::under_ci(),
                 "dnsmasq is not installed (Debian: dnsmasq-base): the dns tests cannot run"
             );
             eprintln!("skipping: dnsmasq is not installed (Debian: dnsmasq-base)");
