@@ -1,5 +1,5 @@
 //! The whole config path: TOML parsing, `[policy]`, `[[rules]]`, templates, then building
-//! every notifier with the built-in factories, then every `[[checks]]` entry and the
+//! every notifier with the built-in factories and the router over them, then every `[[checks]]` entry and the
 //! `[journal]` chains. Any input may be rejected; none may panic.
 #![no_main]
 
@@ -10,7 +10,10 @@ fuzz_target!(|text: &str| {
         return;
     };
     // Building checks the notifier tables; it opens no file and starts no process.
-    let _ = config.build_notifiers(&alertcore::Registry::new());
+    // Then the router: rules, formats and their templates, the time zone.
+    if let Ok(notifiers) = config.build_notifiers(&alertcore::Registry::new()) {
+        let _ = config.build_router(&notifiers);
+    }
     // and every check (it builds probes: no connection, no process)
     let _ = alertcore_checks::checks(&config);
     // and the journal chains (regexes compiled, jumps resolved; nothing started)

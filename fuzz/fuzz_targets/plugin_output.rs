@@ -7,7 +7,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
     let (message, long, perfdata) = alertcore_checks::perfdata::parse_plugin_output(text);
-    assert!(!message.contains('\n'), "the message is one line: {message:?}");
+    assert!(
+        !message.contains('\n'),
+        "the message is one line: {message:?}"
+    );
     let _ = long;
     for datum in &perfdata {
         let again = alertcore_checks::perfdata::parse_perfdata(&datum.to_string());
