@@ -52,7 +52,7 @@ pub struct Outcome {
     pub dropped: bool,
     /// A `report` step classified it.
     pub reported: bool,
-    /// Every step it went through, in order.
+    /// Every step it went through, in order: only from a [`Runner::traced`] runner.
     pub trace: Vec<Hit>,
 }
 
