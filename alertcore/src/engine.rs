@@ -195,7 +195,8 @@ impl EngineBuilder {
                 services: self.dependencies,
                 rules,
             }),
-            timezone: Some(self.router.timezone().clone()),
+            // (without one, the system's, looked up when a recurring window needs it)
+            timezone: self.router.timezone_if_known().cloned(),
             held_recovery: self.policy.held_recovery,
             inhibits: self.inhibits.into(),
         };
@@ -1618,5 +1619,34 @@ mod stored {
             .collapsed(p.collapsed)
             .stopped_flapping(p.stopped_flapping)
             .ack(p.ack))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    /// Building an engine looks no time zone up (the first lookup of the system's
+    /// indexes the whole zoneinfo tree, in every handler process); a configured one
+    /// reaches the holds.
+    #[test]
+    fn building_an_engine_looks_up_no_time_zone() {
+        let engine = Engine::builder(Arc::new(MemoryStore::new())).build();
+        assert!(engine.holding.timezone.is_none());
+        assert!(engine.router().timezone_if_known().is_none());
+        let fixed = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
+        let engine = Engine::builder(Arc::new(MemoryStore::new()))
+            .router(Router::new(Vec::new(), Some(fixed), "UTC+2"))
+            .build();
+        let held = engine
+            .holding
+            .timezone
+            .as_ref()
+            .expect("the configured zone");
+        assert_eq!(
+            held.to_offset(jiff::Timestamp::UNIX_EPOCH),
+            jiff::tz::offset(2)
+        );
     }
 }

@@ -468,6 +468,14 @@ impl Router {
         self.timezone.get()
     }
 
+    /// The same if it is known without looking the system's up: configured, or looked
+    /// up already. (jiff's first lookup of the system's zone indexes the whole zoneinfo
+    /// tree, some 40 directory reads: a handler process that never needs a zone should
+    /// not pay for one.)
+    pub(crate) fn timezone_if_known(&self) -> Option<&jiff::tz::TimeZone> {
+        self.timezone.0.get()
+    }
+
     /// Reads `text` as a time: RFC 3339 (`2026-11-23T03:00:00Z`), or a civil time in
     /// the rules' time zone (`2026-11-23 03:00`, `2026-11-23T03:00:15`).
     ///
