@@ -179,7 +179,8 @@ impl<'a> Runner<'a> {
     /// time); bans run from `now` (ms).
     pub fn run(&mut self, entry: &mut Entry, state: &mut State, at: i64, now: i64) -> Outcome {
         let mut out = Outcome::default();
-        state.seen(at);
+        // (an entry stamped in the future does not age every counter at once)
+        state.seen(at.min(now));
         let mut scratch = Scratch {
             sets: Vec::new(),
             rewritten: HashSet::new(),
@@ -524,6 +525,24 @@ sshd = [
                 r.run(&mut e, state, at, at)
             })
             .collect()
+    }
+
+    /// Idle counters are forgotten by the newest entry time seen, but never beyond
+    /// now: one entry stamped a year ahead does not make every counter's hits old.
+    #[test]
+    fn an_entry_from_the_future_ages_no_counter() {
+        let c = config(SSHD);
+        let actions = Actions::of(&c);
+        let mut r = Runner::new(&c.chains, &actions);
+        let mut state = State::default();
+        let now = 1000 * 1000;
+        let mut e = failed("sshd", "192.0.2.7", 1000);
+        r.run(&mut e, &mut state, now, now);
+        let year = 365 * 86_400 * 1000;
+        let mut odd = Entry::from_fields([("MESSAGE", "from the future")]);
+        r.run(&mut odd, &mut state, now + year, now + 2000);
+        let _ = state.checkpoint(alertcore::Timestamp::from_millis(now + 2000));
+        assert_eq!(state.count("sshd", "192.0.2.7", now + 2000), 1);
     }
 
     #[test]

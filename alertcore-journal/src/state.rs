@@ -371,7 +371,7 @@ impl State {
         let latest = self.latest;
         // (at most once per second of the entries' time: a checkpoint per alert does
         // not walk every counter each time)
-        if latest >= self.swept + 1000 {
+        if latest >= self.swept.saturating_add(1000) {
             self.swept = latest;
             self.counters.retain(|k, c| {
                 c.prune(latest);
