@@ -114,23 +114,17 @@ mod tests {
         assert_eq!(next_due(&c, at(23, 0), &tz), next_day);
         // read in the zone given: 06:30 at UTC+9 is 21:30 UTC the day before
         let tokyo = TimeZone::fixed(jiff::tz::offset(9));
-        let utc_noon = Timestamp::from_millis(
-            jiff::civil::date(2026, 3, 10)
-                .at(12, 0, 0, 0)
-                .to_zoned(TimeZone::UTC)
-                .expect("zoned")
-                .timestamp()
-                .as_millisecond(),
-        );
-        let due = Timestamp::from_millis(
-            jiff::civil::date(2026, 3, 10)
-                .at(21, 30, 0, 0)
-                .to_zoned(TimeZone::UTC)
-                .expect("zoned")
-                .timestamp()
-                .as_millisecond(),
-        );
-        assert_eq!(next_due(&c, utc_noon, &tokyo), due);
+        let utc = |h, m| {
+            Timestamp::from_millis(
+                jiff::civil::date(2026, 3, 10)
+                    .at(h, m, 0, 0)
+                    .to_zoned(TimeZone::UTC)
+                    .expect("zoned")
+                    .timestamp()
+                    .as_millisecond(),
+            )
+        };
+        assert_eq!(next_due(&c, utc(12, 0), &tokyo), utc(21, 30));
         assert!(time_of_day("25:00").is_err());
         assert!(time_of_day("6").is_err());
         assert_eq!(
