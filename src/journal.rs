@@ -24,7 +24,7 @@ fn journal_config(config: &Config) -> Result<JournalConfig, Fail> {
 async fn read_span(
     journal: &JournalConfig,
     span: Duration,
-    each: impl FnMut(Entry),
+    each: impl FnMut(&mut Entry),
 ) -> Result<(), Fail> {
     let since = SystemTime::now()
         .checked_sub(span)
@@ -47,7 +47,7 @@ pub(crate) async fn test(config: &Config, args: &JournalTestArgs) -> Result<u8, 
         Some(path) => read_file(path)?,
         None => {
             let mut list = Vec::new();
-            read_span(&journal, args.since, |e| list.push(e)).await?;
+            read_span(&journal, args.since, |e| list.push(e.clone())).await?;
             list
         }
     };
@@ -203,9 +203,9 @@ pub(crate) async fn report(
             actions.collect_other = true;
             let mut runner = Runner::new(&journal.chains, &actions);
             let mut state = alertcore_journal::State::default();
-            read_span(&journal, span, |mut e| {
+            read_span(&journal, span, |e| {
                 let at = e.time().unwrap_or(now).as_millis();
-                runner.run(&mut e, &mut state, at, now.as_millis());
+                runner.run(e, &mut state, at, now.as_millis());
             })
             .await?;
             alertcore_journal::report::digest(&state, now.saturating_sub(span), now, max_lines)

@@ -424,21 +424,22 @@ pub fn dry_run(
 }
 
 /// Reads the entries since `position` (a cursor or `since=@SECS`) without following,
-/// handing each to `each` as it comes: for `alertctl journal test --since` and
-/// `alertctl report journal --since`, which must not hold a day of entries at once.
+/// handing each (one entry, read into again for the next line) to `each` as it comes:
+/// for `alertctl report journal --since`, which must not hold a day of entries at once,
+/// and `alertctl journal test --since`, which keeps the ones it shows.
 ///
 /// # Errors
 /// journalctl cannot be started, or its output read.
 pub async fn read_each(
     follow: &Follow,
     position: &str,
-    mut each: impl FnMut(Entry),
+    mut each: impl FnMut(&mut Entry),
 ) -> Result<(), String> {
     let mut reader: Reader = follow.spawn(position, false).map_err(|e| e.to_string())?;
     let mut entry = Entry::default();
     while reader.next().await.map_err(|e| e.to_string())? {
         if entry.read(reader.line()).is_ok() {
-            each(entry.clone());
+            each(&mut entry);
         }
     }
     let _ = reader.exit().await;
