@@ -338,6 +338,24 @@ mod tests {
         }
     }
 
+    /// The module doc's first reason, as behaviour: every connection this opens has
+    /// `TCP_NODELAY` set, so lettre's separate final `.` is not held for a delayed ACK.
+    /// (What the stall would cost per mail is measured by `bench/run.sh`, target 2.)
+    #[tokio::test]
+    async fn connections_are_opened_with_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let smtp = Smtp::new(
+            "127.0.0.1".to_owned(),
+            listener.local_addr().unwrap().port(),
+            TlsMode::None,
+            None,
+            None,
+            ClientId::Domain("client.test".to_owned()),
+        );
+        let tcp = smtp.open_tcp().await.unwrap();
+        assert!(tcp.nodelay().unwrap());
+    }
+
     /// `timeout` bounds the whole delivery, the check of a kept connection included: a
     /// server that stalls on `NOOP` cannot stretch a delivery to `NOOP_TIMEOUT` (5 s)
     /// plus `timeout`; a fresh connection gets what is left of it.

@@ -513,10 +513,8 @@ mod tests {
         let o = p.run(Duration::from_secs(1)).await;
         let took = start.elapsed();
         assert_eq!(o, Outcome::timed_out(Duration::from_secs(1)));
-        assert!(
-            took >= Duration::from_secs(1) && took < Duration::from_secs(3),
-            "{took:?}"
-        );
+        // not before its timeout (a loaded machine only makes it later)
+        assert!(took >= Duration::from_secs(1), "{took:?}");
         let pgid = read_pgid(&pidfile).await;
         assert_group_gone(pgid).await;
     }
@@ -545,13 +543,8 @@ mod tests {
             "echo $$ > {}; sleep 1000 & echo 'OK - started|n=1'",
             pidfile.display()
         );
-        let start = StdInstant::now();
+        // had the run waited for the child's stdout to close, it would have timed out
         let o = probe_argv(&["/bin/sh", "-c", &script]).run(T).await;
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            start.elapsed()
-        );
         assert_eq!((o.status, o.message.as_str()), (Status::Ok, "OK - started"));
         assert_eq!(o.perfdata, vec![crate::PerfDatum::new("n", Some(1.0), "")]);
         assert_group_gone(read_pgid(&pidfile).await).await;

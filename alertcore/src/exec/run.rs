@@ -260,12 +260,10 @@ mod tests {
         let pidfile = dir.path().join("pid");
         // The agent starts a grandchild that would outlive a kill of the agent alone.
         let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
-        let start = std::time::Instant::now();
         let f = run(&sh(&script), &[], Duration::from_millis(300))
             .await
             .unwrap();
         assert!(matches!(f.ended, Ended::TimedOut), "{f:?}");
-        assert!(start.elapsed() < Duration::from_secs(5));
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()
             .trim()
@@ -292,23 +290,31 @@ mod tests {
         }
     }
 
+    /// The agent exits, leaving a child that holds its stdout and stderr open for a
+    /// minute: we return when the agent exits, with that child still running.
     #[tokio::test]
     async fn a_background_child_holding_the_pipes_does_not_hold_us() {
-        let start = std::time::Instant::now();
-        let f = run(
-            &sh("echo hi; sleep 5 & exit 0"),
-            &[],
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap();
-        assert!(matches!(f.ended, Ended::Exited(s) if s.success()));
-        assert_eq!(f.stdout.text(), "hi\n");
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            start.elapsed()
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!(
+            "echo hi; sleep 60 & echo $! > {}; exit 0",
+            pidfile.display()
         );
+        let f = run(&sh(&script), &[], Duration::from_secs(120))
+            .await
+            .unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = !is_gone(pid);
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+        assert!(matches!(f.ended, Ended::Exited(s) if s.success()), "{f:?}");
+        assert_eq!(f.stdout.text(), "hi\n");
+        assert!(alive, "we waited for the background child {pid} to end");
     }
 
     #[tokio::test]
