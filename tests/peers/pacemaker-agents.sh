@@ -4,6 +4,10 @@
 #
 #   tests/peers/pacemaker-agents.sh DIR     # prints DIR/usr/share/pacemaker/alerts
 #
+# The package's own md5sums of those files go beside them, as DIR/.../alerts/md5sums
+# (`md5sum -c` format, paths relative to the root), so a test can check that what it
+# runs is what Debian ships.
+#
 # Idempotent: with the agents already in DIR it only prints the path. Needs apt-get and
 # dpkg-deb, and the network to a Debian mirror; as root it runs `apt-get update` when the
 # package lists do not know the package yet. Used by tests/it/exec.rs.
@@ -11,7 +15,10 @@ set -euo pipefail
 
 dir=${1:?usage: pacemaker-agents.sh DIR}
 alerts=$dir/usr/share/pacemaker/alerts
-have() { [ -f "$alerts/alert_file.sh.sample" ] && [ -f "$alerts/alert_smtp.sh.sample" ]; }
+have() {
+  [ -f "$alerts/alert_file.sh.sample" ] && [ -f "$alerts/alert_smtp.sh.sample" ] &&
+    [ -f "$alerts/md5sums" ]
+}
 if have; then
   echo "$alerts"
   exit 0
@@ -40,6 +47,11 @@ fi
 # Unpack beside DIR, then move the alerts directory into place in one step, so a
 # concurrent run never sees half a directory.
 dpkg-deb -x "$tmp"/pacemaker-common_*.deb "$tmp/root"
+dpkg-deb -e "$tmp"/pacemaker-common_*.deb "$tmp/control"
+grep ' usr/share/pacemaker/alerts/' "$tmp/control/md5sums" \
+  >"$tmp/root/usr/share/pacemaker/alerts/md5sums"
 mkdir -p "$(dirname "$alerts")"
+# an older unpacking without md5sums is replaced
+[ -d "$alerts" ] && ! have && rm -rf "$alerts"
 mv -T "$tmp/root/usr/share/pacemaker/alerts" "$alerts" 2>/dev/null || have
 echo "$alerts"
