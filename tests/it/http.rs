@@ -22,7 +22,7 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// Whether `program` is installed; under CI (`CI` set) it must be.
+/// Whether `program` is installed; under CI (`CI` set, see `under_ci`) it must be.
 fn present(program: &str, package: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])

@@ -396,7 +396,6 @@ fn read_message(json: &Path) -> Value {
     v
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
 /// Polls `ready` every 10 ms until it holds, for a server `child` started by a test.
 ///
 /// # Errors
@@ -422,6 +421,7 @@ pub(crate) fn wait_until(
     Ok(())
 }
 
+/// A port on 127.0.0.1 that was free a moment ago.
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

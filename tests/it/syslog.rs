@@ -6,7 +6,7 @@
 //! `tests/peers/start-rsyslog.sh`, in its own temporary directory with its own ports and
 //! socket, and reads the JSON line rsyslog writes for every message it parsed. Where
 //! rsyslogd is not installed the tests that need it pass after saying why; under
-//! CI (`CI` set) they fail instead.
+//! CI (`CI` set, see `under_ci`) they fail instead.
 
 #![cfg(feature = "syslog")]
 
@@ -17,6 +17,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use alertcore::{
@@ -63,7 +64,7 @@ pub(crate) struct Rsyslog {
 
 impl Rsyslog {
     /// Starts one, or returns `None` after saying why where rsyslogd is missing (so the
-    /// test passes); under CI (`CI` set) a missing rsyslogd fails the test.
+    /// test passes); under CI (`CI` set, see `under_ci`) a missing rsyslogd fails the test.
     pub(crate) fn try_start() -> Option<Self> {
         if let Some(why) = rsyslogd_missing() {
             assert!(
@@ -147,29 +148,19 @@ impl Rsyslog {
                 && self.socket().exists()
                 && TcpStream::connect(("127.0.0.1", self.tcp)).is_ok()
             {
-                self.probe();
+                self.probe("ready");
                 sent = true;
             }
-            if sent {
-                let inputs: Vec<String> = self
-                    .lines()
-                    .iter()
-                    .filter(|r| r["app"] == "probe")
-                    .map(|r| str_of(r, "input"))
-                    .collect();
-                if ["imudp", "imtcp", "imuxsock"]
-                    .iter()
-                    .all(|i| inputs.iter().any(|x| x == i))
-                {
-                    return Ok(());
-                }
+            if sent && self.came_through_all("ready") {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    fn probe(&self) {
-        let line = |input: &str| format!("<14>1 - - probe - - - ready {input}");
+    /// Sends a probe record with the message `word INPUT` through each input.
+    fn probe(&self, word: &str) {
+        let line = |input: &str| format!("<14>1 - - probe - - - {word} {input}");
         if let Ok(s) = UdpSocket::bind("127.0.0.1:0") {
             let _ = s.send_to(line("udp").as_bytes(), ("127.0.0.1", self.udp));
         }
@@ -180,6 +171,21 @@ impl Rsyslog {
         if let Ok(s) = UnixDatagram::unbound() {
             let _ = s.send_to(line("unix").as_bytes(), self.socket());
         }
+    }
+
+    /// Whether the probe `word` came out of all three inputs.
+    fn came_through_all(&self, word: &str) -> bool {
+        let inputs: Vec<String> = self
+            .lines()
+            .iter()
+            .filter(|r| {
+                r["app"] == "probe" && str_of(r, "msg").split_whitespace().next() == Some(word)
+            })
+            .map(|r| str_of(r, "input"))
+            .collect();
+        ["imudp", "imtcp", "imuxsock"]
+            .iter()
+            .all(|i| inputs.iter().any(|x| x == i))
     }
 
     fn socket(&self) -> PathBuf {
@@ -194,9 +200,12 @@ impl Rsyslog {
         }
     }
 
+    /// The complete lines rsyslogd has written so far (not one it is still writing).
     fn lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("out/all.jsonl"))
-            .unwrap_or_default()
+        let text =
+            std::fs::read_to_string(self.dir.path().join("out/all.jsonl")).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
             .collect()
@@ -210,14 +219,25 @@ impl Rsyslog {
             .collect()
     }
 
-    /// Waits until at least `n` records arrived or [`WAIT`] passed, then waits a little
-    /// more for any record too many, and returns them all.
+    /// Waits until at least `n` records arrived or [`WAIT`] passed, then until a probe
+    /// sent after them came out of every input (so a record too many, sent before the
+    /// probe, is in too), and returns them all.
     pub(crate) fn wait_for(&self, n: usize) -> Vec<Value> {
         let start = Instant::now();
         while self.records().len() < n && start.elapsed() < WAIT {
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        static MARKS: AtomicUsize = AtomicUsize::new(0);
+        let word = format!("mark{}", MARKS.fetch_add(1, Ordering::Relaxed));
+        self.probe(&word);
+        let start = Instant::now();
+        while !self.came_through_all(&word) {
+            assert!(
+                start.elapsed() < WAIT,
+                "the probe {word} did not come through"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.records()
     }
 }
@@ -332,7 +352,7 @@ fn parse_sd(sd: &str) -> Vec<(String, Vec<(String, String)>)> {
 }
 
 /// The parameters of our SD-ELEMENT, asserting it is the only one.
-fn our_params(record: &Value) -> Vec<(String, String)> {
+pub(crate) fn our_params(record: &Value) -> Vec<(String, String)> {
     let mut sd = parse_sd(&str_of(record, "sd"));
     assert_eq!(sd.len(), 1, "{record}");
     let (id, params) = sd.remove(0);
@@ -340,7 +360,7 @@ fn our_params(record: &Value) -> Vec<(String, String)> {
     params
 }
 
-fn param(params: &[(String, String)], name: &str) -> String {
+pub(crate) fn param(params: &[(String, String)], name: &str) -> String {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -394,9 +414,10 @@ async fn rfc5424_over_udp_carries_every_field() {
         ("invocation_id", format!("{:032x}", 2)),
         ("streak", "3".to_owned()),
         ("sequence", "3".to_owned()),
+        // streak start (ms) . streak id . service . host
         (
             "incident",
-            alert("backup.service", EventKind::Failure, &[]).incident_id(),
+            "1763700000000.7.backup_2eservice.web1".to_owned(),
         ),
     ];
     let got: Vec<(&str, String)> = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
