@@ -706,19 +706,44 @@ mod tests {
     const OK: &str =
         "type = \"email\"\nfrom = \"alertcore@example.org\"\nto = [\"ops@example.org\"]\n";
 
+    /// Where the notifier built from `keys` sends mail, and its timeout and journal
+    /// lines, as its `Debug` shows them.
+    fn built(keys: &str) -> String {
+        let n = build(&format!("{OK}{keys}")).unwrap_or_else(|e| panic!("{keys}: {e}"));
+        assert_eq!(n.from.to_string(), "alertcore@example.org");
+        assert_eq!(n.to.len(), 1);
+        format!("{:?} {:?} {}", n.transport, n.timeout, n.journal_lines)
+    }
+
+    /// The defaults and the URL rules of the README's table and examples.
     #[test]
     fn minimal_configs_build() {
-        build(&format!("{OK}url = \"smtp://127.0.0.1:2525\"")).unwrap();
-        build(&format!("{OK}url = \"smtp://mail.example.org\"")).unwrap();
-        build(&format!("{OK}mode = \"sendmail\"")).unwrap();
-        build(&format!(
-            "{OK}url = \"smtp://ops@mail.example.org\"\npassword_env = \"PW\"\ntimeout = \"5s\"\njournal_lines = 0"
-        ))
-        .unwrap();
-        build(&format!(
-            "{OK}mode = \"sendmail\"\nsendmail_command = [\"/usr/sbin/sendmail\", \"-oi\"]"
-        ))
-        .unwrap();
+        // loopback: plain text, the port given; timeout 30 s, 50 journal lines
+        assert_eq!(
+            built("url = \"smtp://127.0.0.1:2525\""),
+            "Smtp(Smtp { server: \"127.0.0.1:2525\", tls: None, auth: None, .. }) 30s 50"
+        );
+        // any other host: STARTTLS, port 587
+        assert_eq!(
+            built("url = \"smtp://mail.example.org\""),
+            "Smtp(Smtp { server: \"mail.example.org:587\", tls: StartTls, auth: None, .. }) 30s 50"
+        );
+        assert_eq!(
+            built("mode = \"sendmail\""),
+            "Sendmail(Sendmail { argv: [\"/usr/sbin/sendmail\"] }) 30s 50"
+        );
+        assert_eq!(
+            built(
+                "url = \"smtp://ops@mail.example.org\"\npassword_env = \"PW\"\ntimeout = \"5s\"\n\
+                 journal_lines = 0"
+            ),
+            "Smtp(Smtp { server: \"mail.example.org:587\", tls: StartTls, \
+             auth: Some(Auth { username: \"ops\", password: Env(\"PW\") }), .. }) 5s 0"
+        );
+        assert_eq!(
+            built("mode = \"sendmail\"\nsendmail_command = [\"/usr/sbin/sendmail\", \"-oi\"]"),
+            "Sendmail(Sendmail { argv: [\"/usr/sbin/sendmail\", \"-oi\"] }) 30s 50"
+        );
     }
 
     #[test]
@@ -886,10 +911,14 @@ mod tests {
 
     #[test]
     fn allow_plaintext_dangerous_permits_remote_plain_text() {
-        build(&format!(
-            "{OK}url = \"smtp://mail.example.org?tls=none\"\nallow_plaintext_dangerous = true"
-        ))
-        .unwrap();
+        let keys = "url = \"smtp://mail.example.org?tls=none\"";
+        let (key, msg) = build_err(&format!("{OK}{keys}"));
+        assert_eq!(key.as_deref(), Some("url"), "{msg}");
+        // plain text: port 25
+        assert_eq!(
+            built(&format!("{keys}\nallow_plaintext_dangerous = true")),
+            "Smtp(Smtp { server: \"mail.example.org:25\", tls: None, auth: None, .. }) 30s 50"
+        );
     }
 
     #[test]

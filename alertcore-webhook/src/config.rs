@@ -806,25 +806,50 @@ mod tests {
         (e.offending_key().map(str::to_owned), e.to_string())
     }
 
+    /// Each key of the README's table does what it says, and the defaults are its own.
     #[test]
     fn minimal_configs_build() {
-        build("type = \"webhook\"\nurl = \"http://127.0.0.1:8080/hook\"").unwrap();
-        build("url = \"https://hooks.example.org/x\"\ntoken_env = \"T\"").unwrap();
-        build("url = \"http://127.0.0.1:1/\"\ntoken_file = \"/t\"").unwrap();
-        build("url = \"https://hooks.slack.com/services/T/B/X\"\npreset = \"slack\"").unwrap();
-        build("url = \"https://ntfy.sh/alerts\"\npreset = \"ntfy\"").unwrap();
-        build(
+        let n = build("type = \"webhook\"\nurl = \"http://127.0.0.1:8080/hook\"").unwrap();
+        assert_eq!(n.url.as_str(), "http://127.0.0.1:8080/hook");
+        assert_eq!(n.preset, None);
+        assert!(matches!(n.body, Body::Document));
+        assert_eq!(n.content_type_str, "application/json");
+        assert_eq!(n.signature_header.as_str(), "x-alertcore-signature");
+        assert_eq!(n.timeout, Duration::from_secs(10));
+        assert!(n.token.is_none() && n.hmac_secret.is_none() && n.headers.is_empty());
+
+        let n = build("url = \"https://hooks.example.org/x\"\ntoken_env = \"T\"").unwrap();
+        assert!(n.token.is_some());
+        let n = build("url = \"http://127.0.0.1:1/\"\ntoken_file = \"/t\"").unwrap();
+        assert!(n.token.is_some());
+        let n =
+            build("url = \"https://hooks.slack.com/services/T/B/X\"\npreset = \"slack\"").unwrap();
+        assert_eq!(n.preset, Some(Preset::Slack));
+        assert!(matches!(n.body, Body::Template { .. }));
+        let n = build("url = \"https://ntfy.sh/alerts\"\npreset = \"ntfy\"").unwrap();
+        assert_eq!(n.preset, Some(Preset::Ntfy));
+        let n = build(
             "url = \"http://am:9093\"\npreset = \"alertmanager\"\nlabels = { team = \"ops\" }\nends_after = \"0s\"",
         )
         .unwrap();
-        build(
+        assert_eq!(n.preset, Some(Preset::Alertmanager));
+        let n = build(
             "url = \"http://127.0.0.1/\"\ntemplate = \"{{ title }}\"\ncontent_type = \"text/plain\"",
         )
         .unwrap();
-        build(
+        assert!(matches!(n.body, Body::Template { .. }));
+        assert_eq!(n.content_type_str, "text/plain");
+        let n = build(
             "url = \"http://127.0.0.1/\"\nhmac_secret_env = \"K\"\nsignature_header = \"X-Hub-Signature-256\"\nheaders = { X-Env = \"prod\" }\ntimeout = \"3s\"\nconnect_timeout = \"1s\"\nretries = 0\nbackoff = \"0s\"\nmax_retry_after = \"5s\"",
         )
         .unwrap();
+        assert!(n.hmac_secret.is_some());
+        assert_eq!(n.signature_header.as_str(), "x-hub-signature-256");
+        assert_eq!(
+            n.headers.get("x-env").map(|v| v.as_bytes()),
+            Some(&b"prod"[..])
+        );
+        assert_eq!(n.timeout, Duration::from_secs(3));
     }
 
     #[test]
@@ -1095,8 +1120,12 @@ mod tests {
 
     #[test]
     fn allow_plaintext_dangerous_permits_a_token_over_http() {
-        build("url = \"http://hooks.lan/x\"\ntoken_env = \"T\"\nallow_plaintext_dangerous = true")
-            .unwrap();
+        let keys = "url = \"http://hooks.lan/x\"\ntoken_env = \"T\"";
+        let (key, msg) = build_err(keys);
+        assert!(msg.contains("allow_plaintext_dangerous"), "{key:?}: {msg}");
+        let n = build(&format!("{keys}\nallow_plaintext_dangerous = true")).unwrap();
+        assert!(n.token.is_some());
+        assert_eq!(n.url.as_str(), "http://hooks.lan/x");
     }
 
     #[test]
