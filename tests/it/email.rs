@@ -1,6 +1,7 @@
 //! The email notifier against a real SMTP server on 127.0.0.1 (`peers::SmtpSink`):
 //! plain text, STARTTLS + AUTH with a private CA, implicit TLS, threading, header
-//! injection, encoding, error classes, connection reuse, and sendmail mode.
+//! injection, encoding, error classes, connection reuse, and sendmail mode (against
+//! scripts, and through Debian's Postfix relaying to the sink).
 
 #![cfg(feature = "email")]
 
@@ -705,4 +706,137 @@ async fn sendmail_failures_keep_stderr_and_tempfail_is_retryable() {
         .await
         .unwrap_err();
     assert!(e.is_retryable(), "{}", chain(&e));
+}
+
+const START_POSTFIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/start-postfix.sh");
+
+/// Debian's Postfix, an instance of its own (`tests/peers/start-postfix.sh`) that
+/// relays every mail to an SMTP sink; stopped on drop.
+struct Postfix {
+    dir: tempfile::TempDir,
+}
+
+impl Postfix {
+    /// Starts one, or returns `None` after saying why where it cannot run (not root, no
+    /// postfix); under CI (`CI` set, see `under_ci`) that fails the test instead.
+    fn try_start(relay_port: u16) -> Option<Self> {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let why = if !root {
+            Some("Postfix needs root")
+        } else if !Path::new("/usr/sbin/postfix").exists() {
+            Some("postfix is not installed (apt-get install postfix)")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            assert!(
+                !crate::under_ci(),
+                "sendmail mode cannot be tested under CI: {why}"
+            );
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("alertcore-postfix-")
+            .tempdir()
+            .expect("temp dir");
+        let out = std::process::Command::new("bash")
+            .arg(START_POSTFIX)
+            .arg("start")
+            .arg(dir.path())
+            .arg(relay_port.to_string())
+            .output()
+            .expect("run start-postfix.sh");
+        let postfix = Self { dir };
+        assert!(
+            out.status.success(),
+            "Postfix did not start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(postfix)
+    }
+
+    /// Its sendmail, as a `sendmail_command` TOML array.
+    fn sendmail_command(&self) -> String {
+        format!(
+            "[\"/usr/sbin/sendmail\", \"-C\", {:?}]",
+            self.dir.path().display().to_string()
+        )
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(START_POSTFIX)
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Sendmail mode with a real MTA: Postfix's sendmail queues each mail, and Postfix
+/// relays it to the sink, envelope, headers and threading intact.
+#[tokio::test]
+async fn sendmail_mode_through_postfix() {
+    let Some(sink) = SmtpSink::try_start(SinkOptions::plain()) else {
+        return;
+    };
+    let Some(postfix) = Postfix::try_start(sink.port()) else {
+        return;
+    };
+    let n = notifier(&format!(
+        "mode = \"sendmail\"\nsendmail_command = {}\n\
+         from = \"alertcore <alertcore@example.org>\"\nto = [\"ops@example.org\", \"b@example.org\"]",
+        postfix.sendmail_command()
+    ));
+    for kind in [EventKind::Failure, EventKind::Recovery] {
+        n.notify(&alert("backup.service", kind, history(2)), &ctx())
+            .await
+            .unwrap();
+    }
+    // Postfix delivers in the background: give it the sink's usual wait, and more
+    let mails = sink.wait_for(2, WAIT * 4);
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    let (failed, recovered) = if str_of(&mails[0], "subject").contains("FAILED") {
+        (&mails[0], &mails[1])
+    } else {
+        (&mails[1], &mails[0])
+    };
+    for m in [failed, recovered] {
+        assert_eq!(str_of(m, "mail_from"), "alertcore@example.org");
+        // both recipients, in Postfix's order
+        let mut rcpts: Vec<&str> = m["rcpt_tos"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        rcpts.sort_unstable();
+        assert_eq!(rcpts, ["b@example.org", "ops@example.org"]);
+        let received = header(m, "Received").unwrap_or_default();
+        assert!(
+            received.starts_with("by postfix.alertcore.test (Postfix"),
+            "not relayed by the Postfix instance: {received}"
+        );
+        assert_eq!(
+            header(m, "From").as_deref(),
+            Some("alertcore <alertcore@example.org>")
+        );
+    }
+    assert_eq!(
+        str_of(failed, "subject"),
+        "[web1] FAILED: backup.service (exit-code, status=1)"
+    );
+    assert!(
+        str_of(failed, "body").contains("Failure history (oldest first):"),
+        "{failed:#}"
+    );
+    // Postfix keeps our Message-ID, so the recovery still threads to the failure
+    let incident = "<1763700000000.7.backup_2eservice.web1@alertcore>";
+    assert_eq!(header(failed, "Message-ID").as_deref(), Some(incident));
+    assert!(str_of(recovered, "subject").contains("RECOVERED: backup.service"));
+    assert_eq!(header(recovered, "In-Reply-To").as_deref(), Some(incident));
 }
