@@ -1146,3 +1146,153 @@ fn trigger_input_errors_and_a_handler_without_a_bus() {
         text(&out)
     );
 }
+
+/// What `alertctl test` prints is what the real event then does (issue 23, item 4): for
+/// each event of a sequence through the CLI (severities, an escalation, a threshold with
+/// a minimum duration, reminders, an acknowledgement, recoveries with and without
+/// `recovery = false`, a silence), `alertctl test --json` names exactly the notifiers and alert
+/// kinds that the real `alertctl failure`/`success` then writes to their files, and
+/// `alertctl test`'s explanation is the one the real run appends to `--trace`.
+#[test]
+fn alertctl_test_predicts_what_the_real_event_does() {
+    const NOTIFIERS: [&str; 4] = ["all", "crit", "slow", "quiet"];
+    let mut config = String::from("timezone = \"UTC\"\n[policy]\nrepeat = \"20m\"\n");
+    let mut ctl = Ctl::new();
+    let dir = ctl.dir.path().to_owned();
+    let log = |n: &str| dir.join(format!("{n}.log"));
+    for n in NOTIFIERS {
+        config.push_str(&format!(
+            "[notifiers.{n}]\ntype = \"file\"\npath = \"{}\"\n",
+            log(n).display()
+        ));
+    }
+    config.push_str(
+        "[[rules]]\nnotify = [\"all\"]\n\
+         [[rules]]\nseverity = \"critical\"\nnotify = [\"crit\"]\n\
+         [[rules]]\nmin_duration = \"10m\"\nthreshold = 2\nnotify = [\"slow\"]\n\
+         [[rules]]\nrecovery = false\nrepeat = \"1h\"\nnotify = [\"quiet\"]\n",
+    );
+    ctl.set_config(&config);
+    let trace = dir.join("trace");
+    let trace_text = || std::fs::read_to_string(&trace).unwrap_or_default();
+    let lines = |n: &str| -> Vec<String> {
+        std::fs::read_to_string(log(n))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    // (time, service, "failure SEVERITY" | "success" | "ack" | "silence" for 20 minutes)
+    let steps = [
+        ("2026-12-01T10:00:00Z", "a.service", "failure warning"),
+        ("2026-12-01T10:05:00Z", "a.service", "failure critical"),
+        ("2026-12-01T10:12:00Z", "a.service", "failure warning"),
+        ("2026-12-01T10:30:00Z", "a.service", "failure critical"),
+        ("2026-12-01T10:31:00Z", "a.service", "ack"),
+        ("2026-12-01T10:55:00Z", "a.service", "failure critical"),
+        ("2026-12-01T11:00:00Z", "a.service", "success"),
+        ("2026-12-01T11:01:00Z", "b.service", "success"),
+        ("2026-12-01T11:01:00Z", "b.service", "silence"),
+        ("2026-12-01T11:02:00Z", "b.service", "failure critical"),
+        ("2026-12-01T11:30:00Z", "b.service", "failure warning"),
+        ("2026-12-01T11:31:00Z", "b.service", "success"),
+    ];
+    let mut kinds_seen = std::collections::BTreeSet::new();
+    for (at, service, what) in steps {
+        let step = format!("{at} {service} {what}");
+        if what == "ack" || what == "silence" {
+            let out = if what == "ack" {
+                ctl.run_at(at, &["ack", service])
+            } else {
+                let how = ["--for", "20m", "--comment", "test"];
+                ctl.run_at(
+                    at,
+                    &[&["silence", "add", "--service", service][..], &how].concat(),
+                )
+            };
+            assert_eq!(out.status.code(), Some(0), "{step}: {}", text(&out));
+            continue;
+        }
+        let (event, severity) = match what.split_once(' ') {
+            Some((_, severity)) => ("failure", severity),
+            None => ("recovery", "critical"),
+        };
+        let test_args = ["test", service, "--event", event, "--severity", severity];
+        let predicted = {
+            let out = ctl.run_at(at, &[&test_args[..], &["--json"]].concat());
+            assert_eq!(out.status.code(), Some(0), "{step}: {}", text(&out));
+            let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+            let mut sends: Vec<(String, String)> = v["decisions"]
+                .as_array()
+                .expect("decisions")
+                .iter()
+                .filter(|d| d["action"]["action"] == "send")
+                .map(|d| {
+                    let notifier = d["notifier"].as_str().unwrap_or_default().to_owned();
+                    (
+                        notifier,
+                        d["action"]["kind"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            sends.sort();
+            sends
+        };
+        let explained = {
+            let out = ctl.run_at(at, &test_args);
+            assert_eq!(out.status.code(), Some(0), "{step}: {}", text(&out));
+            let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+            let body: Vec<&str> = printed.lines().skip(1).collect();
+            assert_eq!(
+                body.last(),
+                Some(&"(nothing was sent or written)"),
+                "{printed}"
+            );
+            body[..body.len() - 1].join("\n")
+        };
+
+        let before: Vec<usize> = NOTIFIERS.iter().map(|n| lines(n).len()).collect();
+        let traced_before = trace_text().len();
+        let real: Vec<&str> = match what.split_once(' ') {
+            Some((_, severity)) => [
+                &failure_args(service)[..],
+                &["--severity", severity, "--trace"],
+            ]
+            .concat(),
+            None => vec!["success", service, "--trace"],
+        };
+        let trace_arg = trace.display().to_string();
+        let out = ctl.run_at(at, &[&real[..], &[trace_arg.as_str()]].concat());
+        assert_eq!(out.status.code(), Some(0), "{step}: {}", text(&out));
+
+        // what was written, by notifier and kind (the file line's word for the event)
+        let mut sent: Vec<(String, String)> = Vec::new();
+        for (n, before) in NOTIFIERS.iter().zip(before) {
+            for line in &lines(n)[before..] {
+                let kind = [
+                    ("FAILED:", "failure"),
+                    ("REMINDER:", "reminder"),
+                    ("ESCALATED:", "escalation"),
+                    ("RECOVERED:", "recovery"),
+                ]
+                .iter()
+                .find(|(word, _)| line.contains(word))
+                .map_or_else(|| panic!("{step}: no event word in {line}"), |(_, k)| *k);
+                sent.push(((*n).to_owned(), kind.to_owned()));
+            }
+        }
+        sent.sort();
+        assert_eq!(predicted, sent, "{step}: predicted against written");
+        kinds_seen.extend(sent.into_iter().map(|(_, kind)| kind));
+
+        // the real run's trace: a header line, then the explanation `test` printed
+        let traced = trace_text()[traced_before..].to_owned();
+        let traced_body: Vec<&str> = traced.lines().skip(1).collect();
+        assert_eq!(explained, traced_body.join("\n"), "{step}: explanations");
+    }
+    // the sequence did exercise every kind of alert
+    assert_eq!(
+        kinds_seen.into_iter().collect::<Vec<_>>(),
+        ["escalation", "failure", "recovery", "reminder"]
+    );
+}
