@@ -57,10 +57,20 @@ impl Sandbox {
 
     /// Starts a sandbox in `dir` (its units, journal and bookkeeping go there).
     pub(crate) fn start(dir: PathBuf) -> Self {
+        Self::start_with_overlays(dir, &[])
+    }
+
+    /// [`Sandbox::start`], with a private overlay over each of `paths` (`/etc`,
+    /// `/var/lib`, ...) inside: what is installed or written there stays in the sandbox.
+    pub(crate) fn start_with_overlays(dir: PathBuf, paths: &[&str]) -> Self {
         std::fs::create_dir_all(&dir).expect("mkdir sandbox");
         // Constructed first: a start that fails half-way still gets stopped.
         let sb = Self { dir };
-        let out = sb.script(&["start"]);
+        let out = sb
+            .command(&["start"])
+            .env("SANDBOX_OVERLAY", paths.join(" "))
+            .output()
+            .expect("run the sandbox script");
         assert!(out.status.success(), "sandbox start: {}", text(&out));
         std::fs::create_dir_all(sb.units()).expect("units dir");
         sb
@@ -72,12 +82,13 @@ impl Sandbox {
     }
 
     fn script(&self, args: &[&str]) -> Output {
-        Command::new("bash")
-            .arg(SCRIPT)
-            .args(args)
-            .env("SANDBOX", &self.dir)
-            .output()
-            .expect("run the sandbox script")
+        self.command(args).output().expect("run the sandbox script")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(SCRIPT).args(args).env("SANDBOX", &self.dir);
+        cmd
     }
 
     /// `systemctl ARGS` inside the sandbox: its standard output; panics when it fails.

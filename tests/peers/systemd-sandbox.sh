@@ -16,6 +16,11 @@
 #    SANDBOX dir) never share a cgroup; SANDBOX_CGROUP still overrides it;
 #  * `check` says why the sandbox cannot run on this machine, for the test to report;
 #  * `stop` does not wait for the host's init to reap the exited unshare process;
+#  * `start` with SANDBOX_OVERLAY="/etc /var/lib ..." puts a private overlay over each path
+#    inside, so the shipped units can run as shipped (binary in /usr/local/bin, config in
+#    /etc/alertcore, state in /var/lib/alertcore) without touching the host;
+#  * / is made shared again inside (after the private remount that cuts it off from the
+#    host), as on a real system: LoadCredential= needs mount propagation;
 #  * `start` starts journald before returning: PID 1 logs to the journal only once
 #    journald runs, and journald is otherwise socket-activated by the first unit's output,
 #    so that unit's "Started" line would be missing.
@@ -117,6 +122,15 @@ EOF
 
 inner() {  # runs as PID 1 of the new pid namespace, before exec'ing systemd
   mount --make-rprivate /
+  # SANDBOX_OVERLAY="/etc /var/lib ...": a private overlay over each, so units can be
+  # installed and write there as on a real system while the host's files stay as they
+  # are (what is written lands in $SANDBOX/overlay/PATH/upper)
+  local p
+  for p in ${SANDBOX_OVERLAY:-}; do
+    mkdir -p "$SANDBOX/overlay$p/upper" "$SANDBOX/overlay$p/work"
+    mount -t overlay overlay \
+      -o "lowerdir=$p,upperdir=$SANDBOX/overlay$p/upper,workdir=$SANDBOX/overlay$p/work" "$p"
+  done
   # /proc was mounted for us (--mount-proc); make kernel knobs read-only
   mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
   if [ -e /proc/sysrq-trigger ]; then mount --bind /proc/sysrq-trigger /proc/sysrq-trigger && mount -o remount,bind,ro /proc/sysrq-trigger; fi
@@ -131,6 +145,11 @@ inner() {  # runs as PID 1 of the new pid namespace, before exec'ing systemd
   printf '[Journal]\nStorage=volatile\nReadKMsg=no\nRateLimitBurst=0\n' >"$SANDBOX/journald.conf"
   mount --bind "$SANDBOX/journald.conf" /etc/systemd/journald.conf
   mount --bind /dev/null /dev/console
+  # Shared again, now within this namespace only (the rprivate above cut it off from the
+  # host's peer groups), as systemd makes / on a real system: LoadCredential= mounts the
+  # credentials in a namespace of its own and relies on propagation to show them to the
+  # unit (with private mounts, $CREDENTIALS_DIRECTORY stays empty).
+  mount --make-rshared /
   exec env -i container=other SYSTEMD_UNIT_PATH="$SANDBOX/units" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     /lib/systemd/systemd --unit=sandbox.target --log-target=journal --show-status=no
 }
