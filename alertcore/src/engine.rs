@@ -195,8 +195,7 @@ impl EngineBuilder {
                 services: self.dependencies,
                 rules,
             }),
-            // (without one, the system's, looked up when a recurring window needs it)
-            timezone: self.router.timezone_if_known().cloned(),
+            timezone: self.router.zone().clone(),
             held_recovery: self.policy.held_recovery,
             inhibits: self.inhibits.into(),
         };
@@ -1628,13 +1627,19 @@ mod tests {
     use crate::MemoryStore;
 
     /// Building an engine looks no time zone up (the first lookup of the system's
-    /// indexes the whole zoneinfo tree, in every handler process); a configured one
+    /// indexes the whole zoneinfo tree, in every handler process); the holds and the
+    /// rules share one zone, so a lookup by either is made once; a configured one
     /// reaches the holds.
     #[test]
     fn building_an_engine_looks_up_no_time_zone() {
         let engine = Engine::builder(Arc::new(MemoryStore::new())).build();
-        assert!(engine.holding.timezone.is_none());
-        assert!(engine.router().timezone_if_known().is_none());
+        assert!(engine.holding.timezone.known().is_none());
+        assert!(engine.router().zone().known().is_none());
+        let _ = engine.holding.timezone.get();
+        assert!(
+            engine.router().zone().known().is_some(),
+            "one lookup for both"
+        );
         let fixed = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
         let engine = Engine::builder(Arc::new(MemoryStore::new()))
             .router(Router::new(Vec::new(), Some(fixed), "UTC+2"))
@@ -1642,7 +1647,7 @@ mod tests {
         let held = engine
             .holding
             .timezone
-            .as_ref()
+            .known()
             .expect("the configured zone");
         assert_eq!(
             held.to_offset(jiff::Timestamp::UNIX_EPOCH),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{EventKind, Severity, Timestamp};
 use crate::policy::{Action, Event, Reason, ServiceState};
-use crate::rules::{Patterns, Plan, TimeWindows};
+use crate::rules::{Patterns, Plan, TimeWindows, Zone};
 
 /// What a silence or a maintenance window covers: every given matcher must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,8 +319,8 @@ pub struct Sources {
     pub maintenance: std::sync::Arc<[Maintenance]>,
     /// What depends on what.
     pub dependencies: std::sync::Arc<Dependencies>,
-    /// The time zone recurring windows are read in.
-    pub timezone: Option<jiff::tz::TimeZone>,
+    /// The time zone recurring windows are read in: the rules' (`Router`'s), shared.
+    pub(crate) timezone: Zone,
     /// `held_recovery` of the policy: a recovery while held tells those it was kept
     /// from.
     pub held_recovery: bool,
@@ -386,12 +386,8 @@ impl Holds {
                     let until = match &m.when {
                         When::Once(from, to) => (*from <= at && at < *to).then_some(Some(*to)),
                         When::Windows(w) => {
-                            let tz = self
-                                .sources
-                                .timezone
-                                .clone()
-                                .unwrap_or_else(jiff::tz::TimeZone::system);
-                            w.contains_any_ms(at.as_millis(), &tz).then_some(None)
+                            let tz = self.sources.timezone.get();
+                            w.contains_any_ms(at.as_millis(), tz).then_some(None)
                         }
                     }?;
                     Some(Hold {
@@ -805,7 +801,6 @@ mod tests {
                         when: When::Once(t(0), t(100_000)),
                         comment: None,
                     }].into(),
-                    timezone: None,
                     // a dependency that is not failing
                     dependencies: std::sync::Arc::new(Dependencies {
                         services: [("web-1".to_owned(), vec!["network".to_owned()])].into(),
@@ -814,6 +809,7 @@ mod tests {
                     held_recovery: true,
                     // an inhibit whose source is not failing
                     inhibits: vec![Inhibit::new(1, Matchers::new(Patterns::parse(["switch"]).unwrap(), Patterns::default(), None), Matchers::default(), Vec::new())].into(),
+                    ..Sources::default()
                 },
                 silences: vec![silence(1, &["db-*"], 0, 100_000)],
                 failing: BTreeSet::new(),

@@ -318,13 +318,30 @@ impl Default for Router {
     }
 }
 
-/// The rules' time zone, the system's resolved on first use.
+/// A time zone: configured, or the system's, looked up on first use (jiff's first
+/// lookup indexes the whole zoneinfo tree, some 40 directory reads, which a handler
+/// process that never reads a time should not pay). Clones share the lookup: the
+/// router's rules and the engine's maintenance windows read one zone.
 #[derive(Debug, Clone, Default)]
-struct Zone(std::sync::OnceLock<jiff::tz::TimeZone>);
+pub(crate) struct Zone(std::sync::Arc<std::sync::OnceLock<jiff::tz::TimeZone>>);
 
 impl Zone {
-    fn get(&self) -> &jiff::tz::TimeZone {
+    fn new(configured: Option<jiff::tz::TimeZone>) -> Self {
+        Self(std::sync::Arc::new(
+            configured
+                .map(std::sync::OnceLock::from)
+                .unwrap_or_default(),
+        ))
+    }
+
+    pub(crate) fn get(&self) -> &jiff::tz::TimeZone {
         self.0.get_or_init(jiff::tz::TimeZone::system)
+    }
+
+    /// The zone if it is known without a lookup: configured, or looked up already.
+    #[cfg(test)]
+    pub(crate) fn known(&self) -> Option<&jiff::tz::TimeZone> {
+        self.0.get()
     }
 }
 
@@ -453,7 +470,7 @@ impl Router {
     ) -> Self {
         Self {
             rules,
-            timezone: Zone(timezone.map(std::sync::OnceLock::from).unwrap_or_default()),
+            timezone: Zone::new(timezone),
             timezone_name: timezone_name.to_owned(),
         }
     }
@@ -468,12 +485,9 @@ impl Router {
         self.timezone.get()
     }
 
-    /// The same if it is known without looking the system's up: configured, or looked
-    /// up already. (jiff's first lookup of the system's zone indexes the whole zoneinfo
-    /// tree, some 40 directory reads: a handler process that never needs a zone should
-    /// not pay for one.)
-    pub(crate) fn timezone_if_known(&self) -> Option<&jiff::tz::TimeZone> {
-        self.timezone.0.get()
+    /// The same, shared: whoever looks it up first, everyone has it.
+    pub(crate) fn zone(&self) -> &Zone {
+        &self.timezone
     }
 
     /// Reads `text` as a time: RFC 3339 (`2026-11-23T03:00:00Z`), or a civil time in
