@@ -30,8 +30,9 @@ mkdir -p "$dir/queue" "$dir/data"
 chmod 755 "$dir"
 chown postfix "$dir/data"
 
-# master.cf: Debian's, with no SMTP listener and nothing chrooted (the queue directory
-# would have to hold copies of /etc files for a chroot).
+# master.cf: Debian's (its postlogd writes maillog_file), with no SMTP listener and
+# nothing chrooted (the queue directory would have to hold copies of /etc files for a
+# chroot).
 sed -e '/^smtp[[:space:]]\+inet/d' /etc/postfix/master.cf >"$dir/master.cf"
 
 cat >"$dir/main.cf" <<CF
@@ -51,9 +52,6 @@ smtp_tls_security_level = none
 smtp_dns_support_level = disabled
 CF
 postconf -c "$dir" -F '*/*/chroot = n' >/dev/null
-# maillog_file is written by postlogd, which must be enabled in master.cf
-grep -q '^postlog' "$dir/master.cf" ||
-  echo 'postlog   unix-dgram n  -       n       -       1       postlogd' >>"$dir/master.cf"
 
 postfix -c "$dir" check
 postfix -c "$dir" start >/dev/null 2>&1 || { cat "$dir/maillog" >&2 2>/dev/null; exit 1; }

@@ -264,11 +264,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(f.ended, Ended::TimedOut), "{f:?}");
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = pid_in(&pidfile);
         // Killed, it waits as a zombie for init (or a subreaper) to reap it.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut gone = is_gone(pid);
@@ -277,6 +273,12 @@ mod tests {
             gone = is_gone(pid);
         }
         assert!(gone, "the agent's child {pid} survived the timeout");
+    }
+
+    /// The process id an agent wrote to `file`.
+    fn pid_in(file: &std::path::Path) -> i32 {
+        let text = std::fs::read_to_string(file).expect("the agent wrote its pid file");
+        text.trim().parse().expect("a pid")
     }
 
     /// Gone, or a zombie waiting for its parent (init) to reap it.
@@ -303,11 +305,7 @@ mod tests {
         let f = run(&sh(&script), &[], Duration::from_secs(120))
             .await
             .unwrap();
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = pid_in(&pidfile);
         let alive = !is_gone(pid);
         let _ = std::process::Command::new("kill")
             .arg(pid.to_string())
