@@ -17,7 +17,8 @@ use crate::cli::{Ctl, text, wait_until};
 const DEADLINE: Duration = Duration::from_secs(20);
 const PLUGINS: &str = "/usr/lib/nagios/plugins";
 
-/// Whether Debian's monitoring plugins are installed; under CI (`CI` set, see `under_ci`) they must be.
+/// Whether Debian's monitoring plugins are installed; under CI (`CI` set, see
+/// `under_ci`) they must be.
 fn plugins_present() -> bool {
     let present = Path::new(PLUGINS).join("check_tcp").exists();
     if !present {

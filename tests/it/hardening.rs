@@ -7,7 +7,8 @@
 //! read-only bind mount and a 256 KiB tmpfs: root ignores file modes, so nothing else
 //! makes a directory read-only or a disk full for one test. Where `unshare` cannot make
 //! one (no user namespaces, seccomp in a container) those tests pass after saying why;
-//! under CI (`CI` set, see `under_ci`) they fail instead, because CI machines are expected to allow them.
+//! under CI (`CI` set, see `under_ci`) they fail instead, because CI machines are
+//! expected to allow them.
 
 #![cfg(all(feature = "email", feature = "webhook", feature = "syslog"))]
 

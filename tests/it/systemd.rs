@@ -5,9 +5,9 @@
 //! rules say in a restart loop, and never trigger handlers for themselves.
 //!
 //! It runs in the systemd sandbox ([`crate::sandbox`]): where that cannot run the test
-//! says why and passes, except under CI (`CI` set, see `under_ci`), where that is a failure. Unlike most
-//! other tests it waits in real time (polling with deadlines): the clock it would have
-//! to pause is PID 1's.
+//! says why and passes, except under CI (`CI` set, see `under_ci`), where that is a
+//! failure. Unlike most other tests it waits in real time (polling with deadlines): the
+//! clock it would have to pause is PID 1's.
 
 // The handlers deliver by mail.
 #![cfg(feature = "email")]
