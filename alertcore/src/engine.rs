@@ -2,6 +2,7 @@
 //! the notifications logged as pending), then dispatches to notifiers concurrently and
 //! records each outcome.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -20,8 +21,8 @@ use crate::outbox::{DeliverySpec, Limits};
 use crate::policy::{Ack, Decision, Event, Outcome, Policy, ServiceState};
 use crate::rules::{Plan, Router, RuleTrace, Subject};
 use crate::store::{
-    Applied, Attempt, Change, Claimed, NewNotification, NotificationId, NotificationRecord,
-    SourceState, Store,
+    Applied, Attempt, Change, Claimed, MemoryStore, NewNotification, NotificationId,
+    NotificationRecord, SourceState, SqliteStore, Store,
 };
 use crate::template::{Context, Format};
 
@@ -1330,15 +1331,22 @@ impl Engine {
         let store = Arc::clone(&self.store);
         let owned = OwnedAttempt::from(attempt);
         let (name, lease) = (notifier.to_owned(), self.send_lease());
-        let call = move || match next {
-            Some(limits) => store
+        let call = move || match (next, sqlite(store.as_ref())) {
+            // the engine's own store records and claims in one transaction
+            (Some(limits), Some(sqlite)) => sqlite
                 .record_attempt_and_claim(id, owned.borrow(), at, lease, (&name, limits))
                 .map(|mut c| c.pop()),
-            None => store.record_attempt(id, owned.borrow(), at).map(|()| None),
+            (Some(limits), None) => {
+                store.record_attempt(id, owned.borrow(), at)?;
+                store
+                    .claim_due(at, lease, 1, Some(&[(&name, limits)]))
+                    .map(|mut c| c.pop())
+            }
+            (None, _) => store.record_attempt(id, owned.borrow(), at).map(|()| None),
         };
-        // Recording waits for no sync: on an idle store it is quicker done here than
-        // handed to a blocking thread and back (two thread switches per delivery).
-        let recorded = if self.store.idle() {
+        // Recording waits for no sync: on an idle SQLite store it is quicker done here
+        // than handed to a blocking thread and back (two thread switches per delivery).
+        let recorded = if sqlite(self.store.as_ref()).is_some_and(SqliteStore::idle) {
             call()
         } else {
             self.blocking(call).await
@@ -1350,6 +1358,14 @@ impl Engine {
             None
         })
     }
+}
+
+/// The [`SqliteStore`] behind `store`, if it is one (or a [`MemoryStore`]): the engine
+/// then takes the shortcuts it offers beside the [`Store`] contract.
+fn sqlite(store: &dyn Store) -> Option<&SqliteStore> {
+    let any: &dyn Any = store;
+    any.downcast_ref::<SqliteStore>()
+        .or_else(|| any.downcast_ref::<MemoryStore>().map(MemoryStore::sqlite))
 }
 
 /// A failed attempt, as the outbox records it (shared by every row of a group).

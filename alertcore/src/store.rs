@@ -7,6 +7,7 @@
 mod memory;
 mod sqlite;
 
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
@@ -169,7 +170,8 @@ pub struct Applied {
     pub claimed: Vec<NotificationId>,
     /// The notifications asked for with a lease but not claimed because their notifier
     /// was at a limit ([`NewNotification::limits`]): the sender that frees a slot claims
-    /// them in turn ([`Store::record_attempt_and_claim`]), or the next flush.
+    /// them in turn ([`Store::record_attempt`], then [`Store::claim_due`] of one row), or
+    /// the next flush.
     pub deferred: Vec<NotificationId>,
     /// The recoveries that replaced their waiting failure alerts
     /// ([`NewNotification::collapse`]).
@@ -375,7 +377,11 @@ impl OutboxFilter {
 /// Implementations must make [`Store::apply`] and [`Store::claim_due`] atomic across
 /// processes: two handlers for one service must never both read the same state, and
 /// two senders must never claim the same row at once.
-pub trait Store: Send + Sync + fmt::Debug {
+///
+/// (`Any` lets the engine recognise its own [`SqliteStore`] behind `dyn Store` and take
+/// the shortcuts it offers: a delivery recorded and the next row claimed in one
+/// transaction, on the calling thread when nobody else holds the connection.)
+pub trait Store: Any + Send + Sync + fmt::Debug {
     /// In one transaction: reads the state of `service`, calls `f` with it, and stores
     /// what `f` returns (state, failure record, pending notifications, due at `now`).
     ///
@@ -410,34 +416,6 @@ pub trait Store: Send + Sync + fmt::Debug {
         attempt: Attempt<'_>,
         at: Timestamp,
     ) -> Result<(), StoreError>;
-
-    /// Whether nobody else is using the store at this moment, so a short call would not
-    /// wait for another caller: a hint (another caller may come just after). The engine
-    /// records deliveries on its async thread when the store is idle, and hands the call
-    /// to a blocking thread otherwise. The default, `false`, always hands it off.
-    fn idle(&self) -> bool {
-        false
-    }
-
-    /// [`Store::record_attempt`], then [`Store::claim_due`] of at most one row of the
-    /// `next` notifier (with its limits), due at `at`, for `lease`: a sender that has
-    /// finished takes the next row waiting for its slot. A store may do both in one
-    /// transaction; the default calls the two.
-    ///
-    /// # Errors
-    /// A [`StoreError`] from either; the attempt may be recorded even so (the default
-    /// records it before it claims), but nothing is claimed.
-    fn record_attempt_and_claim(
-        &self,
-        id: NotificationId,
-        attempt: Attempt<'_>,
-        at: Timestamp,
-        lease: Duration,
-        next: (&str, Limits),
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.record_attempt(id, attempt, at)?;
-        self.claim_due(at, lease, 1, Some(&[next]))
-    }
 
     /// In one transaction: claims up to `limit` due rows (pending, next attempt at or
     /// before `now`, no lease running) for `lease` from `now`, oldest first, only for
@@ -959,6 +937,26 @@ mod tests {
     #[test]
     fn sqlite_in_memory_conforms() {
         store_conformance(&SqliteStore::open_in_memory().unwrap());
+    }
+
+    /// The engine's shortcut (record and claim in one transaction) frees a slot as
+    /// `record_attempt` and then `claim_due` do.
+    #[test]
+    fn sqlite_records_and_claims_the_next_row_in_one_call() {
+        let sqlite = SqliteStore::open_in_memory().unwrap();
+        crate::testkit::limits_conformance(&sqlite, &|store, id, at, next| {
+            let any: &dyn std::any::Any = store;
+            any.downcast_ref::<SqliteStore>()
+                .expect("the store under test")
+                .record_attempt_and_claim(
+                    id,
+                    Attempt::Delivered,
+                    at,
+                    crate::testkit::LIMITS_LEASE,
+                    next,
+                )
+                .expect("record and claim")
+        });
     }
 
     #[test]

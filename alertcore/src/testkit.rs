@@ -12,7 +12,7 @@ use crate::notification::Notification;
 use crate::notifier::Notifier;
 use crate::outbox::Limits;
 use crate::policy::{Outcome, RecipientState, ServiceState, Streak};
-use crate::store::{Attempt, Change, NewNotification, Store};
+use crate::store::{Attempt, Change, Claimed, NewNotification, NotificationId, Store};
 use crate::template::Context;
 
 /// A clock that moves only when told to.
@@ -361,7 +361,7 @@ pub fn store_conformance(store: &dyn Store) {
     let log = store.notifications(None, 10).expect("log");
     assert!(log.iter().all(|r| r.attempts == 1), "{log:#?}");
     outbox_conformance(store);
-    limits_conformance(store);
+    limits_conformance(store, &free_by_contract);
     fallback_conformance(store);
 }
 
@@ -815,10 +815,35 @@ fn ids_of(rows: &[crate::store::NotificationRecord]) -> Vec<crate::store::Notifi
     rows.iter().map(|r| r.id).collect()
 }
 
-/// `max_concurrent` and `max_per_minute` count every caller of the store.
-fn limits_conformance(store: &dyn Store) {
+/// How a sender that has delivered row `id` at `at` frees its slot and takes the next
+/// row of its notifier, if one waits: [`Store::record_attempt`], then
+/// [`Store::claim_due`] of one row (the contract), or a store's shortcut for the two.
+pub(crate) type FreeSlot<'a> =
+    &'a dyn Fn(&dyn Store, NotificationId, Timestamp, (&str, Limits)) -> Vec<Claimed>;
+
+/// [`FreeSlot`] through the contract.
+fn free_by_contract(
+    store: &dyn Store,
+    id: NotificationId,
+    at: Timestamp,
+    next: (&str, Limits),
+) -> Vec<Claimed> {
+    store
+        .record_attempt(id, Attempt::Delivered, at)
+        .expect("record");
+    store
+        .claim_due(at, LIMITS_LEASE, 1, Some(&[next]))
+        .expect("claim")
+}
+
+/// The lease the limits checks claim with.
+pub(crate) const LIMITS_LEASE: Duration = Duration::from_secs(60);
+
+/// `max_concurrent` and `max_per_minute` count every caller of the store; `free` is how
+/// a sender frees its slot.
+pub(crate) fn limits_conformance(store: &dyn Store, free: FreeSlot<'_>) {
     let at = Timestamp::from_millis;
-    let lease = Duration::from_secs(60);
+    let lease = LIMITS_LEASE;
     let ids = |c: &[crate::store::Claimed]| c.iter().map(|c| c.record.id).collect::<Vec<_>>();
     let event = |service: &str, notifier: &str, limits: Limits, t: i64| {
         store
@@ -851,27 +876,11 @@ fn limits_conformance(store: &dyn Store) {
             .is_empty(),
         "both slots are taken"
     );
-    // the sender that frees a slot takes the waiting row, in the same call
-    let got = store
-        .record_attempt_and_claim(
-            a.claimed[0],
-            Attempt::Delivered,
-            at(1_000_002),
-            lease,
-            only[0],
-        )
-        .expect("record and claim");
+    // the sender that frees a slot takes the waiting row
+    let got = free(store, a.claimed[0], at(1_000_002), only[0]);
     assert_eq!(ids(&got), vec![c], "a freed slot goes to the waiting row");
     assert_eq!(record(store, a.claimed[0]).status, Outcome::Delivered);
-    let got = store
-        .record_attempt_and_claim(
-            b.claimed[0],
-            Attempt::Delivered,
-            at(1_000_003),
-            lease,
-            only[0],
-        )
-        .expect("record and claim");
+    let got = free(store, b.claimed[0], at(1_000_003), only[0]);
     assert!(got.is_empty(), "nothing else waits: {got:?}");
     // an expired lease frees its slot too (its sender died)
     let d = event("cap-d.service", "capped", two, 1_000_004);

@@ -37,6 +37,11 @@ impl MemoryStore {
         // opening `:memory:` fails only when SQLite cannot allocate the connection
         Self(SqliteStore::open_in_memory().expect("an in-memory SQLite database opens"))
     }
+
+    /// The database behind it.
+    pub(crate) fn sqlite(&self) -> &SqliteStore {
+        &self.0
+    }
 }
 
 impl Store for MemoryStore {
@@ -56,22 +61,6 @@ impl Store for MemoryStore {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         self.0.record_attempt(id, attempt, at)
-    }
-
-    fn idle(&self) -> bool {
-        self.0.idle()
-    }
-
-    fn record_attempt_and_claim(
-        &self,
-        id: NotificationId,
-        attempt: Attempt<'_>,
-        at: Timestamp,
-        lease: Duration,
-        next: (&str, Limits),
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.0
-            .record_attempt_and_claim(id, attempt, at, lease, next)
     }
 
     fn claim_due(

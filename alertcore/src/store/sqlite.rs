@@ -962,34 +962,14 @@ fn update_state(
     Ok(())
 }
 
-impl Store for SqliteStore {
-    fn apply(
-        &self,
-        service: &str,
-        now: Timestamp,
-        f: &mut dyn FnMut(&ServiceState) -> Change,
-    ) -> Result<Applied, StoreError> {
-        self.on_file(|| self.conn.durable(|tx| apply_in(tx, service, now, f)))
-    }
-
-    fn record_attempt(
-        &self,
-        id: NotificationId,
-        attempt: Attempt<'_>,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.on_file(|| {
-            // The outcome need not survive a power cut on its own: the next event's commit
-            // (or the checkpoint when the last connection closes) syncs it, and a lost
-            // outcome only leaves the row pending and leased until its lease ends, when it
-            // is sent again (at least once).
-            self.conn
-                .hold()
-                .unsynced(|tx| record_attempt_in(tx, id, attempt, at))
-        })
-    }
-
-    fn record_attempt_and_claim(
+impl SqliteStore {
+    /// [`Store::record_attempt`], then [`Store::claim_due`] of at most one row of the
+    /// `next` notifier (with its limits), due at `at`, for `lease`, in one transaction:
+    /// a sender that has finished takes the next row waiting for its slot.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from either.
+    pub(crate) fn record_attempt_and_claim(
         &self,
         id: NotificationId,
         attempt: Attempt<'_>,
@@ -1015,8 +995,36 @@ impl Store for SqliteStore {
     /// Nobody holds or waits for the connection. A delivery recorded now takes no lock
     /// but the connection's (it rides in an open group, or commits unsynced), unless
     /// another process holds the file's write lock.
-    fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         self.conn.idle()
+    }
+}
+
+impl Store for SqliteStore {
+    fn apply(
+        &self,
+        service: &str,
+        now: Timestamp,
+        f: &mut dyn FnMut(&ServiceState) -> Change,
+    ) -> Result<Applied, StoreError> {
+        self.on_file(|| self.conn.durable(|tx| apply_in(tx, service, now, f)))
+    }
+
+    fn record_attempt(
+        &self,
+        id: NotificationId,
+        attempt: Attempt<'_>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.on_file(|| {
+            // The outcome need not survive a power cut on its own: the next event's commit
+            // (or the checkpoint when the last connection closes) syncs it, and a lost
+            // outcome only leaves the row pending and leased until its lease ends, when it
+            // is sent again (at least once).
+            self.conn
+                .hold()
+                .unsynced(|tx| record_attempt_in(tx, id, attempt, at))
+        })
     }
 
     fn claim_due(
