@@ -61,6 +61,22 @@ impl Preset {
     }
 }
 
+/// The variables a `template` is rendered with, chosen with `variables = "..."`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Variables {
+    /// The core's data model (`alertcore::template`, the variables of every format's
+    /// templates) plus this crate's own (`title`, `text`, `severities`, `labels`,
+    /// `ends_after`, `topic`, `default_body`). The presets use these.
+    Core,
+    /// The JSON document's fields (`time` and `streak_start` in Unix milliseconds,
+    /// `failures[].service_result`, `version` = `"1"`) plus this crate's own: the names
+    /// templates had before the core model was shared. Still the default for `template`,
+    /// with a warning; deprecated.
+    Document,
+}
+
 /// The default body: a versioned JSON document (see the crate documentation).
 #[derive(Debug, Serialize)]
 struct Document<'a> {
@@ -149,6 +165,8 @@ pub(crate) enum Body {
     Template {
         env: Arc<Environment<'static>>,
         vars: Arc<TemplateVars>,
+        /// The variables it is rendered with.
+        variables: Variables,
         /// Check that the result parses as JSON (the content type says it is JSON).
         json: bool,
         /// `preset = "..."` or `template`, for `Debug`.
@@ -170,7 +188,7 @@ impl Body {
     pub(crate) fn template(
         source: String,
         origin: String,
-        vars: TemplateVars,
+        (vars, variables): (TemplateVars, Variables),
         json: bool,
     ) -> Result<Self, minijinja::Error> {
         // The core's rules: a misspelt variable fails loudly when the template is tried
@@ -187,6 +205,7 @@ impl Body {
         Ok(Self::Template {
             env: Arc::new(env),
             vars: Arc::new(vars),
+            variables,
             json,
             origin,
         })
@@ -221,9 +240,12 @@ impl Body {
                 }
             }),
             Self::Template {
-                env, vars, json, ..
+                env,
+                vars,
+                variables,
+                json,
+                ..
             } => {
-                let document = Document::new(n, ctx)?;
                 let mut severities: Vec<Severity> = Vec::new();
                 for f in &n.failures {
                     if !severities.contains(&f.severity) {
@@ -231,25 +253,41 @@ impl Body {
                     }
                 }
                 if severities.is_empty() {
-                    severities.push(document.severity);
+                    severities.push(n.severity());
                 }
-                let data = TemplateData {
-                    document,
-                    severities,
-                    labels: &vars.labels,
-                    ends_after: u64::try_from(vars.ends_after.as_millis()).unwrap_or(u64::MAX),
-                    topic: &vars.topic,
-                    default_body: ctx.format.is_default_body(),
+                let ends_after = u64::try_from(vars.ends_after.as_millis()).unwrap_or(u64::MAX);
+                let default_body = ctx.format.is_default_body();
+                let data = match variables {
+                    Variables::Core => {
+                        let (title, text) = ctx
+                            .format
+                            .subject_and_body(n, ctx)
+                            .map_err(WebhookError::Format)?;
+                        minijinja::context! {
+                            title,
+                            text,
+                            severities => Serde(&severities),
+                            labels => Serde(&vars.labels),
+                            ends_after,
+                            topic => &vars.topic,
+                            default_body,
+                            ..ctx.format.variables(n, ctx)
+                        }
+                    }
+                    Variables::Document => minijinja::Value::from(Serde(&TemplateData {
+                        document: Document::new(n, ctx)?,
+                        severities,
+                        labels: &vars.labels,
+                        ends_after,
+                        topic: &vars.topic,
+                        default_body,
+                    })),
                 };
                 // a loop that does not end must not hold the handler, nor one that
                 // writes without end fill its memory
-                let text = alertcore::template::render_bounded(
-                    env,
-                    TEMPLATE_NAME,
-                    minijinja::Value::from(Serde(&data)),
-                    TEMPLATE_FUEL,
-                )
-                .map_err(WebhookError::Render)?;
+                let text =
+                    alertcore::template::render_bounded(env, TEMPLATE_NAME, data, TEMPLATE_FUEL)
+                        .map_err(WebhookError::Render)?;
                 if *json {
                     serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|source| {
                         WebhookError::NotJson {
@@ -438,7 +476,13 @@ mod tests {
     }
 
     fn preset(p: Preset, vars: TemplateVars) -> Body {
-        Body::template(p.template().to_owned(), p.name().to_owned(), vars, true).unwrap()
+        Body::template(
+            p.template().to_owned(),
+            p.name().to_owned(),
+            (vars, Variables::Core),
+            true,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -644,7 +688,7 @@ mod tests {
         let body = Body::template(
             source.to_owned(),
             "template".to_owned(),
-            TemplateVars::default(),
+            (TemplateVars::default(), Variables::Core),
             false,
         )
         .unwrap();
@@ -667,9 +711,14 @@ mod tests {
     #[test]
     fn a_template_too_deep_or_too_large_is_an_error() {
         let deep = format!("{{{{ {}1 }}}}", "- ".repeat(5000));
-        let e = Body::template(deep, "template".to_owned(), TemplateVars::default(), false)
-            .unwrap_err()
-            .to_string();
+        let e = Body::template(
+            deep,
+            "template".to_owned(),
+            (TemplateVars::default(), Variables::Core),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("more than 1000 bytes"), "{e}");
         let why = render_error("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}");
         assert!(why.contains("MiB of output"), "{why}");
@@ -680,7 +729,7 @@ mod tests {
         let e = Body::template(
             "{{ service ".to_owned(),
             "t".to_owned(),
-            TemplateVars::default(),
+            (TemplateVars::default(), Variables::Core),
             false,
         )
         .unwrap_err();
@@ -688,7 +737,7 @@ mod tests {
         let body = Body::template(
             "{{ servce }}".to_owned(),
             "t".to_owned(),
-            TemplateVars::default(),
+            (TemplateVars::default(), Variables::Core),
             false,
         )
         .unwrap();
@@ -700,7 +749,7 @@ mod tests {
         let body = Body::template(
             "{\"service\": \"{{ service }}\"}".to_owned(),
             "t".to_owned(),
-            TemplateVars::default(),
+            (TemplateVars::default(), Variables::Core),
             true,
         )
         .unwrap();

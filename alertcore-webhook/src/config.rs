@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use url::Url;
 
-use crate::body::{self, Body, Preset, TemplateVars};
+use crate::body::{self, Body, Preset, TemplateVars, Variables};
 use crate::client::{ClientSettings, LazyClient, read_ca_file};
 use crate::error::WebhookError;
 use crate::notifier::WebhookNotifier;
@@ -49,6 +49,7 @@ pub struct WebhookConfig {
     url_credential: Option<String>,
     preset: Option<Preset>,
     template: Option<String>,
+    variables: Option<Variables>,
     content_type: Option<String>,
     headers: BTreeMap<String, String>,
     token_env: Option<String>,
@@ -89,6 +90,7 @@ impl Default for WebhookConfig {
             url_credential: None,
             preset: None,
             template: None,
+            variables: None,
             content_type: None,
             headers: BTreeMap::new(),
             token_env: None,
@@ -194,11 +196,19 @@ impl WebhookConfig {
         self
     }
 
-    /// `template`: a minijinja template for the HTTP body, with the webhook's variables
-    /// (the document's fields, `labels`, `topic`, ...). For a body from the common
-    /// message-format keys (`body`, `template_file`), see the crate documentation.
+    /// `template`: a minijinja template for the HTTP body, with the variables
+    /// [`WebhookConfig::variables`] chooses. For a body from the common message-format
+    /// keys (`body`, `template_file`), see the crate documentation.
     pub fn template(mut self, source: impl Into<String>) -> Self {
         self.template = Some(source.into());
+        self
+    }
+
+    /// `variables`: what a `template` is rendered with, the core's data model plus this
+    /// crate's own variables ([`Variables::Core`]), or the JSON document's fields
+    /// ([`Variables::Document`], the default while it is deprecated, with a warning).
+    pub fn variables(mut self, variables: Variables) -> Self {
+        self.variables = Some(variables);
         self
     }
 
@@ -441,6 +451,15 @@ impl WebhookConfig {
         });
         let endpoint = endpoint_of(&url);
         self.warn_retired_keys(&endpoint);
+        if self.template.is_some() && self.variables.is_none() {
+            tracing::warn!(
+                %endpoint,
+                "webhook: `template` is rendered with the JSON document's field names, which \
+                 are deprecated: set variables = \"core\" and use the core's (`time_ms` \
+                 and `streak_start_ms` for the Unix milliseconds, `failures[].result`; see \
+                 the webhook documentation), or variables = \"document\" to keep these"
+            );
+        }
         Ok(WebhookNotifier {
             endpoint,
             url,
@@ -632,12 +651,23 @@ impl WebhookConfig {
                 }
             }
         }
+        // the presets are written on the core's variables; a template chooses
+        let variables = match (self.template.is_some(), self.variables) {
+            (true, v) => v.unwrap_or(Variables::Document),
+            (false, None) => Variables::Core,
+            (false, Some(_)) => {
+                return Err(BuildError::key(
+                    "variables",
+                    "`variables` only applies to `template` (the presets use the core's)",
+                ));
+            }
+        };
         if key.is_empty() {
             return Ok(Body::Document);
         }
         check_labels(&self.labels, alertmanager)?;
         let json = body::is_json(content_type);
-        let body = Body::template(source, origin, vars, json)
+        let body = Body::template(source, origin, (vars, variables), json)
             .map_err(|e| BuildError::key(key, format!("template error: {e}")))?;
         // The presets are tried by this crate's own tests, hostile names included;
         // alertctl builds its notifiers at every run, so they skip the sample renders.
@@ -837,7 +867,35 @@ mod tests {
             "url = \"http://127.0.0.1/\"\ntemplate = \"{{ title }}\"\ncontent_type = \"text/plain\"",
         )
         .unwrap();
-        assert!(matches!(n.body, Body::Template { .. }));
+        // a template without `variables` keeps the document's names; presets use the core's
+        assert!(matches!(
+            n.body,
+            Body::Template {
+                variables: Variables::Document,
+                ..
+            }
+        ));
+        let core = build(
+            "url = \"http://127.0.0.1/\"\ntemplate = \"{{ title }}\"\ncontent_type = \"text/plain\"\n\
+             variables = \"core\"",
+        )
+        .unwrap();
+        assert!(matches!(
+            core.body,
+            Body::Template {
+                variables: Variables::Core,
+                ..
+            }
+        ));
+        let slack =
+            build("url = \"https://hooks.slack.com/services/T/B/X\"\npreset = \"slack\"").unwrap();
+        assert!(matches!(
+            slack.body,
+            Body::Template {
+                variables: Variables::Core,
+                ..
+            }
+        ));
         assert_eq!(n.content_type_str, "text/plain");
         let n = build(
             "url = \"http://127.0.0.1/\"\nhmac_secret_env = \"K\"\nsignature_header = \"X-Hub-Signature-256\"\nheaders = { X-Env = \"prod\" }\ntimeout = \"3s\"\nconnect_timeout = \"1s\"\nretries = 0\nbackoff = \"0s\"\nmax_retry_after = \"5s\"",
@@ -1147,7 +1205,9 @@ mod tests {
     #[test]
     fn readme_template_example_builds() {
         let readme = include_str!("../README.md");
-        let start = readme.find("template = '''\n").unwrap();
+        let start = readme
+            .find("variables = \"core\"\ntemplate = '''\n")
+            .unwrap();
         let end = start + readme[start..].find("\n'''\n").unwrap() + 4;
         let n = build(&format!(
             "url = \"https://pager.example.org/v1/events\"\n{}",

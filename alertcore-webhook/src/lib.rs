@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use alertcore::{Notifier, NotifierFactory};
 
-pub use body::Preset;
+pub use body::{Preset, Variables};
 pub use config::WebhookConfig;
 pub use error::WebhookError;
 pub use notifier::WebhookNotifier;

@@ -684,6 +684,14 @@ impl Format {
         }
     }
 
+    /// The data model (the variables in the table above) of `n` as this format's
+    /// templates see it, but `subject`: for a transport that renders templates of its
+    /// own with the same variables (the webhook's `template` and presets), adding its own
+    /// with `minijinja::context! { name => value, ..variables }`.
+    pub fn variables(&self, n: &Notification, ctx: &Context<'_>) -> Value {
+        Value::from(Serde(self.data(n, ctx, None)))
+    }
+
     /// `t` as the templates show times: in `timestamp_format` (system time zone), or
     /// RFC 3339 in UTC when none is set.
     pub fn time(&self, t: crate::alert::Timestamp) -> String {

@@ -432,6 +432,38 @@ async fn template_renders_with_its_content_type() {
     );
 }
 
+/// `variables = "core"`: the core's data model, as every format's templates have it,
+/// with the webhook's own variables beside it (the README's tables).
+#[tokio::test]
+async fn a_template_on_the_core_variables_renders_the_core_model() {
+    let Some(sink) = HttpSink::try_start() else {
+        return;
+    };
+    let n = notifier(&format!(
+        "url = \"{}\"\ncontent_type = \"text/plain; charset=utf-8\"\nvariables = \"core\"\n\
+         labels = {{ team = \"ops\" }}\nends_after = \"90s\"\ntemplate = \"\"\"\n\
+         {{{{ event_word }}}} {{{{ service }}}}@{{{{ host }}}} x{{{{ streak_length }}}} \
+         since {{{{ streak_start_ms | rfc3339 }}}} for {{{{ duration }}}} ({{{{ duration_secs }}}} s), \
+         at {{{{ time_ms }}}}\n\
+         {{% for f in failures %}}- {{{{ f.number }}}} {{{{ f.result }}}} {{{{ f.time_ms }}}} \
+         {{{{ f.summary }}}}\n{{% endfor %}}\
+         {{{{ labels.team }}}} {{{{ topic | length }}}} {{{{ ends_after }}}} {{{{ incident_id }}}}\"\"\"",
+        sink.url("/core")
+    ));
+    n.notify(&alert(EventKind::Reminder, history(2)), &ctx())
+        .await
+        .unwrap();
+    let r = &sink.requests(1)[0];
+    assert_eq!(
+        r["body"],
+        "REMINDER backup.service@web1 x2 since 2025-11-21T04:40:00.000Z for 3m (180 s), \
+         at 1763700180000\n\
+         - 1 exit-code 1763700000000 exit-code, status=1\n\
+         - 2 exit-code 1763700060000 exit-code, status=1\n\
+         ops 0 90000 1763700000000.7.backup_2eservice.web1"
+    );
+}
+
 /// The notifier and its format, split as the config wiring does.
 fn notifier_with_format(toml_text: &str) -> (WebhookNotifier, Format) {
     let table = alertcore::Table::parse(toml_text).expect("valid TOML");
@@ -1345,6 +1377,64 @@ fn config_check_says_which_webhook_keys_are_no_longer_used() {
         Ctl::with_config("[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n");
     let out = clean.run(&["config", "check"]);
     assert!(out.stderr.is_empty(), "{}", text(&out));
+}
+
+/// A `template` on the document's field names still works, with a warning that they are
+/// deprecated; `variables` says which, and applies to `template` only.
+#[test]
+fn config_check_warns_of_a_template_on_the_document_names() {
+    let hook = "[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n\
+                content_type = \"text/plain\"\n";
+    let old = Ctl::with_config(&format!("{hook}template = \"{{{{ time | rfc3339 }}}}\"\n"));
+    let out = old.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "webhook: `template` is rendered with the JSON document's field names, which are \
+             deprecated: set variables = \"core\""
+        ),
+        "{}",
+        text(&out)
+    );
+    for variables in ["core", "document"] {
+        let template = match variables {
+            "core" => "{{ time_ms | rfc3339 }}",
+            _ => "{{ time | rfc3339 }}",
+        };
+        let chosen = Ctl::with_config(&format!(
+            "{hook}variables = \"{variables}\"\ntemplate = \"{template}\"\n"
+        ));
+        let out = chosen.run(&["config", "check"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(out.stderr.is_empty(), "{variables}: {}", text(&out));
+    }
+    // the document's names are not the core's: a template on the wrong ones is refused
+    let wrong = Ctl::with_config(&format!(
+        "{hook}variables = \"core\"\ntemplate = \"{{{{ time | rfc3339 }}}}\"\n"
+    ));
+    let out = wrong.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("template fails on a sample"),
+        "{}",
+        text(&out)
+    );
+    let preset = Ctl::with_config(
+        "[notifiers.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n\
+         preset = \"slack\"\nvariables = \"core\"\n",
+    );
+    let out = preset.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        // located at the key
+        stderr.contains(
+            "alertcore.toml:5:1: notifier \"hook\": `variables` only applies to `template`"
+        ),
+        "{}",
+        text(&out)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
