@@ -355,11 +355,11 @@ impl Daemon<'_> {
         );
         let heartbeats = match heartbeats.len() {
             0 => String::new(),
-            n => format!(", {}", alertcore::message::plural(n, "heartbeat")),
+            n => format!(", {}", alertcore::transport::plural(n, "heartbeat")),
         };
         format!(
             "{}{heartbeats}: {failing} failing ({origin})",
-            alertcore::message::plural(checks, "check"),
+            alertcore::transport::plural(checks, "check"),
         )
     }
 }

@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use alertcore::explain::{Plan, explain};
 use alertcore::policy::Event;
-use alertcore::rules::{Plan, explain};
 use alertcore::{Engine, EventKind, Report, Severity};
 use serde::Serialize;
 
@@ -209,7 +209,7 @@ pub(crate) fn append_trace(
         engine.router().local_time(r.at),
         r.service,
         engine.host(),
-        alertcore::message::plural(r.failures, "failure"),
+        alertcore::transport::plural(r.failures, "failure"),
         r.sequence,
         indent(&explain(engine.router(), &r.rules, &r.decisions)),
     );

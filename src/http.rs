@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use alertcore::secret::SecretSource;
+use alertcore::transport::SecretSource;
 use alertcore::{BuildError, Config, ConfigError, Engine, Signal, Table, chain};
 use alertcore_checks::heartbeat::{self, Heartbeat, PingError, kind};
 use axum::Router;

@@ -141,8 +141,8 @@ fn to_text(journal: &JournalConfig, results: &[(Entry, Outcome)], all: bool) -> 
         } else {
             format!("{} entries", results.len())
         },
-        alertcore::message::plural(alerts, "alert"),
-        alertcore::message::plural(actions, "program run"),
+        alertcore::transport::plural(alerts, "alert"),
+        alertcore::transport::plural(actions, "program run"),
         dropped,
         reported
     );

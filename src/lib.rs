@@ -459,9 +459,9 @@ async fn run(cli: Cli, registry: &Registry) -> Result<u8, Fail> {
                 "{origin}: ok ({} notifiers: {}; {}; {}; {})",
                 names.len(),
                 names.join(", "),
-                alertcore::message::plural(router.rules().len(), "rule"),
-                alertcore::message::plural(checks.len(), "check"),
-                alertcore::message::plural(heartbeats.len(), "heartbeat")
+                alertcore::transport::plural(router.rules().len(), "rule"),
+                alertcore::transport::plural(checks.len(), "check"),
+                alertcore::transport::plural(heartbeats.len(), "heartbeat")
             );
             Ok(0)
         }
@@ -548,7 +548,7 @@ fn print_report(what: &str, r: &Report) -> u8 {
     println!(
         "{}: {what} recorded ({} in streak)",
         r.service,
-        alertcore::message::plural(r.failures, "failure")
+        alertcore::transport::plural(r.failures, "failure")
     );
     for d in &r.decisions {
         println!("  {}: {}", d.notifier, d.action);

@@ -108,7 +108,7 @@ fn text(now: Timestamp, list: &[Failing]) -> String {
     }
     let mut out = format!(
         "{} failing at {now}:\n",
-        alertcore::message::plural(list.len(), "service")
+        alertcore::transport::plural(list.len(), "service")
     );
     for f in list {
         let lasted = alertcore::duration::format(std::time::Duration::from_millis(
@@ -120,10 +120,10 @@ fn text(now: Timestamp, list: &[Failing]) -> String {
             f.host,
             f.severity,
             f.since,
-            alertcore::message::plural(f.failures, "failure")
+            alertcore::transport::plural(f.failures, "failure")
         ));
         if let Some(m) = &f.last_message {
-            out.push_str(&format!(": {}", alertcore::message::one_line(m)));
+            out.push_str(&format!(": {}", alertcore::transport::one_line(m)));
         }
         out.push('\n');
         let alerted = if f.alerted.is_empty() {
@@ -171,7 +171,7 @@ pub(crate) async fn periodic(engine: &Engine, every: std::time::Duration, to: &[
                     match engine.send_report(name, &digest).await {
                         Ok(()) => tracing::info!(
                             "report of {} sent to {name}",
-                            alertcore::message::plural(digest.len(), "failing service")
+                            alertcore::transport::plural(digest.len(), "failing service")
                         ),
                         Err(e) => tracing::warn!("report to {name}: not delivered: {e}"),
                     }

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use alertcore::message::plural;
 use alertcore::policy::{Outcome, Policy};
 use alertcore::rules::{Router, Rule};
 use alertcore::store::{NotificationId, NotificationRecord, OutboxFilter};
+use alertcore::transport::plural;
 use alertcore::{
     Config, ConfiguredNotifier, Engine, EventKind, Failure, ServiceState, Severity, Store,
     StoreError, Timestamp,
@@ -410,7 +410,7 @@ fn print_service(s: &ServiceStatus) {
         Some(since) => println!(
             "{}: FAILING since {since} ({}, {})",
             s.service,
-            alertcore::message::plural(
+            alertcore::transport::plural(
                 usize::try_from(s.consecutive_failures).unwrap_or(0),
                 "consecutive failure"
             ),
@@ -565,7 +565,7 @@ pub(crate) fn history(store: &dyn Store, unit: &str, json: bool) -> Result<(), S
     }
     println!(
         "{unit}: {} in the current streak",
-        alertcore::message::plural(out.failures.len(), "failure")
+        alertcore::transport::plural(out.failures.len(), "failure")
     );
     if let Some(h) = &out.held {
         println!("  its latest alert was held by {h}");
@@ -579,7 +579,7 @@ pub(crate) fn history(store: &dyn Store, unit: &str, json: bool) -> Result<(), S
             i + 1,
             f.timestamp,
             f.severity,
-            alertcore::message::one_line(&f.summary()),
+            alertcore::transport::one_line(&f.summary()),
             if f.notifiers.is_empty() {
                 String::new()
             } else {

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alertcore::NotifyError;
-use alertcore::journal::Journal;
-use alertcore::message::one_line;
-use alertcore::secret::SecretSource;
-use alertcore::table::redact_url;
+use alertcore::transport::Journal;
+use alertcore::transport::SecretSource;
+use alertcore::transport::one_line;
+use alertcore::transport::redact_url;
 use alertcore::{BuildError, Table};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::client::Certificate;

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::collections::BTreeSet;
 
-use alertcore::message::one_line;
+use alertcore::transport::one_line;
 use alertcore::{Context, EventKind, Notification, NotifyError};
 use lettre::Message;
 use lettre::message::MessageBuilder;

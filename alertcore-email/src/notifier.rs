@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use alertcore::journal::Journal;
+use alertcore::transport::Journal;
 use alertcore::{Context, JournalExcerpt, Notification, Notifier, NotifyError};
 use lettre::message::Mailbox;
 

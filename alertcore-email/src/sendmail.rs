@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use alertcore::message::one_line;
+use alertcore::transport::one_line;
 use lettre::address::Envelope;
 use tokio::io::AsyncWriteExt as _;
 use tokio::process::Command;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alertcore::duration;
 use alertcore::outbox::FIRST_BACKOFF;
-use alertcore::secret::SecretSource;
+use alertcore::transport::SecretSource;
 use alertcore::{BuildError, Context, Format, Table, Timestamp};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;

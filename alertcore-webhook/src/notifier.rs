@@ -173,7 +173,7 @@ impl WebhookNotifier {
             }
         }
         snippet.truncate(ERROR_BODY_LIMIT);
-        let body = alertcore::message::one_line(String::from_utf8_lossy(&snippet).trim());
+        let body = alertcore::transport::one_line(String::from_utf8_lossy(&snippet).trim());
         Err(WebhookError::Status {
             endpoint: self.endpoint.clone(),
             status: status.as_u16(),

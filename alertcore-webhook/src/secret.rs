@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use alertcore::secret::SecretSource;
+use alertcore::transport::SecretSource;
 use alertcore::{BuildError, NotifyError};
 
 use crate::KIND;

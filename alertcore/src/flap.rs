@@ -34,7 +34,7 @@ use crate::policy::{Action, Decision, Event, FlapState, Health, Reason, ServiceS
 use crate::rules::Plan;
 
 /// How many events the percentage looks back.
-pub const SAMPLES: u32 = 20;
+pub(crate) const SAMPLES: u32 = 20;
 
 /// The `[flapping]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -222,7 +222,7 @@ fn flapping(since: Timestamp, percent: f64) -> Reason {
 
 /// After the holds: a service that started flapping with this plan remembers whom it
 /// told (a held notice told nobody), for the notice when it settles.
-pub fn remember_told(before: &ServiceState, plan: &mut Plan) {
+pub(crate) fn remember_told(before: &ServiceState, plan: &mut Plan) {
     if before.flapping_since().is_some() {
         return;
     }
@@ -238,7 +238,7 @@ pub fn remember_told(before: &ServiceState, plan: &mut Plan) {
 }
 
 /// Whether the notifications of `plan` say the state a flapping service settled in.
-pub fn settled(before: &ServiceState, plan: &Plan) -> bool {
+pub(crate) fn settled(before: &ServiceState, plan: &Plan) -> bool {
     before.flapping_since().is_some() && plan.next.flapping_since().is_none()
 }
 

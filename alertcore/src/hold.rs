@@ -243,20 +243,20 @@ impl Inhibit {
 /// A failing service, as `[[inhibit]]` sources are looked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Active {
+pub(crate) struct Active {
     /// The service.
-    pub service: String,
+    pub(crate) service: String,
     /// The host its streak is about.
-    pub host: String,
+    pub(crate) host: String,
     /// The worst severity of its streak.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// Its source kind (`service` when none is recorded).
-    pub kind: String,
+    pub(crate) kind: String,
 }
 
 impl Active {
     /// The failing services among `states`, hosts defaulting to `engine_host`.
-    pub fn of(states: &[(String, ServiceState)], engine_host: &str) -> Vec<Self> {
+    pub(crate) fn of(states: &[(String, ServiceState)], engine_host: &str) -> Vec<Self> {
         states
             .iter()
             .filter_map(|(name, s)| {
@@ -282,13 +282,13 @@ impl Active {
 #[derive(Debug, Clone, Default)]
 pub struct Holds {
     /// What the engine holds alerts by, from its config.
-    pub sources: Sources,
+    pub(crate) sources: Sources,
     /// Silences (active or not; [`Holds::find`] looks at their times).
     pub silences: Vec<Silence>,
     /// Of the services the event may depend on, those failing now.
-    pub failing: BTreeSet<String>,
+    pub(crate) failing: BTreeSet<String>,
     /// Every failing service, when there are `[[inhibit]]` rules (none otherwise).
-    pub active: Vec<Active>,
+    pub(crate) active: Vec<Active>,
 }
 
 /// The hold an event falls under.
@@ -314,24 +314,24 @@ impl fmt::Display for Hold {
 /// windows, the dependencies, the `[[inhibit]]` rules, the time zone of recurring
 /// windows, and the policy's `held_recovery`.
 #[derive(Debug, Clone, Default)]
-pub struct Sources {
+pub(crate) struct Sources {
     /// The `[[maintenance]]` windows.
-    pub maintenance: std::sync::Arc<[Maintenance]>,
+    pub(crate) maintenance: std::sync::Arc<[Maintenance]>,
     /// What depends on what.
-    pub dependencies: std::sync::Arc<Dependencies>,
+    pub(crate) dependencies: std::sync::Arc<Dependencies>,
     /// The time zone recurring windows are read in: the rules' (`Router`'s), shared.
     pub(crate) timezone: Zone,
     /// `held_recovery` of the policy: a recovery while held tells those it was kept
     /// from.
-    pub held_recovery: bool,
+    pub(crate) held_recovery: bool,
     /// The `[[inhibit]]` rules.
-    pub inhibits: std::sync::Arc<[Inhibit]>,
+    pub(crate) inhibits: std::sync::Arc<[Inhibit]>,
 }
 
 impl Holds {
     /// The failing service that inhibits an alert of `service` (about `host`, of
     /// `severity` and source `kind`), and the rule by which.
-    pub fn inhibitor(
+    pub(crate) fn inhibitor(
         &self,
         service: &str,
         host: &str,
@@ -403,7 +403,7 @@ impl Holds {
 /// `event` of `service` about `host` at `at` on the state `before`, as the module
 /// documentation says. A streak whose alert a hold kept back says by what
 /// (`Streak::held`) until an alert of it is sent.
-pub fn apply(
+pub(crate) fn apply(
     holds: &Holds,
     (service, host, event, at): (&str, &str, Event, Timestamp),
     before: &ServiceState,

@@ -61,7 +61,7 @@ impl Journal {
     /// messages about the unit, and may write the last lines after PID 1's "Deactivated".
     /// While the excerpt has none of the run's own lines it is read again, for at most
     /// `patience` (a run that wrote nothing costs that wait).
-    pub fn excerpt_of_ended_run(
+    pub(crate) fn excerpt_of_ended_run(
         &self,
         unit: &str,
         invocation_id: &str,

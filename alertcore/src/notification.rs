@@ -456,7 +456,7 @@ fn bounded_id(s: &str) -> String {
 
 /// Keeps `[A-Za-z0-9-]` and writes every other byte as `_xx` hex, so the result is a
 /// safe, unambiguous part of an id (it never contains `.`, `@`, `<` or `>`).
-pub fn sanitize_id(s: &str) -> String {
+pub(crate) fn sanitize_id(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' {

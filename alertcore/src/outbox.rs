@@ -94,7 +94,7 @@ pub struct DeliverySpec {
 pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
 
 /// At most this many notifications go in one group; the rest wait for the next.
-pub const MAX_GROUP: usize = 500;
+pub(crate) const MAX_GROUP: usize = 500;
 
 impl DeliverySpec {
     /// The keys above, as they appear in a notifier's table.
@@ -257,7 +257,7 @@ impl Limits {
 ///
 /// # Errors
 /// The earliest time (ms) a row may start, when it may not now.
-pub fn admit(tat: Option<i64>, now: i64, per_minute: u32) -> Result<i64, i64> {
+pub(crate) fn admit(tat: Option<i64>, now: i64, per_minute: u32) -> Result<i64, i64> {
     let interval = 60_000 / i64::from(per_minute.max(1));
     let tolerance = 60_000 - interval;
     let tat = tat.unwrap_or(now).max(now);

@@ -149,14 +149,14 @@ use crate::template::timestamp::TimestampFormat;
 pub use self::model::JournalExcerpt;
 
 /// The most bytes the `short` format renders.
-pub const SHORT_MAX_BYTES: usize = 160;
+pub(crate) const SHORT_MAX_BYTES: usize = 160;
 
 /// A subject longer than this is cut: mail header lines must stay under 998 bytes, and
 /// nobody reads that far.
 const SUBJECT_MAX_BYTES: usize = 900;
 
 /// The names of the built-in formats.
-pub const BUILTIN: [&str; 3] = ["full", "short", "json"];
+pub(crate) const BUILTIN: [&str; 3] = ["full", "short", "json"];
 
 /// The steps (minijinja's fuel: about one per tag, expression and piece of output) one
 /// render may take, plus [`FUEL_PER_ITEM`] per failure of the streak and per line of
@@ -170,7 +170,7 @@ const FUEL_PER_ITEM: u64 = 1_000;
 /// template make every render of a subject or body handle a string of many megabytes
 /// (`"x" * 50000000` once made checking a format at config load take 40 s). The
 /// built-in `full`, rendered in Rust, is not bounded by it.
-pub const MAX_RENDER_BYTES: usize = 4 << 20;
+pub(crate) const MAX_RENDER_BYTES: usize = 4 << 20;
 
 /// The largest width `pad`, `indent`, `tojson`'s indent and `format`'s width and
 /// precision take: each makes one string of that many characters per use.
@@ -181,7 +181,7 @@ const MAX_COUNT: usize = 100_000;
 
 /// The most bytes of one `{{ ... }}` or `{% ... %}` tag, not counting its string
 /// literals: see [`check_tags`].
-pub const MAX_TAG_BYTES: usize = 1_000;
+pub(crate) const MAX_TAG_BYTES: usize = 1_000;
 
 /// The template settings a notifier table, a `[formats.NAME]` table or a rule
 /// recipient may carry (see the [module documentation](self)).
@@ -1211,7 +1211,7 @@ fn printf_numbers(format: &str) -> Vec<usize> {
 ///
 /// # Errors
 /// For an undefined value, and where minijinja's `tojson` fails.
-pub fn strict_tojson(
+pub(crate) fn strict_tojson(
     value: &minijinja::Value,
     indent: Option<minijinja::Value>,
     args: minijinja::value::Kwargs,

@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 
 use alertcore::Timestamp;
-use alertcore::message::html_escape as esc;
-use alertcore::message::plural;
 use alertcore::policy::Outcome;
+use alertcore::transport::html_escape as esc;
+use alertcore::transport::plural;
 use alertcore_checks::heartbeat::Standing;
 
 use crate::status::StatusOut;

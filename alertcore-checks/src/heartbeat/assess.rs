@@ -200,7 +200,7 @@ fn run_problem(
         .body
         .as_deref()
         .and_then(|b| b.lines().map(str::trim).find(|l| !l.is_empty()))
-        .map(|l| alertcore::message::one_line(&l.chars().take(200).collect::<String>()));
+        .map(|l| alertcore::transport::one_line(&l.chars().take(200).collect::<String>()));
     let with_text = |head: String| match &text {
         Some(t) => format!("{head}: {t}"),
         None => head,

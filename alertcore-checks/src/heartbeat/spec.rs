@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use alertcore::secret::SecretSource;
+use alertcore::transport::SecretSource;
 use alertcore::{BuildError, Config, ConfigError, Severity, Table, Timestamp};
 use jiff::tz::TimeZone;
 use serde::Deserialize;

@@ -78,7 +78,7 @@ impl ServiceState {
     /// The state of a service that has none, after `streaks` streaks were forgotten
     /// (`alertctl clear`): its next streak gets a new id, so it cannot be confused with
     /// one whose notifications may still be in the outbox.
-    pub fn after_clear(streaks: u64) -> Self {
+    pub(crate) fn after_clear(streaks: u64) -> Self {
         Self {
             streaks,
             ..Self::default()
@@ -218,7 +218,7 @@ impl Streak {
     pub const INVOCATIONS_KEPT: usize = 16;
 
     /// Remembers `id` as the invocation id of a failure of this streak.
-    pub fn remember_invocation(&mut self, id: &str) {
+    pub(crate) fn remember_invocation(&mut self, id: &str) {
         if self.invocations.iter().any(|x| x == id) {
             return;
         }
@@ -290,7 +290,7 @@ impl ServiceState {
     /// Makes `to` a pending recipient of streak `streak_id` (its alert of `kind` was
     /// handed over from `from` at `at`), unless it already is one: then it has its own
     /// alert and state. Ignored when the streak has ended.
-    pub fn hand_over(
+    pub(crate) fn hand_over(
         &mut self,
         streak_id: u64,
         from: &str,
@@ -320,7 +320,7 @@ impl ServiceState {
     ///
     /// Ignored when the streak has ended or the notifier was sent something newer
     /// since (`sent_at` older than its latest alert).
-    pub fn record_outcome(
+    pub(crate) fn record_outcome(
         &mut self,
         streak_id: u64,
         notifier: &str,

@@ -141,7 +141,7 @@ impl TimeWindow {
     }
 
     /// Whether the civil (wall-clock) time `dt` falls in the window.
-    pub fn contains_datetime(&self, dt: DateTime) -> bool {
+    pub(crate) fn contains_datetime(&self, dt: DateTime) -> bool {
         let day = weekday_index(dt);
         let minute =
             u16::from(dt.hour().unsigned_abs()) * 60 + u16::from(dt.minute().unsigned_abs());
@@ -388,11 +388,6 @@ impl TimeWindows {
             .map(Self)
     }
 
-    /// Whether any window contains the wall-clock time `at`.
-    pub fn contains_any(&self, at: &Zoned) -> bool {
-        self.first_match(at.datetime()).is_some()
-    }
-
     /// Whether any window contains the instant `ms` read in `tz`; see
     /// [`TimeWindow::contains_ms`].
     pub fn contains_any_ms(&self, ms: i64, tz: &TimeZone) -> bool {
@@ -405,7 +400,7 @@ impl TimeWindows {
     }
 
     /// The first window that contains the instant `ms` read in `tz`.
-    pub fn first_match_ms(&self, ms: i64, tz: &TimeZone) -> Option<&TimeWindow> {
+    pub(crate) fn first_match_ms(&self, ms: i64, tz: &TimeZone) -> Option<&TimeWindow> {
         self.first_match(civil(ms, tz))
     }
 
@@ -912,7 +907,7 @@ mod tests {
             ws.first_match_ms(z.timestamp().as_millisecond(), &TimeZone::UTC),
             ws.as_slice().get(1)
         );
-        assert!(ws.contains_any(&z));
+        assert!(ws.contains_any_ms(z.timestamp().as_millisecond(), &TimeZone::UTC));
     }
 
     fn window_strategy() -> impl Strategy<Value = TimeWindow> {
