@@ -14,54 +14,17 @@
 //! ```
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 #[path = "floor/sqlite.rs"]
 mod sqlite;
-use sqlite::Db;
-
-fn init(path: &str) -> rusqlite::Result<()> {
-    Db::open(path)?.conn().execute_batch(
-        "CREATE TABLE IF NOT EXISTS events (
-             id    INTEGER PRIMARY KEY,
-             key   TEXT NOT NULL,
-             ts_ms INTEGER NOT NULL
-         );
-         CREATE INDEX IF NOT EXISTS events_by_key ON events (key, id);",
-    )
-}
-
-fn record(path: &str, key: &str) -> rusqlite::Result<()> {
-    let mut db = Db::open(path)?;
-    let tx = db
-        .conn()
-        .transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // read one row (the newest event of this key), as alertctl reads a service's state
-    let _last: Option<i64> = tx
-        .query_row(
-            "SELECT ts_ms FROM events WHERE key = ?1 ORDER BY id DESC LIMIT 1",
-            [key],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    tx.execute(
-        "INSERT INTO events (key, ts_ms) VALUES (?1, ?2)",
-        params![key, now],
-    )?;
-    tx.commit()
-}
+use sqlite::{init, record};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
         [flag, path] if flag == "--init" => init(path),
-        [path, key] => record(path, key),
-        [path] => record(path, "floor"),
+        [path, key] => record(path, key).map(drop),
+        [path] => record(path, "floor").map(drop),
         _ => {
             eprintln!("usage: bench_floor --init DB | bench_floor DB [KEY]");
             return ExitCode::from(2);

@@ -15,50 +15,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use std::time::Duration;
 
 #[path = "floor/sqlite.rs"]
 mod sqlite;
-use sqlite::Db;
+use sqlite::{init, record};
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
-
-fn init(path: &str) -> Result<()> {
-    Db::open(path)?.conn().execute_batch(
-        "CREATE TABLE IF NOT EXISTS events (
-             id    INTEGER PRIMARY KEY,
-             key   TEXT NOT NULL,
-             ts_ms INTEGER NOT NULL
-         );
-         CREATE INDEX IF NOT EXISTS events_by_key ON events (key, id);",
-    )?;
-    Ok(())
-}
-
-fn record(path: &str, key: &str) -> Result<i64> {
-    let mut db = Db::open(path)?;
-    let tx = db
-        .conn()
-        .transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let _last: Option<i64> = tx
-        .query_row(
-            "SELECT ts_ms FROM events WHERE key = ?1 ORDER BY id DESC LIMIT 1",
-            [key],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    tx.execute(
-        "INSERT INTO events (key, ts_ms) VALUES (?1, ?2)",
-        params![key, now],
-    )?;
-    tx.commit()?;
-    Ok(now)
-}
 
 /// `http://host:port/path` only: the floor does not do TLS.
 fn post(url: &str, body: &str) -> Result<u16> {
@@ -106,7 +69,7 @@ fn run(db: &str, url: &str) -> Result<()> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
-        [flag, path] if flag == "--init" => init(path),
+        [flag, path] if flag == "--init" => init(path).map_err(Into::into),
         [db, url] => run(db, url),
         _ => {
             eprintln!("usage: bench_webhook_floor --init DB | bench_webhook_floor DB URL");

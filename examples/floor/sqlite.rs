@@ -4,14 +4,15 @@
 //! most 128 frames is left in place (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`), a longer one is
 //! checkpointed and deleted by the last connection, and a commit that leaves 1000 frames
 //! checkpoints (SQLite's `wal_autocheckpoint`, which the store's own WAL hook replaces).
-//! Shared by the floor examples with `#[path]`.
+//! Shared by the floor examples with `#[path]`, with the one event they all record
+//! ([`record`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
 use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// As `SqliteStore`: a writer waits for the others rather than failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -61,4 +62,42 @@ impl Drop for Db {
                 .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
         }
     }
+}
+
+/// Creates the floors' table once.
+pub(crate) fn init(path: &str) -> rusqlite::Result<()> {
+    Db::open(path)?.conn().execute_batch(
+        "CREATE TABLE IF NOT EXISTS events (
+             id    INTEGER PRIMARY KEY,
+             key   TEXT NOT NULL,
+             ts_ms INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS events_by_key ON events (key, id);",
+    )
+}
+
+/// One event of `key`, as one process records it: open, in one `BEGIN IMMEDIATE`
+/// transaction read one row (as alertctl reads a service's state) and insert one,
+/// commit, close. Returns the event's time (Unix milliseconds).
+pub(crate) fn record(path: &str, key: &str) -> rusqlite::Result<i64> {
+    let mut db = Db::open(path)?;
+    let tx = db
+        .conn()
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let _last: Option<i64> = tx
+        .query_row(
+            "SELECT ts_ms FROM events WHERE key = ?1 ORDER BY id DESC LIMIT 1",
+            [key],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    tx.execute(
+        "INSERT INTO events (key, ts_ms) VALUES (?1, ?2)",
+        params![key, now],
+    )?;
+    tx.commit()?;
+    Ok(now)
 }
