@@ -944,10 +944,8 @@ mod tests {
     #[test]
     fn sqlite_records_and_claims_the_next_row_in_one_call() {
         let sqlite = SqliteStore::open_in_memory().unwrap();
-        crate::testkit::limits_conformance(&sqlite, &|store, id, at, next| {
-            let any: &dyn std::any::Any = store;
-            any.downcast_ref::<SqliteStore>()
-                .expect("the store under test")
+        crate::testkit::limits_conformance(&sqlite, &|_, id, at, next| {
+            sqlite
                 .record_attempt_and_claim(
                     id,
                     Attempt::Delivered,
