@@ -188,7 +188,8 @@ impl Body {
     pub(crate) fn template(
         source: String,
         origin: String,
-        (vars, variables): (TemplateVars, Variables),
+        vars: TemplateVars,
+        variables: Variables,
         json: bool,
     ) -> Result<Self, minijinja::Error> {
         // The core's rules: a misspelt variable fails loudly when the template is tried
@@ -479,7 +480,8 @@ mod tests {
         Body::template(
             p.template().to_owned(),
             p.name().to_owned(),
-            (vars, Variables::Core),
+            vars,
+            Variables::Core,
             true,
         )
         .unwrap()
@@ -688,7 +690,8 @@ mod tests {
         let body = Body::template(
             source.to_owned(),
             "template".to_owned(),
-            (TemplateVars::default(), Variables::Core),
+            TemplateVars::default(),
+            Variables::Core,
             false,
         )
         .unwrap();
@@ -714,7 +717,8 @@ mod tests {
         let e = Body::template(
             deep,
             "template".to_owned(),
-            (TemplateVars::default(), Variables::Core),
+            TemplateVars::default(),
+            Variables::Core,
             false,
         )
         .unwrap_err()
@@ -729,7 +733,8 @@ mod tests {
         let e = Body::template(
             "{{ service ".to_owned(),
             "t".to_owned(),
-            (TemplateVars::default(), Variables::Core),
+            TemplateVars::default(),
+            Variables::Core,
             false,
         )
         .unwrap_err();
@@ -737,7 +742,8 @@ mod tests {
         let body = Body::template(
             "{{ servce }}".to_owned(),
             "t".to_owned(),
-            (TemplateVars::default(), Variables::Core),
+            TemplateVars::default(),
+            Variables::Core,
             false,
         )
         .unwrap();
@@ -749,7 +755,8 @@ mod tests {
         let body = Body::template(
             "{\"service\": \"{{ service }}\"}".to_owned(),
             "t".to_owned(),
-            (TemplateVars::default(), Variables::Core),
+            TemplateVars::default(),
+            Variables::Core,
             true,
         )
         .unwrap();

@@ -667,7 +667,7 @@ impl WebhookConfig {
         }
         check_labels(&self.labels, alertmanager)?;
         let json = body::is_json(content_type);
-        let body = Body::template(source, origin, (vars, variables), json)
+        let body = Body::template(source, origin, vars, variables, json)
             .map_err(|e| BuildError::key(key, format!("template error: {e}")))?;
         // The presets are tried by this crate's own tests, hostile names included;
         // alertctl builds its notifiers at every run, so they skip the sample renders.
