@@ -109,7 +109,7 @@ impl FlapState {
         self.last = Some(health);
     }
 
-    /// The weighted percentage of state changes in the last [`SAMPLES`] events.
+    /// The weighted percentage of state changes in the last 20 events.
     pub fn percent(&self) -> f64 {
         let weighted: f64 = (0..SAMPLES)
             .filter(|k| self.changes & (1 << k) != 0)

@@ -4,7 +4,7 @@
 //! (`[[inhibit]]`: held while a failing service matching its source agrees on its
 //! `equal` labels) and acknowledgements (`alertctl ack`, kept in the streak).
 //!
-//! A hold is a veto over what the policy decided, applied after it ([`apply`]): a
+//! A hold is a veto over what the policy decided, applied after it (by the engine): a
 //! failure alert, reminder or escalation it would send is suppressed with the hold as
 //! its reason, and the recipient's state is left as it was, so nothing counts as sent.
 //! Once the hold is over, the next flush finds a failing service whose recipient was
@@ -275,7 +275,7 @@ impl Active {
     }
 }
 
-/// The holds that may apply to an event: the engine's [`Sources`] (maintenance
+/// The holds that may apply to an event: the engine's sources (maintenance
 /// windows, dependencies, `[[inhibit]]` rules), with what was read for this event: the
 /// store's silences, which of its dependencies are failing, and every failing service
 /// when there are inhibit rules.

@@ -384,10 +384,11 @@ impl Notification {
 
     /// A stable id for the incident (streak start and number, service, host): the same
     /// for the first alert, every reminder and the recovery, so transports can thread
-    /// them. Parts are joined by `.` and each is [`sanitize_id`]-ed, so the result fits a
-    /// Message-ID or a URL and two incidents never share an id. A very long service or
-    /// host name is shortened to its start and a hash of the whole, so the id stays
-    /// under 400 bytes (a mail header line must stay under 998).
+    /// them. Parts are joined by `.`; each keeps `[A-Za-z0-9-]` and writes every other
+    /// byte as `_xx` hex, so the result fits a Message-ID or a URL and two incidents never
+    /// share an id. A very long service or host name is shortened to its start and a
+    /// hash of the whole, so the id stays under 400 bytes (a mail header line must stay
+    /// under 998).
     pub fn incident_id(&self) -> String {
         format!(
             "{}.{}.{}.{}",

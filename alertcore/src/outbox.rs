@@ -216,7 +216,7 @@ pub struct Limits {
     pub max_per_minute: Option<u32>,
     /// Sent in groups, no two closer than this: when one of the notifier's rows is
     /// due, every row of it waiting for its first attempt (or due) is claimed at once,
-    /// up to [`MAX_GROUP`], whatever the other limits say (a group is one message).
+    /// up to 500, whatever the other limits say (a group is one message).
     pub group_interval: Option<Duration>,
 }
 

@@ -791,7 +791,7 @@ impl Format {
     }
 }
 
-/// Refuses a tag longer than [`MAX_TAG_BYTES`] (string literals aside). minijinja's
+/// Refuses a tag longer than 1,000 bytes (string literals aside). minijinja's
 /// parser, code generator and syntax tree recurse once per operator of an expression,
 /// without a limit for chains like `- - - 1` or `a ~ b ~ c`: a few thousand of them
 /// overflow a 2 MiB thread stack, which aborts the process. No tag a person writes is
@@ -884,7 +884,7 @@ fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 }
 
 /// Renders template `name` of `env` with `ctx`, taking at most `fuel` steps and writing
-/// at most [`MAX_RENDER_BYTES`]; for transports with templates of their own, as for the
+/// at most 4 MiB; for transports with templates of their own, as for the
 /// formats.
 ///
 /// # Errors
