@@ -8,7 +8,7 @@
 //! processes, on a non-swappable file system, and outside the unit it does not exist.
 //!
 //! ```
-//! use alertcore::secret::SecretSource;
+//! use alertcore::transport::SecretSource;
 //!
 //! let token = SecretSource::choose(
 //!     ("token_env", None),
