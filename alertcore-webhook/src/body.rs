@@ -260,9 +260,9 @@ impl Body {
                 let default_body = ctx.format.is_default_body();
                 let data = match variables {
                     Variables::Core => {
-                        let (title, text) = ctx
+                        let (title, text, variables) = ctx
                             .format
-                            .subject_and_body(n, ctx)
+                            .subject_body_and_variables(n, ctx)
                             .map_err(WebhookError::Format)?;
                         minijinja::context! {
                             title,
@@ -272,7 +272,7 @@ impl Body {
                             ends_after,
                             topic => &vars.topic,
                             default_body,
-                            ..ctx.format.variables(n, ctx)
+                            ..variables
                         }
                     }
                     Variables::Document => minijinja::Value::from(Serde(&TemplateData {

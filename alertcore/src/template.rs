@@ -645,6 +645,32 @@ impl Format {
         n: &Notification,
         ctx: &Context<'_>,
     ) -> Result<(String, String), NotifyError> {
+        self.rendered(n, ctx)
+            .map(|(subject, body, _)| (subject, body))
+    }
+
+    /// [`Format::subject_and_body`], and the data model they were rendered from (the
+    /// variables in the table above, `subject` included) as a template value: for a
+    /// transport that renders templates of its own with the same variables (the
+    /// webhook's `template` and presets), adding its own with
+    /// `minijinja::context! { name => value, ..variables }`.
+    ///
+    /// # Errors
+    /// As for [`Format::subject`].
+    pub fn subject_body_and_variables(
+        &self,
+        n: &Notification,
+        ctx: &Context<'_>,
+    ) -> Result<(String, String, Value), NotifyError> {
+        self.rendered(n, ctx)
+            .map(|(subject, body, data)| (subject, body, Value::from(Serde(data))))
+    }
+
+    fn rendered(
+        &self,
+        n: &Notification,
+        ctx: &Context<'_>,
+    ) -> Result<(String, String, model::Model), NotifyError> {
         let mut data = self.data(n, ctx, None);
         let fuel = fuel(n, ctx);
         let subject =
@@ -660,7 +686,7 @@ impl Format {
                 }
             }
         };
-        Ok((subject, body))
+        Ok((subject, body, data))
     }
 
     /// The one-line form log-like transports write (console, file, syslog): `full`'s
@@ -682,14 +708,6 @@ impl Format {
                 Ok(self.one_line_bounded(&text, usize::MAX))
             }
         }
-    }
-
-    /// The data model (the variables in the table above) of `n` as this format's
-    /// templates see it, but `subject`: for a transport that renders templates of its
-    /// own with the same variables (the webhook's `template` and presets), adding its own
-    /// with `minijinja::context! { name => value, ..variables }`.
-    pub fn variables(&self, n: &Notification, ctx: &Context<'_>) -> Value {
-        Value::from(Serde(self.data(n, ctx, None)))
     }
 
     /// `t` as the templates show times: in `timestamp_format` (system time zone), or
